@@ -1,0 +1,46 @@
+# The two set-up commands of the README:
+#   make run   installs dependencies, builds, and starts the service on its embedded defaults
+#   make test  installs dependencies, builds, and runs every test suite
+# Everything else here is a convenience for developers.
+
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+WERROR ?= OFF
+SANITIZE ?=
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+RUN_ARGS ?=
+
+.PHONY: all deps configure build test unit-test run clean format tidy
+
+all: build
+
+deps:
+	@scripts/bootstrap
+
+$(BUILD_DIR)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DAF_WERROR=$(WERROR) \
+	  -DAF_SANITIZE="$(SANITIZE)" $(CMAKE_FLAGS)
+
+configure: deps $(BUILD_DIR)/CMakeCache.txt
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+unit-test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L unit
+
+test: build
+	scripts/run-tests $(BUILD_DIR)
+
+run: build
+	scripts/run $(BUILD_DIR) $(RUN_ARGS)
+
+format:
+	git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+tidy: build
+	git ls-files 'src/*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet
+
+clean:
+	rm -rf $(BUILD_DIR)

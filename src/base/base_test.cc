@@ -1,0 +1,96 @@
+#include <fcntl.h>
+
+#include <gtest/gtest.h>
+
+#include "base/path.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace agentfense {
+namespace {
+
+Result<int> Half(int x) {
+  if (x % 2) return Error(ErrorCode::kInvalidArgument, "odd");
+  return x / 2;
+}
+
+Result<int> Quarter(int x) {
+  AF_ASSIGN_OR_RETURN(int h, Half(x));
+  AF_ASSIGN_OR_RETURN(int q, Half(h));
+  return q;
+}
+
+Status CheckEven(int x) {
+  AF_RETURN_IF_ERROR(Half(x));
+  return OkStatus();
+}
+
+TEST(Result, PropagatesValuesAndErrors) {
+  EXPECT_EQ(*Quarter(8), 2);
+  auto r = Quarter(6);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(CheckEven(4).ok());
+  EXPECT_FALSE(CheckEven(3).ok());
+}
+
+TEST(Error, ContextChainAndErrno) {
+  Error e = Error::FromErrno(ENOENT, "openat x");
+  e.With("loading rules");
+  EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+  EXPECT_EQ(e.ToErrno(), ENOENT);
+  EXPECT_EQ(e.ToString(), "loading rules: openat x (No such file or directory)");
+  EXPECT_EQ(Error(ErrorCode::kPermissionDenied, "no").ToErrno(), EACCES);
+}
+
+TEST(UniqueFd, ClosesOnDestructionAndMove) {
+  int raw;
+  {
+    auto fd = OpenAt(AT_FDCWD, "/", O_PATH | O_DIRECTORY);
+    ASSERT_TRUE(fd.ok());
+    raw = fd->get();
+    UniqueFd moved = std::move(*fd);
+    EXPECT_EQ(moved.get(), raw);
+    EXPECT_FALSE(fd->valid());
+  }
+  EXPECT_EQ(fcntl(raw, F_GETFD), -1);
+}
+
+TEST(UniqueFd, OpenAtRefusesSymlinkFinalComponent) {
+  auto fd = OpenAt(AT_FDCWD, "/proc/self/exe", O_RDONLY);
+  ASSERT_FALSE(fd.ok());
+  EXPECT_EQ(fd.error().sys_errno(), ELOOP);
+}
+
+TEST(Path, NormalizeWorkspacePath) {
+  EXPECT_EQ(*NormalizeWorkspacePath(""), "/");
+  EXPECT_EQ(*NormalizeWorkspacePath("/"), "/");
+  EXPECT_EQ(*NormalizeWorkspacePath("a//b/./c/"), "/a/b/c");
+  EXPECT_EQ(*NormalizeWorkspacePath("/.env"), "/.env");
+  EXPECT_FALSE(NormalizeWorkspacePath("/a/../b").ok());
+  EXPECT_FALSE(NormalizeWorkspacePath(std::string("/a\0b", 4)).ok());
+  EXPECT_FALSE(NormalizeWorkspacePath(std::string(5000, 'a')).ok());
+  EXPECT_FALSE(NormalizeWorkspacePath("/" + std::string(256, 'a')).ok());
+}
+
+TEST(Path, ValidateRelativePath) {
+  EXPECT_EQ(*ValidateRelativePath("src/app.py"), "src/app.py");
+  EXPECT_EQ(*ValidateRelativePath("src/"), "src");
+  EXPECT_EQ(*ValidateRelativePath("", true), "");
+  for (const char* bad : {"", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "a\\b", "a/.", "//"}) {
+    EXPECT_FALSE(ValidateRelativePath(bad).ok()) << bad;
+  }
+  EXPECT_FALSE(ValidateRelativePath(std::string("a\0b", 3)).ok());
+}
+
+TEST(Path, SplitJoinParent) {
+  EXPECT_EQ(SplitPath("/a//b/c"), (std::vector<std::string_view>{"a", "b", "c"}));
+  EXPECT_EQ(JoinWorkspacePath("/", "a"), "/a");
+  EXPECT_EQ(JoinWorkspacePath("/a", "b"), "/a/b");
+  EXPECT_EQ(ParentPath("/a/b"), "/a");
+  EXPECT_EQ(ParentPath("/a"), "/");
+  EXPECT_EQ(ParentPath("/"), "/");
+}
+
+}  // namespace
+}  // namespace agentfense

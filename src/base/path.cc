@@ -1,0 +1,89 @@
+#include "base/path.h"
+
+namespace agentfense {
+
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) out.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+Result<std::string> NormalizeWorkspacePath(std::string_view path) {
+  if (path.size() > kMaxPathBytes) {
+    return Error(ErrorCode::kInvalidArgument, "path longer than 4096 bytes");
+  }
+  if (path.find('\0') != std::string_view::npos) {
+    return Error(ErrorCode::kInvalidArgument, "path contains a NUL byte");
+  }
+  std::string out;
+  out.reserve(path.size() + 1);
+  for (std::string_view seg : SplitPath(path)) {
+    if (seg == ".") continue;
+    if (seg == "..") return Error(ErrorCode::kInvalidArgument, "path contains a '..' segment");
+    if (seg.size() > kMaxNameBytes) {
+      return Error(ErrorCode::kInvalidArgument, "path component longer than 255 bytes");
+    }
+    out += '/';
+    out += seg;
+  }
+  if (out.empty()) out = "/";
+  return out;
+}
+
+Result<std::string> ValidateRelativePath(std::string_view path, bool allow_empty) {
+  if (path.empty()) {
+    if (allow_empty) return std::string();
+    return Error(ErrorCode::kInvalidArgument, "path is empty");
+  }
+  if (path.size() > kMaxPathBytes) {
+    return Error(ErrorCode::kInvalidArgument, "path longer than 4096 bytes");
+  }
+  if (path.find('\0') != std::string_view::npos) {
+    return Error(ErrorCode::kInvalidArgument, "path contains a NUL byte");
+  }
+  if (path.find('\\') != std::string_view::npos) {
+    return Error(ErrorCode::kInvalidArgument, "path contains a backslash");
+  }
+  if (path.front() == '/') {
+    return Error(ErrorCode::kInvalidArgument, "path must be relative (no leading '/')");
+  }
+  // A single trailing '/' is tolerated for directories ("src/"); any other empty segment is not.
+  std::string_view body = path;
+  if (body.size() > 1 && body.back() == '/') body.remove_suffix(1);
+  size_t i = 0;
+  while (true) {
+    size_t j = body.find('/', i);
+    std::string_view seg = body.substr(i, j == std::string_view::npos ? j : j - i);
+    if (seg.empty()) return Error(ErrorCode::kInvalidArgument, "path has an empty segment");
+    if (seg == "." || seg == "..") {
+      return Error(ErrorCode::kInvalidArgument, "path contains a '.' or '..' segment");
+    }
+    if (seg.size() > kMaxNameBytes) {
+      return Error(ErrorCode::kInvalidArgument, "path component longer than 255 bytes");
+    }
+    if (j == std::string_view::npos) break;
+    i = j + 1;
+  }
+  return std::string(body);
+}
+
+std::string JoinWorkspacePath(std::string_view dir, std::string_view name) {
+  std::string out(dir);
+  if (out.empty() || out.back() != '/') out += '/';
+  out += name;
+  return out;
+}
+
+std::string_view ParentPath(std::string_view path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos || slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace agentfense
