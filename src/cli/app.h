@@ -1,0 +1,13 @@
+// The agentfense command line: argument parsing (CLI11) and dispatch to the commands. Kept apart
+// from main() so tests can run it in-process.
+#pragma once
+
+#include <ostream>
+
+namespace agentfense::cli {
+
+// Parses argv and runs the chosen command. Never throws; returns the process exit status
+// (0 ok, 1 failure, 2 usage or invalid input). --help and --version print to `out` and return 0.
+int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+}  // namespace agentfense::cli
