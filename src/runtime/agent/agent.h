@@ -1,0 +1,168 @@
+// agentfense-agent: the init process of a sandbox. A single-threaded poll loop serving the framed
+// protocol of runtime/agent_protocol.h on one inherited socket (bwrap) or a listening socket
+// (Docker). It forks commands in their own sessions, streams their output, enforces timeouts and
+// output caps, keeps persistent shell sessions and, as PID 1, reaps every orphan.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "runtime/agent_protocol.h"
+
+namespace agentfense::runtime::agent {
+
+using Clock = std::chrono::steady_clock;
+
+struct AgentOptions {
+  int serve_fd = -1;        // an inherited connected socket (exit when it closes)
+  std::string listen_path;  // or a Unix socket to listen on (many connections)
+  std::string workspace = "/workspace";
+  std::string home = "/tmp";
+  std::string user = "sandbox";
+};
+
+struct Conn {
+  uint64_t id = 0;
+  UniqueFd fd;
+  proto::FrameReader reader;
+  std::string out;  // encoded frames not yet written
+  size_t out_off = 0;
+  bool hello_done = false;
+  bool closing = false;  // protocol error or EOF: drop once `out` is flushed (or at once on EOF)
+};
+
+// Output capture shared by one-shot execs and session commands.
+struct Capture {
+  uint64_t conn_id = 0;
+  uint64_t request_id = 0;
+  uint64_t cap = 0;
+  uint64_t kept[2] = {0, 0};
+  bool truncated = false;
+};
+
+struct Job {
+  pid_t pid = -1;
+  Capture capture;
+  UniqueFd out, err, in;  // our ends of the child's stdout, stderr, stdin pipes
+  std::string stdin_data;
+  size_t stdin_off = 0;
+  Clock::time_point start;
+  std::optional<Clock::time_point> deadline;
+  std::optional<Clock::time_point> kill_at;      // SIGKILL after the SIGTERM grace
+  std::optional<Clock::time_point> drain_until;  // after exit: stop waiting for pipe EOF then
+  bool timed_out = false;
+  bool exited = false;
+  int status = 0;
+  uint64_t oom_before = 0;
+};
+
+struct Session {
+  uint64_t id = 0;
+  pid_t pid = -1;  // the shell
+  UniqueFd cmd_w, status_r, out, err;
+  std::string cmd_buf;  // the command being written to the shell (non-blocking)
+  size_t cmd_off = 0;
+  std::string status_buf;
+  bool bash = false;    // which driver framing the shell speaks
+  bool closed = false;  // the shell exited (e.g. `exit`): later commands are refused
+  int shell_status = 0;
+  // The command being run, if any, and the ones waiting behind it.
+  struct Pending {
+    uint64_t conn_id;
+    uint64_t request_id;
+    proto::SessionExec req;
+  };
+  std::deque<Pending> queue;
+  bool busy = false;
+  Capture capture;
+  Clock::time_point start;
+  std::optional<Clock::time_point> deadline;
+  std::optional<Clock::time_point> hard_deadline;  // shell did not come back after the kill
+  bool timed_out = false;
+  std::set<std::pair<pid_t, uint64_t>> before;  // descendants (pid, start time) at command start
+  uint64_t oom_before = 0;
+};
+
+class Agent {
+ public:
+  explicit Agent(AgentOptions options);
+  // Runs until the served connection closes (serve_fd mode) or forever (listen mode).
+  Status Run();
+
+ private:
+  Status Setup();
+  void Loop();
+  void AcceptConn();
+  void ReadConn(Conn& c);
+  void FlushConn(Conn& c);
+  void DropConn(uint64_t id);
+  void Send(uint64_t conn_id, const Result<std::string>& frame);
+  void SendError(uint64_t conn_id, uint64_t request_id, const Error& e);
+  void Dispatch(Conn& c, proto::Frame frame);
+
+  void StartExec(uint64_t conn_id, uint64_t request_id, proto::Exec req);
+  void PumpJobOutput(Job& job, int which);
+  void FinishJob(std::map<uint64_t, Job>::iterator it);
+  void Cancel(uint64_t conn_id, uint64_t request_id);
+
+  void OpenSession(uint64_t conn_id, uint64_t request_id, const proto::SessionOpen& req);
+  void SessionExec(uint64_t conn_id, uint64_t request_id, proto::SessionExec req);
+  void CloseSession(uint64_t conn_id, uint64_t request_id, uint64_t session_id);
+  void StartNextSessionCommand(Session& s);
+  void WriteSessionCommand(Session& s);
+  void PumpSessionOutput(Session& s, int which, bool drain);
+  void ReadSessionStatus(Session& s);
+  void FinishSessionCommand(Session& s, int status);
+  void SessionShellDied(Session& s, int status);
+  void KillSession(Session& s);
+
+  void ReapChildren();
+  void CheckTimers();
+  // Emits output bytes for a capture: forwards up to the cap, counts and drops the rest.
+  void EmitOutput(Capture& cap, proto::Stream stream, const char* data, size_t n);
+  bool Backlogged(uint64_t conn_id) const;
+  std::vector<std::string> BaseEnv() const;
+  // Kills the processes of the session ids not in use by a live job or session: double-forked
+  // daemons that left their command's process group.
+  void SweepStrays();
+
+  AgentOptions options_;
+  UniqueFd listen_fd_;
+  UniqueFd signal_fd_;
+  std::map<uint64_t, Conn> conns_;
+  std::map<uint64_t, Job> jobs_;  // keyed by a local job id
+  std::map<uint64_t, Session> sessions_;
+  uint64_t next_conn_id_ = 1;
+  uint64_t next_job_id_ = 1;
+  uint64_t next_session_id_ = 1;
+  bool has_bash_ = false;
+  bool stop_ = false;
+};
+
+// Helpers shared with sessions.cc (process.cc).
+// Descendants of `root` (not including it) as (pid, start time) pairs, read from /proc.
+std::vector<std::pair<pid_t, uint64_t>> Descendants(pid_t root);
+// SIGKILLs `root`'s process group and every descendant found in /proc.
+void KillTree(pid_t root);
+// The cumulative count of OOM kills in this process's memory cgroup, when visible (Docker); 0 else.
+uint64_t OomKillCount();
+// Forks `argv` with the given fds as 0/1/2 in a new session, environment `env` and cwd `dir`; every
+// other fd is closed. `extra` fds are kept at the given numbers (sessions' control pipes).
+Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                    const std::string& dir, int in_fd, int out_fd, int err_fd,
+                    const std::vector<std::pair<int, int>>& extra = {});
+// Finds an executable for argv[0] on PATH (from env), as execvp would.
+std::string ResolveExecutable(const std::string& name, const std::vector<std::string>& env);
+
+}  // namespace agentfense::runtime::agent

@@ -1,0 +1,122 @@
+// Host-side client of agentfense-agent over one connected Unix stream socket. Both runtimes use it:
+// bwrap hands the agent one end of a socketpair, Docker connects to a socket in a bound directory.
+//
+// One client multiplexes any number of concurrent calls from any number of threads over the single
+// connection (request ids); a reader thread owned by the client routes incoming frames to the call
+// that waits for them. Output callbacks run on the calling thread, never on the reader thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "runtime/agent_protocol.h"
+
+namespace agentfense::runtime {
+
+struct ExecResult {
+  int exit_code = 0;  // exit status, or 128+signal
+  int signal = 0;     // terminating signal, 0 if the command exited
+  uint64_t duration_us = 0;
+  bool timed_out = false;  // the agent killed the tree at the deadline (map to DEADLINE_EXCEEDED)
+  bool truncated = false;  // output beyond output_cap was dropped (per stream)
+  bool oom = false;        // the OOM killer fired (set by the launcher, which sees the cgroup)
+  // Collected output, only when no OutputCallback was given (else it was streamed).
+  std::string stdout_data;
+  std::string stderr_data;
+};
+
+// Receives output as it is produced. Runs on the thread that called Exec / SessionExec.
+using OutputCallback = std::function<void(proto::Stream stream, std::string_view data)>;
+
+struct CallOptions {
+  // Polled about every 50 ms; when it turns true the client sends Cancel (the agent kills the
+  // command's tree) and the call returns kCancelled.
+  const std::atomic<bool>* cancel = nullptr;
+  // The agent enforces timeout_ms itself. If it has not answered timeout_ms + this much later, the
+  // client gives up (kDeadlineExceeded) and cancels: a stuck agent never hangs a caller forever.
+  std::chrono::milliseconds agent_grace{15000};
+};
+
+class AgentClient {
+ public:
+  // Takes ownership of a connected stream socket, exchanges Hello and starts the reader thread.
+  // Errors: kUnavailable if the agent does not answer within hello_timeout or the connection
+  // breaks, kFailedPrecondition on a version mismatch.
+  static Result<std::unique_ptr<AgentClient>> Create(
+      UniqueFd socket, std::chrono::milliseconds hello_timeout = std::chrono::seconds(10));
+
+  // Connects to the agent's listening socket at `path`, retrying until `timeout` (the agent of a
+  // just-started container may not listen yet), then as Create.
+  static Result<std::unique_ptr<AgentClient>> Connect(
+      const std::string& path, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // Shuts the connection down (the agent kills what this connection started) and joins the reader.
+  ~AgentClient();
+  AgentClient(const AgentClient&) = delete;
+  AgentClient& operator=(const AgentClient&) = delete;
+
+  // Runs a command. A timeout is a result (timed_out = true), not an error; errors are for requests
+  // the agent refused (kInvalidArgument: bad workdir, empty command...) or a broken connection
+  // (kUnavailable). Thread-safe.
+  Result<ExecResult> Exec(const proto::Exec& request, const OutputCallback& on_output = nullptr,
+                          const CallOptions& options = {});
+
+  // Starts a persistent shell; returns its id. Thread-safe.
+  Result<uint64_t> OpenSession(const proto::SessionOpen& request);
+
+  // Runs `request.command` in the session. Commands on one session are serialized by the agent.
+  // kFailedPrecondition "session closed" when the shell exited (e.g. the user ran `exit`);
+  // kNotFound for an unknown id. Thread-safe.
+  Result<ExecResult> SessionExec(const proto::SessionExec& request,
+                                 const OutputCallback& on_output = nullptr,
+                                 const CallOptions& options = {});
+
+  // Kills the session's whole process tree. kNotFound for an unknown id. Thread-safe.
+  Status CloseSession(uint64_t session_id);
+
+  // False once the connection broke (agent died); every later call fails with kUnavailable.
+  bool alive() const { return alive_.load(); }
+  const proto::Hello& agent_hello() const { return hello_; }
+
+ private:
+  struct Call {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<proto::Frame> frames;  // bounded by the agent's per-stream output cap
+    bool broken = false;
+  };
+
+  explicit AgentClient(UniqueFd socket);
+  Status Send(const std::string& frame);
+  uint64_t NextId() { return next_id_.fetch_add(1); }
+  std::shared_ptr<Call> Register(uint64_t id);
+  void Unregister(uint64_t id);
+  // Waits for the next frame of a call; nullopt on timeout. Error if the connection broke.
+  Result<std::optional<proto::Frame>> Wait(Call& call, std::chrono::milliseconds max_wait);
+  Result<ExecResult> Collect(uint64_t id, Call& call, uint32_t timeout_ms,
+                             const OutputCallback& on_output, const CallOptions& options);
+  void ReaderLoop();
+
+  UniqueFd fd_;
+  proto::Hello hello_;
+  std::atomic<bool> alive_{true};
+  std::atomic<uint64_t> next_id_{1};
+  std::mutex write_mu_;  // serializes whole frames on the socket; never held with calls_mu_
+  std::mutex calls_mu_;  // guards calls_; taken before a Call::mu, never after
+  std::map<uint64_t, std::shared_ptr<Call>> calls_;
+  std::thread reader_;
+};
+
+}  // namespace agentfense::runtime

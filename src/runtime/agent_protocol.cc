@@ -1,0 +1,574 @@
+#include "runtime/agent_protocol.h"
+
+#include <cstring>
+
+namespace agentfense::runtime::proto {
+namespace {
+
+// Field tags. Numbers are part of the wire format: never reuse one.
+enum Tag : uint16_t {
+  kTagMinVersion = 1,
+  kTagMaxVersion = 2,
+  kTagSoftware = 3,
+  kTagHasBash = 4,
+  kTagArgv = 10,  // repeated
+  kTagShellCommand = 11,
+  kTagStdin = 12,
+  kTagEnv = 13,  // repeated: "KEY\0VALUE"
+  kTagWorkdir = 14,
+  kTagTimeoutMs = 15,
+  kTagOutputCap = 16,
+  kTagStream = 20,
+  kTagData = 21,
+  kTagExitCode = 30,
+  kTagSignal = 31,
+  kTagDurationUs = 32,
+  kTagTimedOut = 33,
+  kTagTruncated = 34,
+  kTagOom = 35,
+  kTagShell = 40,
+  kTagSessionId = 41,
+  kTagCommand = 42,
+  kTagErrorCode = 50,
+  kTagMessage = 51,
+};
+
+Error Bad(std::string what) {
+  return Error(ErrorCode::kInvalidArgument, "agent protocol: " + std::move(what));
+}
+
+void PutLe(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint64_t GetLe(std::string_view in, size_t off, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) {
+    v |= static_cast<uint64_t>(static_cast<unsigned char>(in[off + i])) << (8 * i);
+  }
+  return v;
+}
+
+class Writer {
+ public:
+  void Bytes(uint16_t tag, std::string_view v) {
+    PutLe(out_, tag, 2);
+    PutLe(out_, v.size(), 4);
+    out_.append(v);
+  }
+  void U64(uint16_t tag, uint64_t v) {
+    std::string b;
+    PutLe(b, v, 8);
+    Bytes(tag, b);
+  }
+  void Bool(uint16_t tag, bool v) {
+    Bytes(tag, v ? std::string_view("\1", 1) : std::string_view("\0", 1));
+  }
+  void Env(const std::vector<std::pair<std::string, std::string>>& env) {
+    for (const auto& [k, v] : env) {
+      std::string kv = k;
+      kv.push_back('\0');
+      kv += v;
+      Bytes(kTagEnv, kv);
+    }
+  }
+  Result<std::string> Finish(MsgType type, uint64_t request_id) {
+    if (out_.size() > kMaxPayload) {
+      return Error(ErrorCode::kResourceExhausted,
+                   "agent protocol: message of " + std::to_string(out_.size()) +
+                       " bytes exceeds the frame limit of " + std::to_string(kMaxPayload));
+    }
+    std::string frame;
+    frame.reserve(kHeaderSize + out_.size());
+    PutLe(frame, kMagic, 4);
+    PutLe(frame, kVersion, 2);
+    PutLe(frame, static_cast<uint16_t>(type), 2);
+    PutLe(frame, 0, 4);
+    PutLe(frame, request_id, 8);
+    PutLe(frame, out_.size(), 4);
+    frame += out_;
+    return frame;
+  }
+
+ private:
+  std::string out_;
+};
+
+// Walks a TLV payload. Fields are views into the payload (which outlives the reader).
+class Reader {
+ public:
+  explicit Reader(std::string_view p) : p_(p) {}
+
+  // Next field, nullopt at the end, error on a truncated field.
+  Result<std::optional<std::pair<uint16_t, std::string_view>>> Next() {
+    if (off_ == p_.size()) return std::optional<std::pair<uint16_t, std::string_view>>();
+    if (p_.size() - off_ < 6) return Bad("truncated field header");
+    auto tag = static_cast<uint16_t>(GetLe(p_, off_, 2));
+    auto len = GetLe(p_, off_ + 2, 4);
+    off_ += 6;
+    if (len > p_.size() - off_) return Bad("field length beyond payload");
+    std::string_view v = p_.substr(off_, len);
+    off_ += len;
+    return std::optional(std::make_pair(tag, v));
+  }
+
+ private:
+  std::string_view p_;
+  size_t off_ = 0;
+};
+
+// Tracks which scalar tags were seen so a duplicate is refused (two different values for one field
+// would let a sender confuse one check and another use).
+class Seen {
+ public:
+  Status Mark(uint16_t tag) {
+    if (tag >= 64) return OkStatus();
+    uint64_t bit = uint64_t{1} << tag;
+    if (bits_ & bit) return Bad("duplicate field " + std::to_string(tag));
+    bits_ |= bit;
+    return OkStatus();
+  }
+
+ private:
+  uint64_t bits_ = 0;
+};
+
+Result<uint64_t> AsU64(std::string_view v) {
+  if (v.size() != 8) return Bad("integer field of wrong size");
+  return GetLe(v, 0, 8);
+}
+
+Result<uint32_t> AsU32(std::string_view v) {
+  AF_ASSIGN_OR_RETURN(uint64_t x, AsU64(v));
+  if (x > UINT32_MAX) return Bad("integer out of range");
+  return static_cast<uint32_t>(x);
+}
+
+Result<int32_t> AsI32(std::string_view v) {
+  AF_ASSIGN_OR_RETURN(uint64_t x, AsU64(v));
+  auto s = static_cast<int64_t>(x);
+  if (s < INT32_MIN || s > INT32_MAX) return Bad("integer out of range");
+  return static_cast<int32_t>(s);
+}
+
+Result<bool> AsBool(std::string_view v) {
+  if (v.size() != 1 || (v[0] != 0 && v[0] != 1)) return Bad("bad boolean");
+  return v[0] == 1;
+}
+
+Result<std::pair<std::string, std::string>> AsEnv(std::string_view v) {
+  size_t nul = v.find('\0');
+  if (nul == std::string_view::npos || nul == 0) return Bad("bad env entry");
+  std::string_view key = v.substr(0, nul);
+  std::string_view value = v.substr(nul + 1);
+  if (key.find('=') != std::string_view::npos || value.find('\0') != std::string_view::npos) {
+    return Bad("bad env entry");
+  }
+  return std::make_pair(std::string(key), std::string(value));
+}
+
+// Strings that end up in argv, paths or the environment must not carry NUL bytes: execve would
+// silently cut them, so the command run would differ from the command checked.
+Status NoNul(std::string_view v, const char* what) {
+  if (v.find('\0') != std::string_view::npos) return Bad(std::string(what) + " contains NUL");
+  return OkStatus();
+}
+
+// Applies `fn(tag, value)` to every field, with duplicate detection for tags not in `repeated`.
+template <typename Fn>
+Status ForEachField(std::string_view payload, std::initializer_list<uint16_t> repeated, Fn fn) {
+  Reader r(payload);
+  Seen seen;
+  while (true) {
+    AF_ASSIGN_OR_RETURN(auto field, r.Next());
+    if (!field) return OkStatus();
+    bool is_repeated = false;
+    for (uint16_t t : repeated) is_repeated |= (t == field->first);
+    if (!is_repeated) AF_RETURN_IF_ERROR(seen.Mark(field->first));
+    AF_RETURN_IF_ERROR(fn(field->first, field->second));
+  }
+}
+
+}  // namespace
+
+// --- encode -----------------------------------------------------------------------------------
+
+Result<std::string> Encode(uint64_t id, const Hello& m) {
+  Writer w;
+  w.U64(kTagMinVersion, m.min_version);
+  w.U64(kTagMaxVersion, m.max_version);
+  w.Bytes(kTagSoftware, m.software);
+  w.Bool(kTagHasBash, m.has_bash);
+  return w.Finish(MsgType::kHello, id);
+}
+
+Result<std::string> Encode(uint64_t id, const Exec& m) {
+  if (m.argv.size() > kMaxArgs) return Error(ErrorCode::kInvalidArgument, "too many arguments");
+  if (m.env.size() > kMaxEnv) return Error(ErrorCode::kInvalidArgument, "too many env entries");
+  Writer w;
+  for (const auto& a : m.argv) w.Bytes(kTagArgv, a);
+  if (!m.shell_command.empty()) w.Bytes(kTagShellCommand, m.shell_command);
+  if (!m.stdin_data.empty()) w.Bytes(kTagStdin, m.stdin_data);
+  w.Env(m.env);
+  if (!m.workdir.empty()) w.Bytes(kTagWorkdir, m.workdir);
+  w.U64(kTagTimeoutMs, m.timeout_ms);
+  w.U64(kTagOutputCap, m.output_cap);
+  return w.Finish(MsgType::kExec, id);
+}
+
+Result<std::string> Encode(uint64_t id, const Output& m) {
+  Writer w;
+  w.U64(kTagStream, static_cast<uint64_t>(m.stream));
+  w.Bytes(kTagData, m.data);
+  return w.Finish(MsgType::kOutput, id);
+}
+
+Result<std::string> Encode(uint64_t id, const Exit& m) {
+  Writer w;
+  w.U64(kTagExitCode, static_cast<uint64_t>(static_cast<int64_t>(m.exit_code)));
+  w.U64(kTagSignal, static_cast<uint64_t>(static_cast<int64_t>(m.signal)));
+  w.U64(kTagDurationUs, m.duration_us);
+  w.Bool(kTagTimedOut, m.timed_out);
+  w.Bool(kTagTruncated, m.truncated);
+  w.Bool(kTagOom, m.oom);
+  return w.Finish(MsgType::kExit, id);
+}
+
+Result<std::string> Encode(uint64_t id, const SessionOpen& m) {
+  if (m.env.size() > kMaxEnv) return Error(ErrorCode::kInvalidArgument, "too many env entries");
+  Writer w;
+  if (!m.shell.empty()) w.Bytes(kTagShell, m.shell);
+  w.Env(m.env);
+  if (!m.workdir.empty()) w.Bytes(kTagWorkdir, m.workdir);
+  return w.Finish(MsgType::kSessionOpen, id);
+}
+
+Result<std::string> Encode(uint64_t id, const SessionOpened& m) {
+  Writer w;
+  w.U64(kTagSessionId, m.session_id);
+  return w.Finish(MsgType::kSessionOpened, id);
+}
+
+Result<std::string> Encode(uint64_t id, const SessionExec& m) {
+  Writer w;
+  w.U64(kTagSessionId, m.session_id);
+  w.Bytes(kTagCommand, m.command);
+  w.U64(kTagTimeoutMs, m.timeout_ms);
+  w.U64(kTagOutputCap, m.output_cap);
+  return w.Finish(MsgType::kSessionExec, id);
+}
+
+Result<std::string> Encode(uint64_t id, const SessionClose& m) {
+  Writer w;
+  w.U64(kTagSessionId, m.session_id);
+  return w.Finish(MsgType::kSessionClose, id);
+}
+
+Result<std::string> Encode(uint64_t id, const ErrorMsg& m) {
+  Writer w;
+  w.U64(kTagErrorCode, m.code);
+  // A message is diagnostic text: cap it so an error about a huge input stays small.
+  w.Bytes(kTagMessage, std::string_view(m.message).substr(0, 4096));
+  return w.Finish(MsgType::kError, id);
+}
+
+Result<std::string> Encode(uint64_t id, const Cancel&) {
+  return Writer().Finish(MsgType::kCancel, id);
+}
+Result<std::string> Encode(uint64_t id, const Ok&) { return Writer().Finish(MsgType::kOk, id); }
+
+// --- decode -----------------------------------------------------------------------------------
+
+Result<Hello> DecodeHello(std::string_view payload) {
+  Hello m;
+  m.min_version = m.max_version = 0;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    switch (tag) {
+      case kTagMinVersion: {
+        AF_ASSIGN_OR_RETURN(uint32_t x, AsU32(v));
+        if (x > UINT16_MAX) return Bad("version out of range");
+        m.min_version = static_cast<uint16_t>(x);
+        break;
+      }
+      case kTagMaxVersion: {
+        AF_ASSIGN_OR_RETURN(uint32_t x, AsU32(v));
+        if (x > UINT16_MAX) return Bad("version out of range");
+        m.max_version = static_cast<uint16_t>(x);
+        break;
+      }
+      case kTagSoftware:
+        m.software.assign(v.substr(0, 256));
+        break;
+      case kTagHasBash: {
+        AF_ASSIGN_OR_RETURN(m.has_bash, AsBool(v));
+        break;
+      }
+      default:
+        break;
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  if (m.min_version == 0 || m.min_version > m.max_version) return Bad("bad version range");
+  return m;
+}
+
+Result<Exec> DecodeExec(std::string_view payload) {
+  Exec m;
+  m.timeout_ms = 0;
+  m.output_cap = 0;
+  bool has_timeout = false, has_cap = false;
+  Status fields_status =
+      ForEachField(payload, {kTagArgv, kTagEnv}, [&](uint16_t tag, std::string_view v) -> Status {
+        switch (tag) {
+          case kTagArgv:
+            AF_RETURN_IF_ERROR(NoNul(v, "argument"));
+            if (m.argv.size() >= kMaxArgs) return Bad("too many arguments");
+            m.argv.emplace_back(v);
+            break;
+          case kTagShellCommand:
+            AF_RETURN_IF_ERROR(NoNul(v, "command"));
+            m.shell_command.assign(v);
+            break;
+          case kTagStdin:
+            m.stdin_data.assign(v);
+            break;
+          case kTagEnv: {
+            if (m.env.size() >= kMaxEnv) return Bad("too many env entries");
+            AF_ASSIGN_OR_RETURN(auto kv, AsEnv(v));
+            m.env.push_back(std::move(kv));
+            break;
+          }
+          case kTagWorkdir:
+            AF_RETURN_IF_ERROR(NoNul(v, "workdir"));
+            m.workdir.assign(v);
+            break;
+          case kTagTimeoutMs: {
+            AF_ASSIGN_OR_RETURN(m.timeout_ms, AsU32(v));
+            has_timeout = true;
+            break;
+          }
+          case kTagOutputCap: {
+            AF_ASSIGN_OR_RETURN(m.output_cap, AsU64(v));
+            has_cap = true;
+            break;
+          }
+          default:
+            break;
+        }
+        return OkStatus();
+      });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  if (m.argv.empty() == m.shell_command.empty()) {
+    return Bad("exec needs exactly one of argv and shell command");
+  }
+  if (!has_timeout || !has_cap) return Bad("exec without timeout or output cap");
+  return m;
+}
+
+Result<Output> DecodeOutput(std::string_view payload) {
+  Output m;
+  bool has_stream = false;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    if (tag == kTagStream) {
+      AF_ASSIGN_OR_RETURN(uint64_t s, AsU64(v));
+      if (s != 1 && s != 2) return Bad("bad stream");
+      m.stream = static_cast<Stream>(s);
+      has_stream = true;
+    } else if (tag == kTagData) {
+      m.data.assign(v);
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  if (!has_stream) return Bad("output without stream");
+  return m;
+}
+
+Result<Exit> DecodeExit(std::string_view payload) {
+  Exit m;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    switch (tag) {
+      case kTagExitCode: {
+        AF_ASSIGN_OR_RETURN(m.exit_code, AsI32(v));
+        break;
+      }
+      case kTagSignal: {
+        AF_ASSIGN_OR_RETURN(m.signal, AsI32(v));
+        break;
+      }
+      case kTagDurationUs: {
+        AF_ASSIGN_OR_RETURN(m.duration_us, AsU64(v));
+        break;
+      }
+      case kTagTimedOut: {
+        AF_ASSIGN_OR_RETURN(m.timed_out, AsBool(v));
+        break;
+      }
+      case kTagTruncated: {
+        AF_ASSIGN_OR_RETURN(m.truncated, AsBool(v));
+        break;
+      }
+      case kTagOom: {
+        AF_ASSIGN_OR_RETURN(m.oom, AsBool(v));
+        break;
+      }
+      default:
+        break;
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  return m;
+}
+
+Result<SessionOpen> DecodeSessionOpen(std::string_view payload) {
+  SessionOpen m;
+  Status fields_status =
+      ForEachField(payload, {kTagEnv}, [&](uint16_t tag, std::string_view v) -> Status {
+        switch (tag) {
+          case kTagShell:
+            AF_RETURN_IF_ERROR(NoNul(v, "shell"));
+            m.shell.assign(v);
+            break;
+          case kTagEnv: {
+            if (m.env.size() >= kMaxEnv) return Bad("too many env entries");
+            AF_ASSIGN_OR_RETURN(auto kv, AsEnv(v));
+            m.env.push_back(std::move(kv));
+            break;
+          }
+          case kTagWorkdir:
+            AF_RETURN_IF_ERROR(NoNul(v, "workdir"));
+            m.workdir.assign(v);
+            break;
+          default:
+            break;
+        }
+        return OkStatus();
+      });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  return m;
+}
+
+Result<SessionOpened> DecodeSessionOpened(std::string_view payload) {
+  SessionOpened m;
+  bool has_id = false;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    if (tag == kTagSessionId) {
+      AF_ASSIGN_OR_RETURN(m.session_id, AsU64(v));
+      has_id = true;
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  if (!has_id) return Bad("session opened without id");
+  return m;
+}
+
+Result<SessionExec> DecodeSessionExec(std::string_view payload) {
+  SessionExec m;
+  bool has_id = false, has_timeout = false, has_cap = false;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    switch (tag) {
+      case kTagSessionId: {
+        AF_ASSIGN_OR_RETURN(m.session_id, AsU64(v));
+        has_id = true;
+        break;
+      }
+      case kTagCommand:
+        m.command.assign(v);
+        break;
+      case kTagTimeoutMs: {
+        AF_ASSIGN_OR_RETURN(m.timeout_ms, AsU32(v));
+        has_timeout = true;
+        break;
+      }
+      case kTagOutputCap: {
+        AF_ASSIGN_OR_RETURN(m.output_cap, AsU64(v));
+        has_cap = true;
+        break;
+      }
+      default:
+        break;
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  if (!has_id || !has_timeout || !has_cap) return Bad("session exec missing a field");
+  return m;
+}
+
+Result<SessionClose> DecodeSessionClose(std::string_view payload) {
+  SessionClose m;
+  bool has_id = false;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    if (tag == kTagSessionId) {
+      AF_ASSIGN_OR_RETURN(m.session_id, AsU64(v));
+      has_id = true;
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  if (!has_id) return Bad("session close without id");
+  return m;
+}
+
+Result<ErrorMsg> DecodeError(std::string_view payload) {
+  ErrorMsg m;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    if (tag == kTagErrorCode) {
+      AF_ASSIGN_OR_RETURN(m.code, AsU32(v));
+      if (m.code == 0 || m.code > 16) m.code = static_cast<uint32_t>(ErrorCode::kUnknown);
+    } else if (tag == kTagMessage) {
+      m.message.assign(v.substr(0, 4096));
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  return m;
+}
+
+// --- framing ----------------------------------------------------------------------------------
+
+Result<Header> DecodeHeader(std::string_view b) {
+  if (b.size() < kHeaderSize) return Bad("short header");
+  if (GetLe(b, 0, 4) != kMagic) return Bad("bad magic");
+  if (GetLe(b, 4, 2) != kVersion)
+    return Bad("unsupported frame version " + std::to_string(GetLe(b, 4, 2)));
+  uint64_t type = GetLe(b, 6, 2);
+  if (type == 0 || type > kMaxMsgType) return Bad("unknown message type " + std::to_string(type));
+  if (GetLe(b, 8, 4) != 0) return Bad("unknown flags");
+  Header h;
+  h.type = static_cast<MsgType>(type);
+  h.request_id = GetLe(b, 12, 8);
+  uint64_t len = GetLe(b, 20, 4);
+  if (len > kMaxPayload) return Bad("payload of " + std::to_string(len) + " bytes exceeds limit");
+  h.payload_len = static_cast<uint32_t>(len);
+  return h;
+}
+
+void FrameReader::Append(std::string_view bytes) {
+  // Compact before growing so a long-lived connection does not keep consumed bytes.
+  if (pos_ > 0 && (pos_ == buf_.size() || pos_ > 64 * 1024)) {
+    buf_.erase(0, pos_);
+    pos_ = 0;
+  }
+  buf_.append(bytes);
+}
+
+Result<std::optional<Frame>> FrameReader::Next() {
+  std::string_view avail(buf_.data() + pos_, buf_.size() - pos_);
+  if (avail.size() < kHeaderSize) return std::optional<Frame>();
+  // The header is validated before waiting for the payload: a bogus length is refused at once
+  // instead of making the reader buffer up to 4 GiB.
+  AF_ASSIGN_OR_RETURN(Header h, DecodeHeader(avail.substr(0, kHeaderSize)));
+  if (avail.size() - kHeaderSize < h.payload_len) return std::optional<Frame>();
+  Frame f;
+  f.type = h.type;
+  f.request_id = h.request_id;
+  f.payload.assign(avail.substr(kHeaderSize, h.payload_len));
+  pos_ += kHeaderSize + h.payload_len;
+  return std::optional<Frame>(std::move(f));
+}
+
+}  // namespace agentfense::runtime::proto

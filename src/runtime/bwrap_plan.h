@@ -1,0 +1,69 @@
+// The bwrap command line of a sandbox, built as a pure *plan* from a SandboxSpec and a description
+// of the host's root (sandbox2's plan/apply habit): unit-tested without privileges, then applied
+// by BwrapSandbox (bwrap_sandbox.h).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "runtime/cgroup.h"
+
+namespace agentfense::runtime {
+
+struct SandboxSpec {
+  std::string id;             // [A-Za-z0-9_-]{1,128}; names the cgroup
+  std::string workspace_dir;  // absolute host directory bound read-write at /workspace
+  // The unprivileged host identity bwrap and everything inside run as. Never 0: the launcher
+  // refuses it. The workspace must be usable by this uid (FUSE: allow_other).
+  uid_t host_uid = 65534;
+  gid_t host_gid = 65534;
+  // The identity inside the sandbox (what `id -u` prints). Non-zero.
+  uid_t uid = 1000;
+  gid_t gid = 1000;
+  bool network = false;  // share the host network namespace (resolv.conf, certs bound)
+  CgroupLimits limits;   // enforced through the sandbox's cgroup
+  uint64_t tmp_size_bytes = 256ull << 20;  // private /tmp tmpfs cap
+  std::string agent_path;                  // host path of agentfense-agent
+  std::string bwrap_path = "/usr/bin/bwrap";
+  std::string hostname = "sandbox";
+  CgroupOptions cgroup;         // where cgroups live (tests point it elsewhere)
+  bool require_cgroup = false;  // fail if no cgroup can be made even without limits
+};
+
+// What the top of the host's filesystem looks like: for each candidate system path, absent, a
+// directory, or a symlink (with its target). Debian 12 has /bin -> usr/bin, /lib -> usr/lib...
+struct HostLayout {
+  struct Entry {
+    enum Kind { kAbsent, kDir, kFile, kSymlink } kind = kAbsent;
+    std::string target;  // for kSymlink
+  };
+  std::map<std::string, Entry> entries;  // keyed by absolute path
+};
+
+// lstat()s the paths the plan may use.
+HostLayout ProbeHostLayout();
+
+// The fds the child of the launcher holds when it execs bwrap (numbers fixed by the plan).
+inline constexpr int kAgentSocketFd = 3;
+inline constexpr int kSeccompFd = 4;
+inline constexpr int kPasswdFd = 5;
+inline constexpr int kGroupFd = 6;
+inline constexpr int kHostsFd = 7;
+inline constexpr int kFirstUnusedFd = 8;
+
+inline constexpr const char* kAgentPathInside = "/run/agentfense/agent";
+
+struct BwrapPlan {
+  std::vector<std::string> argv;        // argv[0] is spec.bwrap_path
+  std::map<int, std::string> file_fds;  // fd number → content (passwd, group, hosts)
+};
+
+// Validates `spec` (kInvalidArgument with the reason) and builds the plan.
+Result<BwrapPlan> BuildBwrapPlan(const SandboxSpec& spec, const HostLayout& host);
+
+}  // namespace agentfense::runtime

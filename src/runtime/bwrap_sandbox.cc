@@ -1,0 +1,281 @@
+#include "runtime/bwrap_sandbox.h"
+
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "base/log.h"
+#include "runtime/seccomp_filter.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace agentfense::runtime {
+namespace {
+
+Result<UniqueFd> MemfdWith(const char* name, const std::string& content) {
+  UniqueFd fd(::memfd_create(name, MFD_CLOEXEC));
+  if (!fd) return Error::FromErrno(errno, "memfd_create");
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
+    if (n < 0) return Error::FromErrno(errno, "write memfd");
+    off += static_cast<size_t>(n);
+  }
+  if (::lseek(fd.get(), 0, SEEK_SET) != 0) return Error::FromErrno(errno, "lseek memfd");
+  return fd;
+}
+
+std::string ReadAllFrom(int fd, size_t max) {
+  std::string out(max, '\0');
+  ssize_t n = ::pread(fd, out.data(), max, 0);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+// Waits for the process behind `pidfd` to exit, up to `timeout`.
+bool WaitExit(int pidfd, std::chrono::milliseconds timeout) {
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+}
+
+// The child between fork and exec. Only async-signal-safe calls: the parent may be a
+// multi-threaded server whose locks were copied in any state.
+[[noreturn]] void ChildExec(const char* path, char* const* argv, const int* procs, int nprocs,
+                            const int (*moves)[2], int nmoves, int err_w, bool drop, uid_t uid,
+                            gid_t gid, pid_t parent) {
+  auto fail = [err_w](int err) {
+    (void)!::write(err_w, &err, sizeof(err));
+    ::_exit(127);
+  };
+  // Into the cgroup first, so bwrap and everything below it are born inside.
+  for (int i = 0; i < nprocs; ++i) {
+    if (::write(procs[i], "0", 1) != 1) fail(errno);
+  }
+  // Lift every source above the targets, then place them: dup2 never clobbers a later source.
+  int err_hi = ::fcntl(err_w, F_DUPFD_CLOEXEC, 100);
+  if (err_hi < 0) fail(errno);
+  err_w = err_hi;
+  int hi[16];
+  for (int i = 0; i < nmoves; ++i) {
+    hi[i] = ::fcntl(moves[i][0], F_DUPFD, 100);
+    if (hi[i] < 0) fail(errno);
+  }
+  for (int i = 0; i < nmoves; ++i) {
+    if (::dup2(hi[i], moves[i][1]) < 0) fail(errno);
+  }
+  if (drop) {
+    if (::setgroups(0, nullptr) != 0) fail(errno);
+    if (::setresgid(gid, gid, gid) != 0) fail(errno);
+    if (::setresuid(uid, uid, uid) != 0) fail(errno);
+  }
+  // If the launcher dies, bwrap dies (bwrap's --die-with-parent then takes the agent down).
+  // The signal follows the *thread* that forked: callers spawn from a long-lived thread.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(errno);
+  if (::getppid() != parent) ::_exit(127);
+  // Every fd but 0..kFirstUnusedFd-1 closes at exec (the error pipe only if exec succeeds).
+  if (::syscall(SYS_close_range, kFirstUnusedFd, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    for (int fd = kFirstUnusedFd; fd < 1024; ++fd) {
+      if (fd != err_w) ::close(fd);
+    }
+  }
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  char* const empty_env[] = {nullptr};
+  ::execve(path, argv, empty_env);
+  fail(errno);
+  ::_exit(127);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& spec) {
+  AF_ASSIGN_OR_RETURN(BwrapPlan plan, BuildBwrapPlan(spec, ProbeHostLayout()));
+  if (::access(spec.bwrap_path.c_str(), X_OK) != 0) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "bwrap not found or not executable at " + spec.bwrap_path, errno);
+  }
+  struct stat st;
+  if (::stat(spec.workspace_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "workspace is not a directory: " + spec.workspace_dir);
+  }
+  if (::stat(spec.agent_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return Error(ErrorCode::kFailedPrecondition, "agent binary missing: " + spec.agent_path);
+  }
+  bool drop = ::geteuid() == 0;
+  if (!drop && ::geteuid() != spec.host_uid) {
+    // Unprivileged launcher: we run as ourselves; say so rather than pretend.
+    AF_LOG_WARN("bwrap sandbox {}: launcher is uid {}, not root: sandbox runs as uid {}", spec.id,
+                ::geteuid(), ::geteuid());
+  }
+
+  std::unique_ptr<BwrapSandbox> sb(new BwrapSandbox);
+  auto cg = Cgroup::Create(spec.id, spec.limits, spec.cgroup);
+  if (cg.ok()) {
+    sb->cgroup_ = std::move(*cg);
+  } else if (spec.limits.Any() || spec.require_cgroup) {
+    return std::move(cg).error().With("sandbox " + spec.id + " needs a cgroup for its limits");
+  } else {
+    AF_LOG_WARN("sandbox {}: running without a cgroup: {}", spec.id, cg.error().ToString());
+  }
+
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Error::FromErrno(errno, "socketpair");
+  }
+  UniqueFd host_end(sv[0]), sandbox_end(sv[1]);
+  AF_ASSIGN_OR_RETURN(UniqueFd seccomp, BuildSeccompProgramFd());
+  AF_ASSIGN_OR_RETURN(UniqueFd stderr_fd, MemfdWith("agentfense-bwrap-stderr", ""));
+  UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!devnull) return Error::FromErrno(errno, "open /dev/null");
+  std::vector<UniqueFd> files;
+  std::vector<std::pair<int, int>> moves = {{devnull.get(), 0},
+                                            {devnull.get(), 1},
+                                            {stderr_fd.get(), 2},
+                                            {sandbox_end.get(), kAgentSocketFd},
+                                            {seccomp.get(), kSeccompFd}};
+  for (const auto& [num, content] : plan.file_fds) {
+    AF_ASSIGN_OR_RETURN(UniqueFd f, MemfdWith("agentfense-etc", content));
+    moves.emplace_back(f.get(), num);
+    files.push_back(std::move(f));
+  }
+  int move_arr[16][2];
+  for (size_t i = 0; i < moves.size(); ++i) {
+    move_arr[i][0] = moves[i].first;
+    move_arr[i][1] = moves[i].second;
+  }
+  std::vector<int> procs;
+  if (sb->cgroup_) {
+    for (const auto& fd : sb->cgroup_->procs_fds()) procs.push_back(fd.get());
+  }
+  AF_ASSIGN_OR_RETURN(auto err_pipe, MakePipe());
+  std::vector<char*> argv;
+  for (auto& a : plan.argv) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t parent = ::getpid();
+
+  pid_t pid = ::fork();
+  if (pid < 0) return Error::FromErrno(errno, "fork");
+  if (pid == 0) {
+    ChildExec(spec.bwrap_path.c_str(), argv.data(), procs.data(), static_cast<int>(procs.size()),
+              move_arr, static_cast<int>(moves.size()), err_pipe.second.get(), drop, spec.host_uid,
+              spec.host_gid, parent);
+  }
+  sb->pid_ = pid;
+  sb->stderr_fd_ = std::move(stderr_fd);
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) sb->pidfd_.Reset(pidfd);
+  err_pipe.second.Reset();
+  sandbox_end.Reset();
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(err_pipe.first.get(), &child_errno, sizeof(child_errno));
+  } while (n < 0 && errno == EINTR);
+  if (n == sizeof(child_errno)) {
+    (void)sb->Stop();
+    return Error(ErrorCode::kFailedPrecondition, "cannot start bwrap " + spec.bwrap_path,
+                 child_errno);
+  }
+  auto client = AgentClient::Create(std::move(host_end), std::chrono::seconds(15));
+  if (!client.ok()) {
+    // Give bwrap a moment to finish writing why it failed.
+    if (sb->pidfd_) WaitExit(sb->pidfd_.get(), std::chrono::milliseconds(500));
+    std::string why = ReadAllFrom(sb->stderr_fd_.get(), 4096);
+    (void)sb->Stop();
+    return Error(ErrorCode::kUnavailable, "sandbox " + spec.id +
+                                              " did not start: " + client.error().ToString() +
+                                              (why.empty() ? "" : "; bwrap said: " + why));
+  }
+  sb->client_ = std::move(*client);
+  return sb;
+}
+
+BwrapSandbox::~BwrapSandbox() { (void)Stop(); }
+
+bool BwrapSandbox::running() const {
+  if (stopped_ || !client_ || !client_->alive()) return false;
+  if (pidfd_) return !WaitExit(pidfd_.get(), std::chrono::milliseconds(0));
+  return true;
+}
+
+Status BwrapSandbox::Stop() {
+  if (stopped_) return OkStatus();
+  stopped_ = true;
+  // Closing the connection makes the agent kill every process and exit; the pid namespace dies
+  // with it, and bwrap exits.
+  client_.reset();
+  if (pid_ > 0) {
+    bool exited = pidfd_ && WaitExit(pidfd_.get(), std::chrono::milliseconds(2000));
+    if (!exited) {
+      if (pidfd_) {
+        ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+      } else {
+        ::kill(pid_, SIGKILL);
+      }
+      if (cgroup_) cgroup_->KillAll();
+    }
+    int status;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+  }
+  pidfd_.Reset();
+  Status st = OkStatus();
+  if (cgroup_) {
+    st = cgroup_->Remove();
+    cgroup_.reset();
+  }
+  return st;
+}
+
+void BwrapSandbox::MarkOom(ExecResult& r, uint64_t oom_before) const {
+  if (cgroup_ && r.exit_code == 128 + SIGKILL && cgroup_->OomKills() > oom_before) r.oom = true;
+}
+
+Result<ExecResult> BwrapSandbox::Exec(const proto::Exec& request, const OutputCallback& on_output,
+                                      const CallOptions& options) {
+  if (!client_) return Error(ErrorCode::kFailedPrecondition, "sandbox is stopped");
+  uint64_t before = cgroup_ ? cgroup_->OomKills() : 0;
+  AF_ASSIGN_OR_RETURN(ExecResult r, client_->Exec(request, on_output, options));
+  MarkOom(r, before);
+  return r;
+}
+
+Result<uint64_t> BwrapSandbox::OpenSession(const proto::SessionOpen& request) {
+  if (!client_) return Error(ErrorCode::kFailedPrecondition, "sandbox is stopped");
+  return client_->OpenSession(request);
+}
+
+Result<ExecResult> BwrapSandbox::SessionExec(const proto::SessionExec& request,
+                                             const OutputCallback& on_output,
+                                             const CallOptions& options) {
+  if (!client_) return Error(ErrorCode::kFailedPrecondition, "sandbox is stopped");
+  uint64_t before = cgroup_ ? cgroup_->OomKills() : 0;
+  AF_ASSIGN_OR_RETURN(ExecResult r, client_->SessionExec(request, on_output, options));
+  MarkOom(r, before);
+  return r;
+}
+
+Status BwrapSandbox::CloseSession(uint64_t session_id) {
+  if (!client_) return Error(ErrorCode::kFailedPrecondition, "sandbox is stopped");
+  return client_->CloseSession(session_id);
+}
+
+}  // namespace agentfense::runtime

@@ -1,0 +1,181 @@
+// Resource limits through the sandbox's cgroup (v1 here), OOM reporting, and cleanup: nothing
+// (processes, cgroups, fds) outlives a sandbox.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "runtime_test_env.h"
+
+namespace agentfense::runtime::testing {
+namespace {
+
+class BwrapLimits : public ::testing::Test {
+ protected:
+  void SetUp() override { AF_REQUIRE_BWRAP(); }
+  std::unique_ptr<BwrapSandbox> Start(const CgroupLimits& limits) {
+    SandboxSpec s = DefaultSpec(ws_.path());
+    s.limits = limits;
+    auto sb = BwrapSandbox::Start(s);
+    EXPECT_TRUE(sb.ok()) << sb.error().ToString();
+    return sb.ok() ? std::move(*sb) : nullptr;
+  }
+  TempWorkspace ws_;
+};
+
+bool PidAlive(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+TEST_F(BwrapLimits, CgroupHasTheLimitsAndTheSandbox) {
+  CgroupLimits lim;
+  lim.memory_bytes = 256 << 20;
+  lim.pids_max = 64;
+  lim.cpu_millis = 500;
+  lim.cpu_shares = 512;
+  auto sb = Start(lim);
+  ASSERT_TRUE(sb);
+  ASSERT_NE(sb->cgroup(), nullptr);
+  const auto& l = sb->cgroup()->layout();
+  auto read = [](const std::string& p) {
+    std::ifstream in(p);
+    std::string s;
+    std::getline(in, s);
+    return s;
+  };
+  if (l.version == CgroupVersion::kV1) {
+    EXPECT_EQ(read(l.dirs[0] + "/memory.limit_in_bytes"), std::to_string(256 << 20));
+    EXPECT_EQ(read(l.dirs[1] + "/pids.max"), "64");
+    EXPECT_EQ(read(l.dirs[2] + "/cpu.cfs_quota_us"), "50000");
+    EXPECT_EQ(read(l.dirs[2] + "/cpu.shares"), "512");
+  }
+  // bwrap and the agent are inside.
+  auto pids = sb->cgroup()->Pids();
+  EXPECT_NE(std::find(pids.begin(), pids.end(), sb->pid()), pids.end());
+  EXPECT_GE(pids.size(), 2u);
+}
+
+TEST_F(BwrapLimits, ForkBombIsContained) {
+  CgroupLimits lim;
+  lim.pids_max = 64;
+  lim.memory_bytes = 512 << 20;
+  auto sb = Start(lim);
+  ASSERT_TRUE(sb);
+  auto r = sb->Exec(Shell("bomb() { bomb | bomb & }; bomb; sleep 2", 3000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  // The host is fine: we can still fork, and the sandbox still answers after the bomb is killed.
+  auto ok = sb->Exec(Shell("echo alive", 20000));
+  // The bomb may still be saturating pids.max right after the timeout; retry briefly.
+  for (int i = 0; i < 20 && (!ok.ok() || ok->stdout_data != "alive\n"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ok = sb->Exec(Shell("echo alive", 20000));
+  }
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->stdout_data, "alive\n");
+  pid_t p = ::fork();
+  if (p == 0) ::_exit(0);
+  ASSERT_GT(p, 0);
+  int st;
+  ::waitpid(p, &st, 0);
+  EXPECT_LE(sb->cgroup()->Pids().size(), 64u);
+}
+
+TEST_F(BwrapLimits, MemoryHogIsKilledAndReportedAsOom) {
+  CgroupLimits lim;
+  lim.memory_bytes = 64 << 20;
+  auto sb = Start(lim);
+  ASSERT_TRUE(sb);
+  // Python is not guaranteed; a shell string doubling in memory is.
+  auto r = sb->Exec(
+      Shell("x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while :; do x=$x$x; done", 30000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->exit_code, 137);
+  EXPECT_TRUE(r->oom);
+  EXPECT_FALSE(r->timed_out);
+  EXPECT_GE(sb->cgroup()->OomKills(), 1u);
+  // The agent survived (it is not the OOM victim) and the sandbox works.
+  auto ok = sb->Exec(Shell("echo alive"));
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_EQ(ok->stdout_data, "alive\n");
+  EXPECT_FALSE(ok->oom);
+}
+
+TEST_F(BwrapLimits, StopLeavesNothingBehind) {
+  int fds_before = CountOpenFds();
+  CgroupLimits lim;
+  lim.pids_max = 100;
+  auto sb = Start(lim);
+  ASSERT_TRUE(sb);
+  auto id = sb->OpenSession({});
+  ASSERT_TRUE(id.ok());
+  proto::SessionExec e;
+  e.session_id = *id;
+  e.command = "sleep 1000 & setsid sleep 1001 & echo ok";
+  e.timeout_ms = 5000;
+  e.output_cap = 100;
+  ASSERT_TRUE(sb->SessionExec(e).ok());
+  auto pids = sb->cgroup()->Pids();
+  EXPECT_GE(pids.size(), 5u);  // bwrap, agent, shell, two sleeps
+  std::vector<std::string> dirs = sb->cgroup()->layout().dirs;
+  pid_t bwrap = sb->pid();
+  ASSERT_TRUE(sb->Stop().ok());
+  for (int pid : pids) EXPECT_FALSE(PidAlive(pid)) << pid;
+  EXPECT_FALSE(PidAlive(bwrap));
+  for (const auto& d : dirs) EXPECT_FALSE(std::filesystem::exists(d)) << d;
+  sb.reset();
+  EXPECT_EQ(CountOpenFds(), fds_before);
+}
+
+TEST_F(BwrapLimits, LauncherErrorsAreClear) {
+  SandboxSpec s = DefaultSpec(ws_.path());
+  s.bwrap_path = "/nonexistent/bwrap";
+  auto r = BwrapSandbox::Start(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(r.error().ToString().find("bwrap"), std::string::npos);
+
+  s = DefaultSpec("/nonexistent-workspace-dir");
+  r = BwrapSandbox::Start(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kFailedPrecondition);
+
+  s = DefaultSpec(ws_.path());
+  s.cgroup.root = "/nonexistent-cgroup-root";
+  s.limits.pids_max = 10;
+  r = BwrapSandbox::Start(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kFailedPrecondition);
+
+  // A workspace the unprivileged host uid cannot enter: bwrap fails, its words reach the error.
+  TempWorkspace locked;
+  ASSERT_EQ(::chown(locked.path().c_str(), 0, 0), 0);
+  ASSERT_EQ(::chmod(locked.path().c_str(), 0700), 0);
+  s = DefaultSpec(locked.path() + "/inner");
+  ASSERT_EQ(::mkdir((locked.path() + "/inner").c_str(), 0777), 0);
+  r = BwrapSandbox::Start(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().ToString().find("bwrap said"), std::string::npos) << r.error().ToString();
+}
+
+TEST_F(BwrapLimits, AgentDeathIsNoticed) {
+  auto sb = Start({});
+  ASSERT_TRUE(sb);
+  ASSERT_TRUE(sb->running());
+  // Kill bwrap from the host: the agent dies with it (die-with-parent) and calls fail cleanly.
+  ::kill(sb->pid(), SIGKILL);
+  for (int i = 0; i < 100 && sb->running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(sb->running());
+  auto r = sb->Exec(Shell("true"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kUnavailable);
+  EXPECT_TRUE(sb->Stop().ok());
+}
+
+}  // namespace
+}  // namespace agentfense::runtime::testing
