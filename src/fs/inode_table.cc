@@ -1,0 +1,313 @@
+#include "fs/inode_table.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "base/log.h"
+
+namespace agentfense::fs {
+namespace {
+
+// A path walk longer than this means the parent links form a cycle (only possible after host-side
+// renames the table has not seen); such an inode gets the empty path, which decides as `none`.
+constexpr int kMaxDepth = 2048;
+
+}  // namespace
+
+Result<std::unique_ptr<InodeTable>> InodeTable::Create(UniqueFd root_fd, size_t fd_cache_capacity) {
+  struct stat st;
+  if (::fstat(root_fd.get(), &st) != 0) return Error::FromErrno(errno, "fstat source root");
+  if (!S_ISDIR(st.st_mode)) return Error(ErrorCode::kInvalidArgument, "source is not a directory");
+  auto handle = HostHandle::Of(root_fd.get());
+  std::unique_ptr<InodeTable> t(new InodeTable(std::move(root_fd), fd_cache_capacity));
+  t->root_mount_id_ = handle.ok() ? handle->mount_id() : -1;
+  t->root_ = new Inode(st.st_dev, st.st_ino, S_IFDIR, HostHandle());
+  t->root_->pinned = true;
+  t->root_->fd = std::make_shared<UniqueFd>(::fcntl(t->root_fd_.get(), F_DUPFD_CLOEXEC, 3));
+  if (!t->root_->fd->valid()) return Error::FromErrno(errno, "dup source root fd");
+  t->by_key_[{st.st_dev, st.st_ino}] = t->root_;
+  return t;
+}
+
+InodeTable::InodeTable(UniqueFd root_fd, size_t capacity)
+    : root_fd_(std::move(root_fd)), capacity_(std::max<size_t>(capacity, 16)) {}
+
+InodeTable::~InodeTable() {
+  for (Inode* n : all_) delete n;
+  delete root_;
+}
+
+Result<Inode*> InodeTable::AddLookup(Inode* parent, std::string_view name, UniqueFd fd,
+                                     const struct stat& st) {
+  const std::pair<dev_t, ino_t> key{st.st_dev, st.st_ino};
+  const mode_t type = st.st_mode & S_IFMT;
+  auto compatible = [&](const Inode* n) { return n->type == type; };
+
+  // One name_to_handle_at per lookup, outside the lock. Objects on another mount (a mount point
+  // inside the source) or on a filesystem without export support get no handle: their fd is
+  // pinned instead, which also keeps their inode number from being recycled.
+  auto h = HostHandle::Of(fd.get());
+  const bool usable = h.ok() && h->mount_id() == root_mount_id_;
+
+  std::unique_lock lock(mu_);
+  auto it = by_key_.find(key);
+  Inode* node = nullptr;
+  // The same (dev, ino) may be a recycled inode number whose old object the kernel still
+  // references (unlinked but open); the handle carries the generation and tells them apart.
+  if (it != by_key_.end() && compatible(it->second) &&
+      (it->second->handle.empty() || (usable && it->second->handle == *h))) {
+    node = it->second;
+  } else {
+    node = new Inode(st.st_dev, st.st_ino, type, usable ? std::move(*h) : HostHandle());
+    all_.insert(node);
+    if (it != by_key_.end()) {
+      it->second->in_map = false;
+      it->second = node;
+    } else {
+      by_key_.emplace(key, node);
+    }
+  }
+
+  if (node != root_) LinkName(node, parent, name);
+  node->nlookup++;
+  lock.unlock();
+
+  std::lock_guard cache_lock(cache_mu_);
+  if (!node->fd) {
+    if (node->handle.empty()) node->pinned = true;
+    CachePut(node, std::make_shared<UniqueFd>(std::move(fd)));
+  } else if (node->in_lru) {
+    lru_.splice(lru_.begin(), lru_, node->lru_pos);
+  }
+  return node;
+}
+
+void InodeTable::LinkName(Inode* node, Inode* parent, std::string_view name) {
+  if (node->parent == parent && node->name == name) return;
+  if (node->parent == nullptr) {
+    node->parent = parent;
+    node->name = std::string(name);
+    parent->child_refs++;
+    return;
+  }
+  if (node->is_dir()) {
+    // A directory has exactly one name: a different one means it was moved on the host.
+    Inode* old = node->parent;
+    node->parent = parent;
+    node->name = std::string(name);
+    parent->child_refs++;
+    old->child_refs--;
+    MaybeFree(old);
+    return;
+  }
+  for (auto& [p, n] : node->aliases) {
+    if (p == parent && n == name) return;
+  }
+  node->aliases.emplace_back(parent, std::string(name));
+  parent->child_refs++;
+}
+
+void InodeTable::Forget(Inode* inode, uint64_t n) {
+  if (inode == root_) return;
+  std::lock_guard lock(mu_);
+  inode->nlookup -= std::min(n, inode->nlookup);
+  MaybeFree(inode);
+}
+
+void InodeTable::MaybeFree(Inode* first) {
+  std::vector<Inode*> work{first};
+  while (!work.empty()) {
+    Inode* n = work.back();
+    work.pop_back();
+    if (n == root_ || n->nlookup > 0 || n->child_refs > 0) continue;
+    if (n->in_map) {
+      auto it = by_key_.find({n->dev, n->ino});
+      if (it != by_key_.end() && it->second == n) by_key_.erase(it);
+    }
+    all_.erase(n);
+    if (n->parent != nullptr) {
+      n->parent->child_refs--;
+      work.push_back(n->parent);
+    }
+    for (auto& [p, name] : n->aliases) {
+      p->child_refs--;
+      work.push_back(p);
+    }
+    {
+      std::lock_guard cache_lock(cache_mu_);
+      CacheDrop(n);
+    }
+    delete n;
+  }
+}
+
+std::string InodeTable::PathOfLocked(const Inode* inode) const {
+  if (inode == root_) return "/";
+  std::vector<const std::string*> parts;
+  const Inode* n = inode;
+  for (; n != nullptr && n != root_; n = n->parent) {
+    if (parts.size() > kMaxDepth) return "";
+    parts.push_back(&n->name);
+  }
+  if (n == nullptr) return "";
+  std::string out;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    out += '/';
+    out += **it;
+  }
+  return out;
+}
+
+std::string InodeTable::PathOf(const Inode* inode) const {
+  std::lock_guard lock(mu_);
+  return PathOfLocked(inode);
+}
+
+std::vector<std::string> InodeTable::PathsOf(const Inode* inode) const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out{PathOfLocked(inode)};
+  for (const auto& [p, name] : inode->aliases) {
+    std::string dir = PathOfLocked(p);
+    out.push_back(dir.empty() ? "" : (dir == "/" ? "/" + name : dir + "/" + name));
+  }
+  return out;
+}
+
+std::string InodeTable::ChildPath(const Inode* parent, std::string_view name) const {
+  std::string dir = PathOf(parent);
+  if (dir.empty()) return "";
+  if (dir.size() > 1) dir += '/';
+  dir += name;
+  return dir;
+}
+
+void InodeTable::Moved(dev_t dev, ino_t ino, Inode* old_parent, std::string_view old_name,
+                       Inode* new_parent, std::string_view new_name) {
+  std::lock_guard lock(mu_);
+  auto it = by_key_.find({dev, ino});
+  if (it == by_key_.end()) return;
+  Inode* n = it->second;
+  if (n->parent == old_parent && n->name == old_name) {
+    n->parent = new_parent;
+    n->name = std::string(new_name);
+  } else {
+    bool found = false;
+    for (auto& [p, name] : n->aliases) {
+      if (p == old_parent && name == old_name) {
+        p = new_parent;
+        name = std::string(new_name);
+        found = true;
+        break;
+      }
+    }
+    if (!found) return;
+  }
+  new_parent->child_refs++;
+  old_parent->child_refs--;
+  MaybeFree(old_parent);
+}
+
+void InodeTable::NameRemoved(dev_t dev, ino_t ino, Inode* parent, std::string_view name) {
+  std::lock_guard lock(mu_);
+  auto it = by_key_.find({dev, ino});
+  if (it == by_key_.end()) return;
+  Inode* n = it->second;
+  for (auto a = n->aliases.begin(); a != n->aliases.end(); ++a) {
+    if (a->first == parent && a->second == name) {
+      n->aliases.erase(a);
+      parent->child_refs--;
+      MaybeFree(parent);
+      return;
+    }
+  }
+  if (n->parent == parent && n->name == name && !n->aliases.empty()) {
+    // Promote a surviving hard-link name to primary.
+    n->parent = n->aliases.front().first;
+    n->name = std::move(n->aliases.front().second);
+    n->aliases.erase(n->aliases.begin());
+    parent->child_refs--;
+    MaybeFree(parent);
+  }
+  // The last name of an object stays as it was: an unlinked-but-open file keeps being decided
+  // by the path it had, which was `write` (unlink needs write).
+}
+
+void InodeTable::CachePut(Inode* node, std::shared_ptr<UniqueFd> fd) {
+  node->fd = std::move(fd);
+  if (node->pinned) return;
+  lru_.push_front(node);
+  node->lru_pos = lru_.begin();
+  node->in_lru = true;
+  while (lru_.size() > capacity_) {
+    Inode* victim = lru_.back();
+    lru_.pop_back();
+    victim->in_lru = false;
+    victim->fd.reset();  // closes now, or when the last in-flight user drops its reference
+  }
+}
+
+void InodeTable::CacheDrop(Inode* node) {
+  if (node->in_lru) {
+    lru_.erase(node->lru_pos);
+    node->in_lru = false;
+  }
+  node->fd.reset();
+}
+
+Result<std::shared_ptr<UniqueFd>> InodeTable::PathFd(Inode* node) {
+  {
+    std::lock_guard lock(cache_mu_);
+    if (node->fd) {
+      if (node->in_lru) lru_.splice(lru_.begin(), lru_, node->lru_pos);
+      return node->fd;
+    }
+  }
+  if (node->handle.empty()) return Error::FromErrno(ESTALE, "inode without handle lost its fd");
+  AF_ASSIGN_OR_RETURN(UniqueFd fd, node->handle.Open(root_fd_.get(), O_PATH));
+  std::lock_guard lock(cache_mu_);
+  if (node->fd) return node->fd;  // another thread won the race; ours closes here
+  CachePut(node, std::make_shared<UniqueFd>(std::move(fd)));
+  return node->fd;
+}
+
+Result<UniqueFd> InodeTable::OpenIo(Inode* node, int flags) {
+  flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW | O_PATH);
+  if (node->is_symlink()) return Error::FromErrno(ELOOP, "I/O open of a symlink");
+  if (!node->handle.empty()) return node->handle.Open(root_fd_.get(), flags);
+  AF_ASSIGN_OR_RETURN(auto pfd, PathFd(node));
+  int fd = ::open(ProcFdPath(pfd->get()).c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return Error::FromErrno(errno, "reopen /proc/self/fd");
+  return UniqueFd(fd);
+}
+
+std::vector<KnownName> InodeTable::Snapshot() const {
+  std::lock_guard lock(mu_);
+  std::vector<KnownName> out;
+  out.reserve(all_.size() + 1);
+  out.push_back({1, 0, "", "/", true});
+  for (const Inode* n : all_) {
+    if (n->parent == nullptr) continue;
+    std::string path = PathOfLocked(n);
+    out.push_back({NodeId(n), NodeId(n->parent), n->name, std::move(path), n->is_dir()});
+    for (const auto& [p, name] : n->aliases) {
+      std::string dir = PathOfLocked(p);
+      out.push_back({NodeId(n), NodeId(p), name, dir == "/" ? "/" + name : dir + "/" + name,
+                     n->is_dir()});
+    }
+  }
+  return out;
+}
+
+size_t InodeTable::size() const {
+  std::lock_guard lock(mu_);
+  return all_.size() + 1;
+}
+
+size_t InodeTable::cached_fds() const {
+  std::lock_guard lock(cache_mu_);
+  return lru_.size();
+}
+
+}  // namespace agentfense::fs

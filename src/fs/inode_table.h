@@ -1,0 +1,157 @@
+// The inode table: the filesystem's view of every host object the kernel currently remembers.
+//
+// Each Inode is keyed by (st_dev, st_ino) and carries
+//   * how to reach the host object again: a kernel file handle (HostHandle) plus an entry in a
+//     bounded LRU cache of O_PATH fds, so a 100k-file tree never needs 100k fds (limit: 20,000);
+//   * where it sits in the workspace: (parent, name) links, so the workspace path used for policy
+//     decisions is computed by walking parents under one lock. A rename updates one link and every
+//     descendant's path changes with it, atomically (SECURITY-NOTES §2.1 d).
+// Objects are never reached by re-resolving a host path string.
+//
+// Thread-safety: every public method is safe to call concurrently.
+// Lock order: mu_ (tree links, map, reference counts) before cache_mu_ (fd LRU). Never the reverse.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "fs/host_handle.h"
+
+namespace agentfense::fs {
+
+class InodeTable;
+
+struct Inode {
+  Inode(dev_t d, ino_t i, mode_t t, HostHandle h) : dev(d), ino(i), type(t), handle(std::move(h)) {}
+
+  bool is_dir() const { return S_ISDIR(type); }
+  bool is_reg() const { return S_ISREG(type); }
+  bool is_symlink() const { return S_ISLNK(type); }
+
+  const dev_t dev;
+  const ino_t ino;
+  const mode_t type;          // S_IFMT bits only; a host object never changes type
+  const HostHandle handle;    // empty when the filesystem cannot export handles: fd is pinned
+
+  // Last (mtime, size) seen at open, to decide keep_cache (page cache still valid) on the next open.
+  std::atomic<int64_t> open_mtime_ns{-1};
+  std::atomic<int64_t> open_size{-1};
+
+ private:
+  friend class InodeTable;
+  // Guarded by InodeTable::mu_.
+  Inode* parent = nullptr;  // nullptr only for the root
+  std::string name;
+  // Further names of a multiply-linked non-directory (hard links). Decisions take the most
+  // restrictive level over all known names, so an alias can never grant more than its siblings.
+  std::vector<std::pair<Inode*, std::string>> aliases;
+  uint64_t nlookup = 0;     // kernel references (lookup count)
+  uint64_t child_refs = 0;  // names of other inodes that point at this one as parent
+  bool in_map = true;
+  // Guarded by InodeTable::cache_mu_.
+  std::shared_ptr<UniqueFd> fd;  // O_PATH fd, in the LRU unless pinned
+  bool pinned = false;
+  bool in_lru = false;
+  std::list<Inode*>::iterator lru_pos;
+};
+
+// One name of a known inode, for cache invalidation (SetPolicy / InvalidatePath).
+struct KnownName {
+  uint64_t nodeid = 0;
+  uint64_t parent_nodeid = 0;  // 0 for the root
+  std::string name;
+  std::string path;
+  bool is_dir = false;
+};
+
+class InodeTable {
+ public:
+  // `root_fd` is an O_PATH (or directory) fd of the source root; it stays pinned and doubles as the
+  // mount fd for open_by_handle_at. `fd_cache_capacity` bounds the O_PATH fds kept for other inodes.
+  static Result<std::unique_ptr<InodeTable>> Create(UniqueFd root_fd, size_t fd_cache_capacity);
+  ~InodeTable();
+  InodeTable(const InodeTable&) = delete;
+  InodeTable& operator=(const InodeTable&) = delete;
+
+  Inode* root() const { return root_; }
+  // FUSE node ids: the root is FUSE_ROOT_ID (1); every other inode is its own address, valid until
+  // the kernel forgets it (the kernel never sends a node id after its final forget).
+  uint64_t NodeId(const Inode* inode) const {
+    return inode == root_ ? 1 : reinterpret_cast<uint64_t>(inode);
+  }
+  Inode* FromNodeId(uint64_t nodeid) const {
+    return nodeid == 1 ? root_ : reinterpret_cast<Inode*>(nodeid);
+  }
+  int root_fd() const { return root_fd_.get(); }
+
+  // Records one kernel reference to the object behind `fd` (an O_PATH|O_NOFOLLOW fd just opened at
+  // `name` in `parent`, with `st` its fstat). Finds or creates the inode, (re)links the name, and
+  // takes ownership of `fd` for the cache.
+  Result<Inode*> AddLookup(Inode* parent, std::string_view name, UniqueFd fd, const struct stat& st);
+
+  // Drops `n` kernel references; frees the inode (and any parent that only it kept) at zero.
+  void Forget(Inode* inode, uint64_t n);
+
+  // Workspace paths of the inode: the primary first, then hard-link aliases.
+  std::string PathOf(const Inode* inode) const;
+  std::vector<std::string> PathsOf(const Inode* inode) const;
+  // Path of the child `name` of `parent` (need not exist).
+  std::string ChildPath(const Inode* parent, std::string_view name) const;
+
+  // After a successful host rename: the object (dev, ino) moved from (old_parent, old_name) to
+  // (new_parent, new_name). No-op when the table does not know the object.
+  void Moved(dev_t dev, ino_t ino, Inode* old_parent, std::string_view old_name, Inode* new_parent,
+             std::string_view new_name);
+  // After a successful host unlink/rmdir (or a rename over it): the name is gone.
+  void NameRemoved(dev_t dev, ino_t ino, Inode* parent, std::string_view name);
+
+  // The O_PATH fd of the inode, from the cache or reopened from its handle. The returned reference
+  // keeps the fd open even if the cache evicts it meanwhile.
+  Result<std::shared_ptr<UniqueFd>> PathFd(Inode* inode);
+
+  // A new fd for I/O on the inode with `flags` (O_RDONLY/O_WRONLY/O_RDWR, O_TRUNC, O_APPEND,
+  // O_DIRECTORY...). Opens exactly the inode (by handle, or by reopening its O_PATH fd through
+  // /proc/self/fd), never a name: see docs/FILESYSTEM.md "handle model".
+  Result<UniqueFd> OpenIo(Inode* inode, int flags);
+
+  // Every name of every known inode (snapshot), for invalidation.
+  std::vector<KnownName> Snapshot() const;
+
+  size_t size() const;
+  size_t cached_fds() const;
+
+ private:
+  InodeTable(UniqueFd root_fd, size_t capacity);
+  std::string PathOfLocked(const Inode* inode) const;
+  void LinkName(Inode* inode, Inode* parent, std::string_view name);  // requires mu_
+  void MaybeFree(Inode* inode);                                          // requires mu_
+  void CachePut(Inode* inode, std::shared_ptr<UniqueFd> fd);             // requires cache_mu_
+  void CacheDrop(Inode* inode);                                          // requires cache_mu_
+
+  UniqueFd root_fd_;
+  int root_mount_id_ = -1;
+  Inode* root_ = nullptr;
+  const size_t capacity_;
+
+  mutable std::mutex mu_;  // before cache_mu_
+  std::map<std::pair<dev_t, ino_t>, Inode*> by_key_;
+  std::unordered_set<Inode*> all_;  // owns every inode but the root (by_key_ may have replaced some)
+
+  mutable std::mutex cache_mu_;
+  std::list<Inode*> lru_;  // front = most recently used
+};
+
+}  // namespace agentfense::fs

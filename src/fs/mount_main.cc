@@ -1,0 +1,239 @@
+// agentfense-mount: serves one PermFs mount in the foreground, for tests, benchmarks and inspection.
+//
+//   agentfense-mount [--preset NAME] [--rule PATTERN=LEVEL[@PRIORITY]]... [--threads N]
+//                    [--fd-cache N] [--no-xattr] [--audit] [--background] SOURCE MOUNTPOINT
+//
+// Process model: the process you start is a small watcher; the filesystem runs in a forked worker.
+// SIGINT/SIGTERM/SIGHUP are forwarded to the worker, which unmounts cleanly. If the worker dies any
+// other way (crash, SIGKILL) the watcher lazily unmounts the dead mount so no "Transport endpoint
+// is not connected" directory is left behind. A stale mount from an earlier run is removed first.
+// --background returns once the mount is up (what bench/run_fs_matrix.sh expects).
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/log.h"
+#include "base/unique_fd.h"
+#include "fs/mount.h"
+#include "policy/policy.h"
+
+namespace {
+
+using agentfense::Result;
+namespace fs = agentfense::fs;
+namespace policy = agentfense::policy;
+
+struct Args {
+  std::vector<std::string> presets;
+  std::vector<std::string> rules;
+  std::string source, mountpoint;
+  fs::FsOptions options;
+  bool audit = false;
+  bool background = false;
+  std::string log_level = "warn";
+};
+
+int Usage(const char* msg) {
+  if (msg != nullptr) std::fprintf(stderr, "agentfense-mount: %s\n", msg);
+  std::fprintf(stderr,
+               "usage: agentfense-mount [--preset NAME] [--rule PATTERN=LEVEL[@PRIORITY]]...\n"
+               "         [--threads N] [--fd-cache N] [--no-xattr] [--audit] [--background]\n"
+               "         [--log-level LEVEL] SOURCE MOUNTPOINT\n");
+  return 2;
+}
+
+Result<policy::Policy> BuildPolicy(const Args& a) {
+  std::vector<policy::Rule> rules;
+  for (const auto& name : a.presets) {
+    AF_ASSIGN_OR_RETURN(auto pr, policy::PresetRules(name));
+    rules.insert(rules.end(), pr.begin(), pr.end());
+  }
+  for (const auto& spec : a.rules) {
+    AF_ASSIGN_OR_RETURN(auto r, policy::ParseRuleSpec(spec));
+    rules.push_back(std::move(r));
+  }
+  return policy::Policy::Compile(std::move(rules));
+}
+
+void WriteByte(int fd) {
+  if (fd < 0) return;
+  char c = '1';
+  ssize_t r = ::write(fd, &c, 1);
+  (void)r;
+}
+
+// The worker: mounts, reports readiness, serves until a forwarded signal, unmounts.
+int RunWorker(const Args& a, policy::Policy pol, int ready_fd) {
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  (void)agentfense::InitLogging(a.log_level);
+  fs::FsOptions options = a.options;
+  if (a.audit) {
+    options.audit = [](const fs::AuditEvent& ev) {
+      std::fprintf(stderr, "{\"denied\":\"%.*s\",\"path\":\"%s\",\"rule\":%d,\"pid\":%d,\"errno\":%d}\n",
+                   static_cast<int>(ev.op.size()), ev.op.data(), ev.path.c_str(), ev.rule,
+                   static_cast<int>(ev.pid), ev.error);
+    };
+  }
+  auto m = fs::Mount::Start(a.source, a.mountpoint, std::move(pol), options);
+  if (!m.ok()) {
+    std::fprintf(stderr, "agentfense-mount: %s\n", m.error().ToString().c_str());
+    return 1;
+  }
+  WriteByte(ready_fd);
+  if (ready_fd >= 0) ::close(ready_fd);
+  // An unmount from outside (fusermount3 -u, umount) ends the session: turn that into the same
+  // clean shutdown as a signal.
+  fs::Mount* mount = m->get();
+  std::thread waiter([mount] {
+    mount->Wait();
+    ::kill(::getpid(), SIGTERM);
+  });
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  int sig = 0;
+  sigwait(&set, &sig);
+  (*m)->Unmount();
+  waiter.join();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  std::vector<std::string> pos;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (s == "--preset") {
+      const char* v = next();
+      if (!v) return Usage("--preset needs a value");
+      a.presets.push_back(v);
+    } else if (s == "--rule") {
+      const char* v = next();
+      if (!v) return Usage("--rule needs a value");
+      a.rules.push_back(v);
+    } else if (s == "--threads") {
+      const char* v = next();
+      if (!v) return Usage("--threads needs a value");
+      a.options.threads = std::atoi(v);
+    } else if (s == "--fd-cache") {
+      const char* v = next();
+      if (!v) return Usage("--fd-cache needs a value");
+      a.options.fd_cache_capacity = static_cast<size_t>(std::atol(v));
+    } else if (s == "--log-level") {
+      const char* v = next();
+      if (!v) return Usage("--log-level needs a value");
+      a.log_level = v;
+    } else if (s == "--no-xattr") {
+      a.options.xattrs = false;
+    } else if (s == "--audit") {
+      a.audit = true;
+    } else if (s == "--background") {
+      a.background = true;
+    } else if (s == "-h" || s == "--help") {
+      Usage(nullptr);
+      return 0;
+    } else if (!s.empty() && s[0] == '-') {
+      return Usage(("unknown option " + s).c_str());
+    } else {
+      pos.push_back(s);
+    }
+  }
+  if (pos.size() != 2) return Usage("need SOURCE and MOUNTPOINT");
+  a.source = pos[0];
+  a.mountpoint = pos[1];
+  if (a.presets.empty() && a.rules.empty()) return Usage("give --preset NAME or --rule ...");
+  auto pol = BuildPolicy(a);
+  if (!pol.ok()) {
+    std::fprintf(stderr, "agentfense-mount: bad policy: %s\n", pol.error().ToString().c_str());
+    return 2;
+  }
+  char real[PATH_MAX];
+  if (::realpath(a.mountpoint.c_str(), real) == nullptr) {
+    // A dead FUSE mount fails realpath with ENOTCONN; clean it with the path as given.
+    (void)fs::CleanupStaleMount(a.mountpoint);
+    if (::realpath(a.mountpoint.c_str(), real) == nullptr) {
+      std::perror("agentfense-mount: mountpoint");
+      return 1;
+    }
+  }
+  a.mountpoint = real;
+  if (auto st = fs::CleanupStaleMount(a.mountpoint); !st.ok()) {
+    std::fprintf(stderr, "agentfense-mount: %s\n", st.error().ToString().c_str());
+    return 1;
+  }
+  if (fs::IsFuseMountPoint(a.mountpoint)) {
+    std::fprintf(stderr, "agentfense-mount: %s is already a live FUSE mount\n", a.mountpoint.c_str());
+    return 1;
+  }
+
+  int ready_w = -1;
+  if (a.background) {
+    auto pipe = agentfense::MakePipe();
+    if (!pipe.ok()) return 1;
+    pid_t pid = ::fork();
+    if (pid < 0) return 1;
+    if (pid > 0) {
+      pipe->second.Reset();
+      char c;
+      ssize_t r = ::read(pipe->first.get(), &c, 1);
+      return r == 1 ? 0 : 1;
+    }
+    pipe->first.Reset();
+    ::setsid();
+    ready_w = pipe->second.Release();
+  }
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &set, nullptr);  // inherited by the worker and all its threads
+
+  pid_t worker = ::fork();
+  if (worker < 0) return 1;
+  if (worker == 0) {
+    std::_Exit(RunWorker(a, std::move(*pol), ready_w));
+  }
+  if (ready_w >= 0) ::close(ready_w);
+  for (;;) {
+    siginfo_t info;
+    int sig = sigwaitinfo(&set, &info);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      ::kill(worker, sig);
+      continue;
+    }
+    int status = 0;
+    pid_t r = ::waitpid(worker, &status, WNOHANG);
+    if (r != worker) continue;
+    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (fs::IsFuseMountPoint(a.mountpoint)) {
+      // The worker died with the mount still there: detach it now (lazy unmount on crash).
+      ::umount2(a.mountpoint.c_str(), MNT_DETACH);
+      if (clean) std::fprintf(stderr, "agentfense-mount: mount was still present; detached\n");
+    }
+    if (!clean) {
+      std::fprintf(stderr, "agentfense-mount: filesystem worker %s %d\n",
+                   WIFSIGNALED(status) ? "killed by signal" : "exited with",
+                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+      return 1;
+    }
+    return 0;
+  }
+}

@@ -1,0 +1,298 @@
+#include "fs/perm_fs.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "base/log.h"
+#include "base/path.h"
+#include "fs/perm_fs_internal.h"
+
+namespace agentfense::fs {
+
+using policy::Level;
+using policy::Policy;
+
+Result<std::unique_ptr<PermFs>> PermFs::Create(const std::string& source, Policy policy,
+                                               FsOptions options) {
+  // A real (not O_PATH) fd: open_by_handle_at refuses O_PATH fds as its mount fd (EBADF).
+  int fd = ::open(source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Error::FromErrno(errno, "open source " + source);
+  AF_ASSIGN_OR_RETURN(auto table, InodeTable::Create(UniqueFd(fd), options.fd_cache_capacity));
+  return std::unique_ptr<PermFs>(new PermFs(std::move(table), std::move(policy), std::move(options)));
+}
+
+PermFs::PermFs(std::unique_ptr<InodeTable> table, Policy policy, FsOptions options)
+    : table_(std::move(table)),
+      options_(std::move(options)),
+      policy_(std::make_shared<const Policy>(std::move(policy))) {}
+
+PermFs::~PermFs() = default;
+
+std::shared_ptr<const Policy> PermFs::policy() const {
+  std::shared_lock lock(policy_mu_);
+  return policy_;
+}
+
+PermFs::Verdict PermFs::Decide(const Policy& p, const std::string& path, bool is_dir) const {
+  if (path.empty()) return {};
+  policy::Decision d = p.Decide(path, is_dir);
+  return {d.level, d.rule};
+}
+
+PermFs::Verdict PermFs::DecideInode(const Policy& p, const Inode* inode) const {
+  std::vector<std::string> paths = table_->PathsOf(inode);
+  Verdict best = Decide(p, paths[0], inode->is_dir());
+  for (size_t i = 1; i < paths.size() && best.level != Level::kNone; ++i) {
+    Verdict v = Decide(p, paths[i], inode->is_dir());
+    if (v.level < best.level) best = v;
+  }
+  return best;
+}
+
+int PermFs::Deny(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
+                 int err) const {
+  if (options_.audit) {
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    AuditEvent ev{path, op, v.rule, ctx != nullptr ? ctx->pid : 0, err};
+    try {
+      options_.audit(ev);
+    } catch (...) {
+      AF_LOG_WARN("audit sink threw; event for {} dropped", path);
+    }
+  }
+  return err;
+}
+
+int PermFs::Check(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
+                  Level need) const {
+  if (v.level >= need) return 0;
+  return Deny(req, path, op, v, v.level == Level::kNone ? ENOENT : EACCES);
+}
+
+void PermFs::Present(const Policy& p, const std::string& path, struct stat* st) const {
+  if (!S_ISDIR(st->st_mode)) return;
+  std::optional<Level> beneath = path.empty() ? std::nullopt : p.UniformLevelBeneath(path);
+  if (beneath && *beneath != Level::kNone) return;  // nothing beneath is hidden: true values
+  // The subtree may hide entries: st_nlink (2 + subdirectories) and st_size (grows with names)
+  // would count them. 1 is the conventional "link count unknown" for directories (btrfs, many
+  // FUSE filesystems); find(1) then simply skips its leaf optimisation.
+  st->st_nlink = 1;
+  st->st_size = 4096;
+  st->st_blocks = 8;
+}
+
+void PermFs::FillEntry(const Policy& p, Inode* node, const std::string& path,
+                       const struct stat& st, fuse_entry_param* e) const {
+  std::memset(e, 0, sizeof(*e));
+  e->ino = table_->NodeId(node);
+  e->attr = st;
+  Present(p, path, &e->attr);
+  e->attr_timeout = options_.attr_timeout_s;
+  e->entry_timeout = options_.entry_timeout_s;
+}
+
+int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char* name,
+                     fuse_entry_param* e, bool audit) {
+  if (std::strlen(name) > NAME_MAX) return ENAMETOOLONG;
+  if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) return ENOENT;
+  std::string path = table_->ChildPath(parent, name);
+  if (path.empty()) return ENOENT;
+  auto pfd = table_->PathFd(parent);
+  if (!pfd.ok()) return pfd.error().ToErrno();
+  UniqueFd fd(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return errno;
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return errno;
+  Verdict v = Decide(p, path, S_ISDIR(st.st_mode));
+  if (v.level == Level::kNone) {
+    // Hidden = absent: same errno as a name that does not exist.
+    return audit ? Deny(req, path, "lookup", v, ENOENT) : ENOENT;
+  }
+  auto node = table_->AddLookup(parent, name, std::move(fd), st);
+  if (!node.ok()) return node.error().ToErrno();
+  FillEntry(p, *node, path, st, e);
+  return 0;
+}
+
+int PermFs::RegisterNew(const Policy& p, Inode* parent, const char* name, int io_fd,
+                        fuse_entry_param* e) {
+  auto pfd = table_->PathFd(parent);
+  if (!pfd.ok()) return pfd.error().ToErrno();
+  UniqueFd fd;
+  if (io_fd >= 0) {
+    // The exact object we created, not whatever the name points at by now.
+    fd.Reset(::open(ProcFdPath(io_fd).c_str(), O_PATH | O_CLOEXEC));
+  } else {
+    fd.Reset(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  }
+  if (!fd) return errno;
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return errno;
+  std::string path = table_->ChildPath(parent, name);
+  auto node = table_->AddLookup(parent, name, std::move(fd), st);
+  if (!node.ok()) return node.error().ToErrno();
+  FillEntry(p, *node, path, st, e);
+  return 0;
+}
+
+void PermFs::Init(fuse_conn_info* conn) {
+  auto want = [conn](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  // O_TRUNC arrives inside OPEN (checked there as a write intent) instead of a separate SETATTR.
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  want(FUSE_CAP_SPLICE_WRITE);
+  want(FUSE_CAP_SPLICE_MOVE);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_CACHE_SYMLINKS);  // readlink needs `read`; the cache is dropped on every change
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_AUTO_INVAL_DATA);  // host-side changes of mtime/size drop stale pages by themselves
+  // Never: writeback cache (writes acknowledged before we see them), POSIX ACLs (they force
+  // default_permissions), EXPORT_SUPPORT, locks (kept local to the kernel).
+  conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_ACL | FUSE_CAP_EXPORT_SUPPORT |
+                  FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_SPLICE_READ);
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  conn->time_gran = 1;
+}
+
+void PermFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  std::shared_lock lock(policy_mu_);
+  fuse_entry_param e;
+  int err = DoLookup(req, *policy_, table_->FromNodeId(parent), name, &e, /*audit=*/true);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+  } else {
+    fuse_reply_entry(req, &e);
+  }
+}
+
+void PermFs::Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  table_->Forget(table_->FromNodeId(ino), nlookup);
+  fuse_reply_none(req);
+}
+
+void PermFs::ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) {
+    table_->Forget(table_->FromNodeId(forgets[i].ino), forgets[i].nlookup);
+  }
+  fuse_reply_none(req);
+}
+
+void PermFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  std::string path = table_->PathOf(n);
+  Verdict v = DecideInode(p, n);
+  if (int err = Check(req, path, "getattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
+  struct stat st;
+  if (fi != nullptr && n->is_reg()) {
+    if (::fstat(static_cast<int>(fi->fh), &st) != 0) return (void)fuse_reply_err(req, errno);
+  } else {
+    auto pfd = table_->PathFd(n);
+    if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+    if (::fstat((*pfd)->get(), &st) != 0) return (void)fuse_reply_err(req, errno);
+  }
+  Present(p, path, &st);
+  fuse_reply_attr(req, &st, options_.attr_timeout_s);
+}
+
+void PermFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  std::string path = table_->PathOf(n);
+  if (int err = Check(req, path, "readlink", DecideInode(*policy_, n), Level::kRead)) {
+    return (void)fuse_reply_err(req, err);
+  }
+  auto pfd = table_->PathFd(n);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  char buf[PATH_MAX + 1];
+  ssize_t len = ::readlinkat((*pfd)->get(), "", buf, sizeof(buf));
+  if (len < 0) return (void)fuse_reply_err(req, errno);
+  if (static_cast<size_t>(len) >= sizeof(buf)) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  buf[len] = '\0';
+  fuse_reply_readlink(req, buf);
+}
+
+void PermFs::Access(fuse_req_t req, fuse_ino_t ino, int mask) {
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  std::string path = table_->PathOf(n);
+  Verdict v = DecideInode(*policy_, n);
+  // Answered from levels, not mode bits (SPEC §3.5). For directories `read` = `view`: list, enter.
+  Level need = Level::kView;
+  if (mask & W_OK) {
+    need = Level::kWrite;
+  } else if ((mask & (R_OK | X_OK)) && !n->is_dir()) {
+    need = Level::kRead;
+  }
+  if (int err = Check(req, path, "access", v, need)) return (void)fuse_reply_err(req, err);
+  if ((mask & X_OK) && !n->is_dir()) {
+    // Like root natively: executable only when some x bit is set.
+    auto pfd = table_->PathFd(n);
+    struct stat st;
+    if (!pfd.ok() || ::fstat((*pfd)->get(), &st) != 0) return (void)fuse_reply_err(req, EACCES);
+    if ((st.st_mode & 0111) == 0) return (void)fuse_reply_err(req, EACCES);
+  }
+  fuse_reply_err(req, 0);
+}
+
+void PermFs::Statfs(fuse_req_t req, fuse_ino_t /*ino*/) {
+  struct statvfs sv;
+  if (::fstatvfs(table_->root_fd(), &sv) != 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_statfs(req, &sv);
+}
+
+void PermFs::SetPolicy(Policy policy) {
+  auto fresh = std::make_shared<const Policy>(std::move(policy));
+  std::shared_ptr<const Policy> old;
+  {
+    std::unique_lock lock(policy_mu_);
+    old = std::exchange(policy_, fresh);
+    generation_++;
+  }
+  fuse_session* se = session_.load();
+  if (se == nullptr) return;
+  // Every directory: its listing, size and link count may change. Every other inode whose level
+  // changed: its dentry (visibility), attributes and cached pages.
+  for (const KnownName& k : table_->Snapshot()) {
+    bool changed = Decide(*old, k.path, k.is_dir).level != Decide(*fresh, k.path, k.is_dir).level;
+    if (!changed && !k.is_dir) continue;
+    if (changed && k.parent_nodeid != 0) {
+      fuse_lowlevel_notify_inval_entry(se, k.parent_nodeid, k.name.c_str(), k.name.size());
+    }
+    fuse_lowlevel_notify_inval_inode(se, k.nodeid, 0, 0);
+  }
+}
+
+Status PermFs::InvalidatePath(std::string_view workspace_path) {
+  AF_ASSIGN_OR_RETURN(std::string target, NormalizeWorkspacePath(workspace_path));
+  generation_++;
+  fuse_session* se = session_.load();
+  if (se == nullptr) return OkStatus();
+  std::string_view parent = ParentPath(target);
+  for (const KnownName& k : table_->Snapshot()) {
+    bool beneath = target == "/" || k.path == target ||
+                   (k.path.size() > target.size() && k.path.compare(0, target.size(), target) == 0 &&
+                    k.path[target.size()] == '/');
+    if (beneath) {
+      if (k.parent_nodeid != 0) {
+        fuse_lowlevel_notify_inval_entry(se, k.parent_nodeid, k.name.c_str(), k.name.size());
+      }
+      fuse_lowlevel_notify_inval_inode(se, k.nodeid, 0, 0);
+    } else if (k.is_dir && k.path == parent) {
+      fuse_lowlevel_notify_inval_inode(se, k.nodeid, 0, 0);  // its listing
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace agentfense::fs

@@ -1,0 +1,172 @@
+// PermFs: the permission filesystem. A libfuse3 low-level filesystem that shows a host directory
+// (the codebase) with the policy of SPEC §3.5 enforced on every operation, host objects reached
+// through handles (inode_table.h), kernel caches used with long timeouts and explicit invalidation.
+//
+// Ownership and threads: one PermFs per mount (never one mount shared by two policies). Handlers run
+// on libfuse worker threads; SetPolicy/InvalidatePath run on any *other* thread (never inside a
+// request handler: a notification sent from a handler can deadlock the session, see
+// fuse_lowlevel.h). The instance is reached from callbacks through fuse_req_userdata: no globals.
+#pragma once
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "fs/inode_table.h"
+#include "policy/policy.h"
+
+namespace agentfense::fs {
+
+// One denied operation, for the audit log (SPEC §3.7).
+struct AuditEvent {
+  std::string path;        // workspace path the decision was about
+  std::string_view op;     // "lookup", "open", "create", "rename", "setattr", ...
+  int rule = -1;           // index of the deciding rule in the policy, -1 = default none
+  pid_t pid = 0;           // the calling process (host pid namespace of the daemon)
+  int error = 0;           // errno returned to the caller
+};
+// Called synchronously on the request thread: must be thread-safe and quick (queue, don't block).
+using AuditSink = std::function<void(const AuditEvent&)>;
+
+struct FsOptions {
+  // Kernel cache lifetimes. Long on purpose: correctness under rule and source changes comes from
+  // explicit invalidation (SetPolicy, InvalidatePath), never from short timeouts.
+  double entry_timeout_s = 86400;
+  double attr_timeout_s = 86400;
+  size_t fd_cache_capacity = 4096;  // O_PATH fds kept open (process limit here: 20,000)
+  // false: answer every xattr request with ENOSYS once, so the kernel stops asking (faster `ls -l`,
+  // no user.* xattrs). true: user.* xattrs work; other namespaces read as absent.
+  bool xattrs = true;
+  // Worker threads; 1 = single-threaded loop (the default: lowest per-request latency on 2 vCPUs,
+  // and see docs/FILESYSTEM.md "known issues" for the multi-threaded loop).
+  int threads = 1;
+  AuditSink audit;
+};
+
+class PermFs {
+ public:
+  // `source` must be an existing directory; it is opened once (O_RDONLY|O_DIRECTORY) and never
+  // re-resolved.
+  static Result<std::unique_ptr<PermFs>> Create(const std::string& source, policy::Policy policy,
+                                                FsOptions options);
+  ~PermFs();
+  PermFs(const PermFs&) = delete;
+  PermFs& operator=(const PermFs&) = delete;
+
+  // The callbacks; userdata passed to fuse_session_new must be this PermFs.
+  static const fuse_lowlevel_ops& Ops();
+
+  // Set by the mount once the session exists; needed for invalidation notifications.
+  void AttachSession(fuse_session* session) { session_.store(session); }
+
+  // Replaces the policy atomically. Before returning, every kernel cache entry that could now be
+  // stale (dentries, attributes, directory listings, file pages) is invalidated, so the very next
+  // syscall sees the new rule. Call from a non-request thread.
+  void SetPolicy(policy::Policy policy);
+  std::shared_ptr<const policy::Policy> policy() const;
+
+  // The source changed outside the mount (upload, delta sync): drops cached entries, attributes,
+  // listings and pages at and beneath `workspace_path` ("/" = everything). Non-request thread.
+  Status InvalidatePath(std::string_view workspace_path);
+
+  InodeTable& table() { return *table_; }
+  const FsOptions& options() const { return options_; }
+
+  // Number of inodes the kernel currently references (for tests and diagnostics).
+  size_t known_inodes() const { return table_->size(); }
+
+ private:
+  struct Verdict {
+    policy::Level level = policy::Level::kNone;
+    int rule = -1;
+  };
+  class DirHandle;
+
+  PermFs(std::unique_ptr<InodeTable> table, policy::Policy policy, FsOptions options);
+
+  // Decisions. An empty path (detached inode) is `none`.
+  Verdict Decide(const policy::Policy& p, const std::string& path, bool is_dir) const;
+  Verdict DecideInode(const policy::Policy& p, const Inode* inode) const;
+  // Reports a denial to the audit sink and returns `err`.
+  int Deny(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
+           int err) const;
+  // 0 when `v` reaches `need`; else ENOENT for `none` (hidden = absent), EACCES otherwise, audited.
+  int Check(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
+            policy::Level need) const;
+
+  // Presents host attributes: directories whose subtree may hide entries get a constant st_size
+  // and st_nlink so hidden children leave no trace.
+  void Present(const policy::Policy& p, const std::string& path, struct stat* st) const;
+  // Looks up `name` in `parent` on the host and, if visible, fills `e` (one kernel reference).
+  int DoLookup(fuse_req_t req, const policy::Policy& p, Inode* parent, const char* name,
+               fuse_entry_param* e, bool audit);
+  void FillEntry(const policy::Policy& p, Inode* node, const std::string& path,
+                 const struct stat& st, fuse_entry_param* e) const;
+  // Opens the new name `name` in `parent` (just created by us) and registers it.
+  int RegisterNew(const policy::Policy& p, Inode* parent, const char* name, int io_fd,
+                  fuse_entry_param* e);
+
+  // Handlers (perm_fs.cc).
+  void Init(fuse_conn_info* conn);
+  void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+  void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets);
+  void Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Readlink(fuse_req_t req, fuse_ino_t ino);
+  void Access(fuse_req_t req, fuse_ino_t ino, int mask);
+  void Statfs(fuse_req_t req, fuse_ino_t ino);
+  // Directories and names (perm_fs_dir.cc).
+  void Opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+               bool plus);
+  void Releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+  void Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+  void Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name);
+  void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool dir);
+  void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags);
+  void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
+  // Files, attributes, xattrs (perm_fs_file.cc).
+  void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi);
+  void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi);
+  void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                 fuse_file_info* fi);
+  void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
+  void Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi);
+  void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags);
+  void Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+  void Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+  void Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+
+
+  std::unique_ptr<InodeTable> table_;
+  FsOptions options_;
+  std::atomic<fuse_session*> session_{nullptr};
+
+  // Handlers that decide and reply hold policy_mu_ shared from the decision until after the reply;
+  // SetPolicy swaps under the exclusive lock. So once SetPolicy has swapped, no reply based on the
+  // old policy can still reach the kernel after the invalidation that follows. Leaf lock: nothing
+  // else is acquired while waiting for it exclusively.
+  mutable std::shared_mutex policy_mu_;
+  std::shared_ptr<const policy::Policy> policy_;
+  // Bumped on every policy or source change: directory snapshots made before are rebuilt.
+  std::atomic<uint64_t> generation_{1};
+};
+
+}  // namespace agentfense::fs

@@ -1,0 +1,331 @@
+// Directories and names: listing, mkdir/mknod/symlink, unlink/rmdir, rename, link.
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "fs/perm_fs.h"
+#include "fs/perm_fs_internal.h"
+
+namespace agentfense::fs {
+
+using policy::Level;
+using policy::Policy;
+
+// An open directory: a filtered snapshot of its entries, taken at offset 0 and whenever the policy
+// or source generation changed. Offsets handed to the kernel are indices into the filtered list,
+// so neither offsets (host d_off values are name hashes) nor gaps reveal hidden names.
+class PermFs::DirHandle {
+ public:
+  struct Entry {
+    std::string name;
+    ino_t ino;
+    unsigned char type;  // DT_*
+  };
+  std::mutex mu;
+  uint64_t generation = 0;  // 0 = not loaded yet
+  std::vector<Entry> entries;
+};
+
+namespace {
+
+bool IsDotOrDotDot(const char* n) {
+  return n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'));
+}
+
+}  // namespace
+
+void PermFs::Opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  if (int err = Check(req, table_->PathOf(n), "opendir", DecideInode(*policy_, n), Level::kView)) {
+    return (void)fuse_reply_err(req, err);
+  }
+  auto* d = new DirHandle();
+  fi->fh = reinterpret_cast<uint64_t>(d);
+  // The kernel keeps the listing in its page cache across opens; changes through the mount drop it
+  // (fuse_dir_changed), policy and source changes drop it through notify_inval_inode.
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
+  if (fuse_reply_open(req, fi) != 0) delete d;
+}
+
+void PermFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+                     bool plus) {
+  Inode* n = table_->FromNodeId(ino);
+  auto* d = reinterpret_cast<DirHandle*>(fi->fh);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  std::lock_guard dlock(d->mu);
+  const uint64_t gen = generation_.load();
+  if (off == 0 || d->generation != gen) {
+    d->entries.clear();
+    d->generation = gen;
+    std::string dir_path = table_->PathOf(n);
+    if (dir_path.empty()) return (void)fuse_reply_err(req, ENOENT);
+    auto io = table_->OpenIo(n, O_RDONLY | O_DIRECTORY);
+    if (!io.ok()) return (void)fuse_reply_err(req, io.error().ToErrno());
+    DIR* dp = ::fdopendir(io->get());
+    if (dp == nullptr) return (void)fuse_reply_err(req, errno);
+    (void)io->Release();  // now owned by dp
+    const std::string prefix = dir_path == "/" ? "/" : dir_path + "/";
+    while (dirent* de = ::readdir(dp)) {
+      if (!IsDotOrDotDot(de->d_name)) {
+        unsigned char type = de->d_type;
+        if (type == DT_UNKNOWN) {
+          struct stat st;
+          if (::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+          type = IFTODT(st.st_mode);
+        }
+        if (Decide(p, prefix + de->d_name, type == DT_DIR).level == Level::kNone) continue;
+        d->entries.push_back({de->d_name, de->d_ino, type});
+      } else {
+        d->entries.push_back({de->d_name, de->d_ino, DT_DIR});
+      }
+    }
+    ::closedir(dp);
+  }
+
+  std::vector<char> buf(size);
+  size_t pos = 0;
+  for (size_t i = static_cast<size_t>(off); i < d->entries.size(); ++i) {
+    const auto& ent = d->entries[i];
+    const off_t next = static_cast<off_t>(i + 1);
+    size_t used;
+    if (plus) {
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof(e));
+      bool looked_up = false;
+      if (IsDotOrDotDot(ent.name.c_str())) {
+        e.attr.st_ino = ent.ino;
+        e.attr.st_mode = DTTOIF(ent.type);
+      } else {
+        // A full lookup: the entry comes back with attributes, and the kernel takes a reference.
+        if (DoLookup(req, p, n, ent.name.c_str(), &e, /*audit=*/false) != 0) continue;
+        looked_up = true;
+      }
+      used = fuse_add_direntry_plus(req, buf.data() + pos, size - pos, ent.name.c_str(), &e, next);
+      if (used > size - pos) {
+        if (looked_up) table_->Forget(table_->FromNodeId(e.ino), 1);
+        break;
+      }
+    } else {
+      struct stat st;
+      std::memset(&st, 0, sizeof(st));
+      st.st_ino = ent.ino;
+      st.st_mode = DTTOIF(ent.type);
+      used = fuse_add_direntry(req, buf.data() + pos, size - pos, ent.name.c_str(), &st, next);
+      if (used > size - pos) break;
+    }
+    pos += used;
+  }
+  fuse_reply_buf(req, buf.data(), pos);
+}
+
+void PermFs::Releasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void PermFs::Fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* /*fi*/) {
+  auto io = table_->OpenIo(table_->FromNodeId(ino), O_RDONLY | O_DIRECTORY);
+  if (!io.ok()) return (void)fuse_reply_err(req, io.error().ToErrno());
+  int r = datasync ? ::fdatasync(io->get()) : ::fsync(io->get());
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void PermFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  Inode* dir = table_->FromNodeId(parent);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  std::string path = table_->ChildPath(dir, name);
+  Verdict v = Decide(p, path, true);
+  // A name that would be `none` gets EACCES whether or not it exists (no existence oracle).
+  if (v.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, path, "mkdir", v, EACCES));
+  auto pfd = table_->PathFd(dir);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  if (::mkdirat((*pfd)->get(), name, mode & ~internal::kStrippedModeBits) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  fuse_entry_param e;
+  if (int err = RegisterNew(p, dir, name, -1, &e)) return (void)fuse_reply_err(req, err);
+  fuse_reply_entry(req, &e);
+}
+
+void PermFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t /*rdev*/) {
+  Inode* dir = table_->FromNodeId(parent);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  std::string path = table_->ChildPath(dir, name);
+  Verdict v = Decide(p, path, false);
+  if (v.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, path, "mknod", v, EACCES));
+  const mode_t type = mode & S_IFMT;
+  if (type != S_IFIFO && type != S_IFSOCK && type != S_IFREG) {
+    // Device nodes never: the daemon is root and would create real ones on the host.
+    return (void)fuse_reply_err(req, Deny(req, path, "mknod", v, EPERM));
+  }
+  auto pfd = table_->PathFd(dir);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  if (::mknodat((*pfd)->get(), name, mode & ~internal::kStrippedModeBits, 0) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  fuse_entry_param e;
+  if (int err = RegisterNew(p, dir, name, -1, &e)) return (void)fuse_reply_err(req, err);
+  fuse_reply_entry(req, &e);
+}
+
+void PermFs::Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  Inode* dir = table_->FromNodeId(parent);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  std::string path = table_->ChildPath(dir, name);
+  Verdict v = Decide(p, path, false);
+  if (v.level < Level::kWrite) {
+    return (void)fuse_reply_err(req, Deny(req, path, "symlink", v, EACCES));
+  }
+  auto pfd = table_->PathFd(dir);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  // The target is stored as data; the daemon never resolves it.
+  if (::symlinkat(target, (*pfd)->get(), name) != 0) return (void)fuse_reply_err(req, errno);
+  fuse_entry_param e;
+  if (int err = RegisterNew(p, dir, name, -1, &e)) return (void)fuse_reply_err(req, err);
+  fuse_reply_entry(req, &e);
+}
+
+void PermFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_rmdir) {
+  Inode* dir = table_->FromNodeId(parent);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  const char* op = is_rmdir ? "rmdir" : "unlink";
+  std::string path = table_->ChildPath(dir, name);
+  auto pfd = table_->PathFd(dir);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  struct stat st;
+  // The kernel holds the parent's lock for the whole unlink, so no other operation through the
+  // mount can change what `name` refers to between this fstatat and the unlinkat.
+  if (::fstatat((*pfd)->get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  Verdict v = Decide(p, path, S_ISDIR(st.st_mode));
+  if (int err = Check(req, path, op, v, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  // rmdir of a directory that still holds hidden entries fails with ENOTEMPTY on the host, as
+  // SPEC §3.5 requires; nothing is ever removed recursively on the agent's behalf.
+  if (::unlinkat((*pfd)->get(), name, is_rmdir ? AT_REMOVEDIR : 0) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  table_->NameRemoved(st.st_dev, st.st_ino, dir, name);
+  fuse_reply_err(req, 0);
+}
+
+void PermFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+                    const char* newname, unsigned int flags) {
+  if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+    return (void)fuse_reply_err(req, EINVAL);  // RENAME_WHITEOUT creates a device node
+  }
+  const bool exchange = flags & RENAME_EXCHANGE;
+  Inode* odir = table_->FromNodeId(parent);
+  Inode* ndir = table_->FromNodeId(newparent);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  std::string old_path = table_->ChildPath(odir, name);
+  std::string new_path = table_->ChildPath(ndir, newname);
+  auto opfd = table_->PathFd(odir);
+  auto npfd = table_->PathFd(ndir);
+  if (!opfd.ok()) return (void)fuse_reply_err(req, opfd.error().ToErrno());
+  if (!npfd.ok()) return (void)fuse_reply_err(req, npfd.error().ToErrno());
+  struct stat ost, nst;
+  if (::fstatat((*opfd)->get(), name, &ost, AT_SYMLINK_NOFOLLOW) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  const bool old_dir = S_ISDIR(ost.st_mode);
+  Verdict ov = Decide(p, old_path, old_dir);
+  if (int err = Check(req, old_path, "rename", ov, Level::kWrite)) return (void)fuse_reply_err(req, err);
+
+  bool target_exists = ::fstatat((*npfd)->get(), newname, &nst, AT_SYMLINK_NOFOLLOW) == 0;
+  Verdict tv{};  // the existing target object at its own place
+  if (target_exists) {
+    tv = Decide(p, new_path, S_ISDIR(nst.st_mode));
+    if (tv.level == Level::kNone) {
+      // Invisible target: for EXCHANGE it does not exist; otherwise it is a create at a `none` name.
+      return (void)fuse_reply_err(
+          req, Deny(req, new_path, "rename", tv, exchange ? ENOENT : EACCES));
+    }
+    if (tv.level < Level::kWrite) {
+      return (void)fuse_reply_err(req, Deny(req, new_path, "rename", tv, EACCES));
+    }
+  } else if (exchange) {
+    return (void)fuse_reply_err(req, ENOENT);
+  }
+  // The moved object at its new place.
+  Verdict mv = Decide(p, new_path, old_dir);
+  if (mv.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, new_path, "rename", mv, EACCES));
+  if (exchange) {
+    Verdict back = Decide(p, old_path, S_ISDIR(nst.st_mode));
+    if (back.level < Level::kWrite) {
+      return (void)fuse_reply_err(req, Deny(req, old_path, "rename", back, EACCES));
+    }
+  }
+  // The directory rule: a directory moves only if everything beneath it is `write` both where it
+  // is and where it goes; otherwise EXDEV and mv(1) falls back to copying file by file, each file
+  // checked on its own (SECURITY-NOTES §2.1 c).
+  auto subtree_writable = [&](const std::string& a, const std::string& b) {
+    auto ua = p.UniformLevelBeneath(a);
+    auto ub = p.UniformLevelBeneath(b);
+    return ua && ub && *ua == Level::kWrite && *ub == Level::kWrite;
+  };
+  if (old_dir && !subtree_writable(old_path, new_path)) {
+    return (void)fuse_reply_err(req, Deny(req, old_path, "rename", ov, EXDEV));
+  }
+  if (exchange && S_ISDIR(nst.st_mode) && !subtree_writable(new_path, old_path)) {
+    return (void)fuse_reply_err(req, Deny(req, new_path, "rename", tv, EXDEV));
+  }
+  if (::renameat2((*opfd)->get(), name, (*npfd)->get(), newname, flags) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  if (exchange) {
+    // Objects are found by (dev, ino), so the two moves do not interfere.
+    table_->Moved(ost.st_dev, ost.st_ino, odir, name, ndir, newname);
+    table_->Moved(nst.st_dev, nst.st_ino, ndir, newname, odir, name);
+  } else {
+    if (target_exists && !(ost.st_dev == nst.st_dev && ost.st_ino == nst.st_ino)) {
+      table_->NameRemoved(nst.st_dev, nst.st_ino, ndir, newname);
+    }
+    table_->Moved(ost.st_dev, ost.st_ino, odir, name, ndir, newname);
+  }
+  fuse_reply_err(req, 0);
+}
+
+void PermFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  Inode* n = table_->FromNodeId(ino);
+  Inode* ndir = table_->FromNodeId(newparent);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  std::string old_path = table_->PathOf(n);
+  std::string new_path = table_->ChildPath(ndir, newname);
+  // Write on both ends: a second name must never grant more than the first (SECURITY-NOTES §2.1 b).
+  if (int err = Check(req, old_path, "link", DecideInode(p, n), Level::kWrite)) {
+    return (void)fuse_reply_err(req, err);
+  }
+  Verdict nv = Decide(p, new_path, false);
+  if (nv.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, new_path, "link", nv, EACCES));
+  if (n->is_dir()) return (void)fuse_reply_err(req, EPERM);
+  auto pfd = table_->PathFd(n);
+  auto npfd = table_->PathFd(ndir);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  if (!npfd.ok()) return (void)fuse_reply_err(req, npfd.error().ToErrno());
+  // AT_EMPTY_PATH links exactly the object behind the fd (needs CAP_DAC_READ_SEARCH: root).
+  if (::linkat((*pfd)->get(), "", (*npfd)->get(), newname, AT_EMPTY_PATH) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  fuse_entry_param e;
+  if (int err = RegisterNew(p, ndir, newname, -1, &e)) return (void)fuse_reply_err(req, err);
+  fuse_reply_entry(req, &e);
+}
+
+}  // namespace agentfense::fs

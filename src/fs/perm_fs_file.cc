@@ -1,0 +1,288 @@
+// Files: open/create and the data path, attributes (setattr), extended attributes.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "fs/perm_fs.h"
+#include "fs/perm_fs_internal.h"
+
+namespace agentfense::fs {
+
+using policy::Level;
+using policy::Policy;
+
+namespace {
+
+int64_t MtimeNs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+// keep_cache only when the file is unchanged since the last open (mtime and size): the kernel's
+// cached pages are then still the file's content. A host-side change drops them.
+bool KeepCache(Inode* n, int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return false;
+  const int64_t m = MtimeNs(st);
+  const int64_t s = st.st_size;
+  const bool same = n->open_mtime_ns.exchange(m) == m;
+  const bool same_size = n->open_size.exchange(s) == s;
+  return same && same_size;
+}
+
+}  // namespace
+
+void PermFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  // Checked on every open, with the flags of this open: a reopen through /proc/self/fd/N with new
+  // flags is a new OPEN and is judged afresh (SECURITY-NOTES §2.1 f, g).
+  if (int err = Check(req, table_->PathOf(n), "open", DecideInode(*policy_, n),
+                      internal::LevelForOpen(fi->flags))) {
+    return (void)fuse_reply_err(req, err);
+  }
+  if (n->is_dir()) return (void)fuse_reply_err(req, EISDIR);
+  auto io = table_->OpenIo(n, fi->flags & ~O_NOATIME);
+  if (!io.ok()) return (void)fuse_reply_err(req, io.error().ToErrno());
+  fi->keep_cache = KeepCache(n, io->get()) ? 1 : 0;
+  fi->fh = static_cast<uint64_t>(io->Release());
+  if (fuse_reply_open(req, fi) != 0) ::close(static_cast<int>(fi->fh));
+}
+
+void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                    fuse_file_info* fi) {
+  Inode* dir = table_->FromNodeId(parent);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  std::string path = table_->ChildPath(dir, name);
+  Verdict v = Decide(p, path, false);
+  // EACCES for any name below write, `none` included, existing or not (no existence oracle).
+  if (v.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, path, "create", v, EACCES));
+  auto pfd = table_->PathFd(dir);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  UniqueFd fd(::openat((*pfd)->get(), name,
+                       (fi->flags & ~(O_NOCTTY | O_NOATIME)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                       mode & ~internal::kStrippedModeBits));
+  if (!fd) return (void)fuse_reply_err(req, errno);
+  fuse_entry_param e;
+  if (int err = RegisterNew(p, dir, name, fd.get(), &e)) return (void)fuse_reply_err(req, err);
+  Inode* n = table_->FromNodeId(e.ino);
+  fi->keep_cache = KeepCache(n, fd.get()) ? 1 : 0;
+  fi->fh = static_cast<uint64_t>(fd.Release());
+  if (fuse_reply_create(req, &e, fi) != 0) ::close(static_cast<int>(fi->fh));
+}
+
+void PermFs::Read(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* fi) {
+  // Spliced from the host fd to /dev/fuse when the kernel allows it: no user-space copy.
+  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = static_cast<int>(fi->fh);
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t /*ino*/, fuse_bufvec* in, off_t off,
+                      fuse_file_info* fi) {
+  // The fd was opened for writing only after the open check; the kernel refuses WRITE on an fd
+  // not open for writing before it reaches us.
+  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].fd = static_cast<int>(fi->fh);
+  out.buf[0].pos = off;
+  ssize_t res = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+  if (res < 0) return (void)fuse_reply_err(req, static_cast<int>(-res));
+  fuse_reply_write(req, static_cast<size_t>(res));
+}
+
+void PermFs::Release(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  ::close(static_cast<int>(fi->fh));
+  fuse_reply_err(req, 0);
+}
+
+void PermFs::Fsync(fuse_req_t req, fuse_ino_t /*ino*/, int datasync, fuse_file_info* fi) {
+  int fd = static_cast<int>(fi->fh);
+  int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void PermFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                       fuse_file_info* fi) {
+  Inode* n = table_->FromNodeId(ino);
+  {
+    std::shared_lock lock(policy_mu_);
+    if (int err = Check(req, table_->PathOf(n), "fallocate", DecideInode(*policy_, n),
+                        Level::kWrite)) {
+      return (void)fuse_reply_err(req, err);
+    }
+  }
+  int r = ::fallocate(static_cast<int>(fi->fh), mode, off, len);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void PermFs::Lseek(fuse_req_t req, fuse_ino_t /*ino*/, off_t off, int whence, fuse_file_info* fi) {
+  off_t r = ::lseek(static_cast<int>(fi->fh), off, whence);
+  if (r < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_lseek(req, r);
+}
+
+void PermFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid,
+                     fuse_file_info* fi) {
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  const Policy& p = *policy_;
+  std::string path = table_->PathOf(n);
+  Verdict v = DecideInode(p, n);
+  if (int err = Check(req, path, "setattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
+  if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    return (void)fuse_reply_err(req, Deny(req, path, "chown", v, EPERM));
+  }
+  // Every other field (mode, size, times, ctime) is a write.
+  if (int err = Check(req, path, "setattr", v, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  const bool have_fh = fi != nullptr && n->is_reg();
+  const int fh = have_fh ? static_cast<int>(fi->fh) : -1;
+  auto pfd = table_->PathFd(n);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+
+  if (valid & FUSE_SET_ATTR_MODE) {
+    const mode_t mode = attr->st_mode & 07777 & ~internal::kStrippedModeBits;
+    int r;
+    if (have_fh) {
+      r = ::fchmod(fh, mode);
+    } else if (n->is_symlink()) {
+      r = -1;
+      errno = EOPNOTSUPP;
+    } else {
+      // chmod on the magic link reaches exactly this object (fchmod refuses O_PATH fds).
+      r = ::chmod(ProcFdPath((*pfd)->get()).c_str(), mode);
+    }
+    if (r != 0) return (void)fuse_reply_err(req, errno);
+  }
+  if (valid & FUSE_SET_ATTR_SIZE) {
+    int r;
+    if (have_fh) {
+      r = ::ftruncate(fh, attr->st_size);
+    } else {
+      if (n->is_dir()) return (void)fuse_reply_err(req, EISDIR);
+      if (!n->is_reg()) return (void)fuse_reply_err(req, EINVAL);
+      auto io = table_->OpenIo(n, O_WRONLY);
+      if (!io.ok()) return (void)fuse_reply_err(req, io.error().ToErrno());
+      r = ::ftruncate(io->get(), attr->st_size);
+    }
+    if (r != 0) return (void)fuse_reply_err(req, errno);
+  }
+  if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    struct timespec tv[2];
+    tv[0].tv_sec = 0;
+    tv[1].tv_sec = 0;
+    tv[0].tv_nsec = UTIME_OMIT;
+    tv[1].tv_nsec = UTIME_OMIT;
+    if (valid & FUSE_SET_ATTR_ATIME_NOW) {
+      tv[0].tv_nsec = UTIME_NOW;
+    } else if (valid & FUSE_SET_ATTR_ATIME) {
+      tv[0] = attr->st_atim;
+    }
+    if (valid & FUSE_SET_ATTR_MTIME_NOW) {
+      tv[1].tv_nsec = UTIME_NOW;
+    } else if (valid & FUSE_SET_ATTR_MTIME) {
+      tv[1] = attr->st_mtim;
+    }
+    int r = have_fh ? ::futimens(fh, tv) : ::utimensat((*pfd)->get(), "", tv, AT_EMPTY_PATH);
+    if (r != 0) return (void)fuse_reply_err(req, errno);
+  }
+  struct stat st;
+  if (::fstat(have_fh ? fh : (*pfd)->get(), &st) != 0) return (void)fuse_reply_err(req, errno);
+  Present(p, path, &st);
+  fuse_reply_attr(req, &st, options_.attr_timeout_s);
+}
+
+// Extended attributes. Only user.* exists for the agent: other namespaces read as absent and
+// cannot be set (trusted.overlay.*, security.capability would act on the host).
+void PermFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  if (!options_.xattrs) return (void)fuse_reply_err(req, ENOSYS);
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  std::string path = table_->PathOf(n);
+  Verdict v = DecideInode(*policy_, n);
+  if (int err = Check(req, path, "getxattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
+  // Answered without touching the host: the common ls -l probes (ACLs, SELinux labels).
+  if (!internal::IsUserXattr(name) || n->is_symlink()) return (void)fuse_reply_err(req, ENODATA);
+  if (int err = Check(req, path, "getxattr", v, Level::kRead)) return (void)fuse_reply_err(req, err);
+  auto pfd = table_->PathFd(n);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  std::string proc = ProcFdPath((*pfd)->get());
+  std::vector<char> buf(size);
+  ssize_t r = ::getxattr(proc.c_str(), name, size ? buf.data() : nullptr, size);
+  if (r < 0) return (void)fuse_reply_err(req, errno);
+  if (size == 0) return (void)fuse_reply_xattr(req, static_cast<size_t>(r));
+  fuse_reply_buf(req, buf.data(), static_cast<size_t>(r));
+}
+
+void PermFs::Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  if (!options_.xattrs) return (void)fuse_reply_err(req, ENOSYS);
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  std::string path = table_->PathOf(n);
+  Verdict v = DecideInode(*policy_, n);
+  if (int err = Check(req, path, "listxattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
+  std::string names;  // NUL-separated user.* names
+  if (v.level >= Level::kRead && !n->is_symlink()) {
+    auto pfd = table_->PathFd(n);
+    if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+    std::string proc = ProcFdPath((*pfd)->get());
+    ssize_t len = ::listxattr(proc.c_str(), nullptr, 0);
+    if (len < 0) return (void)fuse_reply_err(req, errno);
+    std::vector<char> all(static_cast<size_t>(len) + 1);
+    len = ::listxattr(proc.c_str(), all.data(), all.size());
+    if (len < 0) return (void)fuse_reply_err(req, errno);
+    for (size_t i = 0; i < static_cast<size_t>(len);) {
+      const char* nm = all.data() + i;
+      size_t l = std::strlen(nm);
+      if (internal::IsUserXattr(nm)) names.append(nm, l + 1);
+      i += l + 1;
+    }
+  }
+  if (size == 0) return (void)fuse_reply_xattr(req, names.size());
+  if (size < names.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, names.data(), names.size());
+}
+
+void PermFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                      size_t size, int flags) {
+  if (!options_.xattrs) return (void)fuse_reply_err(req, ENOSYS);
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  std::string path = table_->PathOf(n);
+  Verdict v = DecideInode(*policy_, n);
+  if (int err = Check(req, path, "setxattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
+  if (!internal::IsUserXattr(name)) return (void)fuse_reply_err(req, Deny(req, path, "setxattr", v, EPERM));
+  if (int err = Check(req, path, "setxattr", v, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  if (n->is_symlink()) return (void)fuse_reply_err(req, EPERM);  // as the kernel does for user.*
+  auto pfd = table_->PathFd(n);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  int r = ::setxattr(ProcFdPath((*pfd)->get()).c_str(), name, value, size, flags);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void PermFs::Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  if (!options_.xattrs) return (void)fuse_reply_err(req, ENOSYS);
+  Inode* n = table_->FromNodeId(ino);
+  std::shared_lock lock(policy_mu_);
+  std::string path = table_->PathOf(n);
+  Verdict v = DecideInode(*policy_, n);
+  if (int err = Check(req, path, "removexattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
+  if (!internal::IsUserXattr(name)) {
+    return (void)fuse_reply_err(req, Deny(req, path, "removexattr", v, EPERM));
+  }
+  if (int err = Check(req, path, "removexattr", v, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  if (n->is_symlink()) return (void)fuse_reply_err(req, EPERM);
+  auto pfd = table_->PathFd(n);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  int r = ::removexattr(ProcFdPath((*pfd)->get()).c_str(), name);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+}  // namespace agentfense::fs

@@ -1,0 +1,29 @@
+// Helpers shared by the perm_fs*.cc files. Not part of the layer's interface.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "policy/policy.h"
+
+namespace agentfense::fs::internal {
+
+// Bits never set on a host object on behalf of the agent (SECURITY-NOTES §2.1 k).
+inline constexpr mode_t kStrippedModeBits = S_ISUID | S_ISGID;
+
+// The level an open(2) with `flags` needs. O_TRUNC, O_APPEND and O_CREAT are write intents even
+// with O_RDONLY (open(O_RDONLY|O_TRUNC) truncates on Linux).
+inline policy::Level LevelForOpen(int flags) {
+  if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)) != 0) {
+    return policy::Level::kWrite;
+  }
+  return policy::Level::kRead;
+}
+
+// Only the user.* namespace is exposed; trusted.*, security.*, system.* are neither readable nor
+// settable through the mount.
+inline bool IsUserXattr(const char* name) { return std::strncmp(name, "user.", 5) == 0; }
+
+}  // namespace agentfense::fs::internal

@@ -1,0 +1,204 @@
+#include "supervisor/client.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "base/unique_fd.h"
+
+extern char** environ;
+
+namespace agentfense::supervisor {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+Status WriteFileAtomically(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Error::FromErrno(errno, "open " + tmp);
+  UniqueFd f(fd);
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t n = ::write(f.get(), content.data() + off, content.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno(errno, "write " + tmp);
+    off += static_cast<size_t>(n);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Error::FromErrno(errno, "rename " + path);
+  return OkStatus();
+}
+
+Result<UniqueFd> ConnectUnix(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return Error(ErrorCode::kInvalidArgument, "socket path too long: " + path);
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error::FromErrno(errno, "socket");
+  UniqueFd sock(fd);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Error(ErrorCode::kUnavailable, "no supervisor at " + path, errno);
+  }
+  return sock;
+}
+
+// Maps the supervisor's "error: <code> <message>" start report to an Error.
+Error StartError(const std::string& line) {
+  std::string rest = line.substr(std::min<size_t>(line.size(), 7));
+  int code = std::atoi(rest.c_str());
+  size_t space = rest.find(' ');
+  std::string message = space == std::string::npos ? rest : rest.substr(space + 1);
+  if (code <= 0 || code > 16) code = static_cast<int>(ErrorCode::kInternal);
+  return Error(static_cast<ErrorCode>(code), message);
+}
+
+}  // namespace
+
+Status SpawnSupervisor(const SupervisorSpec& spec, const std::string& binary,
+                       std::chrono::milliseconds timeout) {
+  const std::string spec_path = spec.run_dir + "/" + kSpecFile;
+  AF_RETURN_IF_ERROR(WriteFileAtomically(spec_path, SpecToJson(spec)));
+  AF_ASSIGN_OR_RETURN(auto pipe, MakePipe());
+  auto& [ready_r, ready_w] = pipe;
+  const std::string log_path = spec.run_dir + "/" + kLogFile;
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_adddup2(&fa, ready_w.get(), 3);  // dup2 clears O_CLOEXEC on fd 3
+  std::string fd_arg = "3";
+  std::vector<char*> argv = {const_cast<char*>(binary.c_str()), const_cast<char*>("--spec"),
+                             const_cast<char*>(spec_path.c_str()),
+                             const_cast<char*>("--ready-fd"), fd_arg.data(), nullptr};
+  // A minimal environment: nothing of the server's environment reaches the sandbox side.
+  std::vector<char*> envp = {const_cast<char*>("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nullptr};
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, binary.c_str(), &fa, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  ready_w.Reset();
+  if (rc != 0) return Error::FromErrno(rc, "spawning " + binary);
+  // The first process exits at once (it forks the real supervisor); reap it.
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+
+  std::string line;
+  auto deadline = Clock::now() + timeout;
+  while (line.find('\n') == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      return Error(ErrorCode::kDeadlineExceeded, "the sandbox supervisor did not start in time");
+    }
+    pollfd p{ready_r.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) continue;
+    char buf[4096];
+    ssize_t got = ::read(ready_r.get(), buf, sizeof(buf));
+    if (got <= 0) {
+      if (line.empty()) {
+        return Error(ErrorCode::kInternal,
+                     "the sandbox supervisor exited without a report (see " + log_path + ")");
+      }
+      break;
+    }
+    line.append(buf, static_cast<size_t>(got));
+    if (line.size() > 64 * 1024) break;
+  }
+  if (auto nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
+  if (line == "ok") return OkStatus();
+  if (line.rfind("error: ", 0) == 0) return StartError(line);
+  return Error(ErrorCode::kInternal, "unexpected supervisor report: " + line);
+}
+
+Result<std::string> SupervisorControl::Call(const std::string& request,
+                                            std::chrono::milliseconds timeout) const {
+  AF_ASSIGN_OR_RETURN(UniqueFd sock, ConnectUnix(run_dir_ + "/" + kControlSocket));
+  std::string line = request + "\n";
+  if (::send(sock.get(), line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    return Error(ErrorCode::kUnavailable, "supervisor control: send failed", errno);
+  }
+  std::string reply;
+  auto deadline = Clock::now() + timeout;
+  while (reply.find('\n') == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Error(ErrorCode::kDeadlineExceeded, "supervisor control timeout");
+    pollfd p{sock.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) continue;
+    char buf[4096];
+    ssize_t got = ::recv(sock.get(), buf, sizeof(buf), 0);
+    if (got <= 0) return Error(ErrorCode::kUnavailable, "supervisor closed the control connection");
+    reply.append(buf, static_cast<size_t>(got));
+    if (reply.size() > (1u << 20)) return Error(ErrorCode::kInternal, "supervisor reply too long");
+  }
+  reply.resize(reply.find('\n'));
+  json j = json::parse(reply, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Error(ErrorCode::kInternal, "supervisor sent a malformed reply");
+  }
+  if (!j.value("ok", false)) {
+    int code = j.value("code", static_cast<int>(ErrorCode::kInternal));
+    if (code <= 0 || code > 16) code = static_cast<int>(ErrorCode::kInternal);
+    return Error(static_cast<ErrorCode>(code), j.value("error", std::string("supervisor error")));
+  }
+  return reply;
+}
+
+Result<SupervisorStatus> SupervisorControl::Status() const {
+  AF_ASSIGN_OR_RETURN(std::string reply, Call(R"({"op":"status"})", std::chrono::seconds(5)));
+  json j = json::parse(reply, nullptr, false);
+  SupervisorStatus s;
+  s.sandbox_id = j.value("sandbox_id", "");
+  s.pid = j.value("pid", 0);
+  s.runtime_alive = j.value("runtime_alive", false);
+  return s;
+}
+
+agentfense::Status SupervisorControl::SetPolicy(const std::vector<policy::Rule>& rules) const {
+  json list = json::array();
+  for (const auto& r : rules) {
+    list.push_back({{"pattern", r.pattern},
+                    {"type", std::string(policy::PatternTypeName(r.type))},
+                    {"level", std::string(policy::LevelName(r.level))},
+                    {"priority", r.priority}});
+  }
+  AF_RETURN_IF_ERROR(Call(json({{"op", "set_policy"}, {"rules", list}}).dump()));
+  return OkStatus();
+}
+
+agentfense::Status SupervisorControl::Invalidate(const std::string& path) const {
+  AF_RETURN_IF_ERROR(Call(json({{"op", "invalidate"}, {"path", path}}).dump()));
+  return OkStatus();
+}
+
+agentfense::Status SupervisorControl::Stop(bool destroy, std::chrono::milliseconds wait) const {
+  AF_RETURN_IF_ERROR(Call(json({{"op", "stop"}, {"destroy", destroy}}).dump()));
+  auto deadline = Clock::now() + wait;
+  const std::string control = run_dir_ + "/" + kControlSocket;
+  while (::access(control.c_str(), F_OK) == 0) {
+    if (Clock::now() > deadline) {
+      return Error(ErrorCode::kDeadlineExceeded, "the supervisor did not stop in time");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return OkStatus();
+}
+
+}  // namespace agentfense::supervisor

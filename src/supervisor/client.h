@@ -1,0 +1,49 @@
+// The server's side of a supervisor: starting one, and talking to a running one (also one that
+// an earlier server process started: everything needed is in its run directory).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "policy/policy.h"
+#include "supervisor/spec.h"
+
+namespace agentfense::supervisor {
+
+struct SupervisorStatus {
+  std::string sandbox_id;
+  int pid = 0;
+  bool runtime_alive = false;
+};
+
+// Writes spec.json into spec.run_dir (which must exist, 0700) and starts `binary` (the
+// agentfense-supervisor executable) detached. Returns once the sandbox is up, or the supervisor's
+// own error (mount, runtime) with its code, or kDeadlineExceeded after `timeout`.
+Status SpawnSupervisor(const SupervisorSpec& spec, const std::string& binary,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+// One JSON request/reply over <run_dir>/control.sock. kUnavailable when no supervisor answers.
+class SupervisorControl {
+ public:
+  explicit SupervisorControl(std::string run_dir) : run_dir_(std::move(run_dir)) {}
+
+  Result<SupervisorStatus> Status() const;
+  // Returns after the filesystem dropped every cache the new rules could make stale.
+  agentfense::Status SetPolicy(const std::vector<policy::Rule>& rules) const;
+  agentfense::Status Invalidate(const std::string& workspace_path) const;
+  // Asks the supervisor to stop its sandbox (and remove a Docker container when `destroy`), then
+  // waits (bounded) until its sockets are gone.
+  agentfense::Status Stop(bool destroy,
+                          std::chrono::milliseconds wait = std::chrono::seconds(30)) const;
+
+  std::string agent_socket() const { return run_dir_ + "/" + kAgentSocket; }
+
+ private:
+  Result<std::string> Call(const std::string& request_json,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
+  std::string run_dir_;
+};
+
+}  // namespace agentfense::supervisor

@@ -1,0 +1,210 @@
+#include "supervisor/relay.h"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/log.h"
+#include "runtime/agent_protocol.h"
+
+namespace agentfense::supervisor {
+namespace {
+
+namespace proto = runtime::proto;
+
+class Connection {
+ public:
+  Connection(UniqueFd fd, RuntimeInstance& rt) : fd_(std::move(fd)), rt_(rt) {}
+
+  void Run() {
+    proto::FrameReader reader;
+    char buf[64 * 1024];
+    while (true) {
+      ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      reader.Append(std::string_view(buf, static_cast<size_t>(n)));
+      bool bad = false;
+      while (true) {
+        auto frame = reader.Next();
+        if (!frame.ok()) {
+          AF_LOG_WARN("relay: dropping connection: {}", frame.error().ToString());
+          bad = true;
+          break;
+        }
+        if (!frame->has_value()) break;
+        Dispatch(std::move(**frame));
+      }
+      if (bad) break;
+    }
+    // The server went away: whatever it started on this connection is abandoned, so kill it.
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [id, flag] : cancel_) flag->store(true);
+    }
+    for (auto& w : workers_) w.thread.join();
+  }
+
+ private:
+  // Writes one whole frame; serialized so frames of concurrent commands never interleave.
+  void Send(Result<std::string> frame) {
+    if (!frame.ok()) return;
+    std::lock_guard lock(write_mu_);
+    const std::string& bytes = *frame;
+    size_t off = 0;
+    while (off < bytes.size()) {
+      ssize_t n = ::send(fd_.get(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // peer gone; Run() notices on its next recv
+      off += static_cast<size_t>(n);
+    }
+  }
+
+  void SendError(uint64_t id, const Error& e) {
+    proto::ErrorMsg m;
+    m.code = static_cast<uint32_t>(e.code());
+    m.message = e.message();
+    // AgentClient prefixes "agent: "; do not stack it when relaying an agent's error.
+    if (m.message.rfind("agent: ", 0) == 0) m.message.erase(0, 7);
+    Send(proto::Encode(id, m));
+  }
+
+  void SendExit(uint64_t id, const runtime::ExecResult& r) {
+    proto::Exit e;
+    e.exit_code = r.exit_code;
+    e.signal = r.signal;
+    e.duration_us = r.duration_us;
+    e.timed_out = r.timed_out;
+    e.truncated = r.truncated;
+    e.oom = r.oom;
+    Send(proto::Encode(id, e));
+  }
+
+  std::shared_ptr<std::atomic<bool>> Track(uint64_t id) {
+    auto flag = std::make_shared<std::atomic<bool>>(false);
+    std::lock_guard lock(mu_);
+    cancel_[id] = flag;
+    return flag;
+  }
+  void Untrack(uint64_t id) {
+    std::lock_guard lock(mu_);
+    cancel_.erase(id);
+  }
+
+  // Runs `call` on a worker thread with output streamed back as it comes.
+  template <typename Call>
+  void Spawn(uint64_t id, Call call) {
+    ReapFinished();
+    auto flag = Track(id);
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([this, id, flag, done, call = std::move(call)]() {
+      runtime::CallOptions options;
+      options.cancel = flag.get();
+      auto on_output = [this, id](proto::Stream stream, std::string_view data) {
+        proto::Output out;
+        out.stream = stream;
+        out.data = std::string(data);
+        Send(proto::Encode(id, out));
+      };
+      Result<runtime::ExecResult> r = call(on_output, options);
+      Untrack(id);
+      if (r.ok()) {
+        SendExit(id, *r);
+      } else {
+        SendError(id, r.error());
+      }
+      done->store(true);
+    });
+    workers_.push_back(Worker{std::move(t), std::move(done)});
+  }
+
+  // Joins workers whose command has finished, so a long-lived connection does not accumulate
+  // finished threads.
+  void ReapFinished() {
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      if (it->done->load()) {
+        it->thread.join();
+        it = workers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void Dispatch(proto::Frame f) {
+    const uint64_t id = f.request_id;
+    switch (f.type) {
+      case proto::MsgType::kHello: {
+        proto::Hello h;
+        h.software = "agentfense-supervisor";
+        Send(proto::Encode(id, h));
+        return;
+      }
+      case proto::MsgType::kExec: {
+        auto req = proto::DecodeExec(f.payload);
+        if (!req.ok()) return SendError(id, req.error());
+        Spawn(id, [this, r = std::move(*req)](auto& out, auto& opt) {
+          return rt_.Exec(r, out, opt);
+        });
+        return;
+      }
+      case proto::MsgType::kSessionExec: {
+        auto req = proto::DecodeSessionExec(f.payload);
+        if (!req.ok()) return SendError(id, req.error());
+        Spawn(id, [this, r = std::move(*req)](auto& out, auto& opt) {
+          return rt_.SessionExec(r, out, opt);
+        });
+        return;
+      }
+      case proto::MsgType::kSessionOpen: {
+        auto req = proto::DecodeSessionOpen(f.payload);
+        if (!req.ok()) return SendError(id, req.error());
+        auto opened = rt_.OpenSession(*req);
+        if (!opened.ok()) return SendError(id, opened.error());
+        Send(proto::Encode(id, proto::SessionOpened{*opened}));
+        return;
+      }
+      case proto::MsgType::kSessionClose: {
+        auto req = proto::DecodeSessionClose(f.payload);
+        if (!req.ok()) return SendError(id, req.error());
+        auto st = rt_.CloseSession(req->session_id);
+        if (!st.ok()) return SendError(id, st.error());
+        Send(proto::Encode(id, proto::Ok{}));
+        return;
+      }
+      case proto::MsgType::kCancel: {
+        std::lock_guard lock(mu_);
+        if (auto it = cancel_.find(id); it != cancel_.end()) it->second->store(true);
+        return;
+      }
+      default:
+        SendError(id, Error(ErrorCode::kInvalidArgument, "unexpected message type"));
+    }
+  }
+
+  UniqueFd fd_;
+  RuntimeInstance& rt_;
+  std::mutex write_mu_;  // whole frames; never held while taking mu_
+  std::mutex mu_;        // guards cancel_
+  std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> cancel_;
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Worker> workers_;  // touched only by the Run() thread
+};
+
+}  // namespace
+
+void ServeAgentConnection(UniqueFd conn, RuntimeInstance& runtime) {
+  Connection(std::move(conn), runtime).Run();
+}
+
+}  // namespace agentfense::supervisor

@@ -1,0 +1,116 @@
+#include "supervisor/runtime_instance.h"
+
+#include "runtime/bwrap_sandbox.h"
+#include "runtime/docker_launcher.h"
+
+namespace agentfense::supervisor {
+namespace {
+
+using runtime::CallOptions;
+using runtime::ExecResult;
+using runtime::OutputCallback;
+namespace proto = runtime::proto;
+
+class BwrapInstance final : public RuntimeInstance {
+ public:
+  explicit BwrapInstance(std::unique_ptr<runtime::BwrapSandbox> sb) : sb_(std::move(sb)) {}
+  Result<ExecResult> Exec(const proto::Exec& r, const OutputCallback& out,
+                          const CallOptions& o) override {
+    return sb_->Exec(r, out, o);
+  }
+  Result<uint64_t> OpenSession(const proto::SessionOpen& r) override {
+    return sb_->OpenSession(r);
+  }
+  Result<ExecResult> SessionExec(const proto::SessionExec& r, const OutputCallback& out,
+                                 const CallOptions& o) override {
+    return sb_->SessionExec(r, out, o);
+  }
+  Status CloseSession(uint64_t id) override { return sb_->CloseSession(id); }
+  Status Stop(bool /*destroy*/) override { return sb_->Stop(); }
+  bool alive() const override { return sb_->running(); }
+
+ private:
+  std::unique_ptr<runtime::BwrapSandbox> sb_;
+};
+
+class DockerInstance final : public RuntimeInstance {
+ public:
+  DockerInstance(std::unique_ptr<runtime::DockerLauncher> launcher, std::string id,
+                 std::unique_ptr<runtime::AgentClient> agent)
+      : launcher_(std::move(launcher)), id_(std::move(id)), agent_(std::move(agent)) {}
+  Result<ExecResult> Exec(const proto::Exec& r, const OutputCallback& out,
+                          const CallOptions& o) override {
+    return launcher_->Exec(*agent_, id_, r, out, o);
+  }
+  Result<uint64_t> OpenSession(const proto::SessionOpen& r) override {
+    return agent_->OpenSession(r);
+  }
+  Result<ExecResult> SessionExec(const proto::SessionExec& r, const OutputCallback& out,
+                                 const CallOptions& o) override {
+    return agent_->SessionExec(r, out, o);
+  }
+  Status CloseSession(uint64_t id) override { return agent_->CloseSession(id); }
+  Status Stop(bool destroy) override {
+    agent_.reset();
+    return destroy ? launcher_->Destroy(id_) : launcher_->Stop(id_);
+  }
+  bool alive() const override { return agent_ && agent_->alive(); }
+
+ private:
+  std::unique_ptr<runtime::DockerLauncher> launcher_;
+  std::string id_;
+  std::unique_ptr<runtime::AgentClient> agent_;
+};
+
+Result<std::unique_ptr<RuntimeInstance>> StartBwrap(const SupervisorSpec& spec) {
+  runtime::SandboxSpec s;
+  s.id = spec.sandbox_id;
+  s.workspace_dir = spec.mountpoint;
+  s.network = spec.network;
+  s.agent_path = spec.agent_path;
+  s.bwrap_path = spec.bwrap_path;
+  s.limits.memory_bytes = spec.limits.memory_bytes;
+  s.limits.pids_max = spec.limits.pids_limit;
+  // WIRE.md cpu_quota is µs per 100 ms period: 100000 = one CPU = 1000 millis.
+  s.limits.cpu_millis = static_cast<uint32_t>(spec.limits.cpu_quota_us / 100);
+  s.limits.cpu_shares = spec.limits.cpu_shares;
+  AF_ASSIGN_OR_RETURN(auto sb, runtime::BwrapSandbox::Start(s));
+  return std::unique_ptr<RuntimeInstance>(new BwrapInstance(std::move(sb)));
+}
+
+Result<std::unique_ptr<RuntimeInstance>> StartDocker(const SupervisorSpec& spec) {
+  runtime::DockerLauncherConfig config;
+  config.client.host = spec.docker_host;
+  if (!spec.docker_default_image.empty()) config.default_image = spec.docker_default_image;
+  config.agent_path = spec.agent_path;
+  config.instance = spec.docker_instance;
+  config.network_mode = spec.docker_network_mode;
+  AF_ASSIGN_OR_RETURN(auto launcher, runtime::DockerLauncher::Create(config));
+  runtime::DockerSandboxSpec d;
+  d.sandbox_id = spec.sandbox_id;
+  d.image = spec.image;
+  d.workspace_dir = spec.mountpoint;
+  d.network = spec.network;
+  runtime::DockerLimits limits = launcher->config().default_limits;
+  if (spec.limits.memory_bytes) limits.memory_bytes = static_cast<int64_t>(spec.limits.memory_bytes);
+  if (spec.limits.cpu_quota_us) limits.cpu_quota_us = spec.limits.cpu_quota_us;
+  if (spec.limits.cpu_shares) limits.cpu_shares = static_cast<int64_t>(spec.limits.cpu_shares);
+  if (spec.limits.pids_limit) limits.pids_limit = static_cast<int64_t>(spec.limits.pids_limit);
+  d.limits = limits;
+  // A container left from an earlier start of this sandbox is reused (restart after stop).
+  if (auto info = launcher->Inspect(spec.sandbox_id); !info.ok()) {
+    AF_RETURN_IF_ERROR(launcher->CreateSandbox(d));
+  }
+  AF_ASSIGN_OR_RETURN(auto agent, launcher->Start(spec.sandbox_id));
+  return std::unique_ptr<RuntimeInstance>(
+      new DockerInstance(std::move(launcher), spec.sandbox_id, std::move(agent)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RuntimeInstance>> StartRuntime(const SupervisorSpec& spec) {
+  if (spec.runtime == RuntimeKind::kDocker) return StartDocker(spec);
+  return StartBwrap(spec);
+}
+
+}  // namespace agentfense::supervisor

@@ -1,0 +1,33 @@
+// The running half of a sandbox, whatever its runtime: a connection to its agent plus the means to
+// stop it. The supervisor relays the agent protocol to the server through this interface.
+#pragma once
+
+#include <memory>
+
+#include "base/result.h"
+#include "runtime/agent_client.h"
+#include "supervisor/spec.h"
+
+namespace agentfense::supervisor {
+
+class RuntimeInstance {
+ public:
+  virtual ~RuntimeInstance() = default;
+  virtual Result<runtime::ExecResult> Exec(const runtime::proto::Exec& request,
+                                           const runtime::OutputCallback& on_output,
+                                           const runtime::CallOptions& options) = 0;
+  virtual Result<uint64_t> OpenSession(const runtime::proto::SessionOpen& request) = 0;
+  virtual Result<runtime::ExecResult> SessionExec(const runtime::proto::SessionExec& request,
+                                                  const runtime::OutputCallback& on_output,
+                                                  const runtime::CallOptions& options) = 0;
+  virtual Status CloseSession(uint64_t session_id) = 0;
+  // Stops every process of the sandbox. For Docker the container is kept (restartable) unless
+  // `destroy`. Idempotent.
+  virtual Status Stop(bool destroy) = 0;
+  virtual bool alive() const = 0;
+};
+
+// Starts the sandbox's runtime over `spec.mountpoint` (already mounted).
+Result<std::unique_ptr<RuntimeInstance>> StartRuntime(const SupervisorSpec& spec);
+
+}  // namespace agentfense::supervisor

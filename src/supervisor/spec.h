@@ -1,0 +1,52 @@
+// What a supervisor is asked to run: one sandbox's mount and runtime. The server writes it as JSON
+// into the sandbox's run directory; the supervisor reads it at start. Pure data + (de)serialization.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "policy/policy.h"
+
+namespace agentfense::supervisor {
+
+enum class RuntimeKind { kBwrap, kDocker };
+
+struct Limits {
+  uint64_t memory_bytes = 0;
+  int64_t cpu_quota_us = 0;  // µs per 100 ms period (WIRE.md ResourceLimits.cpu_quota)
+  uint64_t cpu_shares = 0;
+  uint64_t pids_limit = 0;
+};
+
+struct SupervisorSpec {
+  std::string sandbox_id;
+  std::string source_dir;  // the codebase on the host
+  std::string mountpoint;  // where the permission filesystem is mounted (→ /workspace)
+  std::string run_dir;     // private (0700) directory: sockets, logs, audit
+  std::vector<policy::Rule> rules;
+  RuntimeKind runtime = RuntimeKind::kBwrap;
+  std::string image;  // docker only; empty = configured default
+  bool network = false;
+  Limits limits;
+  std::string agent_path;
+  std::string bwrap_path = "/usr/bin/bwrap";
+  std::string docker_host = "unix:///var/run/docker.sock";
+  std::string docker_default_image;
+  std::string docker_network_mode = "bridge";
+  std::string docker_instance = "default";
+};
+
+std::string SpecToJson(const SupervisorSpec& spec);
+// Errors name the field. Rules are validated by Policy::Compile later, not here.
+Result<SupervisorSpec> SpecFromJson(const std::string& json);
+
+// Socket and file names inside run_dir.
+inline constexpr const char* kSpecFile = "spec.json";
+inline constexpr const char* kAgentSocket = "agent.sock";      // agent protocol relay
+inline constexpr const char* kControlSocket = "control.sock";  // JSON-lines control
+inline constexpr const char* kAuditFile = "audit.jsonl";
+inline constexpr const char* kLogFile = "supervisor.log";
+
+}  // namespace agentfense::supervisor

@@ -1,0 +1,52 @@
+#include "supervisor/spec.h"
+
+#include <gtest/gtest.h>
+
+namespace agentfense::supervisor {
+namespace {
+
+TEST(SupervisorSpec, RoundTrips) {
+  SupervisorSpec s;
+  s.sandbox_id = "sb_0123456789abcdef";
+  s.source_dir = "/data/cb";
+  s.mountpoint = "/data/mnt/sb";
+  s.run_dir = "/data/run/sb";
+  s.agent_path = "/usr/lib/agentfense/agentfense-agent";
+  s.rules = {{"**/*", policy::PatternType::kGlob, policy::Level::kRead, 0},
+             {"/secrets", policy::PatternType::kDirectory, policy::Level::kNone, 100}};
+  s.runtime = RuntimeKind::kDocker;
+  s.image = "img:1";
+  s.network = true;
+  s.limits = {512u << 20, 50000, 512, 64};
+  auto back = SpecFromJson(SpecToJson(s));
+  ASSERT_TRUE(back.ok()) << back.error().ToString();
+  EXPECT_EQ(back->sandbox_id, s.sandbox_id);
+  EXPECT_EQ(back->rules.size(), 2u);
+  EXPECT_EQ(back->rules[1].type, policy::PatternType::kDirectory);
+  EXPECT_EQ(back->rules[1].level, policy::Level::kNone);
+  EXPECT_EQ(back->rules[1].priority, 100);
+  EXPECT_EQ(back->runtime, RuntimeKind::kDocker);
+  EXPECT_EQ(back->image, "img:1");
+  EXPECT_TRUE(back->network);
+  EXPECT_EQ(back->limits.memory_bytes, 512u << 20);
+  EXPECT_EQ(back->limits.cpu_quota_us, 50000);
+  EXPECT_EQ(back->limits.pids_limit, 64u);
+}
+
+TEST(SupervisorSpec, RejectsBadInput) {
+  EXPECT_FALSE(SpecFromJson("[]").ok());
+  EXPECT_FALSE(SpecFromJson("{").ok());
+  EXPECT_FALSE(SpecFromJson(R"({"sandbox_id": 3})").ok());
+  auto r = SpecFromJson(
+      R"({"sandbox_id":"x","source_dir":"rel","mountpoint":"/m","run_dir":"/r","rules":[],)"
+      R"("runtime":"bwrap","agent_path":"/a"})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("absolute"), std::string::npos);
+  r = SpecFromJson(
+      R"({"sandbox_id":"x","source_dir":"/s","mountpoint":"/m","run_dir":"/r","rules":[],)"
+      R"("runtime":"lxc","agent_path":"/a"})");
+  ASSERT_FALSE(r.ok());
+}
+
+}  // namespace
+}  // namespace agentfense::supervisor

@@ -1,0 +1,247 @@
+#include "supervisor/supervisor.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/log.h"
+#include "supervisor/relay.h"
+
+namespace agentfense::supervisor {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxAuditBytes = 64ull << 20;  // beyond this, denials are counted, not written
+constexpr size_t kMaxControlLine = 4u << 20;
+
+json ErrorReply(const Error& e) {
+  return {{"ok", false}, {"code", static_cast<int>(e.code())}, {"error", e.ToString()}};
+}
+
+}  // namespace
+
+Result<UniqueFd> ListenUnix(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return Error(ErrorCode::kInvalidArgument, "socket path too long: " + path);
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error::FromErrno(errno, "socket");
+  UniqueFd sock(fd);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ::unlink(path.c_str());  // a socket file left by an earlier supervisor of this sandbox
+  // The run directory is 0700 and root's; the umask makes the socket 0600 from birth (no window).
+  mode_t old = ::umask(0177);
+  int rc = ::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::umask(old);
+  if (rc != 0) return Error::FromErrno(errno, "bind " + path);
+  if (::listen(sock.get(), 64) != 0) return Error::FromErrno(errno, "listen " + path);
+  return sock;
+}
+
+Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
+  std::unique_ptr<Supervisor> s(new Supervisor());
+  s->spec_ = std::move(spec);
+  const SupervisorSpec& sp = s->spec_;
+
+  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return Error::FromErrno(errno, "eventfd");
+  s->wake_.Reset(efd);
+
+  std::string audit_path = sp.run_dir + "/" + kAuditFile;
+  int afd = ::open(audit_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                   0600);
+  if (afd < 0) return Error::FromErrno(errno, "open " + audit_path);
+  s->audit_.Reset(afd);
+  struct stat st{};
+  if (::fstat(afd, &st) == 0) s->audit_bytes_ = static_cast<size_t>(st.st_size);
+
+  AF_ASSIGN_OR_RETURN(auto policy, policy::Policy::Compile(sp.rules));
+  fs::FsOptions options;
+  Supervisor* self = s.get();
+  options.audit = [self](const fs::AuditEvent& e) {
+    json line = {{"time", static_cast<int64_t>(::time(nullptr))},
+                 {"path", e.path},
+                 {"op", std::string(e.op)},
+                 {"rule", e.rule},
+                 {"pid", e.pid},
+                 {"errno", e.error}};
+    std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    std::lock_guard lock(self->audit_mu_);
+    if (self->audit_bytes_ + text.size() > kMaxAuditBytes) return;
+    if (::write(self->audit_.get(), text.data(), text.size()) > 0) {
+      self->audit_bytes_ += text.size();
+    }
+  };
+  AF_RETURN_IF_ERROR(fs::CleanupStaleMount(sp.mountpoint));
+  auto mount = fs::Mount::Start(sp.source_dir, sp.mountpoint, std::move(policy), options);
+  if (!mount.ok()) return std::move(mount).error().With("mounting the workspace");
+  s->mount_ = std::move(*mount);
+
+  auto rt = StartRuntime(sp);
+  if (!rt.ok()) return std::move(rt).error().With("starting the sandbox runtime");
+  s->runtime_ = std::move(*rt);
+
+  AF_ASSIGN_OR_RETURN(s->agent_listen_, ListenUnix(sp.run_dir + "/" + kAgentSocket));
+  AF_ASSIGN_OR_RETURN(s->control_listen_, ListenUnix(sp.run_dir + "/" + kControlSocket));
+  return s;
+}
+
+Supervisor::~Supervisor() { Teardown(); }
+
+void Supervisor::Teardown() {
+  if (runtime_) {
+    if (auto st = runtime_->Stop(destroy_.load()); !st.ok()) {
+      AF_LOG_WARN("stopping runtime: {}", st.error().ToString());
+    }
+    runtime_.reset();
+  }
+  if (mount_) {
+    mount_->Unmount();
+    mount_.reset();
+  }
+  if (agent_listen_) ::unlink((spec_.run_dir + "/" + kAgentSocket).c_str());
+  if (control_listen_) ::unlink((spec_.run_dir + "/" + kControlSocket).c_str());
+  agent_listen_.Reset();
+  control_listen_.Reset();
+}
+
+std::string Supervisor::HandleControl(const std::string& line) {
+  json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (req.is_discarded() || !req.is_object() || !req.contains("op") || !req["op"].is_string()) {
+    return ErrorReply(Error(ErrorCode::kInvalidArgument, "bad control request")).dump();
+  }
+  const std::string op = req["op"].get<std::string>();
+  if (op == "status") {
+    return json({{"ok", true},
+                 {"sandbox_id", spec_.sandbox_id},
+                 {"pid", static_cast<int>(::getpid())},
+                 {"runtime_alive", runtime_ && runtime_->alive()},
+                 {"inodes", mount_ ? mount_->fs().known_inodes() : 0}})
+        .dump();
+  }
+  if (op == "set_policy") {
+    std::vector<policy::Rule> rules;
+    try {
+      for (const auto& r : req.at("rules")) {
+        policy::Rule rule;
+        rule.pattern = r.at("pattern").get<std::string>();
+        auto type = policy::ParsePatternType(r.value("type", "glob"));
+        if (!type.ok()) return ErrorReply(type.error()).dump();
+        auto level = policy::ParseLevel(r.at("level").get<std::string>());
+        if (!level.ok()) return ErrorReply(level.error()).dump();
+        rule.type = *type;
+        rule.level = *level;
+        rule.priority = r.value("priority", 0);
+        rules.push_back(std::move(rule));
+      }
+    } catch (const json::exception& e) {
+      return ErrorReply(Error(ErrorCode::kInvalidArgument, e.what())).dump();
+    }
+    auto policy = policy::Policy::Compile(std::move(rules));
+    if (!policy.ok()) return ErrorReply(policy.error()).dump();
+    mount_->fs().SetPolicy(std::move(*policy));  // returns after every stale cache is dropped
+    return json({{"ok", true}}).dump();
+  }
+  if (op == "invalidate") {
+    std::string path = req.value("path", "/");
+    auto st = mount_->fs().InvalidatePath(path);
+    if (!st.ok()) return ErrorReply(st.error()).dump();
+    return json({{"ok", true}}).dump();
+  }
+  if (op == "stop") {
+    destroy_.store(req.value("destroy", false));
+    stop_.store(true);
+    uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof(one));
+    return json({{"ok", true}}).dump();
+  }
+  return ErrorReply(Error(ErrorCode::kInvalidArgument, "unknown control op: " + op)).dump();
+}
+
+void Supervisor::ServeControlConnection(UniqueFd conn) {
+  std::string buf;
+  char chunk[4096];
+  while (true) {
+    ssize_t n = ::recv(conn.get(), chunk, sizeof(chunk), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    buf.append(chunk, static_cast<size_t>(n));
+    if (buf.size() > kMaxControlLine) return;
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string reply = HandleControl(buf.substr(0, nl)) + "\n";
+      buf.erase(0, nl + 1);
+      if (::send(conn.get(), reply.data(), reply.size(), MSG_NOSIGNAL) < 0) return;
+    }
+  }
+}
+
+int Supervisor::Serve() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+
+  std::vector<std::thread> conns;
+  int rc = 0;
+  while (!stop_.load()) {
+    pollfd fds[4] = {{agent_listen_.get(), POLLIN, 0},
+                     {control_listen_.get(), POLLIN, 0},
+                     {wake_.get(), POLLIN, 0},
+                     {sigfd.get(), POLLIN, 0}};
+    int n = ::poll(fds, 4, 1000);
+    if (n < 0 && errno != EINTR) break;
+    if (fds[3].revents & POLLIN) {
+      AF_LOG_INFO("supervisor {}: signal received, stopping", spec_.sandbox_id);
+      break;
+    }
+    if (!runtime_->alive()) {
+      AF_LOG_WARN("supervisor {}: the sandbox runtime died", spec_.sandbox_id);
+      rc = 1;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (!(fds[i].revents & POLLIN)) continue;
+      int c = ::accept4(fds[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      UniqueFd conn(c);
+      if (i == 0) {
+        conns.emplace_back([this, fd = std::move(conn)]() mutable {
+          ServeAgentConnection(std::move(fd), *runtime_);
+        });
+      } else {
+        conns.emplace_back(
+            [this, fd = std::move(conn)]() mutable { ServeControlConnection(std::move(fd)); });
+      }
+    }
+  }
+  // Stopping the runtime first breaks every agent connection's in-flight calls; closing the
+  // listeners and shutting the accepted sockets down ends the connection threads.
+  if (runtime_) (void)runtime_->Stop(destroy_.load());
+  agent_listen_.Reset();
+  control_listen_.Reset();
+  ::unlink((spec_.run_dir + "/" + kAgentSocket).c_str());
+  ::unlink((spec_.run_dir + "/" + kControlSocket).c_str());
+  for (auto& t : conns) t.detach();  // they end with the process; the runtime is already gone
+  Teardown();
+  return rc;
+}
+
+}  // namespace agentfense::supervisor

@@ -1,0 +1,59 @@
+// The per-sandbox supervisor (SPEC §2): owns one sandbox's permission-filesystem mount and its
+// runtime, and serves two Unix sockets in its private run directory:
+//   agent.sock    the agent protocol, relayed to the sandbox (see relay.h);
+//   control.sock  one JSON request per line, one JSON reply per line:
+//                 {"op":"status"} | {"op":"set_policy","rules":[...]} |
+//                 {"op":"invalidate","path":"/x"} | {"op":"stop","destroy":false}
+// It runs as its own session (setsid), so the API server can die and restart without touching it;
+// the server re-adopts it through these sockets.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "fs/mount.h"
+#include "supervisor/runtime_instance.h"
+#include "supervisor/spec.h"
+
+namespace agentfense::supervisor {
+
+class Supervisor {
+ public:
+  // Mounts the filesystem, starts the runtime, binds both sockets. On error nothing is left
+  // mounted or running.
+  static Result<std::unique_ptr<Supervisor>> Start(SupervisorSpec spec);
+  ~Supervisor();
+
+  // Serves until a stop request, SIGTERM/SIGINT, or the runtime dying; then tears down (runtime
+  // stopped, filesystem unmounted, sockets removed). Returns 0 after a requested stop, 1 when
+  // the runtime died on its own.
+  int Serve();
+
+ private:
+  Supervisor() = default;
+  // Handles one control request line; sets stop_ for "stop".
+  std::string HandleControl(const std::string& line);
+  void ServeControlConnection(UniqueFd conn);
+  void Teardown();
+
+  SupervisorSpec spec_;
+  std::unique_ptr<fs::Mount> mount_;
+  std::unique_ptr<RuntimeInstance> runtime_;
+  UniqueFd agent_listen_;
+  UniqueFd control_listen_;
+  UniqueFd wake_;  // eventfd: wakes Serve() when a control request asks to stop
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> destroy_{false};
+  std::mutex audit_mu_;  // guards audit_ writes
+  UniqueFd audit_;
+  size_t audit_bytes_ = 0;  // guarded by audit_mu_
+};
+
+// Creates a listening Unix stream socket at `path` (replacing a stale socket file), mode 0600.
+Result<UniqueFd> ListenUnix(const std::string& path);
+
+}  // namespace agentfense::supervisor

@@ -1,0 +1,193 @@
+#include "fs_test_util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace agentfense::fs::testing {
+
+std::string FuseUnavailable() {
+  if (::geteuid() != 0) return "not root";
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) return "/dev/fuse not accessible";
+  return "";
+}
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/affs.XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) std::abort();
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() { RemoveTree(path_); }
+
+void RemoveTree(const std::string& path) {
+  ::nftw(
+      path.c_str(),
+      [](const char* p, const struct stat*, int type, struct FTW*) {
+        int r = (type == FTW_DP) ? ::rmdir(p) : ::unlink(p);
+        (void)r;
+        return 0;
+      },
+      64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+void WriteFile(const std::string& path, std::string_view content, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+  ASSERT_EQ(::write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+  ::close(fd);
+}
+
+std::optional<std::string> ReadFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+policy::Policy MakePolicy(const std::vector<std::string>& specs) {
+  std::vector<policy::Rule> rules;
+  for (const auto& s : specs) {
+    auto r = policy::ParseRuleSpec(s);
+    if (!r.ok()) {
+      ADD_FAILURE() << "bad rule " << s << ": " << r.error().ToString();
+      continue;
+    }
+    rules.push_back(*r);
+  }
+  auto p = policy::Policy::Compile(std::move(rules));
+  if (!p.ok()) {
+    ADD_FAILURE() << p.error().ToString();
+    return std::move(*policy::Policy::Compile({}));
+  }
+  return std::move(*p);
+}
+
+policy::Policy PresetPolicy(std::string_view name) {
+  auto rules = policy::PresetRules(name);
+  EXPECT_TRUE(rules.ok());
+  return std::move(*policy::Policy::Compile(std::move(*rules)));
+}
+
+size_t AuditLog::Count(std::string_view op) {
+  std::lock_guard lock(mu);
+  size_t n = 0;
+  for (const auto& e : events) n += e.op == op;
+  return n;
+}
+
+std::unique_ptr<MountedFs> MountedFs::Start(policy::Policy policy, FsOptions options) {
+  auto dir = std::make_unique<TempDir>();
+  std::string src = *dir / "src";
+  if (::mkdir(src.c_str(), 0755) != 0) return nullptr;
+  auto m = StartOn(src, std::move(policy), std::move(options));
+  if (m) m->dir_ = std::move(dir);
+  return m;
+}
+
+std::unique_ptr<MountedFs> MountedFs::StartOn(const std::string& source, policy::Policy policy,
+                                              FsOptions options) {
+  std::unique_ptr<MountedFs> m(new MountedFs());
+  m->source_ = source;
+  char tmpl[] = "/tmp/affs-mnt.XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return nullptr;
+  m->mountpoint_ = tmpl;
+  if (const char* t = std::getenv("AF_FS_TEST_THREADS")) options.threads = std::atoi(t);
+  auto log = m->audit_;
+  auto user_sink = options.audit;
+  options.audit = [log, user_sink](const AuditEvent& e) {
+    std::lock_guard lock(log->mu);
+    log->events.push_back(e);
+    if (user_sink) user_sink(e);
+  };
+  auto mount = Mount::Start(source, m->mountpoint_, std::move(policy), std::move(options));
+  if (!mount.ok()) {
+    ADD_FAILURE() << "mount failed: " << mount.error().ToString();
+    ::rmdir(m->mountpoint_.c_str());
+    return nullptr;
+  }
+  m->mount_ = std::move(*mount);
+  return m;
+}
+
+MountedFs::~MountedFs() {
+  mount_.reset();
+  (void)CleanupStaleMount(mountpoint_, /*force=*/true);  // belt and braces: never leave a mount
+  ::rmdir(mountpoint_.c_str());
+}
+
+std::string MountedFs::src(std::string_view rel) const {
+  return rel.empty() ? source_ : source_ + "/" + std::string(rel);
+}
+std::string MountedFs::mnt(std::string_view rel) const {
+  return rel.empty() ? mountpoint_ : mountpoint_ + "/" + std::string(rel);
+}
+
+namespace {
+
+bool Contains(std::string_view hay, std::string_view needle) {
+  return hay.find(needle) != std::string_view::npos;
+}
+
+bool ScanXattrs(const std::string& p, std::string_view needle) {
+  char names[65536];
+  ssize_t len = ::llistxattr(p.c_str(), names, sizeof(names));
+  for (ssize_t i = 0; i < len;) {
+    std::string nm(names + i);
+    if (Contains(nm, needle)) return true;
+    char val[65536];
+    ssize_t vl = ::lgetxattr(p.c_str(), nm.c_str(), val, sizeof(val));
+    if (vl > 0 && Contains(std::string_view(val, static_cast<size_t>(vl)), needle)) return true;
+    i += static_cast<ssize_t>(nm.size()) + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool TreeContains(const std::string& root, std::string_view needle) {
+  DIR* d = ::opendir(root.c_str());
+  if (d == nullptr) return false;
+  bool found = false;
+  while (dirent* de = ::readdir(d)) {
+    std::string name = de->d_name;
+    if (name == "." || name == "..") continue;
+    if (Contains(name, needle)) found = true;
+    std::string p = root + "/" + name;
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0) continue;
+    if (ScanXattrs(p, needle)) found = true;
+    if (S_ISDIR(st.st_mode)) {
+      found = TreeContains(p, needle) || found;
+    } else if (S_ISLNK(st.st_mode)) {
+      char buf[4096];
+      ssize_t n = ::readlink(p.c_str(), buf, sizeof(buf));
+      if (n > 0 && Contains(std::string_view(buf, static_cast<size_t>(n)), needle)) found = true;
+    } else if (S_ISREG(st.st_mode)) {
+      auto c = ReadFile(p);
+      if (c && Contains(*c, needle)) found = true;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
+}  // namespace agentfense::fs::testing

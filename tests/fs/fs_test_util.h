@@ -1,0 +1,94 @@
+// Shared helpers of the real-mount filesystem tests.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fs/mount.h"
+#include "fs/perm_fs.h"
+#include "policy/policy.h"
+
+namespace agentfense::fs::testing {
+
+// Empty when mounts can be made here; otherwise why not (tests then GTEST_SKIP loudly).
+std::string FuseUnavailable();
+
+#define AF_REQUIRE_FUSE()                                                       \
+  do {                                                                          \
+    if (std::string why = ::agentfense::fs::testing::FuseUnavailable(); !why.empty()) \
+      GTEST_SKIP() << "SKIPPED (needs a real FUSE mount): " << why;             \
+  } while (0)
+
+// A fresh directory under /tmp, removed (without crossing mounts) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(std::string_view rel) const { return path_ + "/" + std::string(rel); }
+
+ private:
+  std::string path_;
+};
+
+// Recursive removal that never crosses into another filesystem (a leftover mount).
+void RemoveTree(const std::string& path);
+
+void WriteFile(const std::string& path, std::string_view content, mode_t mode = 0644);
+std::optional<std::string> ReadFile(const std::string& path);
+
+policy::Policy MakePolicy(const std::vector<std::string>& specs);
+policy::Policy PresetPolicy(std::string_view name);
+
+// Records audit events delivered by the filesystem.
+struct AuditLog {
+  std::mutex mu;
+  std::vector<AuditEvent> events;
+  size_t Count(std::string_view op);
+};
+
+// A source tree and a live mount of it, in-process (the session loop runs on a thread). The
+// destructor unmounts (lazily) and removes everything.
+class MountedFs {
+ public:
+  static std::unique_ptr<MountedFs> Start(policy::Policy policy, FsOptions options = {});
+  // Mounts an existing source directory (not removed afterwards).
+  static std::unique_ptr<MountedFs> StartOn(const std::string& source, policy::Policy policy,
+                                            FsOptions options = {});
+  ~MountedFs();
+
+  // Creates files in the *source* before or after mounting (host side).
+  std::string src(std::string_view rel = "") const;
+  std::string mnt(std::string_view rel = "") const;
+  PermFs& fs() { return mount_->fs(); }
+  Mount& mount() { return *mount_; }
+  AuditLog& audit() { return *audit_; }
+  // Unmounts now (the destructor is then a no-op for the mount).
+  void Unmount() { mount_.reset(); }
+
+ private:
+  MountedFs() = default;
+  std::unique_ptr<TempDir> dir_;
+  std::string source_;
+  std::string mountpoint_;
+  std::shared_ptr<AuditLog> audit_ = std::make_shared<AuditLog>();
+  std::unique_ptr<Mount> mount_;
+};
+
+// True when `needle` occurs in any file content, symlink target, xattr value or name reachable
+// under `root` through the mount (without following symlinks).
+bool TreeContains(const std::string& root, std::string_view needle);
+
+// errno of a call that returned -1, or 0 on success.
+inline int Err(long r) { return r < 0 ? errno : 0; }
+
+}  // namespace agentfense::fs::testing

@@ -1,0 +1,187 @@
+// The supervisor end to end: spawn it like the server does, exec through its relay socket with the
+// unchanged AgentClient, change the policy at run time, stop it, and check nothing is left.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <thread>
+#include <fstream>
+
+#include "fs/mount.h"
+#include "runtime/agent_client.h"
+#include "supervisor/client.h"
+
+namespace agentfense::supervisor {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0 || ::access("/dev/fuse", R_OK | W_OK) != 0) {
+      GTEST_SKIP() << "needs root and /dev/fuse";
+    }
+    char tmpl[] = "/tmp/af-sup-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    // The sandbox runs as an unprivileged host uid: it must be able to traverse to the mount
+    // point (never to list or read anything else here).
+    ::chmod(root_.c_str(), 0711);
+    src_ = root_ + "/src";
+    mnt_ = root_ + "/mnt";
+    run_ = root_ + "/run";
+    stdfs::create_directories(src_ + "/src");
+    stdfs::create_directories(src_ + "/secrets");
+    stdfs::create_directories(src_ + "/output");
+    stdfs::create_directories(mnt_);
+    stdfs::create_directories(run_);
+    ::chmod(run_.c_str(), 0700);
+    std::ofstream(src_ + "/src/app.py") << "print('hi')\n";
+    std::ofstream(src_ + "/secrets/key") << "CANARY-SECRET-42\n";
+    std::ofstream(src_ + "/.env") << "CANARY-ENV-42\n";
+    // The sandbox user (65534 on the host) must traverse the source through the mount's daemon,
+    // which runs as root; the tree itself stays root-owned.
+    spec_.sandbox_id = "sb_00000000000000a1";
+    spec_.source_dir = src_;
+    spec_.mountpoint = mnt_;
+    spec_.run_dir = run_;
+    spec_.agent_path = AF_AGENT_BIN;
+    auto rules = policy::PresetRules("agent-safe");
+    ASSERT_TRUE(rules.ok());
+    spec_.rules = *rules;
+  }
+
+  void TearDown() override {
+    if (root_.empty()) return;
+    (void)SupervisorControl(run_).Stop(true, std::chrono::seconds(10));
+    (void)fs::CleanupStaleMount(mnt_, true);
+    std::error_code ec;
+    stdfs::remove_all(root_, ec);
+  }
+
+  Result<runtime::ExecResult> Run(runtime::AgentClient& c, const std::string& cmd) {
+    runtime::proto::Exec e;
+    e.shell_command = cmd;
+    e.timeout_ms = 10000;
+    return c.Exec(e);
+  }
+
+  std::string root_, src_, mnt_, run_;
+  SupervisorSpec spec_;
+};
+
+TEST_F(SupervisorTest, ExecThroughRelayEnforcesPolicyAndSurvivesPolicyChange) {
+  auto spawned = SpawnSupervisor(spec_, AF_SUPERVISOR_BIN);
+  ASSERT_TRUE(spawned.ok()) << spawned.error().ToString();
+  SupervisorControl control(run_);
+  auto status = control.Status();
+  ASSERT_TRUE(status.ok()) << status.error().ToString();
+  EXPECT_TRUE(status->runtime_alive);
+  EXPECT_EQ(status->sandbox_id, spec_.sandbox_id);
+
+  auto client = runtime::AgentClient::Connect(control.agent_socket());
+  ASSERT_TRUE(client.ok()) << client.error().ToString();
+  auto& c = **client;
+
+  auto r = Run(c, "cat /workspace/src/app.py; ls -a /workspace; cat /workspace/.env; "
+                  "cat /workspace/secrets/key; echo done >&2");
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_NE(r->stdout_data.find("print('hi')"), std::string::npos);
+  EXPECT_EQ(r->stdout_data.find("CANARY"), std::string::npos);
+  EXPECT_EQ(r->stderr_data.find("CANARY"), std::string::npos);
+  EXPECT_EQ(r->stdout_data.find("secrets"), std::string::npos) << r->stdout_data;
+  EXPECT_EQ(r->stdout_data.find(".env"), std::string::npos) << r->stdout_data;
+  EXPECT_NE(r->stderr_data.find("done"), std::string::npos);
+
+  // agent-safe: /output is writable, /src is not.
+  r = Run(c, "echo out > /workspace/output/r.txt && echo ok; echo x > /workspace/src/app.py");
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE(r->stdout_data.find("ok"), std::string::npos);
+  EXPECT_NE(r->exit_code, 0);
+  std::ifstream in(src_ + "/output/r.txt");
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "out");
+
+  // Hide /src at run time: the very next command must not see it.
+  auto rules = spec_.rules;
+  rules.push_back({"/src/**", policy::PatternType::kGlob, policy::Level::kNone, 1000});
+  ASSERT_TRUE(control.SetPolicy(rules).ok());
+  r = Run(c, "cat /workspace/src/app.py; ls /workspace");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stdout_data.find("print"), std::string::npos);
+  EXPECT_EQ(r->stdout_data.find("src"), std::string::npos);
+
+  // Bad rules are refused with the reason and leave the running policy alone.
+  auto bad = control.SetPolicy({{"/a/../b", policy::PatternType::kGlob, policy::Level::kRead, 0}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
+
+  // Denials were audited.
+  std::ifstream audit(run_ + "/audit.jsonl");
+  std::string audit_text((std::istreambuf_iterator<char>(audit)), {});
+  EXPECT_NE(audit_text.find("/src/app.py"), std::string::npos);
+
+  client->reset();
+  ASSERT_TRUE(control.Stop(false).ok());
+  EXPECT_FALSE(fs::IsFuseMountPoint(mnt_));
+  EXPECT_FALSE(control.Status().ok());
+}
+
+TEST_F(SupervisorTest, ReportsStartFailureWithReason) {
+  spec_.source_dir = root_ + "/missing";
+  auto st = SpawnSupervisor(spec_, AF_SUPERVISOR_BIN, std::chrono::seconds(20));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message().find("missing"), std::string::npos) << st.error().ToString();
+  EXPECT_FALSE(fs::IsFuseMountPoint(mnt_));
+}
+
+TEST_F(SupervisorTest, SurvivesTheDeathOfItsClient) {
+  auto spawned = SpawnSupervisor(spec_, AF_SUPERVISOR_BIN);
+  ASSERT_TRUE(spawned.ok()) << spawned.error().ToString();
+  SupervisorControl control(run_);
+  {
+    // A client that starts a long command and vanishes (as a killed server does): raw frames on
+    // a raw socket, then close. The supervisor must kill the command and keep serving.
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    UniqueFd sock(fd);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::string path = control.agent_socket();
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    runtime::proto::Exec e;
+    e.shell_command = "touch /workspace/output/started; sleep 30; touch /workspace/output/finished";
+    auto hello = runtime::proto::Encode(1, runtime::proto::Hello{});
+    auto exec = runtime::proto::Encode(2, e);
+    ASSERT_TRUE(hello.ok() && exec.ok());
+    std::string bytes = *hello + *exec;
+    ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+    for (int i = 0; i < 100 && !stdfs::exists(src_ + "/output/started"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(stdfs::exists(src_ + "/output/started"));
+  }
+  auto again = runtime::AgentClient::Connect(control.agent_socket());
+  ASSERT_TRUE(again.ok());
+  auto r = Run(**again, "echo alive");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stdout_data, "alive\n");
+  // The abandoned command was killed, not left running: no process of it remains.
+  r = Run(**again,
+          "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done"
+          " | grep -c '^sleep 30' || true");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stdout_data, "0\n");
+}
+
+}  // namespace
+}  // namespace agentfense::supervisor
