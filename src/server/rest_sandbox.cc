@@ -1,0 +1,265 @@
+// REST routes of SandboxService (WIRE.md) and the exec:stream extensions.
+#include <httplib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
+#include "sandbox/v1/sandbox.pb.h"
+#include "server/json_codec.h"
+#include "server/rest_call.h"
+#include "server/rest_server.h"
+#include "server/status_map.h"
+
+namespace agentfense::server {
+
+namespace v1 = ::sandbox::v1;
+using httplib::ContentReader;
+using httplib::Request;
+using httplib::Response;
+
+namespace {
+
+template <typename M>
+Result<std::string> Json(Result<M> r) {
+  if (!r.ok()) return std::move(r).error();
+  return MessageToJson(r.value());
+}
+
+// Hands newline-delimited JSON frames from the producing executor thread to the httplib thread
+// writing the response. Bounded: a slow reader slows the command's output, never grows memory.
+struct NdjsonBridge {
+  static constexpr size_t kMaxQueued = 16;
+  std::mutex mu;  // leaf lock
+  std::condition_variable cv;
+  std::deque<std::string> lines;
+  bool done = false;
+  bool consumer_gone = false;
+  Status final;
+
+  // Blocks while the queue is full. False once the reader is gone or the call is cancelled
+  // (server shutdown sets a flag without notifying: hence the timed wait).
+  bool Push(std::string line, const service::CallContext& cc) {
+    std::unique_lock lock(mu);
+    while (lines.size() >= kMaxQueued && !consumer_gone && !cc.IsCancelled()) {
+      cv.wait_for(lock, std::chrono::milliseconds(100));
+    }
+    if (consumer_gone || cc.IsCancelled()) return false;
+    lines.push_back(std::move(line));
+    cv.notify_all();
+    return true;
+  }
+  void Finish(Status status) {
+    std::lock_guard lock(mu);
+    done = true;
+    final = std::move(status);
+    cv.notify_all();
+  }
+  void Abandon() {
+    std::lock_guard lock(mu);
+    consumer_gone = true;
+    cv.notify_all();
+  }
+};
+
+// grpc-gateway's framing of server streams: {"result": <msg>} per line, {"error": {...}} last
+// when the call fails after output began.
+std::string ResultLine(const v1::ExecOutput& out) {
+  return "{\"result\":" + MessageToJson(out) + "}\n";
+}
+std::string ErrorLine(const Error& e) {
+  return "{\"error\":" + ErrorJson(e.code(), ClientMessage(e)) + "}\n";
+}
+
+// Runs `produce(cc, writer) -> Status` on the executor and streams its output as NDJSON. If the
+// call fails before producing anything, the client gets a normal HTTP error instead.
+template <typename Produce>
+void StreamExec(RestCall& call, Produce produce) {
+  auto bridge = std::make_shared<NdjsonBridge>();
+  service::CallContext cc = call.context();
+  call.deps().executor->Submit([bridge, cc, produce = std::move(produce)] {
+    Status status = produce(cc, [&bridge, &cc](const v1::ExecOutput& out) {
+      return bridge->Push(ResultLine(out), cc);
+    });
+    bridge->Finish(std::move(status));
+  });
+  {
+    std::unique_lock lock(bridge->mu);
+    bridge->cv.wait(lock, [&] { return !bridge->lines.empty() || bridge->done; });
+    if (bridge->lines.empty() && !bridge->final.ok()) {
+      Error e = bridge->final.error();
+      lock.unlock();
+      call.ReplyError(e);
+      return;
+    }
+  }
+  call.Record(ErrorCode::kOk);
+  Response& res = call.response();
+  res.status = 200;
+  auto cancelled = cc.cancelled;
+  res.set_chunked_content_provider(
+      "application/x-ndjson",
+      [bridge](size_t, httplib::DataSink& sink) {
+        std::unique_lock lock(bridge->mu);
+        bridge->cv.wait(lock, [&] { return !bridge->lines.empty() || bridge->done; });
+        if (!bridge->lines.empty()) {
+          std::string line = std::move(bridge->lines.front());
+          bridge->lines.pop_front();
+          bridge->cv.notify_all();
+          lock.unlock();
+          return sink.write(line.data(), line.size());
+        }
+        std::string tail = bridge->final.ok() ? "" : ErrorLine(bridge->final.error());
+        lock.unlock();
+        if (!tail.empty() && !sink.write(tail.data(), tail.size())) return false;
+        sink.done();
+        return true;
+      },
+      // Runs when the response is over for any reason (done, client gone, server stopping): a
+      // producer still running has nobody to write to.
+      [bridge, cancelled](bool /*success*/) {
+        cancelled->store(true);
+        bridge->Abandon();
+      });
+}
+
+}  // namespace
+
+void RestServer::RegisterSandboxRoutes() {
+  const TransportDeps& d = deps_;
+  // Routes whose whole request is the JSON body, plus a path parameter.
+  svr_->Post("/v1/sandboxes", [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes:post", [&](RestCall& call) -> Result<std::string> {
+      v1::CreateSandboxRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      return Json(d.sandboxes->CreateSandbox(call.context(), m));
+    });
+  });
+  svr_->Get("/v1/sandboxes", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sandboxes:get", [&](RestCall& call) -> Result<std::string> {
+      v1::ListSandboxesRequest m;
+      m.set_codebase_id(call.Query("codebase_id", "codebaseId"));
+      AF_ASSIGN_OR_RETURN(int32_t size, call.QueryInt("page_size", "pageSize"));
+      m.set_page_size(size);
+      m.set_page_token(call.Query("page_token", "pageToken"));
+      return Json(d.sandboxes->ListSandboxes(call.context(), m));
+    });
+  });
+  svr_->Get(R"(/v1/sandboxes/([^/]+))", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}:get", [&](RestCall& call) -> Result<std::string> {
+      v1::GetSandboxRequest m;
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->GetSandbox(call.context(), m));
+    });
+  });
+  svr_->Post(R"(/v1/sandboxes/([^/]+)/start)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/start", [&](RestCall& call) -> Result<std::string> {
+      v1::StartSandboxRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->StartSandbox(call.context(), m));
+    });
+  });
+  svr_->Post(R"(/v1/sandboxes/([^/]+)/stop)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/stop", [&](RestCall& call) -> Result<std::string> {
+      v1::StopSandboxRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->StopSandbox(call.context(), m));
+    });
+  });
+  svr_->Delete(R"(/v1/sandboxes/([^/]+))",
+               [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}:delete", [&](RestCall& call) -> Result<std::string> {
+      v1::DestroySandboxRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->DestroySandbox(call.context(), m));
+    });
+  });
+  svr_->Post(R"(/v1/sandboxes/([^/]+)/exec)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/exec", [&](RestCall& call) -> Result<std::string> {
+      v1::ExecRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->Exec(call.context(), m));
+    });
+  });
+  svr_->Post(R"(/v1/sandboxes/([^/]+)/exec:stream)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    RestCall call(d, req, res, "/v1/sandboxes/{id}/exec:stream");
+    v1::ExecRequest m;
+    if (Status s = call.ReadJson(&rd, &m); !s.ok()) {
+      call.ReplyError(s.error());
+      return;
+    }
+    m.set_sandbox_id(call.Param(1));
+    StreamExec(call, [api = d.sandboxes, m](const service::CallContext& cc,
+                                            const service::ExecOutputWriter& w) {
+      return api->ExecStream(cc, m, w);
+    });
+  });
+  svr_->Post(R"(/v1/sandboxes/([^/]+)/sessions)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/sessions:post",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::CreateSessionRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->CreateSession(call.context(), m));
+    });
+  });
+  svr_->Get(R"(/v1/sandboxes/([^/]+)/sessions)", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/sessions:get",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::ListSessionsRequest m;
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->ListSessions(call.context(), m));
+    });
+  });
+  svr_->Get(R"(/v1/sessions/([^/]+))", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sessions/{id}:get", [&](RestCall& call) -> Result<std::string> {
+      v1::GetSessionRequest m;
+      m.set_session_id(call.Param(1));
+      return Json(d.sandboxes->GetSession(call.context(), m));
+    });
+  });
+  svr_->Delete(R"(/v1/sessions/([^/]+))",
+               [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sessions/{id}:delete", [&](RestCall& call) -> Result<std::string> {
+      v1::DestroySessionRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_session_id(call.Param(1));
+      return Json(d.sandboxes->DestroySession(call.context(), m));
+    });
+  });
+  svr_->Post(R"(/v1/sessions/([^/]+)/exec)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sessions/{id}/exec", [&](RestCall& call) -> Result<std::string> {
+      v1::SessionExecRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_session_id(call.Param(1));
+      return Json(d.sandboxes->SessionExec(call.context(), m));
+    });
+  });
+  svr_->Post(R"(/v1/sessions/([^/]+)/exec:stream)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    RestCall call(d, req, res, "/v1/sessions/{id}/exec:stream");
+    v1::SessionExecRequest m;
+    if (Status s = call.ReadJson(&rd, &m); !s.ok()) {
+      call.ReplyError(s.error());
+      return;
+    }
+    m.set_session_id(call.Param(1));
+    StreamExec(call, [api = d.sandboxes, m](const service::CallContext& cc,
+                                            const service::ExecOutputWriter& w) {
+      return api->SessionExecStream(cc, m, w);
+    });
+  });
+}
+
+}  // namespace agentfense::server

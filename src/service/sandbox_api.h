@@ -1,0 +1,155 @@
+// SandboxApi: the transport-free semantics of sandbox.v1.SandboxService (WIRE.md), one method per
+// RPC, taking and returning the wire messages. The gRPC and REST adapters in server/ call exactly
+// these functions, so both transports behave identically.
+//
+// The sandbox manager (FUSE mount, runtimes, supervisors) implements this interface; the server
+// obtains it from MakeSandboxApi() below and knows nothing else about it.
+//
+// Contract for implementations:
+// - Errors use the gRPC vocabulary of ErrorCode (WIRE.md "gRPC status semantics"): kInvalidArgument
+//   for a missing or malformed id/command, kNotFound for an unknown object, kFailedPrecondition for
+//   a wrong state, kDeadlineExceeded for a timed-out command, kUnimplemented for an RPC a runtime
+//   cannot serve. A non-zero exit code is a normal result, never an error.
+// - Every method may be called concurrently from many threads; the transports call them from an
+//   executor thread, never from a gRPC completion-queue thread, so blocking (a slow start, a long
+//   exec) is allowed.
+// - The transports have already checked authentication, body size and JSON depth; ids and
+//   paths are validated again here (ValidateSandboxId etc. from store/ids.h) because the
+//   interface is also used by in-process callers.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "sandbox/v1/sandbox.pb.h"
+
+namespace agentfense::store {
+class MetadataStore;
+class CodebaseFiles;
+}  // namespace agentfense::store
+
+namespace agentfense::service {
+
+namespace v1 = ::sandbox::v1;
+
+// Per-call information from the transport. Cheap to copy.
+struct CallContext {
+  std::string transport;  // "grpc" or "rest"
+  std::string peer;       // remote address as the transport reports it
+  // Set by the transport when the client goes away (disconnect, gRPC cancellation). Long
+  // operations poll IsCancelled() and stop early; never null when built by the transports.
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  // Set for every call when the server's shutdown grace period is over (may be null).
+  std::shared_ptr<const std::atomic<bool>> server_stopping;
+
+  bool IsCancelled() const {
+    return (cancelled && cancelled->load(std::memory_order_relaxed)) ||
+           (server_stopping && server_stopping->load(std::memory_order_relaxed));
+  }
+};
+
+// Receives one streamed output message. Returns false when the client is gone; the producer
+// then stops (kills nothing by itself: the command's own timeout and cancellation apply) and
+// returns kCancelled. Called from the producing thread only; it may block for back-pressure.
+using ExecOutputWriter = std::function<bool(const v1::ExecOutput&)>;
+
+// Answers questions the codebase service asks about sandboxes, so that a codebase in use is not
+// deleted behind a live sandbox.
+class SandboxRegistry {
+ public:
+  virtual ~SandboxRegistry() = default;
+  // True while a sandbox (in any state but destroyed) uses the codebase.
+  virtual Result<bool> IsCodebaseInUse(const std::string& codebase_id) = 0;
+  // Destroys every sandbox of the codebase (forced codebase delete). Returns how many.
+  virtual Result<int64_t> DestroySandboxesOfCodebase(const CallContext& ctx,
+                                                     const std::string& codebase_id) = 0;
+};
+
+class SandboxApi : public SandboxRegistry {
+ public:
+  ~SandboxApi() override = default;
+
+  virtual Result<v1::Sandbox> CreateSandbox(const CallContext& ctx,
+                                            const v1::CreateSandboxRequest& req) = 0;
+  virtual Result<v1::Sandbox> GetSandbox(const CallContext& ctx,
+                                         const v1::GetSandboxRequest& req) = 0;
+  virtual Result<v1::ListSandboxesResponse> ListSandboxes(const CallContext& ctx,
+                                                          const v1::ListSandboxesRequest& req) = 0;
+  virtual Result<v1::Sandbox> StartSandbox(const CallContext& ctx,
+                                           const v1::StartSandboxRequest& req) = 0;
+  virtual Result<v1::Sandbox> StopSandbox(const CallContext& ctx,
+                                          const v1::StopSandboxRequest& req) = 0;
+  virtual Result<v1::Empty> DestroySandbox(const CallContext& ctx,
+                                           const v1::DestroySandboxRequest& req) = 0;
+
+  virtual Result<v1::ExecResult> Exec(const CallContext& ctx, const v1::ExecRequest& req) = 0;
+  // Writes typed stdout/stderr chunks as produced, then one final ExecOutput carrying only
+  // exit_code. Returns an error instead of the final message when the command could not run or
+  // timed out (kDeadlineExceeded); output already written stays written.
+  virtual Status ExecStream(const CallContext& ctx, const v1::ExecRequest& req,
+                            const ExecOutputWriter& write) = 0;
+
+  virtual Result<v1::Session> CreateSession(const CallContext& ctx,
+                                            const v1::CreateSessionRequest& req) = 0;
+  virtual Result<v1::Session> GetSession(const CallContext& ctx,
+                                         const v1::GetSessionRequest& req) = 0;
+  virtual Result<v1::ListSessionsResponse> ListSessions(const CallContext& ctx,
+                                                        const v1::ListSessionsRequest& req) = 0;
+  virtual Result<v1::Empty> DestroySession(const CallContext& ctx,
+                                           const v1::DestroySessionRequest& req) = 0;
+  virtual Result<v1::ExecResult> SessionExec(const CallContext& ctx,
+                                             const v1::SessionExecRequest& req) = 0;
+  // As ExecStream, for one command of a session.
+  virtual Status SessionExecStream(const CallContext& ctx, const v1::SessionExecRequest& req,
+                                   const ExecOutputWriter& write) = 0;
+
+  // Called once on graceful shutdown, after both transports stopped accepting calls. Running
+  // sandboxes keep running (their supervisors outlive the server); only in-process state is
+  // released. Default: nothing to do.
+  virtual void Shutdown() {}
+
+  // Prometheus exposition text (with # HELP / # TYPE lines) for the sandbox families: sandboxes
+  // by state, exec latency, denials, FUSE op counts. Appended to GET /metrics; called from an
+  // HTTP thread, must not block for long. Default: none.
+  virtual std::string MetricsText() { return ""; }
+};
+
+// Settings of the sandbox manager, copied from the server config (service/ cannot include
+// server/config.h: the layering is one-way).
+struct SandboxApiOptions {
+  std::string mount_path;  // storage.mount_path (created 0700 by the server before the call)
+  std::string runtime;     // default runtime: "bwrap" or "docker"
+  std::string bwrap_path;
+  std::chrono::nanoseconds default_timeout{std::chrono::seconds(30)};
+  std::chrono::nanoseconds max_timeout{std::chrono::minutes(10)};
+  uint64_t max_output_bytes = 16ull << 20;
+  std::string docker_host;
+  std::string docker_default_image;
+  std::string docker_network_mode;
+  bool docker_enable_networking = false;
+  std::chrono::nanoseconds default_expiration{std::chrono::hours(24)};
+  int max_per_user = 100;
+  std::chrono::nanoseconds cleanup_interval{std::chrono::minutes(1)};
+};
+
+// What the sandbox manager borrows from the server. Both outlive the SandboxApi.
+struct SandboxApiDeps {
+  store::MetadataStore* metadata = nullptr;
+  store::CodebaseFiles* files = nullptr;
+};
+
+// The one factory the server calls at start-up (after opening the store, before serving). It may
+// re-adopt running sandboxes from the metadata store. Defined by the sandbox manager.
+Result<std::unique_ptr<SandboxApi>> MakeSandboxApi(const SandboxApiOptions& options,
+                                                   const SandboxApiDeps& deps);
+
+// A SandboxApi that answers every call with kUnimplemented (and "no codebase in use"). Used by
+// MakeSandboxApi until the sandbox manager is linked in; a real answer, not a test double.
+std::unique_ptr<SandboxApi> MakeUnimplementedSandboxApi();
+
+}  // namespace agentfense::service

@@ -1,0 +1,130 @@
+#include "service/sandbox_convert.h"
+
+#include <fmt/format.h>
+
+#include "service/convert.h"
+
+namespace agentfense::service {
+
+namespace v1 = ::sandbox::v1;
+
+Result<std::vector<store::RuleRecord>> RulesFromProto(
+    const google::protobuf::RepeatedPtrField<v1::PermissionRule>& rules) {
+  if (static_cast<size_t>(rules.size()) > policy::kMaxRules) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("too many rules: {} (at most {})", rules.size(), policy::kMaxRules));
+  }
+  std::vector<store::RuleRecord> out;
+  out.reserve(static_cast<size_t>(rules.size()));
+  int index = 0;
+  for (const auto& r : rules) {
+    store::RuleRecord rec;
+    rec.pattern = r.pattern();
+    switch (r.type()) {
+      case v1::PATTERN_TYPE_UNSPECIFIED:
+      case v1::PATTERN_TYPE_GLOB: rec.type = static_cast<int>(policy::PatternType::kGlob); break;
+      case v1::PATTERN_TYPE_DIRECTORY:
+        rec.type = static_cast<int>(policy::PatternType::kDirectory);
+        break;
+      case v1::PATTERN_TYPE_FILE: rec.type = static_cast<int>(policy::PatternType::kFile); break;
+      default:
+        return Error(ErrorCode::kInvalidArgument, fmt::format("rule {}: unknown pattern type", index));
+    }
+    switch (r.permission()) {
+      case v1::PERMISSION_NONE: rec.level = static_cast<int>(policy::Level::kNone); break;
+      case v1::PERMISSION_VIEW: rec.level = static_cast<int>(policy::Level::kView); break;
+      case v1::PERMISSION_READ: rec.level = static_cast<int>(policy::Level::kRead); break;
+      case v1::PERMISSION_WRITE: rec.level = static_cast<int>(policy::Level::kWrite); break;
+      default:
+        return Error(ErrorCode::kInvalidArgument,
+                     fmt::format("rule {} ('{}'): permission is missing or unknown", index,
+                                 r.pattern().substr(0, 64)));
+    }
+    rec.priority = r.priority();
+    out.push_back(std::move(rec));
+    ++index;
+  }
+  return out;
+}
+
+std::vector<policy::Rule> RulesToPolicy(const std::vector<store::RuleRecord>& rules) {
+  std::vector<policy::Rule> out;
+  out.reserve(rules.size());
+  for (const auto& r : rules) {
+    out.push_back({r.pattern, static_cast<policy::PatternType>(r.type),
+                   static_cast<policy::Level>(r.level), r.priority});
+  }
+  return out;
+}
+
+Result<store::ResourceLimitsRecord> LimitsFromProto(const v1::ResourceLimits& l) {
+  if (l.memory_bytes() < 0 || l.cpu_quota() < 0 || l.cpu_shares() < 0 || l.pids_limit() < 0) {
+    return Error(ErrorCode::kInvalidArgument, "resource limits must not be negative");
+  }
+  if (l.memory_bytes() != 0 && l.memory_bytes() < (4 << 20)) {
+    return Error(ErrorCode::kInvalidArgument, "memory_bytes below 4 MiB cannot run a sandbox");
+  }
+  if (l.cpu_quota() != 0 && l.cpu_quota() < 1000) {
+    return Error(ErrorCode::kInvalidArgument, "cpu_quota below 1000 µs per 100 ms is too small");
+  }
+  store::ResourceLimitsRecord r;
+  r.memory_bytes = l.memory_bytes();
+  r.cpu_quota = l.cpu_quota();
+  r.cpu_shares = l.cpu_shares();
+  r.pids_limit = l.pids_limit();
+  return r;
+}
+
+std::string_view SandboxStatusName(store::SandboxStatus status) {
+  switch (status) {
+    case store::SandboxStatus::kPending: return "PENDING";
+    case store::SandboxStatus::kRunning: return "RUNNING";
+    case store::SandboxStatus::kStopped: return "STOPPED";
+    case store::SandboxStatus::kError: return "ERROR";
+  }
+  return "UNKNOWN";
+}
+
+v1::Sandbox SandboxToProto(const store::SandboxRecord& rec) {
+  v1::Sandbox s;
+  s.set_id(rec.id);
+  s.set_codebase_id(rec.codebase_id);
+  for (const auto& r : rec.rules) {
+    auto* p = s.add_permissions();
+    p->set_pattern(r.pattern);
+    p->set_type(static_cast<v1::PatternType>(r.type + 1));
+    p->set_permission(static_cast<v1::Permission>(r.level + 1));
+    p->set_priority(r.priority);
+  }
+  s.set_status(static_cast<v1::SandboxStatus>(static_cast<int>(rec.status)));
+  for (const auto& [k, v] : rec.labels) (*s.mutable_labels())[k] = v;
+  SetTimestamp(rec.created_at_ns, s.mutable_created_at());
+  if (rec.started_at_ns) SetTimestamp(rec.started_at_ns, s.mutable_started_at());
+  if (rec.stopped_at_ns) SetTimestamp(rec.stopped_at_ns, s.mutable_stopped_at());
+  if (rec.expires_at_ns) SetTimestamp(rec.expires_at_ns, s.mutable_expires_at());
+  s.set_runtime(static_cast<v1::RuntimeType>(static_cast<int>(rec.runtime)));
+  s.set_image(rec.image);
+  if (rec.resources.memory_bytes || rec.resources.cpu_quota || rec.resources.cpu_shares ||
+      rec.resources.pids_limit) {
+    auto* l = s.mutable_resources();
+    l->set_memory_bytes(rec.resources.memory_bytes);
+    l->set_cpu_quota(rec.resources.cpu_quota);
+    l->set_cpu_shares(rec.resources.cpu_shares);
+    l->set_pids_limit(rec.resources.pids_limit);
+  }
+  return s;
+}
+
+v1::Session SessionToProto(const store::SessionRecord& rec) {
+  v1::Session s;
+  s.set_id(rec.id);
+  s.set_sandbox_id(rec.sandbox_id);
+  s.set_status(rec.status == store::SessionStatus::kActive ? v1::SESSION_STATUS_ACTIVE
+                                                           : v1::SESSION_STATUS_CLOSED);
+  s.set_shell(rec.shell);
+  SetTimestamp(rec.created_at_ns, s.mutable_created_at());
+  if (rec.closed_at_ns) SetTimestamp(rec.closed_at_ns, s.mutable_closed_at());
+  return s;
+}
+
+}  // namespace agentfense::service

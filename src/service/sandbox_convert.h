@@ -1,0 +1,28 @@
+// Conversions between sandbox records, policy rules and the sandbox.v1 wire messages.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "policy/policy.h"
+#include "sandbox/v1/sandbox.pb.h"
+#include "store/records.h"
+
+namespace agentfense::service {
+
+// Wire rules → stored rules. PERMISSION_UNSPECIFIED is refused (naming the rule index): a rule
+// that grants nothing by accident is a policy bug, not a default.
+Result<std::vector<store::RuleRecord>> RulesFromProto(
+    const google::protobuf::RepeatedPtrField<::sandbox::v1::PermissionRule>& rules);
+std::vector<policy::Rule> RulesToPolicy(const std::vector<store::RuleRecord>& rules);
+
+// Negative limits are refused; zero means "no limit".
+Result<store::ResourceLimitsRecord> LimitsFromProto(const ::sandbox::v1::ResourceLimits& limits);
+
+::sandbox::v1::Sandbox SandboxToProto(const store::SandboxRecord& rec);
+::sandbox::v1::Session SessionToProto(const store::SessionRecord& rec);
+
+std::string_view SandboxStatusName(store::SandboxStatus status);
+
+}  // namespace agentfense::service

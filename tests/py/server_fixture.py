@@ -1,0 +1,126 @@
+"""Starts a real agentfense-server on free loopback ports with a private data directory."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+BUILD_DIR = Path(os.environ.get("AGENTFENSE_BUILD_DIR", Path(__file__).resolve().parents[2] / "build"))
+SERVER_BIN = BUILD_DIR / "bin" / "agentfense-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    grpc_port: int
+    http_port: int
+    extra_config: str = ""
+    token: str = ""
+    proc: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.data_dir / "server.log"
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        config = self.data_dir / "config.yaml"
+        config.write_text(
+            "server:\n"
+            f"  grpc_addr: 127.0.0.1:{self.grpc_port}\n"
+            f"  http_addr: 127.0.0.1:{self.http_port}\n"
+            + (f"  auth_token: {self.token}\n" if self.token else "")
+            + "storage:\n"
+            f"  data_dir: {self.data_dir / 'data'}\n"
+            "sandbox:\n"
+            "  cleanup_interval: 1s\n"
+            + self.extra_config
+        )
+        log = open(self.log_path, "ab")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self.proc = subprocess.Popen([str(SERVER_BIN), "-config", str(config)], stdout=log,
+                                     stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-4000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=0.2):
+                    pass
+                with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start listening in time")
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def channel(self) -> grpc.Channel:
+        # A private subchannel pool: otherwise a channel made after a server restart may reuse the
+        # dead connection of an earlier channel to the same address and fail its first call.
+        return grpc.insecure_channel(self.grpc_addr,
+                                     options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def make_server(**kwargs) -> Server:
+    d = Path(tempfile.mkdtemp(prefix="af-srv-"))
+    d.chmod(0o711)  # sandbox users must traverse to their mount points beneath it
+    return Server(data_dir=d, grpc_port=free_port(), http_port=free_port(), **kwargs)
+
+
+def cleanup_server(server: Server) -> None:
+    server.stop()
+    # Supervisors outlive the server by design: stop any this test left (their sockets are
+    # under the data dir), then remove everything.
+    run = server.data_dir / "data" / "mounts" / ".run"
+    if run.is_dir():
+        for d in run.iterdir():
+            ctl = d / "control.sock"
+            if ctl.exists():
+                try:
+                    with socket.socket(socket.AF_UNIX) as s:
+                        s.settimeout(10)
+                        s.connect(str(ctl))
+                        s.sendall(b'{"op":"stop","destroy":true}\n')
+                        s.recv(4096)
+                except OSError:
+                    pass
+        time.sleep(0.5)
+    mounts = server.data_dir / "data" / "mounts"
+    if mounts.is_dir():
+        for d in mounts.iterdir():
+            subprocess.run(["umount", "-l", str(d)], capture_output=True)
+    shutil.rmtree(server.data_dir, ignore_errors=True)
