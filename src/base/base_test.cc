@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/json_depth.h"
 #include "base/path.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -90,6 +91,13 @@ TEST(Path, SplitJoinParent) {
   EXPECT_EQ(ParentPath("/a/b"), "/a");
   EXPECT_EQ(ParentPath("/a"), "/");
   EXPECT_EQ(ParentPath("/"), "/");
+}
+
+TEST(JsonDepth, CountsOnlyStructureOutsideStrings) {
+  EXPECT_TRUE(JsonNestingWithin(R"({"a":[1,{"b":2}]})", 3));
+  EXPECT_FALSE(JsonNestingWithin(R"({"a":[1,{"b":2}]})", 2));
+  EXPECT_TRUE(JsonNestingWithin(R"({"s":"[[[[\"{{{{"})", 1));
+  EXPECT_FALSE(JsonNestingWithin(std::string(100000, '['), 64));
 }
 
 }  // namespace

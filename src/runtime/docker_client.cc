@@ -226,40 +226,6 @@ Status ValidateImageRef(std::string_view ref) {
   return OkStatus();
 }
 
-bool JsonNestingWithin(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        in_string = true;
-        break;
-      case '[':
-      case '{':
-        if (++depth > max_depth) return false;
-        break;
-      case ']':
-      case '}':
-        --depth;
-        break;
-      default:
-        break;
-    }
-  }
-  return true;
-}
-
 Status DemuxDockerStream(std::string_view raw, std::size_t max_bytes, ContainerLogs* out) {
   constexpr std::size_t kHeader = 8;
   while (!raw.empty()) {

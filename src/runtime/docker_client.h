@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/json_depth.h"
 #include "base/result.h"
 
 namespace agentfense::runtime {
@@ -155,11 +156,6 @@ Error HttpStatusToError(long status, std::string_view body, std::string_view wha
 // Docker allows ([A-Za-z0-9._/:@-]), at most 255 bytes, no "..". Checked before they enter a URL.
 Status ValidateContainerRef(std::string_view ref);
 Status ValidateImageRef(std::string_view ref);
-
-// True when `text` has no more than `max_depth` levels of JSON nesting (strings are skipped
-// correctly). Run before parsing so a hostile body cannot exhaust the stack of the recursive
-// parser.
-bool JsonNestingWithin(std::string_view text, int max_depth);
 
 // Splits dockerd's multiplexed stdout/stderr stream (8-byte headers: stream, 0, 0, 0, size BE32).
 // Bytes beyond `max_bytes` per stream are dropped. kDataLoss on a malformed or truncated frame.

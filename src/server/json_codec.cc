@@ -4,43 +4,15 @@
 
 #include <fmt/format.h>
 
+#include "base/json_depth.h"
 #include "server/status_map.h"
 
 namespace agentfense::server {
 
 Status CheckJsonDepth(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        in_string = true;
-        break;
-      case '{':
-      case '[':
-        if (++depth > max_depth) {
-          return Error(ErrorCode::kInvalidArgument,
-                       fmt::format("JSON nested deeper than {} levels", max_depth));
-        }
-        break;
-      case '}':
-      case ']':
-        --depth;
-        break;
-      default:
-        break;
-    }
+  if (!JsonNestingWithin(text, max_depth)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("JSON nested deeper than {} levels", max_depth));
   }
   return OkStatus();
 }

@@ -143,13 +143,9 @@ struct SandboxApiDeps {
   store::CodebaseFiles* files = nullptr;
 };
 
-// The one factory the server calls at start-up (after opening the store, before serving). It may
-// re-adopt running sandboxes from the metadata store. Defined by the sandbox manager.
+// The one factory the server calls at start-up (after opening the store, before serving): the
+// sandbox manager (sandbox_manager.h), which re-adopts running sandboxes from the metadata store.
 Result<std::unique_ptr<SandboxApi>> MakeSandboxApi(const SandboxApiOptions& options,
                                                    const SandboxApiDeps& deps);
-
-// A SandboxApi that answers every call with kUnimplemented (and "no codebase in use"). Used by
-// MakeSandboxApi until the sandbox manager is linked in; a real answer, not a test double.
-std::unique_ptr<SandboxApi> MakeUnimplementedSandboxApi();
 
 }  // namespace agentfense::service
