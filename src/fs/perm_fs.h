@@ -18,6 +18,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 #include "fs/inode_table.h"
@@ -45,8 +46,9 @@ struct FsOptions {
   // false: answer every xattr request with ENOSYS once, so the kernel stops asking (faster `ls -l`,
   // no user.* xattrs). true: user.* xattrs work; other namespaces read as absent.
   bool xattrs = true;
-  // Worker threads; 1 = single-threaded loop (the default: lowest per-request latency on 2 vCPUs,
-  // and see docs/FILESYSTEM.md "known issues" for the multi-threaded loop).
+  // Worker threads; 1 = single-threaded loop. Both are safe (the multi-threaded crash is fixed, see
+  // docs/FILESYSTEM.md); 1 stays the default because it measured faster on 2 vCPUs (warm find and
+  // ls -lR: thread hand-offs cost more than they overlap for a serial caller).
   int threads = 1;
   AuditSink audit;
 };
@@ -128,6 +130,10 @@ class PermFs {
   void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
                bool plus);
   void Releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  // Readdir helpers; run under the DirHandle's lock and return an errno (0 = ok), never reply.
+  int LoadDir(const policy::Policy& p, Inode* n, DirHandle* d);
+  int FillDir(fuse_req_t req, const policy::Policy& p, Inode* n, DirHandle* d, off_t off, bool plus,
+              std::vector<char>& buf, size_t* pos);
   void Fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
   void Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
   void Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);

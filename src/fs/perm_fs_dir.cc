@@ -61,39 +61,57 @@ void PermFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
   Inode* n = table_->FromNodeId(ino);
   auto* d = reinterpret_cast<DirHandle*>(fi->fh);
   std::shared_lock lock(policy_mu_);
-  const Policy& p = *policy_;
-  std::lock_guard dlock(d->mu);
-  const uint64_t gen = generation_.load();
-  if (off == 0 || d->generation != gen) {
-    d->entries.clear();
-    d->generation = gen;
-    std::string dir_path = table_->PathOf(n);
-    if (dir_path.empty()) return (void)fuse_reply_err(req, ENOENT);
-    auto io = table_->OpenIo(n, O_RDONLY | O_DIRECTORY);
-    if (!io.ok()) return (void)fuse_reply_err(req, io.error().ToErrno());
-    DIR* dp = ::fdopendir(io->get());
-    if (dp == nullptr) return (void)fuse_reply_err(req, errno);
-    (void)io->Release();  // now owned by dp
-    const std::string prefix = dir_path == "/" ? "/" : dir_path + "/";
-    while (dirent* de = ::readdir(dp)) {
-      if (!IsDotOrDotDot(de->d_name)) {
-        unsigned char type = de->d_type;
-        if (type == DT_UNKNOWN) {
-          struct stat st;
-          if (::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-          type = IFTODT(st.st_mode);
-        }
-        if (Decide(p, prefix + de->d_name, type == DT_DIR).level == Level::kNone) continue;
-        d->entries.push_back({de->d_name, de->d_ino, type});
-      } else {
-        d->entries.push_back({de->d_name, de->d_ino, DT_DIR});
-      }
-    }
-    ::closedir(dp);
-  }
-
+  // Every reply (data or error) must come after the last touch of `d`: once the kernel has the
+  // reply, the caller may close the directory and RELEASEDIR, on another worker thread, deletes
+  // `d`. Unlocking d->mu after the reply wrote into freed memory: that was the multi-threaded
+  // loop's heap corruption ("unaligned tcache chunk"). So the answer is built under d->mu and sent
+  // after it is released.
   std::vector<char> buf(size);
   size_t pos = 0;
+  int err;
+  {
+    std::lock_guard dlock(d->mu);
+    err = FillDir(req, *policy_, n, d, off, plus, buf, &pos);
+  }
+  if (err != 0) return (void)fuse_reply_err(req, err);
+  fuse_reply_buf(req, buf.data(), pos);
+}
+
+int PermFs::LoadDir(const Policy& p, Inode* n, DirHandle* d) {
+  d->entries.clear();
+  d->generation = generation_.load();
+  std::string dir_path = table_->PathOf(n);
+  if (dir_path.empty()) return ENOENT;
+  auto io = table_->OpenIo(n, O_RDONLY | O_DIRECTORY);
+  if (!io.ok()) return io.error().ToErrno();
+  DIR* dp = ::fdopendir(io->get());
+  if (dp == nullptr) return errno;
+  (void)io->Release();  // now owned by dp
+  const std::string prefix = dir_path == "/" ? "/" : dir_path + "/";
+  while (dirent* de = ::readdir(dp)) {
+    if (IsDotOrDotDot(de->d_name)) {
+      d->entries.push_back({de->d_name, de->d_ino, DT_DIR});
+      continue;
+    }
+    unsigned char type = de->d_type;
+    if (type == DT_UNKNOWN) {
+      struct stat st;
+      if (::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      type = IFTODT(st.st_mode);
+    }
+    if (Decide(p, prefix + de->d_name, type == DT_DIR).level == Level::kNone) continue;
+    d->entries.push_back({de->d_name, de->d_ino, type});
+  }
+  ::closedir(dp);
+  return 0;
+}
+
+int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirHandle* d, off_t off, bool plus,
+                    std::vector<char>& buf, size_t* pos) {
+  if (off == 0 || d->generation != generation_.load()) {
+    if (int err = LoadDir(p, n, d)) return err;
+  }
+  const size_t size = buf.size();
   for (size_t i = static_cast<size_t>(off); i < d->entries.size(); ++i) {
     const auto& ent = d->entries[i];
     const off_t next = static_cast<off_t>(i + 1);
@@ -110,8 +128,9 @@ void PermFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
         if (DoLookup(req, p, n, ent.name.c_str(), &e, /*audit=*/false) != 0) continue;
         looked_up = true;
       }
-      used = fuse_add_direntry_plus(req, buf.data() + pos, size - pos, ent.name.c_str(), &e, next);
-      if (used > size - pos) {
+      used = fuse_add_direntry_plus(req, buf.data() + *pos, size - *pos, ent.name.c_str(), &e,
+                                    next);
+      if (used > size - *pos) {
         if (looked_up) table_->Forget(table_->FromNodeId(e.ino), 1);
         break;
       }
@@ -120,12 +139,12 @@ void PermFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
       std::memset(&st, 0, sizeof(st));
       st.st_ino = ent.ino;
       st.st_mode = DTTOIF(ent.type);
-      used = fuse_add_direntry(req, buf.data() + pos, size - pos, ent.name.c_str(), &st, next);
-      if (used > size - pos) break;
+      used = fuse_add_direntry(req, buf.data() + *pos, size - *pos, ent.name.c_str(), &st, next);
+      if (used > size - *pos) break;
     }
-    pos += used;
+    *pos += used;
   }
-  fuse_reply_buf(req, buf.data(), pos);
+  return 0;
 }
 
 void PermFs::Releasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
