@@ -172,14 +172,7 @@ Result<SupervisorStatus> SupervisorControl::Status() const {
 }
 
 agentfense::Status SupervisorControl::SetPolicy(const std::vector<policy::Rule>& rules) const {
-  json list = json::array();
-  for (const auto& r : rules) {
-    list.push_back({{"pattern", r.pattern},
-                    {"type", std::string(policy::PatternTypeName(r.type))},
-                    {"level", std::string(policy::LevelName(r.level))},
-                    {"priority", r.priority}});
-  }
-  AF_RETURN_IF_ERROR(Call(json({{"op", "set_policy"}, {"rules", list}}).dump()));
+  AF_RETURN_IF_ERROR(Call(R"({"op":"set_policy","rules":)" + RulesToJson(rules) + "}"));
   return OkStatus();
 }
 

@@ -1,19 +1,75 @@
 #include "supervisor/spec.h"
 
+#include <cstdint>
+
 #include <nlohmann/json.hpp>
 
 namespace agentfense::supervisor {
 
 using nlohmann::json;
 
-std::string SpecToJson(const SupervisorSpec& s) {
-  json rules = json::array();
-  for (const auto& r : s.rules) {
-    rules.push_back({{"pattern", r.pattern},
-                     {"type", std::string(policy::PatternTypeName(r.type))},
-                     {"level", std::string(policy::LevelName(r.level))},
-                     {"priority", r.priority}});
+namespace {
+
+json RulesArray(const std::vector<policy::Rule>& rules) {
+  json out = json::array();
+  for (const auto& r : rules) {
+    out.push_back({{"pattern", r.pattern},
+                   {"type", std::string(policy::PatternTypeName(r.type))},
+                   {"level", std::string(policy::LevelName(r.level))},
+                   {"priority", r.priority}});
   }
+  return out;
+}
+
+Result<std::vector<policy::Rule>> ParseRulesArray(const json& array) {
+  if (!array.is_array()) return Error(ErrorCode::kInvalidArgument, "rules must be a JSON array");
+  std::vector<policy::Rule> rules;
+  size_t index = 0;
+  for (const auto& r : array) {
+    auto bad = [&](const std::string& why) {
+      return Error(ErrorCode::kInvalidArgument, "rule " + std::to_string(index) + ": " + why);
+    };
+    if (!r.is_object() || !r.contains("pattern") || !r["pattern"].is_string() ||
+        !r.contains("level") || !r["level"].is_string()) {
+      return bad("needs string fields pattern and level");
+    }
+    policy::Rule rule;
+    rule.pattern = r["pattern"].get<std::string>();
+    auto level = policy::ParseLevel(r["level"].get<std::string>());
+    if (!level.ok()) return bad(level.error().message());
+    rule.level = *level;
+    if (r.contains("type")) {
+      if (!r["type"].is_string()) return bad("type must be a string");
+      auto type = policy::ParsePatternType(r["type"].get<std::string>());
+      if (!type.ok()) return bad(type.error().message());
+      rule.type = *type;
+    }
+    if (r.contains("priority")) {
+      if (!r["priority"].is_number_integer()) return bad("priority must be an integer");
+      int64_t p = r["priority"].get<int64_t>();
+      if (p < INT32_MIN || p > INT32_MAX) return bad("priority out of range");
+      rule.priority = static_cast<int32_t>(p);
+    }
+    rules.push_back(std::move(rule));
+    ++index;
+  }
+  return rules;
+}
+
+}  // namespace
+
+std::string RulesToJson(const std::vector<policy::Rule>& rules) {
+  return RulesArray(rules).dump();
+}
+
+Result<std::vector<policy::Rule>> RulesFromJson(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Error(ErrorCode::kInvalidArgument, "rules are not valid JSON");
+  return ParseRulesArray(j);
+}
+
+std::string SpecToJson(const SupervisorSpec& s) {
+  json rules = RulesArray(s.rules);
   json j = {{"sandbox_id", s.sandbox_id},
             {"source_dir", s.source_dir},
             {"mountpoint", s.mountpoint},
@@ -53,18 +109,9 @@ Result<SupervisorSpec> SpecFromJson(const std::string& text) {
     field = "run_dir";
     s.run_dir = j.at("run_dir").get<std::string>();
     field = "rules";
-    for (const auto& r : j.at("rules")) {
-      policy::Rule rule;
-      rule.pattern = r.at("pattern").get<std::string>();
-      auto type = policy::ParsePatternType(r.at("type").get<std::string>());
-      if (!type.ok()) return std::move(type).error().With("supervisor spec rules");
-      rule.type = *type;
-      auto level = policy::ParseLevel(r.at("level").get<std::string>());
-      if (!level.ok()) return std::move(level).error().With("supervisor spec rules");
-      rule.level = *level;
-      rule.priority = r.at("priority").get<int32_t>();
-      s.rules.push_back(std::move(rule));
-    }
+    auto rules = ParseRulesArray(j.at("rules"));
+    if (!rules.ok()) return std::move(rules).error().With("supervisor spec");
+    s.rules = std::move(*rules);
     field = "runtime";
     std::string runtime = j.at("runtime").get<std::string>();
     if (runtime == "docker") {

@@ -39,6 +39,11 @@ struct SupervisorSpec {
 };
 
 std::string SpecToJson(const SupervisorSpec& spec);
+// The JSON array form of a rule list, shared by the spec file and the control socket's set_policy:
+// [{"pattern": "...", "type": "glob", "level": "read", "priority": 0}, ...]. Parsing errors name
+// the rule index; "type" and "priority" are optional.
+std::string RulesToJson(const std::vector<policy::Rule>& rules);
+Result<std::vector<policy::Rule>> RulesFromJson(const std::string& json_array);
 // Errors name the field. Rules are validated by Policy::Compile later, not here.
 Result<SupervisorSpec> SpecFromJson(const std::string& json);
 

@@ -48,5 +48,28 @@ TEST(SupervisorSpec, RejectsBadInput) {
   ASSERT_FALSE(r.ok());
 }
 
+TEST(SupervisorSpec, RulesJsonRoundTripsAndNamesBadRules) {
+  std::vector<policy::Rule> rules = {{"**/*", policy::PatternType::kGlob, policy::Level::kRead, 0},
+                                     {"/x", policy::PatternType::kFile, policy::Level::kNone, -5}};
+  auto back = RulesFromJson(RulesToJson(rules));
+  ASSERT_TRUE(back.ok()) << back.error().ToString();
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ((*back)[1].type, policy::PatternType::kFile);
+  EXPECT_EQ((*back)[1].priority, -5);
+  // type and priority are optional
+  auto minimal = RulesFromJson(R"([{"pattern":"/a","level":"write"}])");
+  ASSERT_TRUE(minimal.ok());
+  EXPECT_EQ((*minimal)[0].type, policy::PatternType::kGlob);
+  for (const char* bad : {R"({})", R"([{"pattern":"/a"}])", R"([{"pattern":"/a","level":"rw"}])",
+                          R"([{"pattern":"/a","level":"read"},{"pattern":1,"level":"read"}])",
+                          R"([{"pattern":"/a","level":"read","priority":1e12}])", "["}) {
+    auto r = RulesFromJson(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+  }
+  auto second = RulesFromJson(R"([{"pattern":"/a","level":"read"},{"pattern":"/b","level":"x"}])");
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message().find("rule 1"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace agentfense::supervisor

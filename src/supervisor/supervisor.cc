@@ -134,24 +134,12 @@ std::string Supervisor::HandleControl(const std::string& line) {
         .dump();
   }
   if (op == "set_policy") {
-    std::vector<policy::Rule> rules;
-    try {
-      for (const auto& r : req.at("rules")) {
-        policy::Rule rule;
-        rule.pattern = r.at("pattern").get<std::string>();
-        auto type = policy::ParsePatternType(r.value("type", "glob"));
-        if (!type.ok()) return ErrorReply(type.error()).dump();
-        auto level = policy::ParseLevel(r.at("level").get<std::string>());
-        if (!level.ok()) return ErrorReply(level.error()).dump();
-        rule.type = *type;
-        rule.level = *level;
-        rule.priority = r.value("priority", 0);
-        rules.push_back(std::move(rule));
-      }
-    } catch (const json::exception& e) {
-      return ErrorReply(Error(ErrorCode::kInvalidArgument, e.what())).dump();
+    if (!req.contains("rules")) {
+      return ErrorReply(Error(ErrorCode::kInvalidArgument, "set_policy needs rules")).dump();
     }
-    auto policy = policy::Policy::Compile(std::move(rules));
+    auto rules = RulesFromJson(req["rules"].dump());
+    if (!rules.ok()) return ErrorReply(rules.error()).dump();
+    auto policy = policy::Policy::Compile(std::move(*rules));
     if (!policy.ok()) return ErrorReply(policy.error()).dump();
     mount_->fs().SetPolicy(std::move(*policy));  // returns after every stale cache is dropped
     return json({{"ok", true}}).dump();
