@@ -99,6 +99,12 @@ TEST_F(SupervisorTest, ExecThroughRelayEnforcesPolicyAndSurvivesPolicyChange) {
   EXPECT_EQ(r->stdout_data.find(".env"), std::string::npos) << r->stdout_data;
   EXPECT_NE(r->stderr_data.find("done"), std::string::npos);
 
+  // The control plane is out of reach: the supervisor's sockets and run dir do not exist inside.
+  r = Run(c, "for p in " + run_ + "/control.sock " + run_ + "/agent.sock " + run_ +
+                 "; do test -e $p && echo REACHABLE $p; done; echo checked");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stdout_data, "checked\n");
+
   // agent-safe: /output is writable, /src is not.
   r = Run(c, "echo out > /workspace/output/r.txt && echo ok; echo x > /workspace/src/app.py");
   ASSERT_TRUE(r.ok());
