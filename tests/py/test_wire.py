@@ -42,6 +42,13 @@ SANDBOX_METHODS = {
     "DestroySession": "unary_unary",
     "SessionExec": "unary_unary",
     "SessionExecStream": "unary_stream",
+    # AgentFense extensions (additive)
+    "UpdatePermissions": "unary_unary",
+    "ExplainPermission": "unary_unary",
+    "ListChanges": "unary_unary",
+    "CommitChanges": "unary_unary",
+    "DiscardChanges": "unary_unary",
+    "GetAuditLog": "unary_unary",
 }
 
 CODEBASE_METHODS = {
@@ -52,6 +59,7 @@ CODEBASE_METHODS = {
     "UploadFiles": "stream_unary",
     "DownloadFile": "unary_stream",
     "ListFiles": "unary_unary",
+    "DeleteFile": "unary_unary",  # extension
 }
 
 
@@ -92,7 +100,9 @@ def test_field_numbers_sample():
         "pattern": 1, "type": 2, "permission": 3, "priority": 4}
     assert _numbers(sandbox_pb2.CreateSandboxRequest) == {
         "codebase_id": 1, "permissions": 2, "expires_in": 3, "labels": 4, "runtime": 5,
-        "image": 6, "resources": 7}
+        "image": 6, "resources": 7,
+        # extensions
+        "sync_mode": 100, "network": 101, "delta_quota": 102, "env": 103}
     assert _numbers(sandbox_pb2.ExecResult) == {
         "stdout": 1, "stderr": 2, "exit_code": 3, "duration": 4}
     assert _numbers(codebase_pb2.UploadChunk) == {"metadata": 1, "data": 2}
