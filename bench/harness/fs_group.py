@@ -1,0 +1,166 @@
+"""Filesystem group: the same workloads over native, bindfs, fuse-overlayfs and our mount (plain and
+delta-backed), side by side in one run, reported as ratios to native.
+
+The tree is generated here, deterministically (seeded): source-like text files of 0.3–64 KiB in
+nested directories, some containing a needle for grep, plus one large random file.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .common import Context, drop_caches, have, percentile, run_capture, timed
+
+NEEDLE = "af7needle"
+
+
+def make_tree(root: Path, files: int, big_mib: int, seed: int = 7) -> dict:
+    """Creates the tree once (a stamp file records its shape) and returns its shape."""
+    stamp = root / ".bench-tree"
+    shape = f"{files} {big_mib} {seed}"
+    if stamp.exists() and stamp.read_text() == shape:
+        return {"files": files, "big_mib": big_mib}
+    if root.exists():
+        shutil.rmtree(root)
+    rnd = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "return", "import", "class", "def", "value",
+             "error", "result", "config", "server", "client", "path", "node", "tree", "cache"]
+    dirs = [root]
+    made = 0
+    root.mkdir(parents=True)
+    while made < files:
+        parent = rnd.choice(dirs)
+        if len(parent.relative_to(root).parts) < 6 and rnd.random() < 0.08:
+            d = parent / f"d{len(dirs):04d}"
+            d.mkdir()
+            dirs.append(d)
+            continue
+        size = int(min(65536, max(300, rnd.lognormvariate(8.0, 1.1))))
+        line_words = [rnd.choice(words) for _ in range(12)]
+        line = " ".join(line_words) + "\n"
+        body = (line * (size // len(line) + 1))[:size]
+        if rnd.random() < 0.01:
+            body = body[: size // 2] + NEEDLE + body[size // 2:]
+        ext = rnd.choice([".py", ".c", ".md", ".txt", ".json", ".go"])
+        (parent / f"f{made:05d}{ext}").write_text(body)
+        made += 1
+    big = root / "assets" / "large"
+    big.mkdir(parents=True)
+    with open(big / "big.bin", "wb") as f:
+        chunk = rnd.randbytes(1 << 20)
+        for _ in range(big_mib):
+            f.write(chunk)
+    (root / "secrets").mkdir()
+    (root / "secrets" / "token.txt").write_text("canary\n")
+    stamp.write_text(shape)
+    return {"files": files, "big_mib": big_mib, "dirs": len(dirs)}
+
+
+WORKLOADS = {
+    # name: (shell command with {M} = the mount, needs write)
+    "find": ("find {M} > /dev/null", False),
+    "stat": ("find {M} -printf '%s %m %T@\\n' > /dev/null", False),
+    "ls -lR": ("ls -lR {M} > /dev/null", False),
+    "grep -r": (f"grep -r {NEEDLE} {{M}} > /dev/null || true", False),
+    "big read": ("cat {M}/assets/large/big.bin > /dev/null", False),
+    "small writes": ("d={M}/scratch/w$$ && mkdir -p $d && for i in $(seq 300); do "
+                     "echo hello > $d/f$i; done && rm -rf $d", True),
+    "big write": ("dd if=/dev/zero of={M}/scratch/big.out bs=1M count=64 status=none && "
+                  "rm -f {M}/scratch/big.out", True),
+}
+
+
+class Config:
+    """One way of exposing the tree at a mount point."""
+
+    def __init__(self, name: str, mount_cmd: str | None):
+        self.name = name
+        self.mount_cmd = mount_cmd  # None = native (the tree itself)
+
+    def mount(self, src: Path, mnt: Path, scratch: Path) -> Path:
+        if self.mount_cmd is None:
+            return src
+        mnt.mkdir(parents=True, exist_ok=True)
+        cmd = self.mount_cmd.format(SRC=src, MNT=mnt, SCRATCH=scratch)
+        subprocess.run(["/bin/sh", "-c", cmd], check=True)
+        for _ in range(100):
+            if os.path.ismount(mnt):
+                return mnt
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: {mnt} not mounted")
+
+    def unmount(self, mnt: Path) -> None:
+        if self.mount_cmd is not None and os.path.ismount(mnt):
+            subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
+            for _ in range(100):
+                if not os.path.ismount(mnt):
+                    break
+                time.sleep(0.05)
+
+
+def configs(ctx: Context) -> list[Config]:
+    mount_bin = ctx.bin("agentfense-mount")
+    scratch_rule = "--rule '/scratch/**=write@1000' --rule '/scratch=write@1000'"
+    out = [Config("native", None)]
+    if have("bindfs"):
+        out.append(Config("bindfs", "bindfs -o allow_other {SRC} {MNT}"))
+    if have("fuse-overlayfs"):
+        out.append(Config("fuse-overlayfs",
+                          "mkdir -p {SCRATCH}/u {SCRATCH}/w && fuse-overlayfs -o "
+                          "lowerdir={SRC},upperdir={SCRATCH}/u,workdir={SCRATCH}/w {MNT}"))
+    out.append(Config("ours, agent-safe",
+                      f"{mount_bin} --background --preset agent-safe {scratch_rule} {{SRC}} {{MNT}}"))
+    help_text = subprocess.run([str(mount_bin), "--help"], capture_output=True, text=True)
+    if "--delta" in help_text.stdout + help_text.stderr:
+        out.append(Config("ours, agent-safe + delta",
+                          f"mkdir -p {{SCRATCH}}/delta && {mount_bin} --background --preset "
+                          f"agent-safe {scratch_rule} --delta {{SCRATCH}}/delta {{SRC}} {{MNT}}"))
+    return out
+
+
+def run(ctx: Context) -> dict:
+    files = 3000 if ctx.quick else 16000
+    big_mib = 64 if ctx.quick else 256
+    rounds = 3 if ctx.quick else 5
+    src = ctx.work / f"tree-{files}"
+    ctx.note(f"fs: tree of {files} files + {big_mib} MiB file in {src}")
+    shape = make_tree(src, files, big_mib)
+    (src / "scratch").mkdir(exist_ok=True)
+    cold_ok = drop_caches()
+    results: dict = {"tree": shape, "rounds": rounds, "configs": {}, "cold_supported": cold_ok}
+    for cfg in configs(ctx):
+        mnt = ctx.work / "mnt" / cfg.name.replace(" ", "_").replace(",", "")
+        scratch = ctx.work / "scratch" / mnt.name
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        times: dict = {}
+        try:
+            root = cfg.mount(src, mnt, scratch)
+            for wl, (cmd, _) in WORKLOADS.items():
+                c = cmd.format(M=root)
+                if cold_ok and wl in ("find", "grep -r"):
+                    cold = []
+                    for _ in range(max(1, rounds // 2)):
+                        drop_caches()
+                        cold.append(timed(c))
+                    times[f"{wl}, cold"] = percentile(cold, 50)
+                timed(c)  # warm-up
+                warm = [timed(c) for _ in range(rounds)]
+                times[f"{wl}, warm"] = percentile(warm, 50)
+        except (subprocess.CalledProcessError, RuntimeError) as e:
+            ctx.note(f"fs: {cfg.name} failed: {e}")
+            times["error"] = str(e)
+        finally:
+            cfg.unmount(mnt)
+        results["configs"][cfg.name] = times
+        ctx.note(f"fs: {cfg.name}: " + ", ".join(
+            f"{k} {v:.3f}s" for k, v in times.items() if isinstance(v, float)))
+    native = results["configs"]["native"]
+    results["ratios"] = {
+        name: {k: v / native[k] for k, v in t.items() if isinstance(v, float) and native.get(k)}
+        for name, t in results["configs"].items()}
+    return results
