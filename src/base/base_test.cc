@@ -100,5 +100,18 @@ TEST(JsonDepth, CountsOnlyStructureOutsideStrings) {
   EXPECT_FALSE(JsonNestingWithin(std::string(100000, '['), 64));
 }
 
+// protobuf's JSON parser accepts single-quoted strings: a lone '"' inside one must not make the
+// guard believe the rest of the document is a string (found by tests/security).
+TEST(JsonDepth, SingleQuotedStringsDoNotHideNesting) {
+  std::string deep = R"({"name":'"',"x":)" + std::string(5000, '[') + std::string(5000, ']') + "}";
+  EXPECT_FALSE(JsonNestingWithin(deep, 64));
+  EXPECT_TRUE(JsonNestingWithin(R"({"s":"it's [[[[ fine"})", 1));
+  EXPECT_TRUE(JsonNestingWithin(R"({'s':'say "[[[[" \' [[['})", 1));
+}
+
+TEST(JsonDepth, LeadingClosersBankNoCredit) {
+  EXPECT_FALSE(JsonNestingWithin(std::string(100, ']') + std::string(100, '['), 64));
+}
+
 }  // namespace
 }  // namespace agentfense

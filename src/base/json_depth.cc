@@ -4,22 +4,27 @@ namespace agentfense {
 
 bool JsonNestingWithin(std::string_view text, int max_depth) {
   int depth = 0;
-  bool in_string = false;
+  char quote = 0;  // the quote that opened the current string, 0 outside strings
   bool escaped = false;
   for (char c : text) {
-    if (in_string) {
+    if (quote != 0) {
       if (escaped) {
         escaped = false;
       } else if (c == '\\') {
         escaped = true;
-      } else if (c == '"') {
-        in_string = false;
+      } else if (c == quote) {
+        quote = 0;
       }
       continue;
     }
     switch (c) {
+      // protobuf's JSON parser also accepts single-quoted strings; a guard that knew only '"'
+      // would see `'"'` as an unterminated string and stop counting the nesting behind it.
+      // Parsers that reject single quotes fail at the quote, before any depth, so treating both
+      // as string delimiters is safe for every parser behind this guard.
       case '"':
-        in_string = true;
+      case '\'':
+        quote = c;
         break;
       case '[':
       case '{':
@@ -27,7 +32,8 @@ bool JsonNestingWithin(std::string_view text, int max_depth) {
         break;
       case ']':
       case '}':
-        --depth;
+        // Never below 0: leading closers must not bank credit for deeper nesting later.
+        if (depth > 0) --depth;
         break;
       default:
         break;
