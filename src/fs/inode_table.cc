@@ -39,8 +39,14 @@ InodeTable::~InodeTable() {
   delete root_;
 }
 
+void InodeTable::SetUpperRoot(int upper_root_fd) {
+  upper_root_fd_ = upper_root_fd;
+  auto h = HostHandle::Of(upper_root_fd);
+  upper_mount_id_ = h.ok() ? h->mount_id() : -2;
+}
+
 Result<Inode*> InodeTable::AddLookup(Inode* parent, std::string_view name, UniqueFd fd,
-                                     const struct stat& st) {
+                                     const struct stat& st, bool upper) {
   const std::pair<dev_t, ino_t> key{st.st_dev, st.st_ino};
   const mode_t type = st.st_mode & S_IFMT;
   auto compatible = [&](const Inode* n) { return n->type == type; };
@@ -49,18 +55,19 @@ Result<Inode*> InodeTable::AddLookup(Inode* parent, std::string_view name, Uniqu
   // inside the source) or on a filesystem without export support get no handle: their fd is
   // pinned instead, which also keeps their inode number from being recycled.
   auto h = HostHandle::Of(fd.get());
-  const bool usable = h.ok() && h->mount_id() == root_mount_id_;
+  const bool usable = h.ok() && h->mount_id() == (upper ? upper_mount_id_ : root_mount_id_);
 
   std::unique_lock lock(mu_);
   auto it = by_key_.find(key);
   Inode* node = nullptr;
   // The same (dev, ino) may be a recycled inode number whose old object the kernel still
   // references (unlinked but open); the handle carries the generation and tells them apart.
-  if (it != by_key_.end() && compatible(it->second) &&
+  if (it != by_key_.end() && compatible(it->second) && it->second->upper == upper &&
       (it->second->handle.empty() || (usable && it->second->handle == *h))) {
     node = it->second;
   } else {
     node = new Inode(st.st_dev, st.st_ino, type, usable ? std::move(*h) : HostHandle());
+    node->upper = upper;
     all_.insert(node);
     if (it != by_key_.end()) {
       it->second->in_map = false;
@@ -124,6 +131,10 @@ void InodeTable::MaybeFree(Inode* first) {
     if (n == root_ || n->nlookup > 0 || n->child_refs > 0) continue;
     if (n->in_map) {
       auto it = by_key_.find({n->dev, n->ino});
+      if (it != by_key_.end() && it->second == n) by_key_.erase(it);
+    }
+    if (n->has_alt_key) {
+      auto it = by_key_.find(n->alt_key);
       if (it != by_key_.end() && it->second == n) by_key_.erase(it);
     }
     all_.erase(n);
@@ -257,17 +268,22 @@ void InodeTable::CacheDrop(Inode* node) {
 }
 
 Result<std::shared_ptr<UniqueFd>> InodeTable::PathFd(Inode* node) {
+  HostHandle handle;
+  bool upper;
   {
     std::lock_guard lock(cache_mu_);
     if (node->fd) {
       if (node->in_lru) lru_.splice(lru_.begin(), lru_, node->lru_pos);
       return node->fd;
     }
+    handle = node->handle;
+    upper = node->upper;
   }
-  if (node->handle.empty()) return Error::FromErrno(ESTALE, "inode without handle lost its fd");
-  AF_ASSIGN_OR_RETURN(UniqueFd fd, node->handle.Open(root_fd_.get(), O_PATH));
+  if (handle.empty()) return Error::FromErrno(ESTALE, "inode without handle lost its fd");
+  AF_ASSIGN_OR_RETURN(UniqueFd fd, handle.Open(upper ? upper_root_fd_ : root_fd_.get(), O_PATH));
   std::lock_guard lock(cache_mu_);
   if (node->fd) return node->fd;  // another thread won the race; ours closes here
+  if (!(node->handle == handle)) return std::make_shared<UniqueFd>(std::move(fd));  // switched
   CachePut(node, std::make_shared<UniqueFd>(std::move(fd)));
   return node->fd;
 }
@@ -275,11 +291,72 @@ Result<std::shared_ptr<UniqueFd>> InodeTable::PathFd(Inode* node) {
 Result<UniqueFd> InodeTable::OpenIo(Inode* node, int flags) {
   flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW | O_PATH);
   if (node->is_symlink()) return Error::FromErrno(ELOOP, "I/O open of a symlink");
-  if (!node->handle.empty()) return node->handle.Open(root_fd_.get(), flags);
+  HostHandle handle;
+  bool upper;
+  {
+    std::lock_guard lock(cache_mu_);
+    handle = node->handle;
+    upper = node->upper;
+  }
+  if (!handle.empty()) return handle.Open(upper ? upper_root_fd_ : root_fd_.get(), flags);
   AF_ASSIGN_OR_RETURN(auto pfd, PathFd(node));
   int fd = ::open(ProcFdPath(pfd->get()).c_str(), flags | O_CLOEXEC);
   if (fd < 0) return Error::FromErrno(errno, "reopen /proc/self/fd");
   return UniqueFd(fd);
+}
+
+void InodeTable::SwitchBacking(Inode* node, UniqueFd fd, const struct stat& st, bool upper) {
+  auto h = HostHandle::Of(fd.get());
+  const bool usable = h.ok() && h->mount_id() == (upper ? upper_mount_id_ : root_mount_id_);
+  std::lock_guard lock(mu_);
+  if (node->has_alt_key) {
+    auto it = by_key_.find(node->alt_key);
+    if (it != by_key_.end() && it->second == node) by_key_.erase(it);
+    node->has_alt_key = false;
+  }
+  const std::pair<dev_t, ino_t> key{st.st_dev, st.st_ino};
+  if (key != std::make_pair(node->dev, node->ino)) {
+    auto it = by_key_.find(key);
+    if (it != by_key_.end() && it->second != node) it->second->in_map = false;
+    by_key_[key] = node;
+    node->has_alt_key = true;
+    node->alt_key = key;
+  }
+  std::lock_guard cache_lock(cache_mu_);
+  node->handle = usable ? std::move(*h) : HostHandle();
+  node->upper = upper;
+  CacheDrop(node);
+  node->pinned = node == root_ || node->handle.empty();
+  CachePut(node, std::make_shared<UniqueFd>(std::move(fd)));
+}
+
+Inode* InodeTable::Find(dev_t dev, ino_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = by_key_.find({dev, ino});
+  if (it == by_key_.end()) return nullptr;
+  it->second->nlookup++;
+  return it->second;
+}
+
+std::vector<Inode*> InodeTable::PinUpperInodes() {
+  std::lock_guard lock(mu_);
+  std::vector<Inode*> out;
+  for (Inode* n : all_) {
+    bool up;
+    {
+      std::lock_guard cache_lock(cache_mu_);
+      up = n->upper;
+    }
+    if (!up) continue;
+    n->nlookup++;
+    out.push_back(n);
+  }
+  return out;
+}
+
+bool InodeTable::IsUpper(const Inode* inode) const {
+  std::lock_guard lock(cache_mu_);
+  return inode->upper;
 }
 
 std::vector<KnownName> InodeTable::Snapshot() const {

@@ -42,13 +42,19 @@ struct Inode {
   bool is_symlink() const { return S_ISLNK(type); }
 
   const dev_t dev;
-  const ino_t ino;
+  const ino_t ino;            // also the st_ino shown to the agent in delta mode (stable copy-up)
   const mode_t type;          // S_IFMT bits only; a host object never changes type
-  const HostHandle handle;    // empty when the filesystem cannot export handles: fd is pinned
+  // The backing object. Fixed, except in delta mode where a copy-up switches it from the source
+  // object to its copy in the delta (SwitchBacking). Written under mu_ and cache_mu_ both.
+  HostHandle handle;          // empty when the filesystem cannot export handles: fd is pinned
+  bool upper = false;         // the backing object is in the delta's upper tree
 
   // Last (mtime, size) seen at open, to decide keep_cache (page cache still valid) on the next open.
   std::atomic<int64_t> open_mtime_ns{-1};
   std::atomic<int64_t> open_size{-1};
+  // Open file handles that can write (delta mode: a commit moves an upper file into the source
+  // only when nobody can still write to it through the mount).
+  std::atomic<int> open_writers{0};
 
  private:
   friend class InodeTable;
@@ -58,6 +64,9 @@ struct Inode {
   // Further names of a multiply-linked non-directory (hard links). Decisions take the most
   // restrictive level over all known names, so an alias can never grant more than its siblings.
   std::vector<std::pair<Inode*, std::string>> aliases;
+  // A second key in by_key_ (the copy-up's object) mapping to this inode.
+  bool has_alt_key = false;
+  std::pair<dev_t, ino_t> alt_key{};
   uint64_t nlookup = 0;     // kernel references (lookup count)
   uint64_t child_refs = 0;  // names of other inodes that point at this one as parent
   bool in_map = true;
@@ -82,6 +91,10 @@ class InodeTable {
   // `root_fd` is an O_PATH (or directory) fd of the source root; it stays pinned and doubles as the
   // mount fd for open_by_handle_at. `fd_cache_capacity` bounds the O_PATH fds kept for other inodes.
   static Result<std::unique_ptr<InodeTable>> Create(UniqueFd root_fd, size_t fd_cache_capacity);
+  // Delta mode: objects of the upper tree (docs/DELTA.md) are reached through this directory fd
+  // (a real fd on the upper filesystem, used as open_by_handle_at's mount fd). Call once, before
+  // the mount serves.
+  void SetUpperRoot(int upper_root_fd);
   ~InodeTable();
   InodeTable(const InodeTable&) = delete;
   InodeTable& operator=(const InodeTable&) = delete;
@@ -100,7 +113,19 @@ class InodeTable {
   // Records one kernel reference to the object behind `fd` (an O_PATH|O_NOFOLLOW fd just opened at
   // `name` in `parent`, with `st` its fstat). Finds or creates the inode, (re)links the name, and
   // takes ownership of `fd` for the cache.
-  Result<Inode*> AddLookup(Inode* parent, std::string_view name, UniqueFd fd, const struct stat& st);
+  // `upper`: the object is in the delta's upper tree.
+  Result<Inode*> AddLookup(Inode* parent, std::string_view name, UniqueFd fd, const struct stat& st,
+                           bool upper = false);
+
+  // Delta mode: the inode's backing becomes the object behind `fd` (an O_PATH fd, `st` its stat),
+  // keeping the inode (FUSE node id, st_ino) as it is. Later lookups of that object find it.
+  void SwitchBacking(Inode* inode, UniqueFd fd, const struct stat& st, bool upper);
+  // The inode currently known for host object (dev, ino), with one extra reference the caller
+  // drops with Forget(inode, 1); nullptr when unknown.
+  Inode* Find(dev_t dev, ino_t ino);
+  // Every inode backed by the upper tree, each with one extra reference (drop with Forget).
+  std::vector<Inode*> PinUpperInodes();
+  bool IsUpper(const Inode* inode) const;
 
   // Drops `n` kernel references; frees the inode (and any parent that only it kept) at zero.
   void Forget(Inode* inode, uint64_t n);
@@ -143,6 +168,8 @@ class InodeTable {
 
   UniqueFd root_fd_;
   int root_mount_id_ = -1;
+  int upper_root_fd_ = -1;  // not owned (the DeltaStore's)
+  int upper_mount_id_ = -2;
   Inode* root_ = nullptr;
   const size_t capacity_;
 

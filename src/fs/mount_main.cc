@@ -1,13 +1,21 @@
 // agentfense-mount: serves one PermFs mount in the foreground, for tests, benchmarks and inspection.
 //
 //   agentfense-mount [--preset NAME] [--rule PATTERN=LEVEL[@PRIORITY]]... [--threads N]
-//                    [--fd-cache N] [--no-xattr] [--audit] [--background] SOURCE MOUNTPOINT
+//                    [--fd-cache N] [--no-xattr] [--audit] [--background]
+//                    [--delta DIR [--delta-quota-bytes N] [--delta-quota-inodes N]]
+//                    SOURCE MOUNTPOINT
+//   agentfense-mount --delta DIR (--changes | --commit | --discard) [policy] SOURCE
+//
+// With --delta every write lands in DIR (docs/DELTA.md). The second form works on a delta whose
+// mount is not running (inspection, recovery, benchmarks): it lists, commits (with the policy
+// given, re-checked per path) or discards the pending changes and prints them as text.
 //
 // Process model: the process you start is a small watcher; the filesystem runs in a forked worker.
 // SIGINT/SIGTERM/SIGHUP are forwarded to the worker, which unmounts cleanly. If the worker dies any
 // other way (crash, SIGKILL) the watcher lazily unmounts the dead mount so no "Transport endpoint
 // is not connected" directory is left behind. A stale mount from an earlier run is removed first.
 // --background returns once the mount is up (what bench/run_fs_matrix.sh expects).
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -40,6 +48,7 @@ struct Args {
   bool audit = false;
   bool background = false;
   std::string log_level = "warn";
+  std::string offline_op;  // "changes" | "commit" | "discard"
 };
 
 int Usage(const char* msg) {
@@ -47,7 +56,10 @@ int Usage(const char* msg) {
   std::fprintf(stderr,
                "usage: agentfense-mount [--preset NAME] [--rule PATTERN=LEVEL[@PRIORITY]]...\n"
                "         [--threads N] [--fd-cache N] [--no-xattr] [--audit] [--background]\n"
-               "         [--log-level LEVEL] SOURCE MOUNTPOINT\n");
+               "         [--log-level LEVEL]\n"
+               "         [--delta DIR [--delta-quota-bytes N] [--delta-quota-inodes N]]\n"
+               "         SOURCE MOUNTPOINT\n"
+               "       agentfense-mount --delta DIR (--changes | --discard | --commit POLICY) SOURCE\n");
   return 2;
 }
 
@@ -109,6 +121,47 @@ int RunWorker(const Args& a, policy::Policy pol, int ready_fd) {
   return 0;
 }
 
+int RunOffline(const Args& a) {
+  auto store = fs::DeltaStore::Open(a.options.delta_dir, 0, 0);
+  if (!store.ok()) {
+    std::fprintf(stderr, "agentfense-mount: %s\n", store.error().ToString().c_str());
+    return 1;
+  }
+  agentfense::UniqueFd root(::open(a.source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) {
+    std::perror("agentfense-mount: source");
+    return 1;
+  }
+  if (a.offline_op == "changes") {
+    auto set = (*store)->Changes(root.get());
+    if (!set.ok()) return 1;
+    for (const auto& c : set->changes) {
+      std::printf("%-8s %10lld %s%s\n", std::string(fs::ChangeKindName(c.kind)).c_str(),
+                  static_cast<long long>(c.size), c.path.c_str(), c.is_dir ? "/" : "");
+    }
+    std::printf("delta: %lld bytes, %lld inodes\n", static_cast<long long>(set->delta_bytes),
+                static_cast<long long>(set->delta_inodes));
+    return 0;
+  }
+  if (a.offline_op == "discard") {
+    auto n = (*store)->Discard(root.get());
+    if (!n.ok()) return 1;
+    std::printf("discarded %lld\n", static_cast<long long>(*n));
+    return 0;
+  }
+  auto pol = BuildPolicy(a);
+  if (!pol.ok()) {
+    std::fprintf(stderr, "agentfense-mount: bad policy: %s\n", pol.error().ToString().c_str());
+    return 2;
+  }
+  auto report = (*store)->Commit(root.get(), [&](const std::string& path, bool is_dir) {
+    return pol->Decide(path, is_dir).level;
+  });
+  std::printf("applied %zu, errors %zu\n", report.applied.size(), report.errors.size());
+  for (const auto& e : report.errors) std::printf("error %s: %s\n", e.path.c_str(), e.message.c_str());
+  return report.errors.empty() ? 0 : 3;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,6 +190,20 @@ int main(int argc, char** argv) {
       const char* v = next();
       if (!v) return Usage("--log-level needs a value");
       a.log_level = v;
+    } else if (s == "--delta") {
+      const char* v = next();
+      if (!v) return Usage("--delta needs a directory");
+      a.options.delta_dir = v;
+    } else if (s == "--delta-quota-bytes") {
+      const char* v = next();
+      if (!v) return Usage("--delta-quota-bytes needs a value");
+      a.options.delta_quota_bytes = std::strtoull(v, nullptr, 10);
+    } else if (s == "--delta-quota-inodes") {
+      const char* v = next();
+      if (!v) return Usage("--delta-quota-inodes needs a value");
+      a.options.delta_quota_inodes = std::strtoull(v, nullptr, 10);
+    } else if (s == "--changes" || s == "--commit" || s == "--discard") {
+      a.offline_op = s.substr(2);
     } else if (s == "--no-xattr") {
       a.options.xattrs = false;
     } else if (s == "--audit") {
@@ -151,6 +218,15 @@ int main(int argc, char** argv) {
     } else {
       pos.push_back(s);
     }
+  }
+  if (!a.offline_op.empty()) {
+    if (a.options.delta_dir.empty()) return Usage("--changes/--commit/--discard need --delta DIR");
+    if (pos.size() != 1) return Usage("need SOURCE");
+    a.source = pos[0];
+    if (a.offline_op == "commit" && a.presets.empty() && a.rules.empty()) {
+      return Usage("--commit needs the policy (--preset NAME or --rule ...)");
+    }
+    return RunOffline(a);
   }
   if (pos.size() != 2) return Usage("need SOURCE and MOUNTPOINT");
   a.source = pos[0];

@@ -24,7 +24,17 @@ Result<std::unique_ptr<PermFs>> PermFs::Create(const std::string& source, Policy
   int fd = ::open(source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Error::FromErrno(errno, "open source " + source);
   AF_ASSIGN_OR_RETURN(auto table, InodeTable::Create(UniqueFd(fd), options.fd_cache_capacity));
-  return std::unique_ptr<PermFs>(new PermFs(std::move(table), std::move(policy), std::move(options)));
+  std::unique_ptr<DeltaStore> delta;
+  if (!options.delta_dir.empty()) {
+    auto d = DeltaStore::Open(options.delta_dir, options.delta_quota_bytes,
+                              options.delta_quota_inodes);
+    if (!d.ok()) return std::move(d).error().With("opening the delta");
+    delta = std::move(*d);
+    table->SetUpperRoot(delta->upper_root());
+  }
+  std::unique_ptr<PermFs> fs(new PermFs(std::move(table), std::move(policy), std::move(options)));
+  fs->delta_ = std::move(delta);
+  return fs;
 }
 
 PermFs::PermFs(std::unique_ptr<InodeTable> table, Policy policy, FsOptions options)
@@ -92,6 +102,7 @@ void PermFs::FillEntry(const Policy& p, Inode* node, const std::string& path,
   std::memset(e, 0, sizeof(*e));
   e->ino = table_->NodeId(node);
   e->attr = st;
+  if (delta_) e->attr.st_ino = node->ino;  // unchanged by a copy-up
   Present(p, path, &e->attr);
   e->attr_timeout = options_.attr_timeout_s;
   e->entry_timeout = options_.entry_timeout_s;
@@ -103,39 +114,54 @@ int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char*
   if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) return ENOENT;
   std::string path = table_->ChildPath(parent, name);
   if (path.empty()) return ENOENT;
-  auto pfd = table_->PathFd(parent);
-  if (!pfd.ok()) return pfd.error().ToErrno();
-  UniqueFd fd(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) return errno;
+  UniqueFd fd;
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return errno;
+  bool upper = false;
+  if (delta_) {
+    Visible v;
+    if (int err = Resolve(path, &v, parent, name)) return err;
+    fd = std::move(v.fd);
+    st = v.st;
+    upper = v.upper;
+  } else {
+    auto pfd = table_->PathFd(parent);
+    if (!pfd.ok()) return pfd.error().ToErrno();
+    fd.Reset(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return errno;
+    if (::fstat(fd.get(), &st) != 0) return errno;
+  }
   Verdict v = Decide(p, path, S_ISDIR(st.st_mode));
   if (v.level == Level::kNone) {
     // Hidden = absent: same errno as a name that does not exist.
     return audit ? Deny(req, path, "lookup", v, ENOENT) : ENOENT;
   }
-  auto node = table_->AddLookup(parent, name, std::move(fd), st);
+  auto node = table_->AddLookup(parent, name, std::move(fd), st, upper);
   if (!node.ok()) return node.error().ToErrno();
   FillEntry(p, *node, path, st, e);
   return 0;
 }
 
 int PermFs::RegisterNew(const Policy& p, Inode* parent, const char* name, int io_fd,
-                        fuse_entry_param* e) {
-  auto pfd = table_->PathFd(parent);
-  if (!pfd.ok()) return pfd.error().ToErrno();
+                        fuse_entry_param* e, int dir_fd, bool upper) {
+  std::shared_ptr<UniqueFd> pfd;
+  if (dir_fd < 0) {
+    auto r = table_->PathFd(parent);
+    if (!r.ok()) return r.error().ToErrno();
+    pfd = std::move(*r);
+    dir_fd = pfd->get();
+  }
   UniqueFd fd;
   if (io_fd >= 0) {
     // The exact object we created, not whatever the name points at by now.
     fd.Reset(::open(ProcFdPath(io_fd).c_str(), O_PATH | O_CLOEXEC));
   } else {
-    fd.Reset(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    fd.Reset(::openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
   }
   if (!fd) return errno;
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return errno;
   std::string path = table_->ChildPath(parent, name);
-  auto node = table_->AddLookup(parent, name, std::move(fd), st);
+  auto node = table_->AddLookup(parent, name, std::move(fd), st, upper);
   if (!node.ok()) return node.error().ToErrno();
   FillEntry(p, *node, path, st, e);
   return 0;
@@ -165,6 +191,7 @@ void PermFs::Init(fuse_conn_info* conn) {
 
 void PermFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   std::shared_lock lock(policy_mu_);
+  auto dlock = DeltaShared();
   fuse_entry_param e;
   int err = DoLookup(req, *policy_, table_->FromNodeId(parent), name, &e, /*audit=*/true);
   if (err != 0) {
@@ -194,7 +221,8 @@ void PermFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Verdict v = DecideInode(p, n);
   if (int err = Check(req, path, "getattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
   struct stat st;
-  if (fi != nullptr && n->is_reg()) {
+  // In delta mode an fh may still be the source object a copy-up has since replaced.
+  if (fi != nullptr && n->is_reg() && !delta_) {
     if (::fstat(static_cast<int>(fi->fh), &st) != 0) return (void)fuse_reply_err(req, errno);
   } else {
     auto pfd = table_->PathFd(n);
@@ -202,6 +230,7 @@ void PermFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (::fstat((*pfd)->get(), &st) != 0) return (void)fuse_reply_err(req, errno);
   }
   Present(p, path, &st);
+  if (delta_) st.st_ino = n->ino;
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
 }
 

@@ -15,12 +15,16 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "base/result.h"
+#include "fs/changes.h"
+#include "fs/delta.h"
 #include "fs/inode_table.h"
 #include "policy/policy.h"
 
@@ -51,6 +55,12 @@ struct FsOptions {
   // ls -lR: thread hand-offs cost more than they overlap for a serial caller).
   int threads = 1;
   AuditSink audit;
+  // Copy-on-write delta (docs/DELTA.md): non-empty = every write lands in this directory
+  // (created 0700 if missing), the source is never modified by the mount; the changes reach it
+  // only through CommitDelta. Empty = writes go straight to the source.
+  std::string delta_dir;
+  uint64_t delta_quota_bytes = 0;   // 0 = unlimited; past it writes fail with ENOSPC
+  uint64_t delta_quota_inodes = 0;  // 0 = unlimited
 };
 
 class PermFs {
@@ -79,6 +89,13 @@ class PermFs {
   // listings and pages at and beneath `workspace_path` ("/" = everything). Non-request thread.
   Status InvalidatePath(std::string_view workspace_path);
 
+  // The delta's changes API (kFailedPrecondition without a delta). Non-request threads only:
+  // Commit and Discard invalidate kernel caches before they return.
+  bool has_delta() const { return delta_ != nullptr; }
+  Result<ChangeSet> DeltaChanges();
+  Result<CommitReport> CommitDelta();
+  Result<int64_t> DiscardDelta();
+
   InodeTable& table() { return *table_; }
   const FsOptions& options() const { return options_; }
 
@@ -93,6 +110,41 @@ class PermFs {
   class DirHandle;
 
   PermFs(std::unique_ptr<InodeTable> table, policy::Policy policy, FsOptions options);
+
+  // Delta mode (perm_fs_delta.cc). The object visible at a workspace path: the upper one, else
+  // the source one unless the delta deleted it (or an ancestor).
+  struct Visible {
+    UniqueFd fd;  // O_PATH|O_NOFOLLOW
+    struct stat st;
+    bool upper = false;
+  };
+  // With `parent` (a lower-backed directory inode) and `name`, the source object is opened
+  // relative to the parent's fd (one component, O_NOFOLLOW), as the plain mode does.
+  int Resolve(const std::string& path, Visible* v, Inode* parent = nullptr,
+              const char* name = nullptr) const;
+  bool LowerVisible(const std::string& path) const;
+  // 0 when the merged directory has no entry at all (hidden ones count), else ENOTEMPTY/errno.
+  int MergedEmpty(const std::string& dir_path) const;
+  // Makes the inode's backing object an upper one (copy-up; `empty`: without data).
+  int CopyUpInode(Inode* n, bool empty);
+  // Copy-up of the lower object at `path` (fd/st), switching a known inode to the copy.
+  int CopyUpPath(const std::string& path, int lower_fd, const struct stat& st, bool empty);
+  // Copy-up of a whole merged directory tree; every source object beneath gets a deletion record.
+  int CopyUpTree(const std::string& path);
+  // The upper directory to create `name` in, after checking the merged name is free.
+  int PrepareCreate(const std::string& path, UniqueFd* dir_fd);
+  int DeltaLoadDir(const policy::Policy& p, const std::string& dir_path, DirHandle* d);
+  void DeltaUnlink(fuse_req_t req, const policy::Policy& p, Inode* dir, const char* name,
+                   bool is_rmdir);
+  void DeltaRename(fuse_req_t req, const policy::Policy& p, Inode* odir, const char* name,
+                   Inode* ndir, const char* newname, unsigned int flags);
+  void DeltaLink(fuse_req_t req, const policy::Policy& p, Inode* n, Inode* ndir,
+                 const char* newname);
+  // After a commit or discard: inodes whose upper object is gone are rebased on the source.
+  void RebaseUpper();
+  std::shared_lock<std::shared_mutex> DeltaShared() const {
+    return delta_ ? std::shared_lock(delta_mu_) : std::shared_lock<std::shared_mutex>();
+  }
 
   // Decisions. An empty path (detached inode) is `none`.
   Verdict Decide(const policy::Policy& p, const std::string& path, bool is_dir) const;
@@ -114,7 +166,7 @@ class PermFs {
                  const struct stat& st, fuse_entry_param* e) const;
   // Opens the new name `name` in `parent` (just created by us) and registers it.
   int RegisterNew(const policy::Policy& p, Inode* parent, const char* name, int io_fd,
-                  fuse_entry_param* e);
+                  fuse_entry_param* e, int dir_fd = -1, bool upper = false);
 
   // Handlers (perm_fs.cc).
   void Init(fuse_conn_info* conn);
@@ -173,6 +225,17 @@ class PermFs {
   std::shared_ptr<const policy::Policy> policy_;
   // Bumped on every policy or source change: directory snapshots made before are rebuilt.
   std::atomic<uint64_t> generation_{1};
+
+  // Delta mode only. Request handlers that read or change the delta hold delta_mu_ shared (after
+  // policy_mu_); commit and discard hold it exclusively, never while waiting for policy_mu_ and
+  // never while notifying the kernel.
+  std::unique_ptr<DeltaStore> delta_;
+  mutable std::shared_mutex delta_mu_;
+
+  // Open directory handles (fi->fh points into this map). The kernel never sends RELEASEDIR for
+  // directories still open when a mount is torn down: those are freed with the filesystem.
+  std::mutex dirs_mu_;  // leaf lock
+  std::unordered_map<const DirHandle*, std::unique_ptr<DirHandle>> dirs_;
 };
 
 }  // namespace agentfense::fs

@@ -18,20 +18,6 @@ namespace agentfense::fs {
 using policy::Level;
 using policy::Policy;
 
-// An open directory: a filtered snapshot of its entries, taken at offset 0 and whenever the policy
-// or source generation changed. Offsets handed to the kernel are indices into the filtered list,
-// so neither offsets (host d_off values are name hashes) nor gaps reveal hidden names.
-class PermFs::DirHandle {
- public:
-  struct Entry {
-    std::string name;
-    ino_t ino;
-    unsigned char type;  // DT_*
-  };
-  std::mutex mu;
-  uint64_t generation = 0;  // 0 = not loaded yet
-  std::vector<Entry> entries;
-};
 
 namespace {
 
@@ -47,13 +33,21 @@ void PermFs::Opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (int err = Check(req, table_->PathOf(n), "opendir", DecideInode(*policy_, n), Level::kView)) {
     return (void)fuse_reply_err(req, err);
   }
-  auto* d = new DirHandle();
+  auto owned = std::make_unique<DirHandle>();
+  DirHandle* d = owned.get();
+  {
+    std::lock_guard dirs_lock(dirs_mu_);
+    dirs_.emplace(d, std::move(owned));
+  }
   fi->fh = reinterpret_cast<uint64_t>(d);
   // The kernel keeps the listing in its page cache across opens; changes through the mount drop it
   // (fuse_dir_changed), policy and source changes drop it through notify_inval_inode.
   fi->cache_readdir = 1;
   fi->keep_cache = 1;
-  if (fuse_reply_open(req, fi) != 0) delete d;
+  if (fuse_reply_open(req, fi) != 0) {
+    std::lock_guard dirs_lock(dirs_mu_);
+    dirs_.erase(d);
+  }
 }
 
 void PermFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
@@ -61,6 +55,7 @@ void PermFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
   Inode* n = table_->FromNodeId(ino);
   auto* d = reinterpret_cast<DirHandle*>(fi->fh);
   std::shared_lock lock(policy_mu_);
+  auto delta_lock = DeltaShared();
   // Every reply (data or error) must come after the last touch of `d`: once the kernel has the
   // reply, the caller may close the directory and RELEASEDIR, on another worker thread, deletes
   // `d`. Unlocking d->mu after the reply wrote into freed memory: that was the multi-threaded
@@ -82,6 +77,7 @@ int PermFs::LoadDir(const Policy& p, Inode* n, DirHandle* d) {
   d->generation = generation_.load();
   std::string dir_path = table_->PathOf(n);
   if (dir_path.empty()) return ENOENT;
+  if (delta_) return DeltaLoadDir(p, dir_path, d);
   auto io = table_->OpenIo(n, O_RDONLY | O_DIRECTORY);
   if (!io.ok()) return io.error().ToErrno();
   DIR* dp = ::fdopendir(io->get());
@@ -148,7 +144,10 @@ int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirHandle* d, off
 }
 
 void PermFs::Releasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
+  {
+    std::lock_guard dirs_lock(dirs_mu_);
+    dirs_.erase(reinterpret_cast<const DirHandle*>(fi->fh));
+  }
   fuse_reply_err(req, 0);
 }
 
@@ -167,13 +166,20 @@ void PermFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   Verdict v = Decide(p, path, true);
   // A name that would be `none` gets EACCES whether or not it exists (no existence oracle).
   if (v.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, path, "mkdir", v, EACCES));
+  auto dlock = DeltaShared();
+  UniqueFd dfd;
+  if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
-  if (::mkdirat((*pfd)->get(), name, mode & ~internal::kStrippedModeBits) != 0) {
+  const int at = delta_ ? dfd.get() : (*pfd)->get();
+  if (::mkdirat(at, name, mode & ~internal::kStrippedModeBits) != 0) {
+    if (delta_) delta_->AddUsage(0, -1);
     return (void)fuse_reply_err(req, errno);
   }
   fuse_entry_param e;
-  if (int err = RegisterNew(p, dir, name, -1, &e)) return (void)fuse_reply_err(req, err);
+  if (int err = RegisterNew(p, dir, name, -1, &e, delta_ ? at : -1, delta_ != nullptr)) {
+    return (void)fuse_reply_err(req, err);
+  }
   fuse_reply_entry(req, &e);
 }
 
@@ -189,13 +195,20 @@ void PermFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
     // Device nodes never: the daemon is root and would create real ones on the host.
     return (void)fuse_reply_err(req, Deny(req, path, "mknod", v, EPERM));
   }
+  auto dlock = DeltaShared();
+  UniqueFd dfd;
+  if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
-  if (::mknodat((*pfd)->get(), name, mode & ~internal::kStrippedModeBits, 0) != 0) {
+  const int at = delta_ ? dfd.get() : (*pfd)->get();
+  if (::mknodat(at, name, mode & ~internal::kStrippedModeBits, 0) != 0) {
+    if (delta_) delta_->AddUsage(0, -1);
     return (void)fuse_reply_err(req, errno);
   }
   fuse_entry_param e;
-  if (int err = RegisterNew(p, dir, name, -1, &e)) return (void)fuse_reply_err(req, err);
+  if (int err = RegisterNew(p, dir, name, -1, &e, delta_ ? at : -1, delta_ != nullptr)) {
+    return (void)fuse_reply_err(req, err);
+  }
   fuse_reply_entry(req, &e);
 }
 
@@ -208,12 +221,21 @@ void PermFs::Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, cons
   if (v.level < Level::kWrite) {
     return (void)fuse_reply_err(req, Deny(req, path, "symlink", v, EACCES));
   }
+  auto dlock = DeltaShared();
+  UniqueFd dfd;
+  if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  const int at = delta_ ? dfd.get() : (*pfd)->get();
   // The target is stored as data; the daemon never resolves it.
-  if (::symlinkat(target, (*pfd)->get(), name) != 0) return (void)fuse_reply_err(req, errno);
+  if (::symlinkat(target, at, name) != 0) {
+    if (delta_) delta_->AddUsage(0, -1);
+    return (void)fuse_reply_err(req, errno);
+  }
   fuse_entry_param e;
-  if (int err = RegisterNew(p, dir, name, -1, &e)) return (void)fuse_reply_err(req, err);
+  if (int err = RegisterNew(p, dir, name, -1, &e, delta_ ? at : -1, delta_ != nullptr)) {
+    return (void)fuse_reply_err(req, err);
+  }
   fuse_reply_entry(req, &e);
 }
 
@@ -222,6 +244,10 @@ void PermFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool is
   std::shared_lock lock(policy_mu_);
   const Policy& p = *policy_;
   const char* op = is_rmdir ? "rmdir" : "unlink";
+  if (delta_) {
+    auto dlock = DeltaShared();
+    return DeltaUnlink(req, p, dir, name, is_rmdir);
+  }
   std::string path = table_->ChildPath(dir, name);
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
@@ -252,6 +278,10 @@ void PermFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
   Inode* ndir = table_->FromNodeId(newparent);
   std::shared_lock lock(policy_mu_);
   const Policy& p = *policy_;
+  if (delta_) {
+    auto dlock = DeltaShared();
+    return DeltaRename(req, p, odir, name, ndir, newname, flags);
+  }
   std::string old_path = table_->ChildPath(odir, name);
   std::string new_path = table_->ChildPath(ndir, newname);
   auto opfd = table_->PathFd(odir);
@@ -334,6 +364,10 @@ void PermFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const ch
   Verdict nv = Decide(p, new_path, false);
   if (nv.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, new_path, "link", nv, EACCES));
   if (n->is_dir()) return (void)fuse_reply_err(req, EPERM);
+  if (delta_) {
+    auto dlock = DeltaShared();
+    return DeltaLink(req, p, n, ndir, newname);
+  }
   auto pfd = table_->PathFd(n);
   auto npfd = table_->PathFd(ndir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());

@@ -46,11 +46,27 @@ void PermFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return (void)fuse_reply_err(req, err);
   }
   if (n->is_dir()) return (void)fuse_reply_err(req, EISDIR);
+  auto dlock = DeltaShared();
+  int64_t trunc_from = -1;  // quota accounting of an O_TRUNC open
+  if (delta_ && internal::LevelForOpen(fi->flags) == Level::kWrite) {
+    if (int err = CopyUpInode(n, (fi->flags & O_TRUNC) != 0)) return (void)fuse_reply_err(req, err);
+    if ((fi->flags & O_TRUNC) && n->is_reg()) {
+      if (auto pfd = table_->PathFd(n); pfd.ok()) {
+        struct stat st;
+        if (::fstat((*pfd)->get(), &st) == 0) trunc_from = st.st_size;
+      }
+    }
+  }
   auto io = table_->OpenIo(n, fi->flags & ~O_NOATIME);
+  if (io.ok() && trunc_from > 0) delta_->AddUsage(-trunc_from, 0);
   if (!io.ok()) return (void)fuse_reply_err(req, io.error().ToErrno());
   fi->keep_cache = KeepCache(n, io->get()) ? 1 : 0;
   fi->fh = static_cast<uint64_t>(io->Release());
-  if (fuse_reply_open(req, fi) != 0) ::close(static_cast<int>(fi->fh));
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers++;
+  if (fuse_reply_open(req, fi) != 0) {
+    ::close(static_cast<int>(fi->fh));
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers--;
+  }
 }
 
 void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -62,18 +78,31 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
   Verdict v = Decide(p, path, false);
   // EACCES for any name below write, `none` included, existing or not (no existence oracle).
   if (v.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, path, "create", v, EACCES));
+  auto dlock = DeltaShared();
+  UniqueFd dfd;
+  if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
-  UniqueFd fd(::openat((*pfd)->get(), name,
+  const int at = delta_ ? dfd.get() : (*pfd)->get();
+  UniqueFd fd(::openat(at, name,
                        (fi->flags & ~(O_NOCTTY | O_NOATIME)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
                        mode & ~internal::kStrippedModeBits));
-  if (!fd) return (void)fuse_reply_err(req, errno);
+  if (!fd) {
+    if (delta_) delta_->AddUsage(0, -1);
+    return (void)fuse_reply_err(req, errno);
+  }
   fuse_entry_param e;
-  if (int err = RegisterNew(p, dir, name, fd.get(), &e)) return (void)fuse_reply_err(req, err);
+  if (int err = RegisterNew(p, dir, name, fd.get(), &e, delta_ ? at : -1, delta_ != nullptr)) {
+    return (void)fuse_reply_err(req, err);
+  }
   Inode* n = table_->FromNodeId(e.ino);
   fi->keep_cache = KeepCache(n, fd.get()) ? 1 : 0;
   fi->fh = static_cast<uint64_t>(fd.Release());
-  if (fuse_reply_create(req, &e, fi) != 0) ::close(static_cast<int>(fi->fh));
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers++;
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    ::close(static_cast<int>(fi->fh));
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers--;
+  }
 }
 
 void PermFs::Read(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* fi) {
@@ -89,17 +118,38 @@ void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t /*ino*/, fuse_bufvec* in, off_t
                       fuse_file_info* fi) {
   // The fd was opened for writing only after the open check; the kernel refuses WRITE on an fd
   // not open for writing before it reaches us.
-  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  const int fd = static_cast<int>(fi->fh);
+  size_t len = fuse_buf_size(in);
+  std::unique_lock<std::mutex> qlock;
+  struct stat before;
+  const bool quota = delta_ && delta_->has_byte_quota();
+  if (quota) {
+    // Byte quota: the write is cut at the limit (a short write, as a full disk does) or refused
+    // with ENOSPC; nothing already written is touched.
+    qlock = std::unique_lock(delta_->write_mu());
+    if (::fstat(fd, &before) != 0) return (void)fuse_reply_err(req, errno);
+    const int64_t max_end = delta_->MaxEnd(before.st_size);
+    if (off + static_cast<int64_t>(len) > max_end) {
+      if (off >= max_end) return (void)fuse_reply_err(req, ENOSPC);
+      len = static_cast<size_t>(max_end - off);
+    }
+  }
+  fuse_bufvec out = FUSE_BUFVEC_INIT(len);
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  out.buf[0].fd = static_cast<int>(fi->fh);
+  out.buf[0].fd = fd;
   out.buf[0].pos = off;
   ssize_t res = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+  if (quota) {
+    struct stat after;
+    if (::fstat(fd, &after) == 0) delta_->AddUsage(after.st_size - before.st_size, 0);
+  }
   if (res < 0) return (void)fuse_reply_err(req, static_cast<int>(-res));
   fuse_reply_write(req, static_cast<size_t>(res));
 }
 
-void PermFs::Release(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+void PermFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ::close(static_cast<int>(fi->fh));
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) table_->FromNodeId(ino)->open_writers--;
   fuse_reply_err(req, 0);
 }
 
@@ -119,7 +169,20 @@ void PermFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_
       return (void)fuse_reply_err(req, err);
     }
   }
-  int r = ::fallocate(static_cast<int>(fi->fh), mode, off, len);
+  const int fd = static_cast<int>(fi->fh);
+  if (delta_ && delta_->has_byte_quota()) {
+    std::lock_guard qlock(delta_->write_mu());
+    struct stat before, after;
+    if (::fstat(fd, &before) != 0) return (void)fuse_reply_err(req, errno);
+    if (off + len > before.st_size && off + len > delta_->MaxEnd(before.st_size)) {
+      return (void)fuse_reply_err(req, ENOSPC);
+    }
+    int r = ::fallocate(fd, mode, off, len);
+    int e = errno;
+    if (::fstat(fd, &after) == 0) delta_->AddUsage(after.st_size - before.st_size, 0);
+    return (void)fuse_reply_err(req, r == 0 ? 0 : e);
+  }
+  int r = ::fallocate(fd, mode, off, len);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
@@ -142,7 +205,14 @@ void PermFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int vali
   }
   // Every other field (mode, size, times, ctime) is a write.
   if (int err = Check(req, path, "setattr", v, Level::kWrite)) return (void)fuse_reply_err(req, err);
-  const bool have_fh = fi != nullptr && n->is_reg();
+  auto dlock = DeltaShared();
+  if (delta_) {
+    if (n == table_->root()) return (void)fuse_reply_err(req, EPERM);
+    const bool to_zero = (valid & FUSE_SET_ATTR_SIZE) && attr->st_size == 0;
+    if (int err = CopyUpInode(n, to_zero)) return (void)fuse_reply_err(req, err);
+  }
+  // In delta mode the fh may be the source object: everything goes through the (copied) inode.
+  const bool have_fh = fi != nullptr && n->is_reg() && !delta_;
   const int fh = have_fh ? static_cast<int>(fi->fh) : -1;
   auto pfd = table_->PathFd(n);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
@@ -170,7 +240,19 @@ void PermFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int vali
       if (!n->is_reg()) return (void)fuse_reply_err(req, EINVAL);
       auto io = table_->OpenIo(n, O_WRONLY);
       if (!io.ok()) return (void)fuse_reply_err(req, io.error().ToErrno());
-      r = ::ftruncate(io->get(), attr->st_size);
+      if (delta_) {
+        std::lock_guard qlock(delta_->write_mu());
+        struct stat before;
+        if (::fstat(io->get(), &before) != 0) return (void)fuse_reply_err(req, errno);
+        const int64_t grow = attr->st_size - before.st_size;
+        if (grow > 0 && delta_->has_byte_quota() && attr->st_size > delta_->MaxEnd(before.st_size)) {
+          return (void)fuse_reply_err(req, ENOSPC);
+        }
+        r = ::ftruncate(io->get(), attr->st_size);
+        if (r == 0) delta_->AddUsage(grow, 0);
+      } else {
+        r = ::ftruncate(io->get(), attr->st_size);
+      }
     }
     if (r != 0) return (void)fuse_reply_err(req, errno);
   }
@@ -196,6 +278,7 @@ void PermFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int vali
   struct stat st;
   if (::fstat(have_fh ? fh : (*pfd)->get(), &st) != 0) return (void)fuse_reply_err(req, errno);
   Present(p, path, &st);
+  if (delta_) st.st_ino = n->ino;
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
 }
 
@@ -261,6 +344,11 @@ void PermFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
   if (!internal::IsUserXattr(name)) return (void)fuse_reply_err(req, Deny(req, path, "setxattr", v, EPERM));
   if (int err = Check(req, path, "setxattr", v, Level::kWrite)) return (void)fuse_reply_err(req, err);
   if (n->is_symlink()) return (void)fuse_reply_err(req, EPERM);  // as the kernel does for user.*
+  auto dlock = DeltaShared();
+  if (delta_ && n != table_->root()) {
+    if (int err = CopyUpInode(n, false)) return (void)fuse_reply_err(req, err);
+  }
+  if (delta_ && n == table_->root()) return (void)fuse_reply_err(req, EPERM);
   auto pfd = table_->PathFd(n);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   int r = ::setxattr(ProcFdPath((*pfd)->get()).c_str(), name, value, size, flags);
@@ -279,6 +367,11 @@ void PermFs::Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   }
   if (int err = Check(req, path, "removexattr", v, Level::kWrite)) return (void)fuse_reply_err(req, err);
   if (n->is_symlink()) return (void)fuse_reply_err(req, EPERM);
+  auto dlock = DeltaShared();
+  if (delta_ && n != table_->root()) {
+    if (int err = CopyUpInode(n, false)) return (void)fuse_reply_err(req, err);
+  }
+  if (delta_ && n == table_->root()) return (void)fuse_reply_err(req, EPERM);
   auto pfd = table_->PathFd(n);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   int r = ::removexattr(ProcFdPath((*pfd)->get()).c_str(), name);

@@ -5,8 +5,32 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "fs/perm_fs.h"
 
 #include "policy/policy.h"
+
+namespace agentfense::fs {
+
+// An open directory: a filtered snapshot of its entries, taken at offset 0 and whenever the policy
+// or source generation changed. Offsets handed to the kernel are indices into the filtered list,
+// so neither offsets (host d_off values are name hashes) nor gaps reveal hidden names.
+class PermFs::DirHandle {
+ public:
+  struct Entry {
+    std::string name;
+    ino_t ino;
+    unsigned char type;  // DT_*
+  };
+  std::mutex mu;
+  uint64_t generation = 0;  // 0 = not loaded yet
+  std::vector<Entry> entries;
+};
+
+}  // namespace agentfense::fs
 
 namespace agentfense::fs::internal {
 

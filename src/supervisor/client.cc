@@ -65,6 +65,27 @@ Error StartError(const std::string& line) {
   return Error(static_cast<ErrorCode>(code), message);
 }
 
+fs::Change ChangeFromJson(const json& j) {
+  fs::Change c;
+  c.path = j.value("path", "");
+  std::string kind = j.value("kind", "modified");
+  c.kind = kind == "added"     ? fs::ChangeKind::kAdded
+           : kind == "deleted" ? fs::ChangeKind::kDeleted
+                               : fs::ChangeKind::kModified;
+  c.size = j.value("size", static_cast<int64_t>(0));
+  c.is_dir = j.value("is_dir", false);
+  return c;
+}
+
+std::vector<fs::Change> ChangesFromJson(const json& j, const char* key) {
+  std::vector<fs::Change> out;
+  if (!j.contains(key) || !j[key].is_array()) return out;
+  for (const auto& c : j[key]) {
+    if (c.is_object()) out.push_back(ChangeFromJson(c));
+  }
+  return out;
+}
+
 }  // namespace
 
 Status SpawnSupervisor(const SupervisorSpec& spec, const std::string& binary,
@@ -146,7 +167,7 @@ Result<std::string> SupervisorControl::Call(const std::string& request,
     ssize_t got = ::recv(sock.get(), buf, sizeof(buf), 0);
     if (got <= 0) return Error(ErrorCode::kUnavailable, "supervisor closed the control connection");
     reply.append(buf, static_cast<size_t>(got));
-    if (reply.size() > (1u << 20)) return Error(ErrorCode::kInternal, "supervisor reply too long");
+    if (reply.size() > (256u << 20)) return Error(ErrorCode::kInternal, "supervisor reply too long");
   }
   reply.resize(reply.find('\n'));
   json j = json::parse(reply, nullptr, false);
@@ -192,6 +213,37 @@ agentfense::Status SupervisorControl::Stop(bool destroy, std::chrono::millisecon
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return OkStatus();
+}
+
+Result<fs::ChangeSet> SupervisorControl::Changes() const {
+  AF_ASSIGN_OR_RETURN(std::string reply, Call(R"({"op":"changes"})", std::chrono::minutes(5)));
+  json j = json::parse(reply, nullptr, false);
+  fs::ChangeSet set;
+  set.changes = ChangesFromJson(j, "changes");
+  set.delta_bytes = j.value("delta_bytes", static_cast<int64_t>(0));
+  set.delta_inodes = j.value("delta_inodes", static_cast<int64_t>(0));
+  return set;
+}
+
+Result<fs::CommitReport> SupervisorControl::Commit() const {
+  // A commit of a large delta copies data; it is bounded by the delta's size, not by a short RPC.
+  AF_ASSIGN_OR_RETURN(std::string reply, Call(R"({"op":"commit"})", std::chrono::minutes(30)));
+  json j = json::parse(reply, nullptr, false);
+  fs::CommitReport report;
+  report.applied = ChangesFromJson(j, "applied");
+  if (j.contains("errors") && j["errors"].is_array()) {
+    for (const auto& e : j["errors"]) {
+      if (!e.is_object()) continue;
+      report.errors.push_back({e.value("path", ""), e.value("message", "")});
+    }
+  }
+  return report;
+}
+
+Result<int64_t> SupervisorControl::Discard() const {
+  AF_ASSIGN_OR_RETURN(std::string reply, Call(R"({"op":"discard"})", std::chrono::minutes(5)));
+  json j = json::parse(reply, nullptr, false);
+  return j.value("discarded", static_cast<int64_t>(0));
 }
 
 }  // namespace agentfense::supervisor

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "fs/changes.h"
 #include "policy/policy.h"
 #include "supervisor/spec.h"
 
@@ -37,6 +38,15 @@ class SupervisorControl {
   // waits (bounded) until its sockets are gone.
   agentfense::Status Stop(bool destroy,
                           std::chrono::milliseconds wait = std::chrono::seconds(30)) const;
+
+  // The copy-on-write delta (docs/DELTA.md). kFailedPrecondition when the sandbox has no delta.
+  // Changes: the pending changes, sorted by path, with the delta's quota usage.
+  Result<fs::ChangeSet> Changes() const;
+  // Commit: syncs the delta into the source now; per-file failures are in the report's errors
+  // (and stay pending), the rest is cleared from the delta.
+  Result<fs::CommitReport> Commit() const;
+  // Discard: drops every pending change; returns how many were discarded.
+  Result<int64_t> Discard() const;
 
   std::string agent_socket() const { return run_dir_ + "/" + kAgentSocket; }
 

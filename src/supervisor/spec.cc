@@ -78,6 +78,9 @@ std::string SpecToJson(const SupervisorSpec& s) {
             {"runtime", s.runtime == RuntimeKind::kDocker ? "docker" : "bwrap"},
             {"image", s.image},
             {"network", s.network},
+            {"delta_dir", s.delta_dir},
+            {"delta_quota_bytes", s.delta_quota_bytes},
+            {"delta_quota_inodes", s.delta_quota_inodes},
             {"limits",
              {{"memory_bytes", s.limits.memory_bytes},
               {"cpu_quota_us", s.limits.cpu_quota_us},
@@ -123,6 +126,12 @@ Result<SupervisorSpec> SpecFromJson(const std::string& text) {
     s.image = j.value("image", "");
     field = "network";
     s.network = j.value("network", false);
+    field = "delta_dir";
+    s.delta_dir = j.value("delta_dir", std::string());
+    field = "delta_quota_bytes";
+    s.delta_quota_bytes = j.value("delta_quota_bytes", uint64_t{0});
+    field = "delta_quota_inodes";
+    s.delta_quota_inodes = j.value("delta_quota_inodes", uint64_t{0});
     field = "limits";
     if (j.contains("limits")) {
       const auto& l = j.at("limits");

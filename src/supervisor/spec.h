@@ -25,6 +25,11 @@ struct SupervisorSpec {
   std::string source_dir;  // the codebase on the host
   std::string mountpoint;  // where the permission filesystem is mounted (→ /workspace)
   std::string run_dir;     // private (0700) directory: sockets, logs, audit
+  // Copy-on-write delta (docs/DELTA.md): every write lands here, never in source_dir, until a
+  // commit. Empty = no delta: writes go straight to source_dir (the embedded `mount` tool's mode).
+  std::string delta_dir;
+  uint64_t delta_quota_bytes = 0;   // 0 = unlimited
+  uint64_t delta_quota_inodes = 0;  // 0 = unlimited
   std::vector<policy::Rule> rules;
   RuntimeKind runtime = RuntimeKind::kBwrap;
   std::string image;  // docker only; empty = configured default

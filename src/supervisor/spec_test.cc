@@ -17,6 +17,9 @@ TEST(SupervisorSpec, RoundTrips) {
   s.runtime = RuntimeKind::kDocker;
   s.image = "img:1";
   s.network = true;
+  s.delta_dir = "/var/lib/x/delta";
+  s.delta_quota_bytes = 1 << 20;
+  s.delta_quota_inodes = 7;
   s.limits = {512u << 20, 50000, 512, 64};
   auto back = SpecFromJson(SpecToJson(s));
   ASSERT_TRUE(back.ok()) << back.error().ToString();
@@ -28,6 +31,9 @@ TEST(SupervisorSpec, RoundTrips) {
   EXPECT_EQ(back->runtime, RuntimeKind::kDocker);
   EXPECT_EQ(back->image, "img:1");
   EXPECT_TRUE(back->network);
+  EXPECT_EQ(back->delta_dir, "/var/lib/x/delta");
+  EXPECT_EQ(back->delta_quota_bytes, 1u << 20);
+  EXPECT_EQ(back->delta_quota_inodes, 7u);
   EXPECT_EQ(back->limits.memory_bytes, 512u << 20);
   EXPECT_EQ(back->limits.cpu_quota_us, 50000);
   EXPECT_EQ(back->limits.pids_limit, 64u);

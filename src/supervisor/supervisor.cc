@@ -30,6 +30,16 @@ json ErrorReply(const Error& e) {
   return {{"ok", false}, {"code", static_cast<int>(e.code())}, {"error", e.ToString()}};
 }
 
+json ChangeJson(const fs::Change& c) {
+  return {{"path", c.path},
+          {"kind", std::string(fs::ChangeKindName(c.kind))},
+          {"size", c.size},
+          {"is_dir", c.is_dir}};
+}
+
+// Paths are host file names (any bytes): invalid UTF-8 is replaced in the JSON, never an error.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 }  // namespace
 
 Result<UniqueFd> ListenUnix(const std::string& path) {
@@ -86,6 +96,15 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
       self->audit_bytes_ += text.size();
     }
   };
+  if (!sp.delta_dir.empty()) {
+    // The delta holds the sandbox's pending writes: private to the supervisor (0700).
+    if (::mkdir(sp.delta_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Error::FromErrno(errno, "creating the delta directory " + sp.delta_dir);
+    }
+    options.delta_dir = sp.delta_dir;
+    options.delta_quota_bytes = sp.delta_quota_bytes;
+    options.delta_quota_inodes = sp.delta_quota_inodes;
+  }
   AF_RETURN_IF_ERROR(fs::CleanupStaleMount(sp.mountpoint));
   auto mount = fs::Mount::Start(sp.source_dir, sp.mountpoint, std::move(policy), options);
   if (!mount.ok()) return std::move(mount).error().With("mounting the workspace");
@@ -149,6 +168,34 @@ std::string Supervisor::HandleControl(const std::string& line) {
     auto st = mount_->fs().InvalidatePath(path);
     if (!st.ok()) return ErrorReply(st.error()).dump();
     return json({{"ok", true}}).dump();
+  }
+  if (op == "changes") {
+    auto set = mount_->fs().DeltaChanges();
+    if (!set.ok()) return ErrorReply(set.error()).dump();
+    json list = json::array();
+    for (const auto& c : set->changes) list.push_back(ChangeJson(c));
+    return Dump({{"ok", true},
+                 {"changes", std::move(list)},
+                 {"delta_bytes", set->delta_bytes},
+                 {"delta_inodes", set->delta_inodes}});
+  }
+  if (op == "commit") {
+    // Runs on this control connection's thread: the FUSE loop keeps serving meanwhile (requests
+    // that change the delta wait for the commit to finish).
+    auto report = mount_->fs().CommitDelta();
+    if (!report.ok()) return ErrorReply(report.error()).dump();
+    json applied = json::array();
+    for (const auto& c : report->applied) applied.push_back(ChangeJson(c));
+    json errors = json::array();
+    for (const auto& e : report->errors) {
+      errors.push_back({{"path", e.path}, {"message", e.message}});
+    }
+    return Dump({{"ok", true}, {"applied", std::move(applied)}, {"errors", std::move(errors)}});
+  }
+  if (op == "discard") {
+    auto n = mount_->fs().DiscardDelta();
+    if (!n.ok()) return ErrorReply(n.error()).dump();
+    return Dump({{"ok", true}, {"discarded", *n}});
   }
   if (op == "stop") {
     destroy_.store(req.value("destroy", false));

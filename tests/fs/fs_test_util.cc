@@ -111,6 +111,13 @@ std::unique_ptr<MountedFs> MountedFs::StartOn(const std::string& source, policy:
   if (::mkdtemp(tmpl) == nullptr) return nullptr;
   m->mountpoint_ = tmpl;
   if (const char* t = std::getenv("AF_FS_TEST_THREADS")) options.threads = std::atoi(t);
+  // AF_FS_TEST_DELTA=1 runs every suite on a delta-backed mount (docs/DELTA.md), committing
+  // nothing: tests that look at the source directly are filtered out in CMakeLists.txt.
+  if (const char* d = std::getenv("AF_FS_TEST_DELTA"); d != nullptr && options.delta_dir.empty() &&
+                                                       std::string(d) == "1") {
+    options.delta_dir = m->mountpoint_ + ".delta";
+    m->delta_dir_ = options.delta_dir;
+  }
   auto log = m->audit_;
   auto user_sink = options.audit;
   options.audit = [log, user_sink](const AuditEvent& e) {
@@ -132,6 +139,7 @@ MountedFs::~MountedFs() {
   mount_.reset();
   (void)CleanupStaleMount(mountpoint_, /*force=*/true);  // belt and braces: never leave a mount
   ::rmdir(mountpoint_.c_str());
+  if (!delta_dir_.empty()) RemoveTree(delta_dir_);
 }
 
 std::string MountedFs::src(std::string_view rel) const {

@@ -80,6 +80,7 @@ class MountedFs {
   std::unique_ptr<TempDir> dir_;
   std::string source_;
   std::string mountpoint_;
+  std::string delta_dir_;  // AF_FS_TEST_DELTA only
   std::shared_ptr<AuditLog> audit_ = std::make_shared<AuditLog>();
   std::unique_ptr<Mount> mount_;
 };

@@ -98,6 +98,27 @@ class ParityTest : public ::testing::Test {
     for (size_t i = 0; i < a.lines().size(); ++i) {
       EXPECT_EQ(a.lines()[i], b.lines()[i]) << "step " << i << " (native vs mount)";
     }
+    // The same script on a delta-backed mount (docs/DELTA.md): same results, and the source
+    // stays untouched (empty) until a commit.
+    TempDir delta;
+    FsOptions opts;
+    opts.delta_dir = delta / "d";
+    auto dm = MountedFs::Start(PresetPolicy("full-access"), opts);
+    ASSERT_NE(dm, nullptr);
+    Trace c(dm->mnt());
+    script(c);
+    ASSERT_EQ(a.lines().size(), c.lines().size());
+    for (size_t i = 0; i < a.lines().size(); ++i) {
+      EXPECT_EQ(a.lines()[i], c.lines()[i]) << "step " << i << " (native vs delta mount)";
+    }
+    DIR* dp = ::opendir(dm->src().c_str());
+    ASSERT_NE(dp, nullptr);
+    int entries = 0;
+    while (dirent* de = ::readdir(dp)) {
+      entries += std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0;
+    }
+    ::closedir(dp);
+    EXPECT_EQ(entries, 0) << "the delta mount wrote into its source";
   }
 };
 

@@ -140,6 +140,65 @@ TEST_F(SupervisorTest, ExecThroughRelayEnforcesPolicyAndSurvivesPolicyChange) {
   EXPECT_FALSE(control.Status().ok());
 }
 
+TEST_F(SupervisorTest, DeltaControlOpsChangesCommitDiscard) {
+  spec_.delta_dir = root_ + "/delta";  // created 0700 by the supervisor
+  auto full = policy::PresetRules("full-access");
+  ASSERT_TRUE(full.ok());
+  spec_.rules = *full;
+  auto spawned = SpawnSupervisor(spec_, AF_SUPERVISOR_BIN);
+  ASSERT_TRUE(spawned.ok()) << spawned.error().ToString();
+  SupervisorControl control(run_);
+  struct stat st;
+  ASSERT_EQ(::stat(spec_.delta_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+
+  std::ofstream(mnt_ + "/src/app.py") << "print('changed')\n";
+  std::ofstream(mnt_ + "/new.txt") << "new\n";
+  std::ofstream(mnt_ + "/bad-\xff-name") << "x";  // not UTF-8: replaced in the JSON, no error
+  ASSERT_EQ(::unlink((mnt_ + "/.env").c_str()), 0);
+  EXPECT_TRUE(stdfs::exists(src_ + "/.env"));
+
+  auto changes = control.Changes();
+  ASSERT_TRUE(changes.ok()) << changes.error().ToString();
+  ASSERT_EQ(changes->changes.size(), 4u);
+  EXPECT_EQ(changes->changes[0].path, "/.env");
+  EXPECT_EQ(changes->changes[0].kind, fs::ChangeKind::kDeleted);
+  EXPECT_EQ(changes->changes[2].path, "/new.txt");
+  EXPECT_EQ(changes->changes[2].kind, fs::ChangeKind::kAdded);
+  EXPECT_EQ(changes->changes[2].size, 4);
+  EXPECT_EQ(changes->changes[3].path, "/src/app.py");
+  EXPECT_EQ(changes->changes[3].kind, fs::ChangeKind::kModified);
+  EXPECT_EQ(changes->delta_bytes, 4 + 17 + 1);
+  std::ifstream before(src_ + "/src/app.py");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(before), {}), "print('hi')\n");
+
+  auto report = control.Commit();
+  ASSERT_TRUE(report.ok()) << report.error().ToString();
+  EXPECT_EQ(report->applied.size(), 4u);
+  EXPECT_TRUE(report->errors.empty());
+  std::ifstream after(src_ + "/src/app.py");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(after), {}), "print('changed')\n");
+  EXPECT_FALSE(stdfs::exists(src_ + "/.env"));
+
+  std::ofstream(mnt_ + "/scratch") << "throwaway";
+  auto discarded = control.Discard();
+  ASSERT_TRUE(discarded.ok()) << discarded.error().ToString();
+  EXPECT_EQ(*discarded, 1);
+  EXPECT_FALSE(stdfs::exists(mnt_ + "/scratch"));
+  EXPECT_FALSE(stdfs::exists(src_ + "/scratch"));
+  auto empty = control.Changes();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->changes.empty());
+}
+
+TEST_F(SupervisorTest, DeltaOpsWithoutDeltaFailCleanly) {
+  auto spawned = SpawnSupervisor(spec_, AF_SUPERVISOR_BIN);
+  ASSERT_TRUE(spawned.ok()) << spawned.error().ToString();
+  auto changes = SupervisorControl(run_).Changes();
+  ASSERT_FALSE(changes.ok());
+  EXPECT_EQ(changes.error().code(), ErrorCode::kFailedPrecondition);
+}
+
 TEST_F(SupervisorTest, ReportsStartFailureWithReason) {
   spec_.source_dir = root_ + "/missing";
   auto st = SpawnSupervisor(spec_, AF_SUPERVISOR_BIN, std::chrono::seconds(20));

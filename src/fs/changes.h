@@ -1,0 +1,48 @@
+// The pending changes of a copy-on-write delta (docs/DELTA.md), as the delta library reports them
+// and as the supervisor's control socket, the server (ListChanges / CommitChanges /
+// DiscardChanges) and the CLI (`run --sync`) pass them on. Pure data.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agentfense::fs {
+
+enum class ChangeKind { kAdded, kModified, kDeleted };
+
+inline std::string_view ChangeKindName(ChangeKind k) {
+  switch (k) {
+    case ChangeKind::kAdded: return "added";
+    case ChangeKind::kModified: return "modified";
+    case ChangeKind::kDeleted: return "deleted";
+  }
+  return "modified";
+}
+
+struct Change {
+  std::string path;  // workspace path, "/src/a.py"
+  ChangeKind kind = ChangeKind::kModified;
+  int64_t size = 0;  // bytes of the new content in the delta; 0 for deletions and directories
+  bool is_dir = false;
+};
+
+struct ChangeSet {
+  std::vector<Change> changes;  // sorted by path
+  int64_t delta_bytes = 0;      // what the quota counts
+  int64_t delta_inodes = 0;
+};
+
+struct ChangeError {
+  std::string path;
+  std::string message;
+};
+
+// Result of one commit (sync): what reached the source, and what did not (with the reason).
+struct CommitReport {
+  std::vector<Change> applied;
+  std::vector<ChangeError> errors;
+};
+
+}  // namespace agentfense::fs

@@ -1,0 +1,450 @@
+// Delta mode of PermFs (docs/DELTA.md): the merged view (upper over source minus out-of-band
+// deletions), copy-up, the name operations that change the delta, and the changes API.
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include "base/log.h"
+#include "fs/perm_fs.h"
+#include "fs/perm_fs_internal.h"
+
+namespace agentfense::fs {
+
+using policy::Level;
+using policy::Policy;
+
+namespace {
+
+std::string ParentOf(const std::string& path) {
+  size_t s = path.rfind('/');
+  return s == 0 || s == std::string::npos ? "/" : path.substr(0, s);
+}
+std::string BaseOf(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+std::string JoinPath(const std::string& dir, const std::string& name) {
+  return dir == "/" ? "/" + name : dir + "/" + name;
+}
+bool Dots(const char* n) { return n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')); }
+
+struct Name {
+  std::string name;
+  unsigned char type;
+  ino_t ino;
+};
+
+// Names in the directory `fd` (consumed), without "." and "..".
+std::vector<Name> ListNames(UniqueFd fd) {
+  std::vector<Name> out;
+  DIR* dp = ::fdopendir(fd.get());
+  if (dp == nullptr) return out;
+  (void)fd.Release();
+  while (dirent* de = ::readdir(dp)) {
+    if (Dots(de->d_name)) continue;
+    unsigned char type = de->d_type;
+    if (type == DT_UNKNOWN) {
+      struct stat st;
+      if (::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      type = IFTODT(st.st_mode);
+    }
+    out.push_back({de->d_name, type, de->d_ino});
+  }
+  ::closedir(dp);
+  return out;
+}
+
+}  // namespace
+
+bool PermFs::LowerVisible(const std::string& path) const {
+  if (!delta_->HasDeletions()) return true;
+  // A deletion record on the path or any ancestor hides the source object (an ancestor's record
+  // makes a recreated directory opaque).
+  for (std::string p = path; p != "/"; p = ParentOf(p)) {
+    if (delta_->IsDeleted(p)) return false;
+  }
+  return true;
+}
+
+int PermFs::Resolve(const std::string& path, Visible* v, Inode* parent, const char* name) const {
+  auto up = delta_->OpenUpper(path, O_PATH | O_NOFOLLOW);
+  if (up.ok()) {
+    if (::fstat(up->get(), &v->st) != 0) return errno;
+    v->fd = std::move(*up);
+    v->upper = true;
+    return 0;
+  }
+  if (up.error().code() != ErrorCode::kNotFound) return up.error().ToErrno();
+  if (!LowerVisible(path)) return ENOENT;
+  if (parent != nullptr && !table_->IsUpper(parent)) {
+    auto pfd = table_->PathFd(parent);
+    if (!pfd.ok()) return pfd.error().ToErrno();
+    UniqueFd fd(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return errno;
+    if (::fstat(fd.get(), &v->st) != 0) return errno;
+    v->fd = std::move(fd);
+    v->upper = false;
+    return 0;
+  }
+  auto low = OpenBeneath(table_->root_fd(), path, O_PATH | O_NOFOLLOW);
+  if (!low.ok()) {
+    int e = low.error().ToErrno();
+    return (e == ENOTDIR || e == ELOOP || e == EXDEV) ? ENOENT : e;
+  }
+  if (::fstat(low->get(), &v->st) != 0) return errno;
+  v->fd = std::move(*low);
+  v->upper = false;
+  return 0;
+}
+
+int PermFs::MergedEmpty(const std::string& dir_path) const {
+  if (auto up = delta_->OpenUpper(dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW); up.ok()) {
+    if (!ListNames(std::move(*up)).empty()) return ENOTEMPTY;
+  }
+  if (!LowerVisible(dir_path)) return 0;
+  auto low = OpenBeneath(table_->root_fd(), dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!low.ok()) return 0;
+  // Every source entry counts unless deleted by this delta, hidden ones included: a directory
+  // that holds entries the sandbox cannot see is not empty (SECURITY-NOTES §2.1 c).
+  for (const auto& n : ListNames(std::move(*low))) {
+    if (!delta_->IsDeleted(JoinPath(dir_path, n.name))) return ENOTEMPTY;
+  }
+  return 0;
+}
+
+int PermFs::PrepareCreate(const std::string& path, UniqueFd* dir_fd) {
+  if (!delta_) return 0;
+  if (path.empty()) return ENOENT;
+  Visible v;
+  int r = Resolve(path, &v);
+  if (r == 0) return EEXIST;
+  if (r != ENOENT) return r;
+  auto dir = delta_->EnsureUpperDir(ParentOf(path), table_->root_fd());
+  if (!dir.ok()) return dir.error().ToErrno();
+  if (int e = delta_->ChargeInodes(1)) return e;
+  *dir_fd = std::move(*dir);
+  return 0;
+}
+
+int PermFs::CopyUpPath(const std::string& path, int lower_fd, const struct stat& st, bool empty) {
+  auto dir = delta_->EnsureUpperDir(ParentOf(path), table_->root_fd());
+  if (!dir.ok()) return dir.error().ToErrno();
+  const std::string name = BaseOf(path);
+  UniqueFd up;
+  if (S_ISDIR(st.st_mode)) {
+    auto d = delta_->EnsureUpperDir(path, table_->root_fd());
+    if (!d.ok()) return d.error().ToErrno();
+    up = std::move(*d);
+  } else {
+    up.Reset(::openat(dir->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!up) {
+      auto c = delta_->CopyUp(lower_fd, st, dir->get(), name, empty);
+      if (!c.ok()) return c.error().ToErrno();
+      up = std::move(*c);
+    }
+  }
+  struct stat ust;
+  if (::fstat(up.get(), &ust) != 0) return errno;
+  if (Inode* n = table_->Find(st.st_dev, st.st_ino); n != nullptr) {
+    if (!table_->IsUpper(n) && (n->type == (ust.st_mode & S_IFMT))) {
+      UniqueFd dup(::fcntl(up.get(), F_DUPFD_CLOEXEC, 3));
+      if (dup) table_->SwitchBacking(n, std::move(dup), ust, true);
+    }
+    table_->Forget(n, 1);
+  }
+  return 0;
+}
+
+int PermFs::CopyUpInode(Inode* n, bool empty) {
+  if (table_->IsUpper(n)) return 0;
+  if (n == table_->root()) return 0;  // the root is the upper root's merge point
+  std::string path = table_->PathOf(n);
+  if (path.empty()) return ESTALE;
+  auto pfd = table_->PathFd(n);
+  if (!pfd.ok()) return pfd.error().ToErrno();
+  struct stat st;
+  if (::fstat((*pfd)->get(), &st) != 0) return errno;
+  // Only the object the path shows now may be copied up for this inode: a source file deleted
+  // in the delta (still open somewhere) whose name was reused must not lend its change to the
+  // new file.
+  Visible v;
+  if (Resolve(path, &v) != 0 || v.upper || v.st.st_dev != st.st_dev || v.st.st_ino != st.st_ino) {
+    return ESTALE;
+  }
+  if (int err = CopyUpPath(path, (*pfd)->get(), st, empty)) return err;
+  return table_->IsUpper(n) ? 0 : ESTALE;
+}
+
+int PermFs::CopyUpTree(const std::string& path) {
+  Visible self;
+  if (int err = Resolve(path, &self)) return err;
+  if (!self.upper) {
+    if (int err = CopyUpPath(path, self.fd.get(), self.st, false)) return err;
+  } else if (auto d = delta_->EnsureUpperDir(path, table_->root_fd()); !d.ok()) {
+    return d.error().ToErrno();
+  }
+  std::set<std::string> names;
+  if (auto up = delta_->OpenUpper(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW); up.ok()) {
+    for (auto& n : ListNames(std::move(*up))) names.insert(n.name);
+  }
+  if (LowerVisible(path)) {
+    if (auto low = OpenBeneath(table_->root_fd(), path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        low.ok()) {
+      for (auto& n : ListNames(std::move(*low))) names.insert(n.name);
+    }
+  }
+  for (const auto& name : names) {
+    const std::string child = JoinPath(path, name);
+    Visible v;
+    if (Resolve(child, &v) != 0) continue;  // deleted by this delta
+    if (S_ISDIR(v.st.st_mode)) {
+      if (int err = CopyUpTree(child)) return err;
+    } else if (!v.upper) {
+      if (int err = CopyUpPath(child, v.fd.get(), v.st, false)) return err;
+    }
+  }
+  // Every source object of the tree is now hidden behind its copy: recorded as deleted, so the
+  // tree's old place shows nothing once the copy moves away (and a commit removes the originals).
+  if (LowerVisible(path)) {
+    if (auto low = OpenBeneath(table_->root_fd(), path, O_PATH | O_NOFOLLOW); low.ok()) {
+      for (const auto& name : names) {
+        const std::string child = JoinPath(path, name);
+        if (auto l = OpenBeneath(table_->root_fd(), child, O_PATH | O_NOFOLLOW); l.ok()) {
+          if (auto s = delta_->MarkDeleted(child); !s.ok()) return s.error().ToErrno();
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+int PermFs::DeltaLoadDir(const Policy& p, const std::string& dir_path, DirHandle* d) {
+  std::set<std::string> seen;
+  const std::string prefix = dir_path == "/" ? "/" : dir_path + "/";
+  d->entries.push_back({".", 1, DT_DIR});
+  d->entries.push_back({"..", 1, DT_DIR});
+  auto add = [&](const std::string& name, unsigned char type, ino_t ino) {
+    if (!seen.insert(name).second) return;
+    if (Decide(p, prefix + name, type == DT_DIR).level == Level::kNone) return;
+    d->entries.push_back({name, ino, type});
+  };
+  if (auto up = delta_->OpenUpper(dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW); up.ok()) {
+    for (auto& n : ListNames(std::move(*up))) add(n.name, n.type, n.ino);
+  }
+  if (LowerVisible(dir_path)) {
+    if (auto low = OpenBeneath(table_->root_fd(), dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        low.ok()) {
+      const bool any_deleted = delta_->HasDeletions();
+      for (auto& n : ListNames(std::move(*low))) {
+        if (any_deleted && delta_->IsDeleted(prefix + n.name)) continue;
+        add(n.name, n.type, n.ino);
+      }
+    }
+  }
+  return 0;
+}
+
+void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char* name,
+                         bool is_rmdir) {
+  const char* op = is_rmdir ? "rmdir" : "unlink";
+  std::string path = table_->ChildPath(dir, name);
+  if (path.empty()) return (void)fuse_reply_err(req, ENOENT);
+  Visible v;
+  if (int err = Resolve(path, &v)) return (void)fuse_reply_err(req, err);
+  const bool is_dir = S_ISDIR(v.st.st_mode);
+  Verdict verdict = Decide(p, path, is_dir);
+  if (int err = Check(req, path, op, verdict, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  if (is_rmdir && !is_dir) return (void)fuse_reply_err(req, ENOTDIR);
+  if (!is_rmdir && is_dir) return (void)fuse_reply_err(req, EISDIR);
+  if (is_dir) {
+    if (int err = MergedEmpty(path)) return (void)fuse_reply_err(req, err);
+  }
+  const bool has_lower = LowerVisible(path) && [&] {
+    auto l = OpenBeneath(table_->root_fd(), path, O_PATH | O_NOFOLLOW);
+    return l.ok();
+  }();
+  if (v.upper) {
+    auto up = delta_->OpenUpper(ParentOf(path), O_PATH | O_DIRECTORY);
+    if (!up.ok()) return (void)fuse_reply_err(req, up.error().ToErrno());
+    if (::unlinkat(up->get(), name, is_dir ? AT_REMOVEDIR : 0) != 0) {
+      return (void)fuse_reply_err(req, errno);
+    }
+    if (v.st.st_nlink <= 1 || is_dir) {
+      delta_->AddUsage(S_ISREG(v.st.st_mode) ? -v.st.st_size : 0, -1);
+    }
+  }
+  if (has_lower) {
+    if (auto s = delta_->MarkDeleted(path); !s.ok()) return (void)fuse_reply_err(req, s.error().ToErrno());
+  }
+  table_->NameRemoved(v.st.st_dev, v.st.st_ino, dir, name);
+  fuse_reply_err(req, 0);
+}
+
+void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const char* name,
+                         Inode* ndir, const char* newname, unsigned int flags) {
+  const bool exchange = flags & RENAME_EXCHANGE;
+  std::string old_path = table_->ChildPath(odir, name);
+  std::string new_path = table_->ChildPath(ndir, newname);
+  if (old_path.empty() || new_path.empty()) return (void)fuse_reply_err(req, ENOENT);
+  Visible ov;
+  if (int err = Resolve(old_path, &ov)) return (void)fuse_reply_err(req, err);
+  const bool old_dir = S_ISDIR(ov.st.st_mode);
+  Verdict ovd = Decide(p, old_path, old_dir);
+  if (int err = Check(req, old_path, "rename", ovd, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  Visible tv;
+  int terr = Resolve(new_path, &tv);
+  if (terr != 0 && terr != ENOENT) return (void)fuse_reply_err(req, terr);
+  const bool target_exists = terr == 0;
+  const bool new_dir = target_exists && S_ISDIR(tv.st.st_mode);
+  Verdict tvd{};
+  if (target_exists) {
+    tvd = Decide(p, new_path, new_dir);
+    if (tvd.level == Level::kNone) {
+      return (void)fuse_reply_err(req, Deny(req, new_path, "rename", tvd, exchange ? ENOENT : EACCES));
+    }
+    if (tvd.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, new_path, "rename", tvd, EACCES));
+  } else if (exchange) {
+    return (void)fuse_reply_err(req, ENOENT);
+  }
+  Verdict mv = Decide(p, new_path, old_dir);
+  if (mv.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, new_path, "rename", mv, EACCES));
+  if (exchange) {
+    Verdict back = Decide(p, old_path, new_dir);
+    if (back.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, old_path, "rename", back, EACCES));
+    if (old_dir || new_dir) return (void)fuse_reply_err(req, EXDEV);  // documented: files only
+  }
+  auto subtree_writable = [&](const std::string& a, const std::string& b) {
+    auto ua = p.UniformLevelBeneath(a);
+    auto ub = p.UniformLevelBeneath(b);
+    return ua && ub && *ua == Level::kWrite && *ub == Level::kWrite;
+  };
+  if (old_dir && !subtree_writable(old_path, new_path)) {
+    return (void)fuse_reply_err(req, Deny(req, old_path, "rename", ovd, EXDEV));
+  }
+  if (target_exists && !exchange) {
+    if (ov.st.st_dev == tv.st.st_dev && ov.st.st_ino == tv.st.st_ino) return (void)fuse_reply_err(req, 0);
+    if (flags & RENAME_NOREPLACE) return (void)fuse_reply_err(req, EEXIST);
+    if (old_dir && !new_dir) return (void)fuse_reply_err(req, ENOTDIR);
+    if (!old_dir && new_dir) return (void)fuse_reply_err(req, EISDIR);
+    if (new_dir) {
+      if (int err = MergedEmpty(new_path)) return (void)fuse_reply_err(req, err);
+    }
+  }
+  // Both ends in the upper tree: a source object is copied up first (a directory as a whole
+  // tree), and its source original gets a deletion record once the copy has moved.
+  const bool old_has_lower = LowerVisible(old_path) &&
+                             OpenBeneath(table_->root_fd(), old_path, O_PATH | O_NOFOLLOW).ok();
+  if (old_dir && old_has_lower) {
+    if (int err = CopyUpTree(old_path)) return (void)fuse_reply_err(req, err);
+  } else if (!ov.upper) {
+    if (int err = CopyUpPath(old_path, ov.fd.get(), ov.st, false)) return (void)fuse_reply_err(req, err);
+  }
+  if (exchange && !tv.upper) {
+    if (int err = CopyUpPath(new_path, tv.fd.get(), tv.st, false)) return (void)fuse_reply_err(req, err);
+  }
+  auto ofd = delta_->EnsureUpperDir(ParentOf(old_path), table_->root_fd());
+  auto nfd = delta_->EnsureUpperDir(ParentOf(new_path), table_->root_fd());
+  if (!ofd.ok()) return (void)fuse_reply_err(req, ofd.error().ToErrno());
+  if (!nfd.ok()) return (void)fuse_reply_err(req, nfd.error().ToErrno());
+  struct stat ust, nst;
+  if (::fstatat(ofd->get(), name, &ust, AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
+  const bool upper_target = ::fstatat(nfd->get(), newname, &nst, AT_SYMLINK_NOFOLLOW) == 0;
+  if (::renameat2(ofd->get(), name, nfd->get(), newname, flags) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  if (upper_target && !exchange && (nst.st_nlink <= 1 || S_ISDIR(nst.st_mode))) {
+    delta_->AddUsage(S_ISREG(nst.st_mode) ? -nst.st_size : 0, -1);
+  }
+  if (old_has_lower && !exchange) {
+    if (auto s = delta_->MarkDeleted(old_path); !s.ok()) return (void)fuse_reply_err(req, s.error().ToErrno());
+  }
+  if (exchange) {
+    table_->Moved(ust.st_dev, ust.st_ino, odir, name, ndir, newname);
+    table_->Moved(nst.st_dev, nst.st_ino, ndir, newname, odir, name);
+  } else {
+    if (target_exists) table_->NameRemoved(tv.st.st_dev, tv.st.st_ino, ndir, newname);
+    if (upper_target) table_->NameRemoved(nst.st_dev, nst.st_ino, ndir, newname);
+    table_->Moved(ust.st_dev, ust.st_ino, odir, name, ndir, newname);
+  }
+  fuse_reply_err(req, 0);
+}
+
+void PermFs::DeltaLink(fuse_req_t req, const Policy& p, Inode* n, Inode* ndir, const char* newname) {
+  std::string new_path = table_->ChildPath(ndir, newname);
+  if (new_path.empty()) return (void)fuse_reply_err(req, ENOENT);
+  Visible v;
+  if (Resolve(new_path, &v) == 0) return (void)fuse_reply_err(req, EEXIST);
+  if (int err = CopyUpInode(n, false)) return (void)fuse_reply_err(req, err);
+  auto nfd = delta_->EnsureUpperDir(ParentOf(new_path), table_->root_fd());
+  if (!nfd.ok()) return (void)fuse_reply_err(req, nfd.error().ToErrno());
+  auto pfd = table_->PathFd(n);
+  if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+  if (::linkat((*pfd)->get(), "", nfd->get(), newname, AT_EMPTY_PATH) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  fuse_entry_param e;
+  if (int err = RegisterNew(p, ndir, newname, -1, &e, nfd->get(), true)) {
+    return (void)fuse_reply_err(req, err);
+  }
+  fuse_reply_entry(req, &e);
+}
+
+void PermFs::RebaseUpper() {
+  for (Inode* n : table_->PinUpperInodes()) {
+    std::string path = table_->PathOf(n);
+    Visible v;
+    if (!path.empty() && Resolve(path, &v) == 0 && !v.upper &&
+        (v.st.st_mode & S_IFMT) == n->type) {
+      table_->SwitchBacking(n, std::move(v.fd), v.st, false);
+    }
+    table_->Forget(n, 1);
+  }
+}
+
+Result<ChangeSet> PermFs::DeltaChanges() {
+  if (!delta_) return Error(ErrorCode::kFailedPrecondition, "this sandbox has no delta");
+  std::unique_lock lock(delta_mu_);
+  return delta_->Changes(table_->root_fd());
+}
+
+Result<CommitReport> PermFs::CommitDelta() {
+  if (!delta_) return Error(ErrorCode::kFailedPrecondition, "this sandbox has no delta");
+  std::shared_ptr<const Policy> pol = policy();
+  CommitReport report;
+  {
+    std::unique_lock lock(delta_mu_);
+    auto level = [&](const std::string& path, bool is_dir) {
+      return pol->Decide(path, is_dir).level;
+    };
+    // An upper file still open for writing is copied, not moved, and kept: its writer must keep
+    // writing into the delta, never into the source.
+    auto busy = [this](const struct stat& st) {
+      Inode* n = table_->Find(st.st_dev, st.st_ino);
+      if (n == nullptr) return false;
+      const bool writing = n->open_writers.load() > 0;
+      table_->Forget(n, 1);
+      return writing;
+    };
+    report = delta_->Commit(table_->root_fd(), level, busy);
+    RebaseUpper();
+  }
+  AF_RETURN_IF_ERROR(InvalidatePath("/"));
+  return report;
+}
+
+Result<int64_t> PermFs::DiscardDelta() {
+  if (!delta_) return Error(ErrorCode::kFailedPrecondition, "this sandbox has no delta");
+  Result<int64_t> n = 0;
+  {
+    std::unique_lock lock(delta_mu_);
+    n = delta_->Discard(table_->root_fd());
+    RebaseUpper();
+  }
+  AF_RETURN_IF_ERROR(InvalidatePath("/"));
+  return n;
+}
+
+}  // namespace agentfense::fs
