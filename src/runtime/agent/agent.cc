@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -486,6 +487,18 @@ void Agent::FinishJob(std::map<uint64_t, Job>::iterator it) {
   // Background processes the command left behind belong to it: the reference runtime ran each
   // command in a fresh sandbox whose end killed them, so we do the same to its process group.
   ::kill(-job.pid, SIGKILL);
+  // Everything the command wrote before it exited is already in the pipes. On a loaded machine
+  // this loop may first run after the drain window has passed, so collect what is buffered now,
+  // or the exit would go out ahead of output that was produced (bounded: a writer outside the
+  // process group cannot keep us here).
+  for (int which : {0, 1}) {
+    for (int round = 0; round < 64 && (which == 0 ? job.out : job.err); ++round) {
+      UniqueFd& fd = which == 0 ? job.out : job.err;
+      int avail = 0;
+      if (::ioctl(fd.get(), FIONREAD, &avail) != 0 || avail <= 0) break;
+      PumpJobOutput(job, which);
+    }
+  }
   proto::Exit e;
   if (WIFSIGNALED(job.status)) {
     e.signal = WTERMSIG(job.status);
