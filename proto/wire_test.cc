@@ -305,7 +305,10 @@ const std::vector<MessageSpec>& Messages() {
         {2, "data", "oneof(content) bytes"}}},
       {"sandbox.v1.UploadChunk.Metadata",
        kCodebase,
-       {{1, "codebase_id", "string"}, {2, "file_path", "string"}, {3, "total_size", "int64"}}},
+       {{1, "codebase_id", "string"},
+        {2, "file_path", "string"},
+        {3, "total_size", "int64"},
+        {100, "mode", "uint32"}}},  // extension: permission bits
       {"sandbox.v1.UploadResult",
        kCodebase,
        {{1, "codebase_id", "string"},

@@ -180,4 +180,15 @@ grpc::ServerUnaryReactor* CodebaseGrpcService::ListFiles(grpc::CallbackServerCon
                   });
 }
 
+// The REST twin is DELETE /v1/codebases/{id}/files/{path}; the message has no `recursive`, so
+// gRPC deletes a file, a link or an empty directory only.
+grpc::ServerUnaryReactor* CodebaseGrpcService::DeleteFile(grpc::CallbackServerContext* ctx,
+                                                          const v1::DeleteFileRequest* req,
+                                                          v1::Empty* resp) {
+  return RunUnary(deps_, ctx, "DeleteFile", req, resp,
+                  [s = deps_.codebases](const CallContext& cc, const auto& r) {
+                    return s->DeleteFile(cc, r.codebase_id(), r.file_path(), /*recursive=*/false);
+                  });
+}
+
 }  // namespace agentfense::server

@@ -135,6 +135,12 @@ AF_SANDBOX_UNARY(GetSession, GetSessionRequest, Session)
 AF_SANDBOX_UNARY(ListSessions, ListSessionsRequest, ListSessionsResponse)
 AF_SANDBOX_UNARY(DestroySession, DestroySessionRequest, Empty)
 AF_SANDBOX_UNARY(SessionExec, SessionExecRequest, ExecResult)
+AF_SANDBOX_UNARY(UpdatePermissions, UpdatePermissionsRequest, Sandbox)
+AF_SANDBOX_UNARY(ExplainPermission, ExplainPermissionRequest, ExplainPermissionResponse)
+AF_SANDBOX_UNARY(ListChanges, ListChangesRequest, ListChangesResponse)
+AF_SANDBOX_UNARY(CommitChanges, CommitChangesRequest, CommitChangesResponse)
+AF_SANDBOX_UNARY(DiscardChanges, DiscardChangesRequest, DiscardChangesResponse)
+AF_SANDBOX_UNARY(GetAuditLog, GetAuditLogRequest, GetAuditLogResponse)
 
 #undef AF_SANDBOX_UNARY
 

@@ -33,6 +33,9 @@ class CodebaseGrpcService final : public v1::CodebaseService::CallbackService {
   grpc::ServerUnaryReactor* ListFiles(grpc::CallbackServerContext* ctx,
                                       const v1::ListFilesRequest* req,
                                       v1::ListFilesResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteFile(grpc::CallbackServerContext* ctx,
+                                       const v1::DeleteFileRequest* req,
+                                       v1::Empty* resp) override;
 
  private:
   const TransportDeps& deps_;
@@ -81,6 +84,26 @@ class SandboxGrpcService final : public v1::SandboxService::CallbackService {
                                         v1::ExecResult* resp) override;
   grpc::ServerWriteReactor<v1::ExecOutput>* SessionExecStream(
       grpc::CallbackServerContext* ctx, const v1::SessionExecRequest* req) override;
+
+  // Extensions.
+  grpc::ServerUnaryReactor* UpdatePermissions(grpc::CallbackServerContext* ctx,
+                                              const v1::UpdatePermissionsRequest* req,
+                                              v1::Sandbox* resp) override;
+  grpc::ServerUnaryReactor* ExplainPermission(grpc::CallbackServerContext* ctx,
+                                              const v1::ExplainPermissionRequest* req,
+                                              v1::ExplainPermissionResponse* resp) override;
+  grpc::ServerUnaryReactor* ListChanges(grpc::CallbackServerContext* ctx,
+                                        const v1::ListChangesRequest* req,
+                                        v1::ListChangesResponse* resp) override;
+  grpc::ServerUnaryReactor* CommitChanges(grpc::CallbackServerContext* ctx,
+                                          const v1::CommitChangesRequest* req,
+                                          v1::CommitChangesResponse* resp) override;
+  grpc::ServerUnaryReactor* DiscardChanges(grpc::CallbackServerContext* ctx,
+                                           const v1::DiscardChangesRequest* req,
+                                           v1::DiscardChangesResponse* resp) override;
+  grpc::ServerUnaryReactor* GetAuditLog(grpc::CallbackServerContext* ctx,
+                                        const v1::GetAuditLogRequest* req,
+                                        v1::GetAuditLogResponse* resp) override;
 
  private:
   const TransportDeps& deps_;

@@ -49,11 +49,21 @@ RestCall::RestCall(const TransportDeps& deps, const httplib::Request& req, httpl
 Status RestCall::ReadJson(const httplib::ContentReader* reader, google::protobuf::Message* msg) {
   // A Content-Type other than JSON is refused even with an empty body: browsers send
   // text/plain and form encodings cross-origin without a preflight (CSRF).
+  //
+  // One exception keeps the README's `curl -d '{...}'` examples working as written: curl labels
+  // -d bodies application/x-www-form-urlencoded. Such a body is accepted when it is a JSON
+  // object and the request carries none of the headers every browser adds to a cross-site
+  // request (Origin on POST/PUT/DELETE, Sec-Fetch-*, Referer): a browser-made request never
+  // passes, a command-line client does.
+  bool form_from_cli = false;
   if (req_.has_header("Content-Type")) {
     std::string type = Lower(req_.get_header_value("Content-Type"));
     type = type.substr(0, type.find(';'));
     while (!type.empty() && type.back() == ' ') type.pop_back();
-    if (type != "application/json") {
+    form_from_cli = type == "application/x-www-form-urlencoded" && !req_.has_header("Origin") &&
+                    !req_.has_header("Sec-Fetch-Site") && !req_.has_header("Sec-Fetch-Mode") &&
+                    !req_.has_header("Referer");
+    if (type != "application/json" && !form_from_cli) {
       http_override_ = 415;
       res_.set_header("Connection", "close");  // the body, if any, is left unread
       return Error(ErrorCode::kInvalidArgument, "Content-Type must be application/json");
@@ -95,6 +105,13 @@ Status RestCall::ReadJson(const httplib::ContentReader* reader, google::protobuf
   if (!ok) {
     res_.set_header("Connection", "close");
     return Error(ErrorCode::kInvalidArgument, "could not read the request body");
+  }
+  if (form_from_cli) {
+    size_t first = body.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos || body[first] != '{') {
+      http_override_ = 415;
+      return Error(ErrorCode::kInvalidArgument, "Content-Type must be application/json");
+    }
   }
   return JsonToMessage(body, msg);
 }

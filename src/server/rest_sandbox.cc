@@ -6,6 +6,8 @@
 #include <deque>
 #include <mutex>
 
+#include <google/protobuf/util/time_util.h>
+
 #include "sandbox/v1/sandbox.pb.h"
 #include "server/json_codec.h"
 #include "server/rest_call.h"
@@ -259,6 +261,103 @@ void RestServer::RegisterSandboxRoutes() {
                                             const service::ExecOutputWriter& w) {
       return api->SessionExecStream(cc, m, w);
     });
+  });
+
+  RegisterExtensionRoutes();
+}
+
+namespace {
+
+// since / until as grpc-gateway encodes a Timestamp in a query: RFC 3339.
+Status ParseTimeQuery(const RestCall& call, const char* name, google::protobuf::Timestamp* out) {
+  std::string v = call.Query(name);
+  if (v.empty()) return OkStatus();
+  if (!google::protobuf::util::TimeUtil::FromString(v, out)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 std::string(name) + " must be an RFC 3339 time (2026-01-02T03:04:05Z)");
+  }
+  return OkStatus();
+}
+
+Result<std::string> AuditQuery(const TransportDeps& d, RestCall& call, const std::string& sandbox) {
+  if (HasBody(call.request())) {
+    return Error(ErrorCode::kInvalidArgument, "this route takes no request body");
+  }
+  v1::GetAuditLogRequest m;
+  m.set_sandbox_id(sandbox.empty() ? call.Query("sandbox_id", "sandboxId") : sandbox);
+  m.set_kind(call.Query("kind"));
+  m.set_path_prefix(call.Query("path_prefix", "pathPrefix"));
+  AF_RETURN_IF_ERROR(ParseTimeQuery(call, "since", m.mutable_since()));
+  AF_RETURN_IF_ERROR(ParseTimeQuery(call, "until", m.mutable_until()));
+  if (call.Query("since").empty()) m.clear_since();
+  if (call.Query("until").empty()) m.clear_until();
+  AF_ASSIGN_OR_RETURN(int32_t size, call.QueryInt("page_size", "pageSize"));
+  m.set_page_size(size);
+  m.set_page_token(call.Query("page_token", "pageToken"));
+  return Json(d.sandboxes->GetAuditLog(call.context(), m));
+}
+
+}  // namespace
+
+// The AgentFense extensions of SandboxService (proto/sandbox/v1/sandbox.proto).
+void RestServer::RegisterExtensionRoutes() {
+  const TransportDeps& d = deps_;
+  svr_->Put(R"(/v1/sandboxes/([^/]+)/permissions)",
+            [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/permissions:put",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::UpdatePermissionsRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->UpdatePermissions(call.context(), m));
+    });
+  });
+  svr_->Get(R"(/v1/sandboxes/([^/]+)/permissions:explain)", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/permissions:explain",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::ExplainPermissionRequest m;
+      m.set_sandbox_id(call.Param(1));
+      if (!call.request().has_param("path")) {
+        return Error(ErrorCode::kInvalidArgument, "query parameter path is required");
+      }
+      m.set_path(call.Query("path"));
+      return Json(d.sandboxes->ExplainPermission(call.context(), m));
+    });
+  });
+  svr_->Get(R"(/v1/sandboxes/([^/]+)/changes)", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/changes", [&](RestCall& call) -> Result<std::string> {
+      v1::ListChangesRequest m;
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->ListChanges(call.context(), m));
+    });
+  });
+  svr_->Post(R"(/v1/sandboxes/([^/]+)/changes:commit)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/changes:commit",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::CommitChangesRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->CommitChanges(call.context(), m));
+    });
+  });
+  svr_->Post(R"(/v1/sandboxes/([^/]+)/changes:discard)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/changes:discard",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::DiscardChangesRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->DiscardChanges(call.context(), m));
+    });
+  });
+  svr_->Get("/v1/audit", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/audit",
+              [&](RestCall& call) { return AuditQuery(d, call, ""); });
+  });
+  svr_->Get(R"(/v1/sandboxes/([^/]+)/audit)", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/audit",
+              [&](RestCall& call) { return AuditQuery(d, call, call.Param(1)); });
   });
 }
 

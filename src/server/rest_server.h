@@ -44,6 +44,7 @@ class RestServer {
   void RegisterGuards();
   void RegisterCodebaseRoutes();
   void RegisterSandboxRoutes();
+  void RegisterExtensionRoutes();
   void RegisterOpsRoutes();
 
   const TransportDeps& deps_;

@@ -40,6 +40,7 @@ Result<v1::UploadResult> UploadSink::Finish() {
     AF_LOG_WARN("codebase {}: usage update failed after upload of {}: {}", codebase_id_,
                 landed.path, usage.error().ToString());
   }
+  if (registry_ != nullptr) registry_->CodebaseFileChanged(codebase_id_, landed.path);
   v1::UploadResult out;
   out.set_codebase_id(codebase_id_);
   out.set_file_path(landed.path);
@@ -56,7 +57,13 @@ Status UploadStream::Consume(const v1::UploadChunk& chunk) {
       if (sink_) {
         return Error(ErrorCode::kInvalidArgument, "metadata sent twice in one upload stream");
       }
-      AF_ASSIGN_OR_RETURN(sink_, service_->BeginUpload(ctx_, chunk.metadata()));
+      // The mode extension (0 = default) is checked like REST's ?mode=.
+      const uint32_t mode = chunk.metadata().mode();
+      if (mode > 07777) {
+        return Error(ErrorCode::kInvalidArgument, "mode is larger than 07777");
+      }
+      AF_ASSIGN_OR_RETURN(sink_,
+                          service_->BeginUpload(ctx_, chunk.metadata(), static_cast<mode_t>(mode)));
       return OkStatus();
     }
     case v1::UploadChunk::kData:
@@ -194,8 +201,10 @@ Result<std::unique_ptr<UploadSink>> CodebaseService::BeginUpload(
       std::unique_ptr<store::UploadWriter> writer,
       files_->BeginUpload(meta.codebase_id(), path,
                           meta.total_size() > 0 ? meta.total_size() : -1, mode));
-  return std::make_unique<UploadSink>(metadata_, std::move(writer), meta.codebase_id(),
-                                      meta.total_size());
+  auto sink = std::make_unique<UploadSink>(metadata_, std::move(writer), meta.codebase_id(),
+                                           meta.total_size());
+  sink->set_registry(registry_);
+  return sink;
 }
 
 Result<std::unique_ptr<DownloadSource>> CodebaseService::OpenDownload(
@@ -231,6 +240,7 @@ Result<v1::Empty> CodebaseService::DeleteFile(const CallContext& /*ctx*/,
     AF_LOG_WARN("codebase {}: usage update failed after delete of {}: {}", codebase_id, path,
                 usage.error().ToString());
   }
+  if (registry_ != nullptr) registry_->CodebaseFileChanged(codebase_id, path);
   return v1::Empty();
 }
 

@@ -42,6 +42,8 @@ class UploadSink {
   Status Write(std::string_view data);
   // Lands the file and updates the codebase's size and file_count.
   Result<v1::UploadResult> Finish();
+  // Told about the landed file (running sandboxes drop their caches of it); may be null.
+  void set_registry(SandboxRegistry* registry) { registry_ = registry; }
   int64_t bytes_written() const { return writer_->bytes_written(); }
 
  private:
@@ -49,6 +51,7 @@ class UploadSink {
   std::unique_ptr<store::UploadWriter> writer_;
   std::string codebase_id_;
   int64_t expected_size_;  // metadata.total_size; <= 0 means "not announced"
+  SandboxRegistry* registry_ = nullptr;
 };
 
 // Drives an UploadSink from the UploadFiles message stream: the first chunk must be `metadata`,

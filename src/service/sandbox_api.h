@@ -68,6 +68,10 @@ class SandboxRegistry {
   // Destroys every sandbox of the codebase (forced codebase delete). Returns how many.
   virtual Result<int64_t> DestroySandboxesOfCodebase(const CallContext& ctx,
                                                      const std::string& codebase_id) = 0;
+  // A file of the codebase was uploaded or deleted through the API (`rel_path` canonical, "a/b"):
+  // running sandboxes of the codebase must stop trusting what they cached about it. Best effort.
+  virtual void CodebaseFileChanged(const std::string& /*codebase_id*/,
+                                   const std::string& /*rel_path*/) {}
 };
 
 class SandboxApi : public SandboxRegistry {
@@ -108,6 +112,39 @@ class SandboxApi : public SandboxRegistry {
   virtual Status SessionExecStream(const CallContext& ctx, const v1::SessionExecRequest& req,
                                    const ExecOutputWriter& write) = 0;
 
+  // ---- Extensions (proto/sandbox/v1/sandbox.proto). Defaults answer kUnimplemented so that
+  // test doubles need not implement them.
+
+  // Replaces the rule list (validated like CreateSandbox). On a running sandbox the supervisor
+  // applies it before the call returns; a stopped one gets it at its next start.
+  virtual Result<v1::Sandbox> UpdatePermissions(const CallContext&,
+                                                const v1::UpdatePermissionsRequest&) {
+    return Unimplemented("UpdatePermissions");
+  }
+  virtual Result<v1::ExplainPermissionResponse> ExplainPermission(
+      const CallContext&, const v1::ExplainPermissionRequest&) {
+    return Unimplemented("ExplainPermission");
+  }
+  // The delta of a running sandbox; kFailedPrecondition when it is not running.
+  virtual Result<v1::ListChangesResponse> ListChanges(const CallContext&,
+                                                      const v1::ListChangesRequest&) {
+    return Unimplemented("ListChanges");
+  }
+  // Per-file failures are in the response, not an error of the call.
+  virtual Result<v1::CommitChangesResponse> CommitChanges(const CallContext&,
+                                                          const v1::CommitChangesRequest&) {
+    return Unimplemented("CommitChanges");
+  }
+  virtual Result<v1::DiscardChangesResponse> DiscardChanges(const CallContext&,
+                                                            const v1::DiscardChangesRequest&) {
+    return Unimplemented("DiscardChanges");
+  }
+  // Denials (ingested from every supervisor first) and lifecycle events, oldest first.
+  virtual Result<v1::GetAuditLogResponse> GetAuditLog(const CallContext&,
+                                                      const v1::GetAuditLogRequest&) {
+    return Unimplemented("GetAuditLog");
+  }
+
   // Called once on graceful shutdown, after both transports stopped accepting calls. Running
   // sandboxes keep running (their supervisors outlive the server); only in-process state is
   // released. Default: nothing to do.
@@ -117,6 +154,11 @@ class SandboxApi : public SandboxRegistry {
   // by state, exec latency, denials, FUSE op counts. Appended to GET /metrics; called from an
   // HTTP thread, must not block for long. Default: none.
   virtual std::string MetricsText() { return ""; }
+
+ protected:
+  static Error Unimplemented(const char* rpc) {
+    return Error(ErrorCode::kUnimplemented, std::string(rpc) + " is not implemented here");
+  }
 };
 
 // Settings of the sandbox manager, copied from the server config (service/ cannot include

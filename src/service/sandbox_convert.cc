@@ -85,17 +85,44 @@ std::string_view SandboxStatusName(store::SandboxStatus status) {
   return "UNKNOWN";
 }
 
+Result<std::string> SyncModeFromProto(v1::SyncMode mode) {
+  switch (mode) {
+    case v1::SYNC_MODE_UNSPECIFIED:
+    case v1::SYNC_MODE_ON_EXEC: return std::string(kSyncOnExec);
+    case v1::SYNC_MODE_ON_STOP: return std::string(kSyncOnStop);
+    case v1::SYNC_MODE_MANUAL: return std::string(kSyncManual);
+    case v1::SYNC_MODE_NEVER: return std::string(kSyncNever);
+    default: return Error(ErrorCode::kInvalidArgument, "unknown sync_mode");
+  }
+}
+
+v1::SyncMode SyncModeToProto(const std::string& stored) {
+  if (stored == kSyncOnStop) return v1::SYNC_MODE_ON_STOP;
+  if (stored == kSyncManual) return v1::SYNC_MODE_MANUAL;
+  if (stored == kSyncNever) return v1::SYNC_MODE_NEVER;
+  return v1::SYNC_MODE_ON_EXEC;  // "on_exec" and rows written before sync modes existed
+}
+
+v1::PermissionRule RuleToProto(const store::RuleRecord& r) {
+  v1::PermissionRule p;
+  p.set_pattern(r.pattern);
+  p.set_type(static_cast<v1::PatternType>(r.type + 1));
+  p.set_permission(static_cast<v1::Permission>(r.level + 1));
+  p.set_priority(r.priority);
+  return p;
+}
+
+std::string RenderRule(const store::RuleRecord& r) {
+  return fmt::format("{} = {} @{} ({})", r.pattern,
+                     policy::LevelName(static_cast<policy::Level>(r.level)), r.priority,
+                     policy::PatternTypeName(static_cast<policy::PatternType>(r.type)));
+}
+
 v1::Sandbox SandboxToProto(const store::SandboxRecord& rec) {
   v1::Sandbox s;
   s.set_id(rec.id);
   s.set_codebase_id(rec.codebase_id);
-  for (const auto& r : rec.rules) {
-    auto* p = s.add_permissions();
-    p->set_pattern(r.pattern);
-    p->set_type(static_cast<v1::PatternType>(r.type + 1));
-    p->set_permission(static_cast<v1::Permission>(r.level + 1));
-    p->set_priority(r.priority);
-  }
+  for (const auto& r : rec.rules) *s.add_permissions() = RuleToProto(r);
   s.set_status(static_cast<v1::SandboxStatus>(static_cast<int>(rec.status)));
   for (const auto& [k, v] : rec.labels) (*s.mutable_labels())[k] = v;
   SetTimestamp(rec.created_at_ns, s.mutable_created_at());
@@ -112,6 +139,13 @@ v1::Sandbox SandboxToProto(const store::SandboxRecord& rec) {
     l->set_cpu_shares(rec.resources.cpu_shares);
     l->set_pids_limit(rec.resources.pids_limit);
   }
+  s.set_sync_mode(SyncModeToProto(rec.sync_mode));
+  s.set_network(rec.network);
+  if (rec.delta_quota_bytes || rec.delta_quota_inodes) {
+    s.mutable_delta_quota()->set_max_bytes(rec.delta_quota_bytes);
+    s.mutable_delta_quota()->set_max_inodes(rec.delta_quota_inodes);
+  }
+  if (rec.status == store::SandboxStatus::kError) s.set_status_message(rec.error_reason);
   return s;
 }
 

@@ -25,4 +25,16 @@ Result<store::ResourceLimitsRecord> LimitsFromProto(const ::sandbox::v1::Resourc
 
 std::string_view SandboxStatusName(store::SandboxStatus status);
 
+// Sync modes as stored ("on_exec", "on_stop", "manual", "never"); UNSPECIFIED is "on_exec".
+inline constexpr const char* kSyncOnExec = "on_exec";
+inline constexpr const char* kSyncOnStop = "on_stop";
+inline constexpr const char* kSyncManual = "manual";
+inline constexpr const char* kSyncNever = "never";
+Result<std::string> SyncModeFromProto(::sandbox::v1::SyncMode mode);
+::sandbox::v1::SyncMode SyncModeToProto(const std::string& stored);
+
+// One rule as a human reads it in the audit log: "**/.env* = none @100 (glob)".
+std::string RenderRule(const store::RuleRecord& rule);
+::sandbox::v1::PermissionRule RuleToProto(const store::RuleRecord& rule);
+
 }  // namespace agentfense::service

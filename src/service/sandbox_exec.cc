@@ -1,6 +1,8 @@
 // SandboxManager: exec, streaming exec and sessions (lifecycle is in sandbox_manager.cc).
 #include <fmt/format.h>
 
+#include "base/path.h"
+#include "base/utf8.h"
 #include "runtime/docker_launcher.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
@@ -20,29 +22,35 @@ Result<std::string> Workdir(const std::string& workdir) {
   if (workdir.size() > 4096 || workdir.find('\0') != std::string::npos) {
     return Error(ErrorCode::kInvalidArgument, "workdir is invalid");
   }
+  // Absolute: anywhere in the sandbox's own view (e.g. /tmp), which is all it can reach anyway.
   if (workdir.front() == '/') return workdir;
-  return "/workspace/" + workdir;
+  // Relative means beneath /workspace: ".." segments are refused, never resolved upwards.
+  auto rel = NormalizeWorkspacePath(workdir);
+  if (!rel.ok()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "workdir: a relative workdir must stay inside /workspace (" +
+                     rel.error().ToString() + ")");
+  }
+  return *rel == "/" ? std::string("/workspace") : "/workspace" + *rel;
 }
 
+// The sandbox's env (CreateSandboxRequest.env) overlaid with the request's: the request wins.
 Result<std::vector<std::pair<std::string, std::string>>> Env(
+    const std::map<std::string, std::string>& base,
     const google::protobuf::Map<std::string, std::string>& env) {
-  if (env.size() > 256) return Error(ErrorCode::kInvalidArgument, "too many env entries (256 max)");
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [k, v] : env) {
-    if (k.empty() || k.size() > 256 || k.find('=') != std::string::npos ||
-        k.find('\0') != std::string::npos || v.find('\0') != std::string::npos ||
-        v.size() > 64 * 1024) {
-      return Error(ErrorCode::kInvalidArgument, "env names are 1-256 bytes without '=' or NUL");
-    }
-    out.emplace_back(k, v);
-  }
-  return out;
+  std::map<std::string, std::string> merged = base;
+  std::map<std::string, std::string> request(env.begin(), env.end());
+  AF_RETURN_IF_ERROR(ValidateEnv(request));
+  for (auto& [k, v] : request) merged[k] = std::move(v);
+  AF_RETURN_IF_ERROR(ValidateEnv(merged));
+  return std::vector<std::pair<std::string, std::string>>(merged.begin(), merged.end());
 }
 
 v1::ExecResult ToProto(const runtime::ExecResult& r) {
   v1::ExecResult out;
-  out.set_stdout(r.stdout_data);
-  out.set_stderr(r.stderr_data);
+  // `string` fields: repaired to valid UTF-8 (base/utf8.h); streams carry the raw bytes.
+  out.set_stdout(ToValidUtf8(r.stdout_data));
+  out.set_stderr(ToValidUtf8(r.stderr_data));
   out.set_exit_code(r.exit_code);
   SetDuration(static_cast<int64_t>(r.duration_us) * 1000, out.mutable_duration());
   return out;
@@ -72,6 +80,7 @@ Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, c
 
   runtime::CallOptions call;
   call.cancel = ctx.cancelled.get();
+  const auto started = std::chrono::steady_clock::now();
   Result<runtime::ExecResult> result = Error(ErrorCode::kInternal, "unreachable");
   if constexpr (std::is_same_v<Request, v1::ExecRequest>) {
     if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
@@ -82,11 +91,12 @@ Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, c
       return Error(ErrorCode::kInvalidArgument, "stdin larger than 16 MiB");
     }
     e.stdin_data = req.stdin();
-    AF_ASSIGN_OR_RETURN(e.env, Env(req.env()));
+    AF_ASSIGN_OR_RETURN(e.env, Env(live->env, req.env()));
     AF_ASSIGN_OR_RETURN(e.workdir, Workdir(req.workdir()));
     e.timeout_ms = static_cast<uint32_t>(timeout.count());
     e.output_cap = options_.max_output_bytes;
     result = live->agent->Exec(e, on_output, call);
+    AfterCommand(*live, "");
   } else {
     if (req.session_id().empty()) return Error(ErrorCode::kInvalidArgument, "session_id is required");
     AF_RETURN_IF_ERROR(store::ValidateSessionId(req.session_id()));
@@ -112,6 +122,7 @@ Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, c
     e.timeout_ms = static_cast<uint32_t>(timeout.count());
     e.output_cap = options_.max_output_bytes;
     result = live->agent->SessionExec(e, on_output, call);
+    if (result.ok()) AfterCommand(*live, sess.id);
     if (!result.ok() && result.error().code() == ErrorCode::kFailedPrecondition) {
       // The shell is gone (the user ran `exit`): the session turns CLOSED.
       (void)deps_.metadata->CloseSession(sess.id, NowNs());
@@ -124,6 +135,9 @@ Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, c
                    fmt::format("session {} is closed: its shell exited", sess.id));
     }
   }
+  RecordExec(std::is_same_v<Request, v1::ExecRequest> ? "exec" : "session_exec",
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+             result.ok() && !result->timed_out);
   if (!result.ok()) return result;
   if (result->timed_out) return TimedOut(timeout);
   return result;
@@ -184,7 +198,7 @@ Result<v1::Session> SandboxManager::CreateSession(const CallContext&,
   }
   proto::SessionOpen open;
   open.shell = req.shell();
-  AF_ASSIGN_OR_RETURN(open.env, Env(req.env()));
+  AF_ASSIGN_OR_RETURN(open.env, Env(live->env, req.env()));
   AF_ASSIGN_OR_RETURN(uint64_t agent_sid, live->agent->OpenSession(open));
 
   store::SessionRecord rec;
@@ -211,6 +225,13 @@ Result<v1::Session> SandboxManager::GetSession(const CallContext&, const v1::Get
   if (req.session_id().empty()) return Error(ErrorCode::kInvalidArgument, "session_id is required");
   AF_RETURN_IF_ERROR(store::ValidateSessionId(req.session_id()));
   AF_ASSIGN_OR_RETURN(auto rec, deps_.metadata->GetSession(req.session_id()));
+  if (rec.status == store::SessionStatus::kActive) {
+    // A shell that exited on its own shows CLOSED now, not at its next command.
+    if (auto live = FindLive(rec.sandbox_id)) {
+      ProbeSessions(*live, rec.id);
+      AF_ASSIGN_OR_RETURN(rec, deps_.metadata->GetSession(req.session_id()));
+    }
+  }
   return SessionToProto(rec);
 }
 
@@ -219,6 +240,7 @@ Result<v1::ListSessionsResponse> SandboxManager::ListSessions(const CallContext&
   if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
   AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
   AF_RETURN_IF_ERROR(deps_.metadata->GetSandbox(req.sandbox_id()));
+  if (auto live = FindLive(req.sandbox_id())) ProbeSessions(*live, "");
   AF_ASSIGN_OR_RETURN(auto all, deps_.metadata->ListSessions(req.sandbox_id()));
   v1::ListSessionsResponse out;
   for (const auto& rec : all) *out.add_sessions() = SessionToProto(rec);
@@ -253,9 +275,11 @@ Result<v1::Empty> SandboxManager::DestroySession(const CallContext&,
   return v1::Empty();
 }
 
-void RemoveDockerContainer(const SandboxApiOptions& options, const std::string& sandbox_id) {
+void RemoveDockerContainer(const SandboxApiOptions& options, const std::string& instance,
+                           const std::string& sandbox_id) {
   runtime::DockerLauncherConfig config;
   if (!options.docker_host.empty()) config.client.host = options.docker_host;
+  config.instance = instance;
   auto paths = FindSandboxBinaries();
   if (paths.ok()) config.agent_path = paths->agent_bin;
   auto launcher = runtime::DockerLauncher::Create(config);

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -15,6 +16,8 @@
 #include "policy/policy.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
+#include "service/validation.h"
+#include "runtime/docker_launcher.h"
 #include "store/ids.h"
 #include "store/metadata_store.h"
 #include "store/codebase_files.h"
@@ -208,6 +211,20 @@ Result<v1::Sandbox> SandboxManager::CreateSandbox(const CallContext&,
   if (req.image().size() > 256) return Error(ErrorCode::kInvalidArgument, "image name too long");
   rec.image = req.image();
   AF_ASSIGN_OR_RETURN(rec.resources, LimitsFromProto(req.resources()));
+  AF_ASSIGN_OR_RETURN(rec.sync_mode, SyncModeFromProto(req.sync_mode()));
+  rec.network = req.network();
+  if (rec.network && rec.runtime == store::RuntimeKind::kDocker &&
+      !options_.docker_enable_networking) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "network access is disabled on this server (runtime.docker.enable_networking)");
+  }
+  if (req.delta_quota().max_bytes() < 0 || req.delta_quota().max_inodes() < 0) {
+    return Error(ErrorCode::kInvalidArgument, "delta_quota limits must not be negative");
+  }
+  rec.delta_quota_bytes = req.delta_quota().max_bytes();
+  rec.delta_quota_inodes = req.delta_quota().max_inodes();
+  rec.env = std::map<std::string, std::string>(req.env().begin(), req.env().end());
+  AF_RETURN_IF_ERROR(ValidateEnv(rec.env));
   if (req.labels_size() > 64) return Error(ErrorCode::kInvalidArgument, "too many labels (64 max)");
   for (const auto& [k, v] : req.labels()) {
     if (k.empty() || k.size() > 128 || v.size() > 1024) {
@@ -233,9 +250,8 @@ Result<v1::Sandbox> SandboxManager::CreateSandbox(const CallContext&,
                                             : options_.default_expiration.count();
   if (expires_in < 0) return Error(ErrorCode::kInvalidArgument, "expires_in must not be negative");
   if (expires_in > 0) rec.expires_at_ns = rec.created_at_ns + expires_in;
-  rec.sync_mode = "on_exec";
   AF_RETURN_IF_ERROR(deps_.metadata->CreateSandbox(rec));
-  Audit(rec.id, "create", "codebase " + rec.codebase_id);
+  Audit(rec.id, "created", "codebase " + rec.codebase_id);
   return SandboxToProto(rec);
 }
 
@@ -281,6 +297,15 @@ Status SandboxManager::StartLocked(SandboxRecord& rec) {
   if (!options_.docker_host.empty()) spec.docker_host = options_.docker_host;
   spec.docker_default_image = options_.docker_default_image;
   if (!options_.docker_network_mode.empty()) spec.docker_network_mode = options_.docker_network_mode;
+  spec.docker_instance = DockerInstance();
+  spec.delta_dir = DeltaDir(rec.id);
+  // Private to root: the agent reaches its files only through the permission filesystem. Kept
+  // across stop/start (pending changes of a MANUAL sandbox survive a restart).
+  if (::mkdir(spec.delta_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Error::FromErrno(errno, "mkdir " + spec.delta_dir);
+  }
+  spec.delta_quota_bytes = static_cast<uint64_t>(rec.delta_quota_bytes);
+  spec.delta_quota_inodes = static_cast<uint64_t>(rec.delta_quota_inodes);
   std::error_code ec;
   stdfs::remove(spec.run_dir + "/" + kSessionsFile, ec);  // sessions die with a stopped sandbox
 
@@ -300,6 +325,10 @@ Result<std::shared_ptr<SandboxManager::Live>> SandboxManager::Attach(const std::
   auto live = std::make_shared<Live>();
   live->id = id;
   live->control = std::make_unique<supervisor::SupervisorControl>(RunDir(id));
+  AF_ASSIGN_OR_RETURN(SandboxRecord rec, deps_.metadata->GetSandbox(id));
+  live->codebase_id = rec.codebase_id;
+  live->sync_mode = rec.sync_mode;
+  live->env = rec.env;
   AF_ASSIGN_OR_RETURN(auto status, live->control->Status());
   if (status.sandbox_id != id) {
     return Error(ErrorCode::kInternal, "supervisor socket of " + id + " answers for another sandbox");
@@ -356,6 +385,7 @@ Result<v1::Sandbox> SandboxManager::StartSandbox(const CallContext&,
     rec.error_reason = started.error().ToString();
     (void)deps_.metadata->UpdateSandbox(rec);
     Audit(rec.id, "start_failed", rec.error_reason);
+    IngestAudit(rec.id);
     return std::move(started).error().With("starting sandbox " + rec.id);
   }
   rec.status = SandboxStatus::kRunning;
@@ -363,7 +393,7 @@ Result<v1::Sandbox> SandboxManager::StartSandbox(const CallContext&,
   rec.started_at_ns = NowNs();
   rec.stopped_at_ns = 0;
   AF_RETURN_IF_ERROR(deps_.metadata->UpdateSandbox(rec));
-  Audit(rec.id, "start", "");
+  Audit(rec.id, "started", "");
   return SandboxToProto(rec);
 }
 
@@ -398,11 +428,22 @@ Result<v1::Sandbox> SandboxManager::StopSandbox(const CallContext&,
   std::lock_guard lifecycle(*lock_handle);
   AF_ASSIGN_OR_RETURN(SandboxRecord rec, LoadSandbox(req.sandbox_id()));
   if (rec.status != SandboxStatus::kRunning) return NotRunning(rec.id, rec.status);
+  if (rec.sync_mode == kSyncOnStop) {
+    if (auto live = FindLive(rec.id)) {
+      auto report = CommitLive(*live);
+      if (!report.ok()) {
+        // The delta stays on disk: a later start (or a MANUAL commit after it) still has it.
+        AF_LOG_WARN("sandbox {}: commit at stop failed: {}", rec.id, report.error().ToString());
+        Audit(rec.id, "commit_failed", report.error().ToString());
+      }
+    }
+  }
+  IngestAudit(rec.id);
   AF_RETURN_IF_ERROR(StopLocked(rec, /*destroy=*/false));
   rec.status = SandboxStatus::kStopped;
   rec.stopped_at_ns = NowNs();
   AF_RETURN_IF_ERROR(deps_.metadata->UpdateSandbox(rec));
-  Audit(rec.id, "stop", "");
+  Audit(rec.id, "stopped", "");
   return SandboxToProto(rec);
 }
 
@@ -413,11 +454,12 @@ Status SandboxManager::DestroyLocked(const std::string& id) {
     // A stopped Docker sandbox keeps its container for a restart, and no supervisor is left to
     // remove it.
     AF_LOG_INFO("sandbox {}: removing its stopped container", id);
-    RemoveDockerContainer(options_, id);
+    RemoveDockerContainer(options_, DockerInstance(), id);
   }
+  IngestAudit(id);  // its denials outlive it; the file does not
   RemoveDirs(id);
   AF_RETURN_IF_ERROR(deps_.metadata->DeleteSandbox(id));
-  Audit(id, "destroy", "");
+  Audit(id, "destroyed", "");
   return OkStatus();
 }
 
@@ -457,6 +499,44 @@ Result<int64_t> SandboxManager::DestroySandboxesOfCodebase(const CallContext& ct
 
 // ---- restart and expiry -----------------------------------------------------------------
 
+std::string SandboxManager::DockerInstance() const {
+  // FNV-1a of the mount path: stable across restarts of this server, distinct between servers.
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : options_.mount_path) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return fmt::format("af{:012x}", h & 0xffffffffffffull);
+}
+
+void SandboxManager::CleanupDockerOrphans() {
+  auto all = deps_.metadata->AllSandboxes(store::SandboxFilter{});
+  if (!all.ok()) return;
+  bool any_docker = options_.runtime == "docker";
+  std::set<std::string> keep;
+  for (const auto& rec : *all) {
+    if (rec.runtime == store::RuntimeKind::kDocker) any_docker = true;
+    // A stopped sandbox keeps its container for its next start; one in ERROR does not need it.
+    if (rec.status != SandboxStatus::kError) keep.insert(rec.id);
+  }
+  if (!any_docker) return;  // this server never made a container: do not even ask dockerd
+  runtime::DockerLauncherConfig config;
+  if (!options_.docker_host.empty()) config.client.host = options_.docker_host;
+  config.instance = DockerInstance();
+  config.agent_path = paths_.agent_bin;
+  auto launcher = runtime::DockerLauncher::Create(config);
+  if (!launcher.ok()) {
+    AF_LOG_WARN("docker orphan cleanup skipped: {}", launcher.error().ToString());
+    return;
+  }
+  auto removed = (*launcher)->CleanupOrphans(keep);
+  if (!removed.ok()) {
+    AF_LOG_WARN("docker orphan cleanup: {}", removed.error().ToString());
+  } else if (!removed->empty()) {
+    AF_LOG_INFO("docker orphan cleanup removed {} container(s)", removed->size());
+  }
+}
+
 void SandboxManager::Readopt() {
   store::SandboxFilter running;
   running.statuses = {SandboxStatus::kRunning};
@@ -483,11 +563,29 @@ void SandboxManager::Readopt() {
 }
 
 void SandboxManager::ReaperLoop() {
+  // Off the start-up path: dockerd may be slow or absent.
+  CleanupDockerOrphans();
   std::unique_lock lock(reaper_mu_);
+  // Sessions whose shell died on its own are looked for every few seconds; expiry, dead
+  // supervisors and audit ingestion every cleanup_interval.
+  const auto tick = std::min<std::chrono::nanoseconds>(options_.cleanup_interval,
+                                                        std::chrono::seconds(2));
+  auto next_cleanup = std::chrono::steady_clock::now() + options_.cleanup_interval;
   while (!stopping_) {
-    reaper_cv_.wait_for(lock, options_.cleanup_interval, [this] { return stopping_; });
+    reaper_cv_.wait_for(lock, tick, [this] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
+    if (std::chrono::steady_clock::now() < next_cleanup) {
+      std::vector<std::shared_ptr<Live>> lives;
+      {
+        std::lock_guard g(mu_);
+        for (auto& [id, live] : live_) lives.push_back(live);
+      }
+      for (auto& live : lives) ProbeSessions(*live, "");
+      lock.lock();
+      continue;
+    }
+    next_cleanup = std::chrono::steady_clock::now() + options_.cleanup_interval;
     auto expired = deps_.metadata->ListExpiredSandboxes(NowNs());
     if (expired.ok()) {
       for (const auto& rec : *expired) {
@@ -507,7 +605,10 @@ void SandboxManager::ReaperLoop() {
       for (auto& [id, live] : live_) lives.push_back(live);
     }
     for (auto& live : lives) {
-      if (live->agent && live->agent->alive()) continue;
+      if (live->agent && live->agent->alive()) {
+        ProbeSessions(*live, "");
+        continue;
+      }
       auto lock_handle = LifecycleLock(live->id);
       std::lock_guard lifecycle(*lock_handle);
       auto rec = deps_.metadata->GetSandbox(live->id);
@@ -519,6 +620,7 @@ void SandboxManager::ReaperLoop() {
       (void)deps_.metadata->UpdateSandbox(*rec);
       Audit(rec->id, "died", rec->error_reason);
     }
+    IngestAllAudit();
     lock.lock();
   }
 }

@@ -11,10 +11,13 @@
 //   <mount_path>/.run/<sandbox_id>/     0700: spec, sockets, log and audit of its supervisor
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -31,7 +34,8 @@ struct SandboxManagerPaths {
 };
 
 // Removes the (stopped) Docker container of a sandbox, if any. Best effort.
-void RemoveDockerContainer(const SandboxApiOptions& options, const std::string& sandbox_id);
+void RemoveDockerContainer(const SandboxApiOptions& options, const std::string& instance,
+                           const std::string& sandbox_id);
 
 // Finds agentfense-supervisor and agentfense-agent beside the running executable.
 Result<SandboxManagerPaths> FindSandboxBinaries();
@@ -46,6 +50,7 @@ class SandboxManager final : public SandboxApi {
   Result<bool> IsCodebaseInUse(const std::string& codebase_id) override;
   Result<int64_t> DestroySandboxesOfCodebase(const CallContext& ctx,
                                              const std::string& codebase_id) override;
+  void CodebaseFileChanged(const std::string& codebase_id, const std::string& rel_path) override;
 
   Result<v1::Sandbox> CreateSandbox(const CallContext& ctx,
                                     const v1::CreateSandboxRequest& req) override;
@@ -74,16 +79,39 @@ class SandboxManager final : public SandboxApi {
   Status SessionExecStream(const CallContext& ctx, const v1::SessionExecRequest& req,
                            const ExecOutputWriter& write) override;
 
+  Result<v1::Sandbox> UpdatePermissions(const CallContext& ctx,
+                                        const v1::UpdatePermissionsRequest& req) override;
+  Result<v1::ExplainPermissionResponse> ExplainPermission(
+      const CallContext& ctx, const v1::ExplainPermissionRequest& req) override;
+  Result<v1::ListChangesResponse> ListChanges(const CallContext& ctx,
+                                              const v1::ListChangesRequest& req) override;
+  Result<v1::CommitChangesResponse> CommitChanges(const CallContext& ctx,
+                                                  const v1::CommitChangesRequest& req) override;
+  Result<v1::DiscardChangesResponse> DiscardChanges(const CallContext& ctx,
+                                                    const v1::DiscardChangesRequest& req) override;
+  Result<v1::GetAuditLogResponse> GetAuditLog(const CallContext& ctx,
+                                              const v1::GetAuditLogRequest& req) override;
+
   void Shutdown() override;
+  std::string MetricsText() override;
+
+  // The Docker instance label of this server's containers: derived from mount_path, so servers
+  // (and test servers) sharing one dockerd never clean up each other's containers.
+  std::string DockerInstance() const;
 
  private:
   // A running sandbox as this process knows it.
   struct Live {
     std::string id;
+    std::string codebase_id;
+    std::string sync_mode;                   // store vocabulary: "on_exec", "on_stop", ...
+    std::map<std::string, std::string> env;  // CreateSandboxRequest.env
     std::unique_ptr<supervisor::SupervisorControl> control;
     std::unique_ptr<runtime::AgentClient> agent;
     std::mutex sessions_mu;                 // guards sessions
     std::map<std::string, uint64_t> sessions;  // sess_ id → the agent's session id
+    std::mutex commit_mu;                   // one commit of this sandbox's delta at a time
+    std::atomic<bool> commit_warned{false};  // a failing commit is logged once, not per exec
   };
 
   SandboxManager(const SandboxApiOptions& options, const SandboxApiDeps& deps,
@@ -110,6 +138,41 @@ class SandboxManager final : public SandboxApi {
 
   void Readopt();
   void ReaperLoop();
+  // Removes containers of this instance whose sandbox is gone or in ERROR.
+  void CleanupDockerOrphans();
+
+  // ---- audit (sandbox_audit.cc)
+  // Moves new lines of the sandbox's audit.jsonl into the store, exactly once each.
+  void IngestAudit(const std::string& id);
+  void IngestAllAudit();
+  std::mutex ingest_mu_;  // serializes ingestion (offset read → insert → offset write)
+  std::atomic<uint64_t> denials_ingested_{0};
+
+  // ---- metrics (sandbox_metrics.cc)
+  void RecordExec(const char* kind, double seconds, bool ok);
+  static constexpr std::array<double, 12> kExecBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                          0.5,   1,    2.5,   5,    10,  60};
+  struct ExecHistogram {
+    std::array<uint64_t, kExecBuckets.size()> buckets{};
+    uint64_t count = 0;
+    uint64_t errors = 0;
+    double sum = 0;
+  };
+  std::mutex metrics_mu_;  // guards exec_metrics_; leaf lock
+  std::map<std::string, ExecHistogram> exec_metrics_;
+
+  // ---- delta (sandbox_delta.cc)
+  std::string DeltaDir(const std::string& id) const;
+  // Commits the delta of a running sandbox and makes the other sandboxes of its codebase see
+  // the applied paths.
+  Result<v1::CommitChangesResponse> CommitLive(Live& live);
+  // Invalidates workspace `paths` in every running sandbox of `codebase_id` except `except_id`.
+  void InvalidateOthers(const std::string& codebase_id, const std::string& except_id,
+                        const std::set<std::string>& paths);
+  // After every exec / session command: the ON_EXEC commit, and the session liveness check.
+  void AfterCommand(Live& live, const std::string& session_id);
+  // Marks CLOSED every session whose shell exited (without running anything in live shells).
+  void ProbeSessions(Live& live, const std::string& only_session);
   void Audit(const std::string& sandbox_id, const std::string& operation,
              const std::string& detail);
 

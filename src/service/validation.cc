@@ -56,4 +56,17 @@ Result<mode_t> ParseFileMode(std::string_view text, mode_t fallback) {
   return static_cast<mode_t>(value);
 }
 
+Status ValidateEnv(const std::map<std::string, std::string>& env) {
+  if (env.size() > 256) return Error(ErrorCode::kInvalidArgument, "too many env entries (256 max)");
+  for (const auto& [k, v] : env) {
+    if (k.empty() || k.size() > 256 || k.find('=') != std::string::npos ||
+        k.find('\0') != std::string::npos || v.find('\0') != std::string::npos ||
+        v.size() > 64 * 1024) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "env names are 1-256 bytes without '=' or NUL, values at most 64 KiB");
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace agentfense::service

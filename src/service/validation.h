@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -28,6 +29,10 @@ Status ValidateName(std::string_view field, std::string_view value);
 // Leading "/" is refused, as are ".", "..", empty segments, NUL and backslashes.
 Result<std::string> ValidateFilePath(std::string_view field, std::string_view path,
                                      bool allow_empty);
+
+// An environment map (CreateSandboxRequest.env, ExecRequest.env...): at most 256 entries, names
+// 1-256 bytes without '=' or NUL, values at most 64 KiB without NUL.
+Status ValidateEnv(const std::map<std::string, std::string>& env);
 
 // An octal permission string ("0755", "644"); at most 07777. "" yields `fallback`.
 Result<mode_t> ParseFileMode(std::string_view text, mode_t fallback);

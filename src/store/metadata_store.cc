@@ -471,6 +471,46 @@ Result<Page<AuditEventRecord>> MetadataStore::QueryAudit(const AuditFilter& filt
   return out;
 }
 
+Result<int64_t> MetadataStore::AuditIngestOffset(std::string_view sandbox_id) {
+  AF_RETURN_IF_ERROR(ValidateSandboxId(sandbox_id));
+  std::lock_guard lock(mu_);
+  AF_ASSIGN_OR_RETURN(ScopedStmt s,
+                      Stmt("SELECT byte_offset FROM audit_ingest WHERE sandbox_id = ?1"));
+  AF_RETURN_IF_ERROR(s->BindText(1, sandbox_id));
+  AF_ASSIGN_OR_RETURN(bool row, s->Step());
+  return row ? s->ColumnInt(0) : int64_t{0};
+}
+
+Status MetadataStore::IngestAudit(std::string_view sandbox_id,
+                                  const std::vector<AuditEventRecord>& events, int64_t new_offset) {
+  AF_RETURN_IF_ERROR(ValidateSandboxId(sandbox_id));
+  if (new_offset < 0) return Error(ErrorCode::kInvalidArgument, "negative audit offset");
+  std::lock_guard lock(mu_);
+  AF_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+  RollbackGuard guard(db_);
+  for (const auto& ev : events) {
+    AF_ASSIGN_OR_RETURN(ScopedStmt s,
+                        Stmt("INSERT INTO audit_events(sandbox_id, time_ns, kind, path, operation,"
+                             " rule, command, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+    AF_RETURN_IF_ERROR(s->BindText(1, sandbox_id));
+    AF_RETURN_IF_ERROR(s->BindInt(2, ev.time_ns));
+    AF_RETURN_IF_ERROR(s->BindText(3, ev.kind));
+    AF_RETURN_IF_ERROR(s->BindText(4, ev.path));
+    AF_RETURN_IF_ERROR(s->BindText(5, ev.operation));
+    AF_RETURN_IF_ERROR(s->BindText(6, ev.rule));
+    AF_RETURN_IF_ERROR(s->BindText(7, ev.command));
+    AF_RETURN_IF_ERROR(s->BindText(8, ev.detail));
+    AF_RETURN_IF_ERROR(s->Run());
+  }
+  AF_ASSIGN_OR_RETURN(ScopedStmt o, Stmt("INSERT INTO audit_ingest(sandbox_id, byte_offset)"
+                                         " VALUES (?1, ?2) ON CONFLICT(sandbox_id)"
+                                         " DO UPDATE SET byte_offset = excluded.byte_offset"));
+  AF_RETURN_IF_ERROR(o->BindText(1, sandbox_id));
+  AF_RETURN_IF_ERROR(o->BindInt(2, new_offset));
+  AF_RETURN_IF_ERROR(o->Run());
+  return guard.Commit();
+}
+
 Result<int64_t> MetadataStore::PruneAudit(int64_t before_ns) {
   std::lock_guard lock(mu_);
   AF_ASSIGN_OR_RETURN(ScopedStmt s, Stmt("DELETE FROM audit_events WHERE time_ns < ?1"));

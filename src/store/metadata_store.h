@@ -88,6 +88,12 @@ class MetadataStore {
   Result<int64_t> AppendAudit(const AuditEventRecord& ev);
   // Ordered by seq (oldest first).
   Result<Page<AuditEventRecord>> QueryAudit(const AuditFilter& filter, const PageRequest& page);
+  // How many bytes of a supervisor's audit file (audit.jsonl) are already in the log; 0 if none.
+  Result<int64_t> AuditIngestOffset(std::string_view sandbox_id);
+  // Appends `events` (denials read from that file) and records `new_offset` in one transaction,
+  // so that a crash never ingests a line twice or loses one.
+  Status IngestAudit(std::string_view sandbox_id, const std::vector<AuditEventRecord>& events,
+                     int64_t new_offset);
   // Deletes events older than `before_ns`; returns how many.
   Result<int64_t> PruneAudit(int64_t before_ns);
 

@@ -206,6 +206,7 @@ TEST_F(MetadataStoreTest, SandboxRoundTripsEveryField) {
   sb.sync_mode = "on_stop";
   sb.network = true;
   sb.delta_quota_bytes = 1 << 30;
+  sb.delta_quota_inodes = 12345;
   sb.env = {{"PATH", "/usr/bin"}, {"X", "a=b c"}};
   sb.supervisor_pid = 4242;
   sb.supervisor_start_ticks = 99;
@@ -228,6 +229,7 @@ TEST_F(MetadataStoreTest, SandboxRoundTripsEveryField) {
   EXPECT_EQ(got->sync_mode, "on_stop");
   EXPECT_TRUE(got->network);
   EXPECT_EQ(got->delta_quota_bytes, 1 << 30);
+  EXPECT_EQ(got->delta_quota_inodes, 12345);
   EXPECT_EQ(got->env, sb.env);
   EXPECT_EQ(got->supervisor_pid, 4242);
   EXPECT_EQ(got->supervisor_start_ticks, 99);
@@ -433,6 +435,39 @@ TEST_F(MetadataStoreTest, AuditFiltersAndPages) {
   EXPECT_EQ(store_->QueryAudit(window, {100, ""})->items.size(), 10u);
   EXPECT_EQ(*store_->PruneAudit(1010), 10);
   EXPECT_EQ(store_->QueryAudit({}, {100, ""})->items.size(), 20u);
+}
+
+TEST_F(MetadataStoreTest, AuditIngestAdvancesTheOffsetWithTheEvents) {
+  ASSERT_TRUE(store_->CreateCodebase(Codebase(Cb(1), "alice", 1)).ok());
+  ASSERT_TRUE(store_->CreateSandbox(Sandbox(Sb(1), Cb(1), 10)).ok());
+  EXPECT_EQ(*store_->AuditIngestOffset(Sb(1)), 0);
+  std::vector<AuditEventRecord> batch(3);
+  for (auto& ev : batch) {
+    ev.kind = "denied";
+    ev.path = "/secrets/k";
+    ev.operation = "open";
+  }
+  ASSERT_TRUE(store_->IngestAudit(Sb(1), batch, 300).ok());
+  ASSERT_TRUE(store_->IngestAudit(Sb(1), {}, 450).ok());  // lines that were not events
+  Reopen();  // the offset survives a restart with the events
+  EXPECT_EQ(*store_->AuditIngestOffset(Sb(1)), 450);
+  AuditFilter f;
+  f.sandbox_id = Sb(1);
+  auto page = store_->QueryAudit(f, {100, ""});
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 3u);
+  EXPECT_EQ(page->items[0].sandbox_id, Sb(1));  // the batch's sandbox, whatever the records say
+
+  // A bad offset is refused before anything is written.
+  EXPECT_EQ(store_->IngestAudit(Sb(1), batch, -1).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(*store_->AuditIngestOffset(Sb(1)), 450);
+  EXPECT_EQ(store_->QueryAudit(f, {100, ""})->items.size(), 3u);
+  EXPECT_EQ(store_->IngestAudit("../x", {}, 1).error().code(), ErrorCode::kInvalidArgument);
+
+  // The offset goes with the sandbox (its audit file is removed with it); its events stay.
+  ASSERT_TRUE(store_->DeleteSandbox(Sb(1)).ok());
+  EXPECT_EQ(*store_->AuditIngestOffset(Sb(1)), 0);
+  EXPECT_EQ(store_->QueryAudit(f, {100, ""})->items.size(), 3u);
 }
 
 TEST_F(MetadataStoreTest, ConcurrentWritersFromManyThreads) {

@@ -62,6 +62,7 @@ struct SandboxRecord {
   std::string sync_mode;     // vocabulary owned by the service ("after_exec", "on_stop", ...)
   bool network = false;
   int64_t delta_quota_bytes = 0;  // 0 = unlimited
+  int64_t delta_quota_inodes = 0;  // 0 = unlimited
   std::map<std::string, std::string> env;
   // Re-adoption after a server restart: the supervisor's pid, its start time (clock ticks since
   // boot, /proc/<pid>/stat field 22, so a recycled pid is not mistaken for it) and its socket.

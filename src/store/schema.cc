@@ -82,6 +82,15 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_by_sandbox ON audit_events(sandbox_id, seq);
 CREATE INDEX audit_by_time ON audit_events(time_ns);
 )sql"},
+      // 2: the delta's inode quota, and how far each supervisor's audit.jsonl has been ingested
+      // (kept beside the events so that ingesting and advancing the offset are one transaction).
+      {2, R"sql(
+ALTER TABLE sandboxes ADD COLUMN delta_quota_inodes INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE audit_ingest (
+  sandbox_id  TEXT PRIMARY KEY NOT NULL,
+  byte_offset INTEGER NOT NULL CHECK (byte_offset >= 0)
+);
+)sql"},
   };
   return kMigrations;
 }

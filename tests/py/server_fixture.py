@@ -124,3 +124,31 @@ def cleanup_server(server: Server) -> None:
         for d in mounts.iterdir():
             subprocess.run(["umount", "-l", str(d)], capture_output=True)
     shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def running_server(**kwargs):
+    """Generator for pytest fixtures: a started server, cleaned up afterwards."""
+    if not SERVER_BIN.exists():
+        raise RuntimeError(f"{SERVER_BIN} is missing: build the 'agentfense-server' target first")
+    s = make_server(**kwargs)
+    s.start()
+    try:
+        yield s
+    finally:
+        cleanup_server(s)
+
+
+def http_json(server: Server, method: str, path: str, body=None, timeout: float = 60):
+    """One REST call with a JSON body (when given): (status, decoded JSON reply)."""
+    import json
+    import urllib.error
+    import urllib.request
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(server.http_base + path, method=method, data=data)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")

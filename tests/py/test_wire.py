@@ -107,7 +107,7 @@ def test_field_numbers_sample():
         "stdout": 1, "stderr": 2, "exit_code": 3, "duration": 4}
     assert _numbers(codebase_pb2.UploadChunk) == {"metadata": 1, "data": 2}
     assert _numbers(codebase_pb2.UploadChunk.Metadata) == {
-        "codebase_id": 1, "file_path": 2, "total_size": 3}
+        "codebase_id": 1, "file_path": 2, "total_size": 3, "mode": 100}  # mode: extension
     assert _numbers(codebase_pb2.FileInfo) == {
         "path": 1, "name": 2, "is_dir": 3, "size": 4, "modified_at": 5}
 

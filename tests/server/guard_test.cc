@@ -107,6 +107,19 @@ TEST_F(GuardTest, NonJsonBodiesAreRefused) {
                         "text/plain")->status, 415);
   EXPECT_EQ(http_->Post("/v1/sandboxes/sb_0000000000000001/start", "", "text/plain")->status,
             415);
+  // `curl -d '{...}'` labels JSON as a form: accepted from a non-browser client only. Every
+  // browser adds Origin (or Sec-Fetch-*) to a cross-site POST: refused then, JSON or not.
+  const std::string body = R"({"name":"n","owner_id":"u"})";
+  const char* form = "application/x-www-form-urlencoded";
+  EXPECT_EQ(http_->Post("/v1/codebases", body, form)->status, 200);
+  EXPECT_EQ(http_->Post("/v1/codebases", {{"Origin", "http://evil.example"}}, body, form)->status,
+            415);
+  EXPECT_EQ(http_->Post("/v1/codebases", {{"Sec-Fetch-Mode", "no-cors"}}, body, form)->status,
+            415);
+  EXPECT_EQ(http_->Post("/v1/codebases", {{"Referer", "http://evil.example/"}}, body, form)
+                ->status,
+            415);
+  EXPECT_EQ(http_->Post("/v1/codebases", {{"Origin", "null"}}, body, "text/plain")->status, 415);
   EXPECT_EQ(http_->Get("/v1/codebases")->get_header_value("Access-Control-Allow-Origin"), "");
 }
 

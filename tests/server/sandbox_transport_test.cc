@@ -218,6 +218,79 @@ TEST_F(SandboxTransportTest, ExecStreamOnBothTransports) {
   EXPECT_EQ(count, 3);
 }
 
+TEST_F(SandboxTransportTest, ExtensionRoutesMatchGrpc) {
+  // PUT permissions: the path parameter wins over the body's sandbox_id.
+  auto r = http_->Put("/v1/sandboxes/sb_0000000000000002/permissions",
+                      R"({"sandboxId": "sb_0000000000000009",
+                          "permissions": [{"pattern": "**/*", "permission": "PERMISSION_WRITE"}]})",
+                      "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  {
+    std::lock_guard lock(server_.fake()->mu);
+    EXPECT_EQ(server_.fake()->last_update.sandbox_id(), "sb_0000000000000002");
+    ASSERT_EQ(server_.fake()->last_update.permissions_size(), 1);
+  }
+  EXPECT_EQ(json::parse(r->body)["permissions"][0]["permission"], "PERMISSION_WRITE");
+
+  // explain: the path comes from the query, URL-decoded; -1 is sent (zero values included).
+  r = http_->Get("/v1/sandboxes/sb_0000000000000002/permissions:explain?path=%2Fa%20b");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["path"], "/a b");
+  EXPECT_EQ(json::parse(r->body)["decidingRule"], -1);
+  EXPECT_EQ(http_->Get("/v1/sandboxes/sb_0000000000000002/permissions:explain")->status, 400);
+  grpc::ClientContext ctx;
+  v1::ExplainPermissionRequest ereq;
+  ereq.set_sandbox_id("sb_0000000000000002");
+  ereq.set_path("/x");
+  v1::ExplainPermissionResponse eresp;
+  ASSERT_TRUE(stub_->ExplainPermission(&ctx, ereq, &eresp).ok());
+  EXPECT_EQ(eresp.path(), "/x");
+
+  // audit: both spellings of the query, RFC 3339 times, int64 ids as strings.
+  r = http_->Get("/v1/audit?sandboxId=sb_0000000000000003&kind=denied&path_prefix=%2Fsrc"
+                 "&since=2026-01-02T03:04:05Z&until=2026-01-02T03:04:06.5Z&pageSize=7&page_token=t");
+  ASSERT_EQ(r->status, 200) << r->body;
+  v1::GetAuditLogRequest got;
+  {
+    std::lock_guard lock(server_.fake()->mu);
+    got = server_.fake()->last_audit;
+  }
+  EXPECT_EQ(got.sandbox_id(), "sb_0000000000000003");
+  EXPECT_EQ(got.kind(), "denied");
+  EXPECT_EQ(got.path_prefix(), "/src");
+  EXPECT_EQ(got.since().seconds(), 1767323045);
+  EXPECT_EQ(got.until().nanos(), 500000000);
+  EXPECT_EQ(got.page_size(), 7);
+  EXPECT_EQ(got.page_token(), "t");
+  json out = json::parse(r->body);
+  EXPECT_EQ(out["events"][0]["id"], "1099511627776");
+  EXPECT_EQ(out["events"][0]["time"], "2023-11-14T22:13:20Z");
+  EXPECT_EQ(out["nextPageToken"], "next");
+  // the per-sandbox route fixes sandbox_id; a bad time is refused before the service
+  r = http_->Get("/v1/sandboxes/sb_0000000000000004/audit?sandbox_id=sb_0000000000000005");
+  ASSERT_EQ(r->status, 200);
+  {
+    std::lock_guard lock(server_.fake()->mu);
+    EXPECT_EQ(server_.fake()->last_audit.sandbox_id(), "sb_0000000000000004");
+    EXPECT_FALSE(server_.fake()->last_audit.has_since());
+  }
+  EXPECT_EQ(http_->Get("/v1/audit?since=yesterday")->status, 400);
+
+  // an RPC the implementation does not serve: UNIMPLEMENTED / 501 on both transports
+  EXPECT_EQ(http_->Get("/v1/sandboxes/sb_0000000000000002/changes")->status, 501);
+  EXPECT_EQ(http_->Post("/v1/sandboxes/sb_0000000000000002/changes:commit", "{}",
+                        "application/json")->status,
+            501);
+  EXPECT_EQ(http_->Post("/v1/sandboxes/sb_0000000000000002/changes:discard", "{}",
+                        "application/json")->status,
+            501);
+  grpc::ClientContext ctx2;
+  v1::ListChangesRequest lreq;
+  lreq.set_sandbox_id("sb_0000000000000002");
+  v1::ListChangesResponse lresp;
+  EXPECT_EQ(stub_->ListChanges(&ctx2, lreq, &lresp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
 TEST_F(SandboxTransportTest, SlowCallsDoNotBlockOthers) {
   // 8 execs that each take 1 s run concurrently on both transports; a cheap call still answers
   // at once (work runs on the executor, not on gRPC or HTTP accept threads).

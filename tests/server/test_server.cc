@@ -90,6 +90,41 @@ Result<v1::Sandbox> FakeSandboxApi::GetSandbox(const service::CallContext&,
   AF_RETURN_IF_ERROR(CheckSandbox(req.sandbox_id()));
   return MakeSandbox(req.sandbox_id());
 }
+Result<v1::Sandbox> FakeSandboxApi::UpdatePermissions(const service::CallContext&,
+                                                      const v1::UpdatePermissionsRequest& req) {
+  {
+    std::lock_guard lock(mu);
+    last_update = req;
+  }
+  AF_RETURN_IF_ERROR(CheckSandbox(req.sandbox_id()));
+  v1::Sandbox s = MakeSandbox(req.sandbox_id());
+  *s.mutable_permissions() = req.permissions();
+  return s;
+}
+Result<v1::ExplainPermissionResponse> FakeSandboxApi::ExplainPermission(
+    const service::CallContext&, const v1::ExplainPermissionRequest& req) {
+  AF_RETURN_IF_ERROR(CheckSandbox(req.sandbox_id()));
+  v1::ExplainPermissionResponse r;
+  r.set_path(req.path());
+  r.set_permission(v1::PERMISSION_NONE);
+  r.set_deciding_rule(-1);
+  return r;
+}
+Result<v1::GetAuditLogResponse> FakeSandboxApi::GetAuditLog(const service::CallContext&,
+                                                            const v1::GetAuditLogRequest& req) {
+  {
+    std::lock_guard lock(mu);
+    last_audit = req;
+  }
+  v1::GetAuditLogResponse r;
+  auto* e = r.add_events();
+  e->set_id(int64_t{1} << 40);
+  e->set_kind(req.kind());
+  e->set_sandbox_id(req.sandbox_id());
+  e->mutable_time()->set_seconds(1700000000);
+  r.set_next_page_token("next");
+  return r;
+}
 Result<v1::ListSandboxesResponse> FakeSandboxApi::ListSandboxes(
     const service::CallContext&, const v1::ListSandboxesRequest& req) {
   v1::ListSandboxesResponse r;

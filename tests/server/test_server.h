@@ -58,6 +58,15 @@ class FakeSandboxApi final : public service::SandboxApi {
   Status SessionExecStream(const service::CallContext&, const v1::SessionExecRequest& req,
                            const service::ExecOutputWriter& write) override;
 
+  // Extensions: UpdatePermissions, ExplainPermission and GetAuditLog record what they parsed;
+  // the delta RPCs keep the interface default (kUnimplemented).
+  Result<v1::Sandbox> UpdatePermissions(const service::CallContext&,
+                                        const v1::UpdatePermissionsRequest& req) override;
+  Result<v1::ExplainPermissionResponse> ExplainPermission(
+      const service::CallContext&, const v1::ExplainPermissionRequest& req) override;
+  Result<v1::GetAuditLogResponse> GetAuditLog(const service::CallContext&,
+                                              const v1::GetAuditLogRequest& req) override;
+
   std::string MetricsText() override { return "# TYPE agentfense_fake_sandboxes gauge\nagentfense_fake_sandboxes 1\n"; }
 
   // The last request of each kind, as received (the tests check what the transport parsed).
@@ -65,6 +74,8 @@ class FakeSandboxApi final : public service::SandboxApi {
   v1::CreateSandboxRequest last_create;
   v1::ExecRequest last_exec;
   v1::SessionExecRequest last_session_exec;
+  v1::UpdatePermissionsRequest last_update;
+  v1::GetAuditLogRequest last_audit;
   std::string in_use_codebase;  // IsCodebaseInUse answers true for this id
   int destroyed_for_codebase = 0;
   // Set when a "flood" stream (writes until the writer refuses) saw the client go away.

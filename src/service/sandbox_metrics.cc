@@ -1,0 +1,69 @@
+// SandboxManager: the sandbox families of GET /metrics (docs/OPERATIONS.md): sandboxes by state
+// (from the store, so they are right after a restart), exec latency by kind, and the denials
+// ingested from the supervisors' audit logs since this server started.
+#include <cctype>
+
+#include <fmt/format.h>
+
+#include "service/sandbox_convert.h"
+#include "service/sandbox_manager.h"
+#include "store/metadata_store.h"
+
+namespace agentfense::service {
+
+void SandboxManager::RecordExec(const char* kind, double seconds, bool ok) {
+  std::lock_guard lock(metrics_mu_);
+  ExecHistogram& h = exec_metrics_[kind];
+  for (size_t i = 0; i < kExecBuckets.size(); ++i) {
+    if (seconds <= kExecBuckets[i]) {
+      ++h.buckets[i];
+      break;
+    }
+  }
+  ++h.count;
+  if (!ok) ++h.errors;
+  h.sum += seconds;
+}
+
+std::string SandboxManager::MetricsText() {
+  std::string out;
+  out += "# HELP agentfense_sandboxes Sandboxes by state.\n# TYPE agentfense_sandboxes gauge\n";
+  for (auto status : {store::SandboxStatus::kPending, store::SandboxStatus::kRunning,
+                      store::SandboxStatus::kStopped, store::SandboxStatus::kError}) {
+    store::SandboxFilter f;
+    f.statuses = {status};
+    auto n = deps_.metadata->CountSandboxes(f);
+    std::string name(SandboxStatusName(status));
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out += fmt::format("agentfense_sandboxes{{state=\"{}\"}} {}\n", name, n.ok() ? *n : 0);
+  }
+  out += "# HELP agentfense_denials_total File operations refused by the permission filesystem "
+         "(ingested from the supervisors since this server started).\n"
+         "# TYPE agentfense_denials_total counter\n";
+  out += fmt::format("agentfense_denials_total {}\n", denials_ingested_.load());
+
+  out += "# HELP agentfense_exec_duration_seconds Commands run in sandboxes, by kind "
+         "(exec, session_exec), from request to result.\n"
+         "# TYPE agentfense_exec_duration_seconds histogram\n";
+  std::lock_guard lock(metrics_mu_);
+  for (const auto& [kind, h] : exec_metrics_) {
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < kExecBuckets.size(); ++i) {
+      cumulative += h.buckets[i];
+      out += fmt::format("agentfense_exec_duration_seconds_bucket{{kind=\"{}\",le=\"{}\"}} {}\n",
+                         kind, kExecBuckets[i], cumulative);
+    }
+    out += fmt::format("agentfense_exec_duration_seconds_bucket{{kind=\"{}\",le=\"+Inf\"}} {}\n",
+                       kind, h.count);
+    out += fmt::format("agentfense_exec_duration_seconds_sum{{kind=\"{}\"}} {}\n", kind, h.sum);
+    out += fmt::format("agentfense_exec_duration_seconds_count{{kind=\"{}\"}} {}\n", kind, h.count);
+  }
+  out += "# HELP agentfense_exec_failures_total Commands that failed to run or timed out.\n"
+         "# TYPE agentfense_exec_failures_total counter\n";
+  for (const auto& [kind, h] : exec_metrics_) {
+    out += fmt::format("agentfense_exec_failures_total{{kind=\"{}\"}} {}\n", kind, h.errors);
+  }
+  return out;
+}
+
+}  // namespace agentfense::service

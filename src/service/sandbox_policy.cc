@@ -1,0 +1,95 @@
+// SandboxManager: the policy extensions. UpdatePermissions swaps a sandbox's rules (hot on a
+// running sandbox: the supervisor has dropped every stale cache before we reply, SPEC §3.7);
+// ExplainPermission answers "why can (not) the agent see this path" from the stored rules.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include "base/path.h"
+#include "policy/policy.h"
+#include "service/sandbox_convert.h"
+#include "service/sandbox_manager.h"
+#include "store/ids.h"
+#include "store/codebase_files.h"
+#include "store/metadata_store.h"
+#include "store/safe_open.h"
+
+namespace agentfense::service {
+
+Result<v1::Sandbox> SandboxManager::UpdatePermissions(const CallContext&,
+                                                      const v1::UpdatePermissionsRequest& req) {
+  if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
+  AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
+  AF_ASSIGN_OR_RETURN(auto rules, RulesFromProto(req.permissions()));
+  AF_RETURN_IF_ERROR(policy::Policy::Compile(RulesToPolicy(rules)));
+
+  // Under the lifecycle lock: a concurrent start must not launch with the old rules after we
+  // stored the new ones (or the reverse).
+  auto lock_handle = LifecycleLock(req.sandbox_id());
+  std::lock_guard lifecycle(*lock_handle);
+  AF_ASSIGN_OR_RETURN(store::SandboxRecord rec, LoadSandbox(req.sandbox_id()));
+  if (rec.status == store::SandboxStatus::kRunning) {
+    auto live = FindLive(rec.id);
+    if (!live) {
+      return Error(ErrorCode::kUnavailable, fmt::format("sandbox {} lost its supervisor", rec.id));
+    }
+    // Applied first: if the supervisor refuses, the stored rules stay those it enforces.
+    AF_RETURN_IF_ERROR(live->control->SetPolicy(RulesToPolicy(rules)));
+  }
+  rec.rules = std::move(rules);
+  AF_RETURN_IF_ERROR(deps_.metadata->UpdateSandbox(rec));
+  Audit(rec.id, "permissions_updated", fmt::format("{} rules", rec.rules.size()));
+  return SandboxToProto(rec);
+}
+
+Result<v1::ExplainPermissionResponse> SandboxManager::ExplainPermission(
+    const CallContext&, const v1::ExplainPermissionRequest& req) {
+  if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
+  AF_ASSIGN_OR_RETURN(store::SandboxRecord rec, LoadSandbox(req.sandbox_id()));
+  auto normalized = NormalizeWorkspacePath(req.path());
+  if (!normalized.ok()) {
+    return Error(ErrorCode::kInvalidArgument, "path: " + normalized.error().message());
+  }
+  const std::string& path = *normalized;
+  AF_ASSIGN_OR_RETURN(policy::Policy pol, policy::Policy::Compile(RulesToPolicy(rec.rules)));
+  policy::Explanation ex = pol.Explain(path);
+
+  // A directory's level includes ancestor visibility (§3.4): ask the codebase what the path is.
+  // Never follows a link (the path is client data); anything unreachable counts as a file.
+  bool is_dir = path == "/";
+  if (!is_dir) {
+    auto root = deps_.files->CodebasePath(rec.codebase_id);
+    if (root.ok()) {
+      UniqueFd root_fd(::open(root->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      if (root_fd.get() >= 0) {
+        auto fd = store::OpenBeneath(root_fd.get(), path.substr(1), O_PATH, 0,
+                                     store::ProbeResolveMode());
+        struct stat st{};
+        if (fd.ok() && ::fstat(fd->get(), &st) == 0) is_dir = S_ISDIR(st.st_mode);
+      }
+    }
+  }
+  const policy::Decision& d = is_dir ? ex.as_directory : ex.as_file;
+
+  v1::ExplainPermissionResponse out;
+  out.set_path(path);
+  out.set_permission(static_cast<v1::Permission>(static_cast<int>(d.level) + 1));
+  out.set_deciding_rule(d.rule);
+  for (const auto& m : ex.matches) {
+    if (m.rule < 0 || static_cast<size_t>(m.rule) >= rec.rules.size()) continue;
+    auto* rm = out.add_matching_rules();
+    rm->set_index(m.rule);
+    *rm->mutable_rule() = RuleToProto(rec.rules[static_cast<size_t>(m.rule)]);
+  }
+  // The engine's sentence covers both readings (file, and directory with ancestor visibility).
+  std::string reason = ex.reason;
+  if (reason.empty()) {
+    reason = d.rule < 0 ? "no rule matches: the default is none"
+                        : fmt::format("rule {} decides", d.rule);
+  }
+  out.set_reason(reason);
+  return out;
+}
+
+}  // namespace agentfense::service
