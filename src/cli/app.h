@@ -7,7 +7,7 @@
 namespace agentfense::cli {
 
 // Parses argv and runs the chosen command. Never throws; returns the process exit status
-// (0 ok, 1 failure, 2 usage or invalid input). --help and --version print to `out` and return 0.
+// (cli/exit_codes.h; run/shell pass the command's own status through). --help and --version print to `out` and return 0.
 int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 
 }  // namespace agentfense::cli

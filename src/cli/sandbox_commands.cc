@@ -1,0 +1,531 @@
+#include "cli/sandbox_commands.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "base/units.h"
+#include "cli/exit_codes.h"
+#include "cli/interrupts.h"
+#include "cli/local_sandbox.h"
+#include "fs/changes.h"
+
+namespace agentfense::cli {
+namespace {
+
+namespace stdfs = std::filesystem;
+using Json = nlohmann::ordered_json;
+
+// Everything validated and ready to start a sandbox with.
+struct Prepared {
+  LocalSandboxOptions sandbox;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::string workdir;
+};
+
+Error Invalid(std::string message) {
+  return Error(ErrorCode::kInvalidArgument, std::move(message));
+}
+
+bool ValidEnvName(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
+}
+
+// A path the user named: must exist and be a directory. Returns its canonical form.
+Result<std::string> ExistingDir(const std::string& path, const std::string& what) {
+  if (path.empty()) return Invalid("missing " + what);
+  char resolved[PATH_MAX];
+  if (::realpath(path.c_str(), resolved) == nullptr) {
+    return Invalid(what + " " + path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Invalid(what + " " + path + " is not a directory");
+  }
+  return std::string(resolved);
+}
+
+bool IsWithin(const std::string& path, const std::string& root) {
+  return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+                          (root == "/" || path[root.size()] == '/'));
+}
+
+// --keep-delta DIR: created when missing; an existing one must be empty (a delta is never merged
+// into another), and it must not lie inside the source (the sandbox would see its own delta).
+Result<std::string> PrepareKeepDelta(const std::string& path, const std::string& source) {
+  // Checked before mkdir too, so that refused input creates nothing inside the source.
+  std::error_code wc;
+  std::string planned = stdfs::weakly_canonical(path, wc).string();
+  if (!wc && IsWithin(planned, source))
+    return Invalid("--keep-delta " + path + " is inside " + source);
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Error(ErrorCode::kInvalidArgument, "--keep-delta " + path + ": " + std::strerror(errno),
+                 errno);
+  }
+  AF_ASSIGN_OR_RETURN(std::string dir, ExistingDir(path, "--keep-delta directory"));
+  std::error_code ec;
+  if (!stdfs::is_empty(dir, ec) || ec) return Invalid("--keep-delta " + path + " is not empty");
+  if (IsWithin(dir, source)) return Invalid("--keep-delta " + path + " is inside " + source);
+  return dir;
+}
+
+Result<Prepared> Prepare(const SandboxFlags& f) {
+  Prepared p;
+  AF_ASSIGN_OR_RETURN(p.sandbox.source_dir, ExistingDir(f.dir, "DIR"));
+
+  RuleSources sources = f.sources;
+  // No policy flag at all: the recommended preset, never an implicit full access.
+  if (!sources.preset && !sources.rules_file && sources.rule_specs.empty()) {
+    sources.preset = "agent-safe";
+  }
+  AF_ASSIGN_OR_RETURN(auto rules, CollectRules(sources));
+  AF_RETURN_IF_ERROR(CompileSourced(rules));
+  for (const auto& r : rules) p.sandbox.rules.push_back(r.rule);
+
+  if (f.runtime == "bwrap") {
+    p.sandbox.runtime = supervisor::RuntimeKind::kBwrap;
+    if (!f.image.empty()) return Invalid("--image needs --runtime docker");
+    if (!f.docker_host.empty()) return Invalid("--docker-host needs --runtime docker");
+  } else if (f.runtime == "docker") {
+    p.sandbox.runtime = supervisor::RuntimeKind::kDocker;
+  } else {
+    return Invalid("--runtime " + f.runtime + ": unknown runtime (bwrap or docker)");
+  }
+  p.sandbox.image = f.image;
+  p.sandbox.network = f.network;
+  if (!f.memory.empty()) {
+    auto size = ParseSize(f.memory);
+    if (!size.ok()) return Invalid("--memory " + f.memory + ": " + size.error().message());
+    if (*size < (4u << 20)) return Invalid("--memory " + f.memory + ": below the 4M minimum");
+    p.sandbox.limits.memory_bytes = *size;
+  }
+  if (f.pids < 0) return Invalid("--pids must be positive");
+  p.sandbox.limits.pids_limit = static_cast<uint64_t>(f.pids);
+  if (!(f.cpus >= 0) || f.cpus > 1024) return Invalid("--cpus must be between 0 and 1024");
+  p.sandbox.limits.cpu_quota_us = std::llround(f.cpus * 100000);  // µs per 100 ms period
+  if (f.cpus > 0 && p.sandbox.limits.cpu_quota_us < 1000) {
+    return Invalid("--cpus must be at least 0.01");
+  }
+  if (!f.bwrap_path.empty()) {
+    if (f.bwrap_path[0] != '/') return Invalid("--bwrap-path must be an absolute path");
+    p.sandbox.bwrap_path = f.bwrap_path;
+  }
+  p.sandbox.docker_host = f.docker_host;
+
+  for (const std::string& kv : f.env) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || !ValidEnvName(std::string_view(kv).substr(0, eq))) {
+      return Invalid("--env " + kv + ": expected NAME=VALUE with NAME [A-Za-z_][A-Za-z0-9_]*");
+    }
+    p.env.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  if (!f.workdir.empty()) {
+    p.workdir = f.workdir[0] == '/' ? f.workdir : "/workspace/" + f.workdir;
+  }
+  if (f.sync == SyncMode::kKeepDelta) {
+    AF_ASSIGN_OR_RETURN(p.sandbox.keep_delta_dir,
+                        PrepareKeepDelta(f.keep_delta_dir, p.sandbox.source_dir));
+  }
+  return p;
+}
+
+// Output goes straight to our fds, unbuffered: the command's output must appear as it is produced.
+void WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // our stdout is gone (closed pipe): nothing useful left to do
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void StreamOutput(runtime::proto::Stream stream, std::string_view data) {
+  WriteAll(stream == runtime::proto::Stream::kStderr ? 2 : 1, data);
+}
+
+std::string SignalName(int signo) {
+  const char* abbrev = ::sigabbrev_np(signo);
+  return abbrev != nullptr ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", signo);
+}
+
+Json ChangeJson(const fs::Change& c) {
+  return Json{{"path", c.path},
+              {"kind", std::string(fs::ChangeKindName(c.kind))},
+              {"size", c.size},
+              {"is_dir", c.is_dir}};
+}
+
+struct Counts {
+  int added = 0, modified = 0, deleted = 0;
+};
+Counts Count(const std::vector<fs::Change>& changes) {
+  Counts c;
+  for (const auto& ch : changes) {
+    if (ch.kind == fs::ChangeKind::kAdded) ++c.added;
+    if (ch.kind == fs::ChangeKind::kModified) ++c.modified;
+    if (ch.kind == fs::ChangeKind::kDeleted) ++c.deleted;
+  }
+  return c;
+}
+
+void PrintChangeList(const std::vector<fs::Change>& changes, std::ostream& err) {
+  constexpr size_t kMaxListed = 50;
+  for (size_t i = 0; i < changes.size() && i < kMaxListed; ++i) {
+    const auto& ch = changes[i];
+    char tag = ch.kind == fs::ChangeKind::kAdded     ? 'A'
+               : ch.kind == fs::ChangeKind::kDeleted ? 'D'
+                                                     : 'M';
+    err << "  " << tag << " " << ch.path << (ch.is_dir ? "/" : "") << "\n";
+  }
+  if (changes.size() > kMaxListed) err << "  ... and " << changes.size() - kMaxListed << " more\n";
+}
+
+// What happened to the command, for the summary and the exit status.
+struct Outcome {
+  bool ran = false;  // the command started and ended (else it was interrupted or never ran)
+  runtime::ExecResult result;
+  int interrupted_by = 0;         // our own SIGINT/SIGTERM/SIGHUP
+  std::string failure;            // the sandbox failed mid-run (agent lost...)
+  bool failure_is_usage = false;  // ...or refused the request (bad --workdir)
+};
+
+// Ends a sandbox: applies the --sync / --discard / --keep-delta choice, stops everything, prints
+// the summary, and returns the exit status.
+int Finish(LocalSandbox& sb, const SandboxFlags& flags, const std::string& source,
+           const Outcome& outcome, std::ostream& out, std::ostream& err) {
+  int code = outcome.ran                ? outcome.result.exit_code
+             : outcome.failure_is_usage ? kExitRunUsage
+                                        : kExitRunSandbox;
+  if (outcome.ran && outcome.result.timed_out) code = kExitRunTimeout;
+  if (outcome.interrupted_by != 0) code = 128 + outcome.interrupted_by;
+
+  Json summary;
+  summary["exit_code"] = outcome.ran ? Json(outcome.result.exit_code) : Json();
+  summary["signal"] = outcome.ran ? outcome.result.signal : 0;
+  summary["timed_out"] = outcome.ran && outcome.result.timed_out;
+  summary["oom"] = outcome.ran && outcome.result.oom;
+  summary["interrupted"] = outcome.interrupted_by != 0;
+
+  bool keep = false;  // keep the private delta: its changes were not (all) applied
+  SyncMode mode = flags.sync;
+  // An interrupted run is neither applied half-way nor thrown away: its delta is kept.
+  if (outcome.interrupted_by != 0 || !outcome.failure.empty()) {
+    if (mode == SyncMode::kSync) mode = SyncMode::kKeepDelta;
+  }
+  if (mode == SyncMode::kSync) {
+    auto report = sb.control().Commit();
+    if (!report.ok()) {
+      err << "agentfense: error: syncing the changes back failed: " << report.error().ToString()
+          << "; they are kept in " << sb.delta_dir() << "\n";
+      keep = true;
+      code = kExitRunSync;
+      summary["sync"] = {
+          {"mode", "sync"}, {"error", report.error().ToString()}, {"delta_dir", sb.delta_dir()}};
+    } else {
+      Counts c = Count(report->applied);
+      if (report->applied.empty() && !flags.quiet && !flags.json) {
+        err << "agentfense: no changes to sync\n";
+      } else if (!flags.quiet && !flags.json) {
+        err << fmt::format(
+            "agentfense: synced {} change(s) to {}: {} added, {} modified, {} deleted\n",
+            report->applied.size(), source, c.added, c.modified, c.deleted);
+        PrintChangeList(report->applied, err);
+      }
+      Json applied = Json::array();
+      for (const auto& ch : report->applied) applied.push_back(ChangeJson(ch));
+      Json errors = Json::array();
+      for (const auto& e : report->errors) {
+        errors.push_back({{"path", e.path}, {"message", e.message}});
+        err << "agentfense: error: not synced: " << e.path << ": " << e.message << "\n";
+      }
+      summary["sync"] = {{"mode", "sync"},       {"added", c.added},   {"modified", c.modified},
+                         {"deleted", c.deleted}, {"changes", applied}, {"errors", errors}};
+      if (!report->errors.empty()) {
+        keep = true;
+        code = kExitRunSync;
+        err << "agentfense: " << report->errors.size()
+            << " change(s) could not be synced; they are kept in " << sb.delta_dir() << "\n";
+        summary["sync"]["delta_dir"] = sb.delta_dir();
+      }
+    }
+  } else if (mode == SyncMode::kDiscard) {
+    auto n = sb.control().Discard();
+    if (!n.ok()) {
+      err << "agentfense: warning: discarding the changes failed: " << n.error().ToString()
+          << " (they are dropped with the sandbox anyway)\n";
+      summary["sync"] = {{"mode", "discard"}, {"error", n.error().ToString()}};
+    } else {
+      if (!flags.quiet && !flags.json) {
+        err << "agentfense: discarded " << *n << " change(s); " << source << " is unchanged\n";
+      }
+      summary["sync"] = {{"mode", "discard"}, {"discarded", *n}};
+    }
+  } else {
+    auto changes = sb.control().Changes();
+    size_t n = changes.ok() ? changes->changes.size() : 0;
+    bool private_delta = flags.sync != SyncMode::kKeepDelta;
+    keep = private_delta && n > 0;
+    if (!changes.ok()) keep = private_delta;  // unknown: keep rather than lose
+    std::string why = outcome.interrupted_by != 0 ? "interrupted: "
+                      : !outcome.failure.empty()  ? "sandbox failed: "
+                                                  : "";
+    if (!flags.json && (n > 0 || !private_delta || !changes.ok())) {
+      err << "agentfense: " << why << (changes.ok() ? std::to_string(n) : "the")
+          << " change(s) not applied to " << source << "; the delta is kept in " << sb.delta_dir()
+          << "\n";
+      if (changes.ok() && !flags.quiet) PrintChangeList(changes->changes, err);
+    }
+    Json list = Json::array();
+    if (changes.ok()) {
+      for (const auto& ch : changes->changes) list.push_back(ChangeJson(ch));
+    }
+    summary["sync"] = {{"mode", "keep-delta"}, {"delta_dir", sb.delta_dir()}, {"changes", list}};
+  }
+
+  Status closed = sb.Close(keep);
+  if (!closed.ok()) {
+    err << "agentfense: error: stopping the sandbox: " << closed.error().ToString() << "\n";
+    if (code == 0) code = kExitRunSandbox;
+  }
+  summary["status"] = code;
+  if (flags.json) out << summary.dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
+  out.flush();
+  return code;
+}
+
+int StartError(const Error& e, std::ostream& err) {
+  err << "agentfense: error: cannot start the sandbox: " << e.ToString() << "\n";
+  return e.code() == ErrorCode::kInvalidArgument ? kExitRunUsage : kExitRunSandbox;
+}
+
+void ReportCommandEnd(const runtime::ExecResult& r, const std::string& timeout, std::ostream& err) {
+  if (r.timed_out) {
+    err << "agentfense: the command timed out after " << timeout << " and was killed\n";
+  } else if (r.oom) {
+    err << "agentfense: the command ran out of memory (" << SignalName(r.signal) << ")\n";
+  } else if (r.signal != 0) {
+    err << "agentfense: the command was killed by " << SignalName(r.signal) << "\n";
+  }
+}
+
+Result<std::string> ReadStdin() {
+  std::string data;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(0, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) {
+      if (InterruptGuard::interrupted()) return Error(ErrorCode::kCancelled, "interrupted");
+      continue;
+    }
+    if (n < 0) return Error::FromErrno(errno, "reading stdin");
+    if (n == 0) return data;
+    data.append(buf, static_cast<size_t>(n));
+    // The agent protocol feeds stdin in one frame.
+    if (data.size() > runtime::proto::kMaxPayload / 2) {
+      return Invalid("--stdin: input larger than 512 KiB is not supported");
+    }
+  }
+}
+
+}  // namespace
+
+int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
+  auto prepared = Prepare(options.sandbox);
+  if (!prepared.ok()) {
+    err << "agentfense: error: " << prepared.error().ToString() << "\n";
+    return kExitRunUsage;
+  }
+  if (options.command.empty()) {
+    err << "agentfense: error: missing COMMAND after -- (agentfense run [flags] DIR -- COMMAND "
+           "[ARG...])\n";
+    return kExitRunUsage;
+  }
+  runtime::proto::Exec exec;
+  exec.argv = options.command;
+  exec.env = prepared->env;
+  exec.workdir = prepared->workdir;
+  exec.output_cap = UINT64_MAX;  // streamed, never collected: nothing to bound
+  exec.timeout_ms = 0;
+  if (!options.timeout.empty()) {
+    auto d = ParseDuration(options.timeout);
+    auto ms = d.ok() ? std::chrono::duration_cast<std::chrono::milliseconds>(*d).count() : 0;
+    if (!d.ok() || ms <= 0 || ms > UINT32_MAX) {
+      err << "agentfense: error: --timeout " << options.timeout << ": "
+          << (d.ok() ? "must be between 1ms and 49 days" : d.error().message()) << "\n";
+      return kExitRunUsage;
+    }
+    exec.timeout_ms = static_cast<uint32_t>(ms);
+  }
+
+  InterruptGuard guard;
+  if (options.forward_stdin) {
+    auto data = ReadStdin();
+    if (!data.ok()) {
+      err << "agentfense: error: " << data.error().ToString() << "\n";
+      return InterruptGuard::interrupted() ? 128 + InterruptGuard::signal_number() : kExitRunUsage;
+    }
+    exec.stdin_data = std::move(*data);
+  }
+  auto sandbox = LocalSandbox::Start(prepared->sandbox);
+  if (!sandbox.ok()) return StartError(sandbox.error(), err);
+  LocalSandbox& sb = **sandbox;
+
+  Outcome outcome;
+  if (!InterruptGuard::interrupted()) {
+    runtime::CallOptions call;
+    call.cancel = InterruptGuard::flag();
+    auto result = sb.agent().Exec(exec, StreamOutput, call);
+    if (result.ok()) {
+      outcome.ran = true;
+      outcome.result = *result;
+      ReportCommandEnd(*result, options.timeout, err);
+    } else if (!InterruptGuard::interrupted()) {
+      outcome.failure = result.error().ToString();
+      outcome.failure_is_usage = result.error().code() == ErrorCode::kInvalidArgument;
+      err << "agentfense: error: running the command: " << outcome.failure << "\n";
+    }
+  }
+  if (InterruptGuard::interrupted()) outcome.interrupted_by = InterruptGuard::signal_number();
+  return Finish(sb, options.sandbox, prepared->sandbox.source_dir, outcome, out, err);
+}
+
+namespace {
+
+// Reads stdin line by line with read(2), so that a signal interrupts a waiting prompt (EINTR)
+// instead of being retried inside a buffered stream.
+class LineReader {
+ public:
+  enum class Got { kLine, kEof, kInterrupted };
+  Got Next(std::string& line) {
+    for (;;) {
+      if (size_t nl = buf_.find('\n'); nl != std::string::npos) {
+        line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return Got::kLine;
+      }
+      char chunk[4096];
+      ssize_t n = ::read(0, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) {
+        if (InterruptGuard::interrupted()) return Got::kInterrupted;
+        continue;
+      }
+      if (n <= 0) {
+        if (buf_.empty()) return Got::kEof;
+        line = std::move(buf_);
+        buf_.clear();
+        return Got::kLine;
+      }
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+  void Drop() { buf_.clear(); }
+
+ private:
+  std::string buf_;
+};
+
+}  // namespace
+
+int RunShell(const SandboxFlags& flags, std::ostream& out, std::ostream& err) {
+  auto prepared = Prepare(flags);
+  if (!prepared.ok()) {
+    err << "agentfense: error: " << prepared.error().ToString() << "\n";
+    return kExitRunUsage;
+  }
+  InterruptGuard guard;
+  auto sandbox = LocalSandbox::Start(prepared->sandbox);
+  if (!sandbox.ok()) return StartError(sandbox.error(), err);
+  LocalSandbox& sb = **sandbox;
+
+  Outcome outcome;
+  runtime::proto::SessionOpen open;
+  open.env = prepared->env;
+  open.workdir = prepared->workdir;
+  auto session = sb.agent().OpenSession(open);
+  if (!session.ok()) {
+    outcome.failure = session.error().ToString();
+    outcome.failure_is_usage = session.error().code() == ErrorCode::kInvalidArgument;
+    err << "agentfense: error: opening the shell: " << outcome.failure << "\n";
+    return Finish(sb, flags, prepared->sandbox.source_dir, outcome, out, err);
+  }
+  const bool tty = ::isatty(0) == 1;
+  if (tty) {
+    err << "agentfense shell: line mode, not a TTY (the agent protocol has no PTY): each line runs "
+           "in one persistent shell at /workspace; programs that need a terminal or read stdin "
+           "do not work. Ctrl-C cancels the running command; Ctrl-D or `exit` leaves.\n";
+    err.flush();
+  }
+  outcome.ran = true;
+  LineReader reader;
+  std::string command;
+  for (;;) {
+    if (tty) WriteAll(2, command.empty() ? "agentfense$ " : "> ");
+    std::string line;
+    LineReader::Got got = reader.Next(line);
+    if (got == LineReader::Got::kInterrupted) {
+      if (InterruptGuard::signal_number() != SIGINT) break;
+      InterruptGuard::Reset();  // Ctrl-C at the prompt: drop the pending input, new prompt
+      command.clear();
+      reader.Drop();
+      if (tty) WriteAll(2, "\n");
+      continue;
+    }
+    if (got == LineReader::Got::kEof) {
+      if (tty) WriteAll(2, "\n");
+      break;
+    }
+    // A trailing backslash continues the command on the next line, as in a real shell.
+    if (!line.empty() && line.back() == '\\') {
+      line.pop_back();
+      command += line;  // backslash-newline vanishes, as in sh
+      continue;
+    }
+    command += line;
+    runtime::proto::SessionExec exec;
+    exec.session_id = *session;
+    exec.command = std::move(command);
+    command.clear();
+    exec.timeout_ms = 0;
+    exec.output_cap = UINT64_MAX;
+    runtime::CallOptions call;
+    call.cancel = InterruptGuard::flag();
+    auto result = sb.agent().SessionExec(exec, StreamOutput, call);
+    if (result.ok()) {
+      outcome.result = *result;
+      if (result->signal != 0 && tty) ReportCommandEnd(*result, "", err);
+      continue;
+    }
+    if (result.error().code() == ErrorCode::kCancelled &&
+        InterruptGuard::signal_number() == SIGINT) {
+      InterruptGuard::Reset();  // Ctrl-C cancels the command, not the shell
+      outcome.result = runtime::ExecResult{};
+      outcome.result.exit_code = 128 + SIGINT;
+      outcome.result.signal = SIGINT;
+      if (tty) WriteAll(2, "\n");
+      continue;
+    }
+    if (result.error().code() == ErrorCode::kFailedPrecondition) break;  // `exit`: shell gone
+    if (!InterruptGuard::interrupted()) {
+      outcome.ran = false;
+      outcome.failure = result.error().ToString();
+      err << "agentfense: error: the shell failed: " << outcome.failure << "\n";
+    }
+    break;
+  }
+  if (InterruptGuard::interrupted()) outcome.interrupted_by = InterruptGuard::signal_number();
+  return Finish(sb, flags, prepared->sandbox.source_dir, outcome, out, err);
+}
+
+}  // namespace agentfense::cli

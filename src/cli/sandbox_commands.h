@@ -1,0 +1,47 @@
+// The embedded-mode commands: `agentfense run` and `agentfense shell` run a command (or a shell)
+// in a sandbox this process owns (no server), over a directory mounted with a policy, and at the
+// end sync, discard or keep the copy-on-write delta of what the command changed.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "cli/rules_input.h"
+
+namespace agentfense::cli {
+
+enum class SyncMode { kSync, kDiscard, kKeepDelta };
+
+// The flags `run` and `shell` share, as parsed (strings are validated by the commands, so the
+// errors can name the flag).
+struct SandboxFlags {
+  RuleSources sources;
+  std::string runtime = "bwrap";
+  std::string image;
+  std::string memory;  // SIZE, "" = no limit
+  int64_t pids = 0;    // 0 = no limit
+  double cpus = 0;     // 0 = no limit
+  bool network = false;
+  std::vector<std::string> env;  // K=V
+  std::string workdir;           // in the sandbox; relative = under /workspace
+  SyncMode sync = SyncMode::kSync;
+  std::string keep_delta_dir;
+  std::string bwrap_path;
+  std::string docker_host;
+  std::string dir;     // the host directory to expose as /workspace
+  bool quiet = false;  // no summary on stderr
+  bool json = false;   // summary as one JSON object on stdout
+};
+
+struct RunOptions {
+  SandboxFlags sandbox;
+  std::string timeout;  // DUR, "" = none
+  bool forward_stdin = false;
+  std::vector<std::string> command;
+};
+
+int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err);
+int RunShell(const SandboxFlags& flags, std::ostream& out, std::ostream& err);
+
+}  // namespace agentfense::cli
