@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -116,15 +115,9 @@ void Mount::Unmount() {
     mounted_ = false;
     fs_->AttachSession(nullptr);
     fuse_session_exit(session_);
-    // Detach the mount ourselves (files still open keep working until closed; the loop ends once
-    // the kernel tears the connection down). fuse_session_unmount would also close /dev/fuse
-    // while the loop thread may be reading it, and a recycled fd number could then be read by
-    // the loop (found by TSan): the session is unmounted only after the loop has ended.
-    if (::umount2(mountpoint_.c_str(), MNT_DETACH) != 0) {
-      // Not permitted (no CAP_SYS_ADMIN): libfuse's fusermount path is the only way out.
-      AF_LOG_WARN("umount2({}): {}; unmounting through libfuse", mountpoint_, std::strerror(errno));
-      fuse_session_unmount(session_);
-    }
+    // As root libfuse detaches (umount2 MNT_DETACH): files still open keep working until closed;
+    // the loop ends once the kernel tears the connection down.
+    fuse_session_unmount(session_);
   }
   bool done;
   {
@@ -141,7 +134,6 @@ void Mount::Unmount() {
     return;
   }
   loop_.join();
-  fuse_session_unmount(session_);  // the connection is gone: this only closes /dev/fuse
   fuse_session_destroy(session_);
   session_ = nullptr;
 }
