@@ -12,6 +12,7 @@
 #include <fuse_lowlevel.h>
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -101,6 +103,13 @@ class PermFs {
 
   // Number of inodes the kernel currently references (for tests and diagnostics).
   size_t known_inodes() const { return table_->size(); }
+
+  // Requests served since the mount, by kind ("lookup", "open", ...), for /metrics.
+  std::vector<std::pair<std::string, uint64_t>> RequestCounts() const;
+  static constexpr size_t kRequestKinds = 40;
+  void CountRequest(size_t kind) {
+    if (kind < kRequestKinds) requests_[kind].fetch_add(1, std::memory_order_relaxed);
+  }
 
  private:
   struct Verdict {
@@ -225,6 +234,7 @@ class PermFs {
   std::shared_ptr<const policy::Policy> policy_;
   // Bumped on every policy or source change: directory snapshots made before are rebuilt.
   std::atomic<uint64_t> generation_{1};
+  std::array<std::atomic<uint64_t>, kRequestKinds> requests_{};
 
   // Delta mode only. Request handlers that read or change the delta hold delta_mu_ shared (after
   // policy_mu_); commit and discard hold it exclusively, never while waiting for policy_mu_ and

@@ -1,7 +1,11 @@
 // SandboxManager: the sandbox families of GET /metrics (docs/OPERATIONS.md): sandboxes by state
 // (from the store, so they are right after a restart), exec latency by kind, and the denials
-// ingested from the supervisors' audit logs since this server started.
+// ingested from the supervisors' audit logs since this server started, and the FUSE requests
+// of the running sandboxes.
 #include <cctype>
+#include <map>
+#include <memory>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -41,6 +45,27 @@ std::string SandboxManager::MetricsText() {
          "(ingested from the supervisors since this server started).\n"
          "# TYPE agentfense_denials_total counter\n";
   out += fmt::format("agentfense_denials_total {}\n", denials_ingested_.load());
+
+  // FUSE requests of the running sandboxes, asked of each supervisor at scrape time (a gauge:
+  // the sum drops when a sandbox stops; per-sandbox labels would not scale to 1,000 sandboxes).
+  std::vector<std::shared_ptr<Live>> live;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, l] : live_) live.push_back(l);
+  }
+  std::map<std::string, uint64_t> fuse;
+  for (const auto& l : live) {
+    if (!l->control) continue;
+    auto st = l->control->Status();
+    if (!st.ok()) continue;
+    for (const auto& [kind, n] : st->fuse_requests) fuse[kind] += n;
+  }
+  out += "# HELP agentfense_fuse_requests FUSE requests served by the running sandboxes' "
+         "filesystems since each was mounted, by kind.\n"
+         "# TYPE agentfense_fuse_requests gauge\n";
+  for (const auto& [kind, n] : fuse) {
+    out += fmt::format("agentfense_fuse_requests{{op=\"{}\"}} {}\n", kind, n);
+  }
 
   out += "# HELP agentfense_exec_duration_seconds Commands run in sandboxes, by kind "
          "(exec, session_exec), from request to result.\n"

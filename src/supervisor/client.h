@@ -3,7 +3,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -17,6 +19,8 @@ struct SupervisorStatus {
   std::string sandbox_id;
   int pid = 0;
   bool runtime_alive = false;
+  // FUSE requests served since the mount, by kind ("lookup", "open", ...).
+  std::vector<std::pair<std::string, uint64_t>> fuse_requests;
 };
 
 // Writes spec.json into spec.run_dir (which must exist, 0700) and starts `binary` (the

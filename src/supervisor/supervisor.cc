@@ -138,6 +138,14 @@ void Supervisor::Teardown() {
   control_listen_.Reset();
 }
 
+json Supervisor::FuseRequests() const {
+  json out = json::object();
+  if (mount_) {
+    for (const auto& [kind, n] : mount_->fs().RequestCounts()) out[kind] = n;
+  }
+  return out;
+}
+
 std::string Supervisor::HandleControl(const std::string& line) {
   json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (req.is_discarded() || !req.is_object() || !req.contains("op") || !req["op"].is_string()) {
@@ -149,7 +157,8 @@ std::string Supervisor::HandleControl(const std::string& line) {
                  {"sandbox_id", spec_.sandbox_id},
                  {"pid", static_cast<int>(::getpid())},
                  {"runtime_alive", runtime_ && runtime_->alive()},
-                 {"inodes", mount_ ? mount_->fs().known_inodes() : 0}})
+                 {"inodes", mount_ ? mount_->fs().known_inodes() : 0},
+                 {"fuse_requests", FuseRequests()}})
         .dump();
   }
   if (op == "set_policy") {

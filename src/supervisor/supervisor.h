@@ -13,6 +13,8 @@
 #include <mutex>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "fs/mount.h"
@@ -37,6 +39,8 @@ class Supervisor {
   Supervisor() = default;
   // Handles one control request line; sets stop_ for "stop".
   std::string HandleControl(const std::string& line);
+  // {"lookup": n, "open": n, ...}: the mount's request counts, for the server's /metrics.
+  nlohmann::json FuseRequests() const;
   void ServeControlConnection(UniqueFd conn);
   void Teardown();
 

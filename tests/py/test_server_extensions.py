@@ -212,6 +212,10 @@ def test_audit_log(server):
     assert 'agentfense_sandboxes{state="running"} 1' in metrics
     assert 'agentfense_exec_duration_seconds_count{kind="exec"} 1' in metrics  # since restart
     assert "agentfense_denials_total " in metrics
+    # FUSE request counts of the running (re-adopted) sandbox, asked of its supervisor
+    lookups = [line for line in metrics.splitlines()
+               if line.startswith('agentfense_fuse_requests{op="lookup"} ')]
+    assert lookups and int(lookups[0].split()[-1]) > 0, metrics
 
     # the trail outlives the sandbox
     sb.DestroySandbox(sandbox_pb2.DestroySandboxRequest(sandbox_id=sid))
