@@ -17,7 +17,12 @@ from server_fixture import cleanup_server, make_server
 
 ROOT = Path(__file__).resolve().parents[2]
 README_DIR = ROOT / "sdk" / "python" / "tests" / "readme"
-SEED = Path(os.environ.get("AGENTFENSE_SEED_README", ROOT.parent / "shared" / "spec" / "seed-readme.txt"))
+# The seed README lives beside the repository in the shared spec directory (a clean clone elsewhere
+# finds it at its usual absolute place); AGENTFENSE_SEED_README overrides both.
+_SEED_CANDIDATES = [Path(p) for p in (os.environ.get("AGENTFENSE_SEED_README"),
+                                      ROOT.parent / "shared" / "spec" / "seed-readme.txt",
+                                      "/work/shared/spec/seed-readme.txt") if p]
+SEED = next((p for p in _SEED_CANDIDATES if p.is_file()), _SEED_CANDIDATES[0])
 sys.path.insert(0, str(README_DIR))
 import snippets  # noqa: E402
 
