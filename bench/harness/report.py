@@ -90,6 +90,17 @@ def start_block(r: dict) -> str:
     return out
 
 
+def delta_block(r: dict) -> str:
+    rows = ["| measurement | delta | baseline | ratio | goal |", "|---|---|---|---|---|"]
+    for name, x in r.items():
+        if not isinstance(x, dict):
+            continue
+        goal = f"≤ {x['goal']}× {_mark(x['ratio'] <= x['goal'])}" if x.get("goal") else ""
+        rows.append(f"| {name} | {x['ours_s']:.3f} s | {x['baseline']} {x['baseline_s']:.3f} s | "
+                    f"{x['ratio']:.2f}× | {goal} |")
+    return "\n".join(rows) + "\n"
+
+
 def density_block(r: dict) -> str:
     rows = ["| runtime | sandboxes | running | create/s | system MiB per sandbox | PSS MiB per "
             "sandbox | server KiB per sandbox | processes | threads | exec p50 / p99 ms | errors |",
@@ -167,7 +178,7 @@ def plots(results: dict) -> list[str]:
 
 def update_doc(results: dict, machine: dict, quick: bool, when: str) -> list[str]:
     blocks = {"machine": machine_block(machine, quick, when)}
-    render = {"policy": policy_block, "fs": fs_block, "start": start_block,
+    render = {"policy": policy_block, "fs": fs_block, "delta": delta_block, "start": start_block,
               "density": density_block, "stress": stress_block}
     for name, fn in render.items():
         if name in results:
