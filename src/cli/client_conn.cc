@@ -57,14 +57,14 @@ std::string CodeName(grpc::StatusCode code) {
 
 }  // namespace
 
-Client::Client(const ClientFlags& flags) {
-  endpoint_ = !flags.endpoint.empty() ? flags.endpoint : FromEnv("AGENTFENSE_ENDPOINT");
+Client::Client(const ClientFlags& flags)
+    : endpoint_(!flags.endpoint.empty() ? flags.endpoint : FromEnv("AGENTFENSE_ENDPOINT")),
+      token_(!flags.token.empty() ? flags.token : FromEnv("AGENTFENSE_TOKEN")) {
   if (endpoint_.empty()) endpoint_ = "127.0.0.1:9000";
   // Accept the URL forms people paste; gRPC wants host:port (or unix:/path).
   for (const char* scheme : {"grpc://", "http://"}) {
     if (endpoint_.rfind(scheme, 0) == 0) endpoint_ = endpoint_.substr(std::strlen(scheme));
   }
-  token_ = !flags.token.empty() ? flags.token : FromEnv("AGENTFENSE_TOKEN");
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   channel_ = grpc::CreateCustomChannel(endpoint_, grpc::InsecureChannelCredentials(), args);
