@@ -180,6 +180,9 @@ void PermFs::Init(fuse_conn_info* conn) {
   want(FUSE_CAP_CACHE_SYMLINKS);  // readlink needs `read`; the cache is dropped on every change
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_AUTO_INVAL_DATA);  // host-side changes of mtime/size drop stale pages by themselves
+  // Not a `want` flag: when the kernel can, opendir answers ENOSYS and the kernel stops sending
+  // OPENDIR and RELEASEDIR (two round trips per directory walked).
+  zero_message_opendir_ = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   // Never: writeback cache (writes acknowledged before we see them), POSIX ACLs (they force
   // default_permissions), EXPORT_SUPPORT, locks (kept local to the kernel).
   conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_ACL | FUSE_CAP_EXPORT_SUPPORT |

@@ -116,7 +116,7 @@ class PermFs {
     policy::Level level = policy::Level::kNone;
     int rule = -1;
   };
-  class DirHandle;
+  class DirListing;
 
   PermFs(std::unique_ptr<InodeTable> table, policy::Policy policy, FsOptions options);
 
@@ -142,7 +142,7 @@ class PermFs {
   int CopyUpTree(const std::string& path);
   // The upper directory to create `name` in, after checking the merged name is free.
   int PrepareCreate(const std::string& path, UniqueFd* dir_fd);
-  int DeltaLoadDir(const policy::Policy& p, const std::string& dir_path, DirHandle* d);
+  int DeltaLoadDir(const policy::Policy& p, const std::string& dir_path, DirListing* d);
   void DeltaUnlink(fuse_req_t req, const policy::Policy& p, Inode* dir, const char* name,
                    bool is_rmdir);
   void DeltaRename(fuse_req_t req, const policy::Policy& p, Inode* odir, const char* name,
@@ -188,12 +188,11 @@ class PermFs {
   void Statfs(fuse_req_t req, fuse_ino_t ino);
   // Directories and names (perm_fs_dir.cc).
   void Opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
-               bool plus);
+  void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
   void Releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  // Readdir helpers; run under the DirHandle's lock and return an errno (0 = ok), never reply.
-  int LoadDir(const policy::Policy& p, Inode* n, DirHandle* d);
-  int FillDir(fuse_req_t req, const policy::Policy& p, Inode* n, DirHandle* d, off_t off, bool plus,
+  // Readdir helpers; run under the DirListing's lock and return an errno (0 = ok), never reply.
+  int LoadDir(const policy::Policy& p, Inode* n, DirListing* d);
+  int FillDir(fuse_req_t req, const policy::Policy& p, Inode* n, DirListing* d, off_t off, bool plus,
               std::vector<char>& buf, size_t* pos);
   void Fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
   void Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
@@ -242,10 +241,13 @@ class PermFs {
   std::unique_ptr<DeltaStore> delta_;
   mutable std::shared_mutex delta_mu_;
 
-  // Open directory handles (fi->fh points into this map). The kernel never sends RELEASEDIR for
-  // directories still open when a mount is torn down: those are freed with the filesystem.
-  std::mutex dirs_mu_;  // leaf lock
-  std::unordered_map<const DirHandle*, std::unique_ptr<DirHandle>> dirs_;
+  // Listings being read, by directory node id (PermFs::Readdir). Bounded: a reader that stops
+  // before the end (`ls | head`) leaves its listing behind until it is evicted.
+  static constexpr size_t kMaxListings = 4096;
+  std::mutex listings_mu_;  // leaf lock
+  std::unordered_map<fuse_ino_t, std::shared_ptr<DirListing>> listings_;
+  // The kernel handles opendir/releasedir itself once opendir answers ENOSYS (Init).
+  bool zero_message_opendir_ = false;
 };
 
 }  // namespace agentfense::fs

@@ -221,7 +221,7 @@ int PermFs::CopyUpTree(const std::string& path) {
   return 0;
 }
 
-int PermFs::DeltaLoadDir(const Policy& p, const std::string& dir_path, DirHandle* d) {
+int PermFs::DeltaLoadDir(const Policy& p, const std::string& dir_path, DirListing* d) {
   std::set<std::string> seen;
   const std::string prefix = dir_path == "/" ? "/" : dir_path + "/";
   d->entries.push_back({".", 1, DT_DIR});

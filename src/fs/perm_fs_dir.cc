@@ -27,52 +27,64 @@ bool IsDotOrDotDot(const char* n) {
 
 }  // namespace
 
+// Directories are listed without handles. The visibility of a directory is checked here and again
+// in every READDIR, because once opendir has answered ENOSYS the kernel opens directories without
+// asking (FUSE_CAP_NO_OPENDIR_SUPPORT) and never sends RELEASEDIR: `find` and `ls -R` then cost no
+// round trip per directory beyond the listing itself, which the kernel caches (FOPEN_CACHE_DIR is
+// its default for handle-less directories) until a change or a policy update invalidates it.
 void PermFs::Opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Inode* n = table_->FromNodeId(ino);
   std::shared_lock lock(policy_mu_);
   if (int err = Check(req, table_->PathOf(n), "opendir", DecideInode(*policy_, n), Level::kView)) {
     return (void)fuse_reply_err(req, err);
   }
-  auto owned = std::make_unique<DirHandle>();
-  DirHandle* d = owned.get();
-  {
-    std::lock_guard dirs_lock(dirs_mu_);
-    dirs_.emplace(d, std::move(owned));
-  }
-  fi->fh = reinterpret_cast<uint64_t>(d);
-  // The kernel keeps the listing in its page cache across opens; changes through the mount drop it
-  // (fuse_dir_changed), policy and source changes drop it through notify_inval_inode.
+  if (zero_message_opendir_) return (void)fuse_reply_err(req, ENOSYS);  // "ok, and stop asking"
+  fi->fh = 0;
   fi->cache_readdir = 1;
   fi->keep_cache = 1;
-  if (fuse_reply_open(req, fi) != 0) {
-    std::lock_guard dirs_lock(dirs_mu_);
-    dirs_.erase(d);
-  }
+  fuse_reply_open(req, fi);
 }
 
-void PermFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
-                     bool plus) {
+void PermFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   Inode* n = table_->FromNodeId(ino);
-  auto* d = reinterpret_cast<DirHandle*>(fi->fh);
   std::shared_lock lock(policy_mu_);
   auto delta_lock = DeltaShared();
-  // Every reply (data or error) must come after the last touch of `d`: once the kernel has the
-  // reply, the caller may close the directory and RELEASEDIR, on another worker thread, deletes
-  // `d`. Unlocking d->mu after the reply wrote into freed memory: that was the multi-threaded
-  // loop's heap corruption ("unaligned tcache chunk"). So the answer is built under d->mu and sent
-  // after it is released.
+  // A directory hidden after it was opened (a cwd inside it, an open fd) lists nothing.
+  if (int err = Check(req, table_->PathOf(n), "readdir", DecideInode(*policy_, n), Level::kView)) {
+    return (void)fuse_reply_err(req, err);
+  }
+  std::shared_ptr<DirListing> d;
+  {
+    std::lock_guard llock(listings_mu_);
+    auto [it, added] = listings_.try_emplace(ino);
+    if (added) {
+      it->second = std::make_shared<DirListing>();
+      if (listings_.size() > kMaxListings) {  // evict an abandoned one; readers keep theirs alive
+        auto victim = listings_.begin();
+        if (victim == it) ++victim;
+        listings_.erase(victim);
+      }
+    }
+    d = it->second;
+  }
   std::vector<char> buf(size);
   size_t pos = 0;
   int err;
   {
     std::lock_guard dlock(d->mu);
-    err = FillDir(req, *policy_, n, d, off, plus, buf, &pos);
+    err = FillDir(req, *policy_, n, d.get(), off, plus, buf, &pos);
+  }
+  // An empty reply is the end of the directory: the kernel now holds the complete listing.
+  if (err != 0 || pos == 0) {
+    std::lock_guard llock(listings_mu_);
+    auto it = listings_.find(ino);
+    if (it != listings_.end() && it->second == d) listings_.erase(it);
   }
   if (err != 0) return (void)fuse_reply_err(req, err);
   fuse_reply_buf(req, buf.data(), pos);
 }
 
-int PermFs::LoadDir(const Policy& p, Inode* n, DirHandle* d) {
+int PermFs::LoadDir(const Policy& p, Inode* n, DirListing* d) {
   d->entries.clear();
   d->generation = generation_.load();
   std::string dir_path = table_->PathOf(n);
@@ -102,7 +114,7 @@ int PermFs::LoadDir(const Policy& p, Inode* n, DirHandle* d) {
   return 0;
 }
 
-int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirHandle* d, off_t off, bool plus,
+int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirListing* d, off_t off, bool plus,
                     std::vector<char>& buf, size_t* pos) {
   if (off == 0 || d->generation != generation_.load()) {
     if (int err = LoadDir(p, n, d)) return err;
@@ -143,12 +155,8 @@ int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirHandle* d, off
   return 0;
 }
 
-void PermFs::Releasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
-  {
-    std::lock_guard dirs_lock(dirs_mu_);
-    dirs_.erase(reinterpret_cast<const DirHandle*>(fi->fh));
-  }
-  fuse_reply_err(req, 0);
+void PermFs::Releasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* /*fi*/) {
+  fuse_reply_err(req, 0);  // only without zero-message opendir; there is no handle to free
 }
 
 void PermFs::Fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* /*fi*/) {

@@ -291,8 +291,13 @@ void PermFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t s
   std::string path = table_->PathOf(n);
   Verdict v = DecideInode(*policy_, n);
   if (int err = Check(req, path, "getxattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
-  // Answered without touching the host: the common ls -l probes (ACLs, SELinux labels).
-  if (!internal::IsUserXattr(name) || n->is_symlink()) return (void)fuse_reply_err(req, ENODATA);
+  // Answered without touching the host. Only user.* exists here, so every other namespace (POSIX
+  // ACLs, SELinux labels, file capabilities) is "not supported": tools that probe them per file
+  // (ls -l asks system.posix_acl_access and security.selinux for every entry) remember that per
+  // device and stop asking, instead of paying a FUSE round trip per file that the kernel never
+  // caches. The kernel reads a missing security.capability the same way on exec (no capabilities).
+  if (!internal::IsUserXattr(name)) return (void)fuse_reply_err(req, EOPNOTSUPP);
+  if (n->is_symlink()) return (void)fuse_reply_err(req, ENODATA);
   if (int err = Check(req, path, "getxattr", v, Level::kRead)) return (void)fuse_reply_err(req, err);
   auto pfd = table_->PathFd(n);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());

@@ -15,10 +15,12 @@
 
 namespace agentfense::fs {
 
-// An open directory: a filtered snapshot of its entries, taken at offset 0 and whenever the policy
-// or source generation changed. Offsets handed to the kernel are indices into the filtered list,
-// so neither offsets (host d_off values are name hashes) nor gaps reveal hidden names.
-class PermFs::DirHandle {
+// A directory's listing while the kernel reads it: a filtered snapshot of its entries, taken at
+// offset 0 and whenever the policy or source generation changed, kept per directory inode (opendir
+// has no handle: see PermFs::Opendir) until the kernel has read it to the end. Offsets handed to
+// the kernel are indices into the filtered list, so neither offsets (host d_off values are name
+// hashes) nor gaps reveal hidden names.
+class PermFs::DirListing {
  public:
   struct Entry {
     std::string name;

@@ -138,11 +138,11 @@ const fuse_lowlevel_ops& PermFs::Ops() {
     o.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
       Guard(r, kOpendir, [&] { Self(r)->Opendir(r, i, fi); });
     };
-    o.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t off, fuse_file_info* fi) {
-      Guard(r, kReaddir, [&] { Self(r)->Readdir(r, i, s, off, fi, false); });
+    o.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t off, fuse_file_info* /*fi*/) {
+      Guard(r, kReaddir, [&] { Self(r)->Readdir(r, i, s, off, false); });
     };
-    o.readdirplus = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t off, fuse_file_info* fi) {
-      Guard(r, kReaddirplus, [&] { Self(r)->Readdir(r, i, s, off, fi, true); });
+    o.readdirplus = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t off, fuse_file_info* /*fi*/) {
+      Guard(r, kReaddirplus, [&] { Self(r)->Readdir(r, i, s, off, true); });
     };
     o.releasedir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
       Guard(r, kReleasedir, [&] { Self(r)->Releasedir(r, i, fi); });

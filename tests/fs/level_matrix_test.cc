@@ -91,6 +91,14 @@ std::vector<Row> Table() {
        [](const Cell& c) { return E(::lsetxattr(c.obj.c_str(), "trusted.t", "1", 1, 0)); }},
       {"getxattr user.* (absent)", {kFile, kDir}, false, {N, A, ENODATA, ENODATA},
        [](const Cell& c) { char b[8]; return E(::lgetxattr(c.obj.c_str(), "user.t", b, sizeof(b))); }},
+      // Only user.* exists: other namespaces are "not supported" at every visible level, so
+      // ls -l stops probing ACLs and SELinux labels per file (docs/FILESYSTEM.md).
+      {"getxattr system.posix_acl_access", {kFile, kDir, kLink}, false,
+       {N, EOPNOTSUPP, EOPNOTSUPP, EOPNOTSUPP},
+       [](const Cell& c) { char b[8]; return E(::lgetxattr(c.obj.c_str(), "system.posix_acl_access", b, sizeof(b))); }},
+      {"getxattr security.selinux", {kFile, kDir, kLink}, false,
+       {N, EOPNOTSUPP, EOPNOTSUPP, EOPNOTSUPP},
+       [](const Cell& c) { char b[8]; return E(::lgetxattr(c.obj.c_str(), "security.selinux", b, sizeof(b))); }},
       {"readlink", {kLink}, false, {N, A, kOk, kOk},
        [](const Cell& c) { char b[64]; return E(::readlink(c.obj.c_str(), b, sizeof(b))); }},
       {"access R_OK", {kFile}, false, {N, A, kOk, kOk},
