@@ -1,10 +1,17 @@
 #include "fs/mount.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -65,6 +72,8 @@ Result<std::unique_ptr<Mount>> Mount::Start(const std::string& source, const std
                                             bool allow_other) {
   std::unique_ptr<Mount> m(new Mount());
   m->mountpoint_ = mountpoint;
+  m->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  if (!m->wake_) return Error::FromErrno(errno, "eventfd");
   AF_ASSIGN_OR_RETURN(m->fs_, PermFs::Create(source, std::move(policy), std::move(options)));
   // Never default_permissions: the kernel would then check mode bits against cached attributes,
   // which root in a container bypasses; every decision is the daemon's.
@@ -83,22 +92,74 @@ Result<std::unique_ptr<Mount>> Mount::Start(const std::string& source, const std
     m->session_ = nullptr;
     return Error(ErrorCode::kInternal, "fuse_session_mount failed at " + mountpoint);
   }
-  m->mounted_ = true;
+  // Non-blocking: an idle worker sleeps in poll() on /dev/fuse *and* the wake-up eventfd, so
+  // Stop() reaches it; with several workers, the ones that lose the race for a request get
+  // EAGAIN instead of blocking where Stop() cannot reach them.
+  m->dev_fd_ = fuse_session_fd(m->session_);
+  int fl = ::fcntl(m->dev_fd_, F_GETFL);
+  if (fl < 0 || ::fcntl(m->dev_fd_, F_SETFL, fl | O_NONBLOCK) != 0) {
+    int err = errno;
+    fuse_session_unmount(m->session_);
+    fuse_session_destroy(m->session_);
+    m->session_ = nullptr;
+    return Error::FromErrno(err, "O_NONBLOCK on /dev/fuse");
+  }
   m->fs_->AttachSession(m->session_);
   m->loop_ = std::thread([mp = m.get()] { mp->Serve(); });
   return m;
 }
 
-void Mount::Serve() {
-  int threads = fs_->options().threads;
-  if (threads <= 1) {
-    fuse_session_loop(session_);
-  } else {
-    fuse_loop_config cfg{};
-    cfg.clone_fd = 0;
-    cfg.max_idle_threads = static_cast<unsigned>(threads);
-    fuse_session_loop_mt(session_, &cfg);
+// Our own loop rather than fuse_session_loop{,_mt}: those can only be stopped by
+// fuse_session_exit() (a plain flag the blocked read() never sees) plus fuse_session_unmount(),
+// which closes /dev/fuse under the reading thread: the loop may then read or reply on whatever
+// the descriptor number names next (another mount's /dev/fuse, a file), or serve a request after
+// its PermFs is gone. Here the descriptor stays open and unread by anyone until every worker has
+// returned.
+void Mount::Work() {
+  fuse_buf buf{};  // libfuse allocates buf.mem (se->bufsize) on first use
+  pollfd fds[2] = {{dev_fd_, POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+  // poll, then read: two syscalls per request, the same whether the caller is serial (the usual
+  // case: every request finds the queue empty) or not.
+  while (!stop_.load(std::memory_order_acquire)) {
+    fds[0].revents = fds[1].revents = 0;
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      AF_LOG_ERROR("FUSE loop for {}: poll: {}", mountpoint_, std::strerror(errno));
+      break;
+    }
+    if (fds[1].revents != 0 || (fds[0].revents & POLLNVAL) != 0) break;
+    // Readable, or POLLERR (connection gone): the read returns the request, or ENODEV.
+    int r = fuse_session_receive_buf(session_, &buf);
+    if (r > 0) {
+      fuse_session_process_buf(session_, &buf);
+      continue;
+    }
+    if (r == -EAGAIN || r == -EINTR) continue;  // another worker took the request
+    // 0: ENODEV, the connection is gone (unmounted from outside). Else a fatal error.
+    if (r < 0) {
+      AF_LOG_ERROR("FUSE loop for {}: reading /dev/fuse: {}", mountpoint_, std::strerror(-r));
+    }
+    break;
   }
+  std::free(buf.mem);
+  Stop();  // one worker ending (connection gone, fatal error) ends them all
+}
+
+void Mount::Stop() {
+  stop_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  // eventfd counts: a second Stop() only adds; it never blocks below 2^64-1.
+  ssize_t r = ::write(wake_.get(), &one, sizeof(one));
+  (void)r;
+}
+
+void Mount::Serve() {
+  int n = std::max(1, fs_->options().threads);
+  std::vector<std::thread> extra;
+  extra.reserve(static_cast<size_t>(n - 1));
+  for (int i = 1; i < n; ++i) extra.emplace_back([this] { Work(); });
+  Work();
+  for (auto& t : extra) t.join();
   std::lock_guard lock(mu_);
   loop_done_ = true;
   cv_.notify_all();
@@ -110,32 +171,24 @@ void Mount::Wait() {
 }
 
 void Mount::Unmount() {
+  std::lock_guard guard(unmount_mu_);
   if (session_ == nullptr) return;
-  if (mounted_) {
-    mounted_ = false;
-    fs_->AttachSession(nullptr);
-    fuse_session_exit(session_);
-    // As root libfuse detaches (umount2 MNT_DETACH): files still open keep working until closed;
-    // the loop ends once the kernel tears the connection down.
-    fuse_session_unmount(session_);
-  }
-  bool done;
-  {
-    std::unique_lock lock(mu_);
-    done = cv_.wait_for(lock, std::chrono::seconds(10), [this] { return loop_done_; });
-  }
-  if (!done) {
-    // Someone still holds the detached mount open. Destroying the session under a running loop
-    // would be a use-after-free: leak it instead, loudly.
-    AF_LOG_ERROR("FUSE loop for {} still busy after unmount; leaking the session", mountpoint_);
-    loop_.detach();
-    (void)fs_.release();
-    session_ = nullptr;
-    return;
-  }
+  // 1. Notifications (SetPolicy, InvalidatePath on other threads) write to /dev/fuse: none may
+  //    start now, and this waits for those in flight. The workers still serve meanwhile, so a
+  //    notification waiting on a page lock held by a read in progress completes.
+  fs_->AttachSession(nullptr);
+  // 2. Stop serving. Each worker finishes and answers the request it holds, then returns. This
+  //    waits on our handlers only, never on the kernel or on processes holding the mount open.
+  Stop();
   loop_.join();
+  // 3. Nothing reads or writes /dev/fuse any more. fuse_session_unmount closes it (ours was the
+  //    only reference: the kernel aborts the connection, so requests still queued and all later
+  //    ones fail instead of waiting for a daemon that is gone), then detaches the mount
+  //    (umount2 MNT_DETACH as root) unless the connection was already gone.
+  fuse_session_unmount(session_);
   fuse_session_destroy(session_);
   session_ = nullptr;
+  dev_fd_ = -1;
 }
 
 Mount::~Mount() { Unmount(); }

@@ -291,7 +291,8 @@ void PermFs::SetPolicy(Policy policy) {
     old = std::exchange(policy_, fresh);
     generation_++;
   }
-  fuse_session* se = session_.load();
+  std::shared_lock session_lock(session_mu_);
+  fuse_session* se = session_;
   if (se == nullptr) return;
   // Every directory: its listing, size and link count may change. Every other inode whose level
   // changed: its dentry (visibility), attributes and cached pages.
@@ -308,7 +309,8 @@ void PermFs::SetPolicy(Policy policy) {
 Status PermFs::InvalidatePath(std::string_view workspace_path) {
   AF_ASSIGN_OR_RETURN(std::string target, NormalizeWorkspacePath(workspace_path));
   generation_++;
-  fuse_session* se = session_.load();
+  std::shared_lock session_lock(session_mu_);
+  fuse_session* se = session_;
   if (se == nullptr) return OkStatus();
   std::string_view parent = ParentPath(target);
   for (const KnownName& k : table_->Snapshot()) {

@@ -78,8 +78,12 @@ class PermFs {
   // The callbacks; userdata passed to fuse_session_new must be this PermFs.
   static const fuse_lowlevel_ops& Ops();
 
-  // Set by the mount once the session exists; needed for invalidation notifications.
-  void AttachSession(fuse_session* session) { session_.store(session); }
+  // Set by the mount once the session exists; needed for invalidation notifications. Detaching
+  // (nullptr) waits for notifications in flight: after it returns none touches the session.
+  void AttachSession(fuse_session* session) {
+    std::unique_lock lock(session_mu_);
+    session_ = session;
+  }
 
   // Replaces the policy atomically. Before returning, every kernel cache entry that could now be
   // stale (dentries, attributes, directory listings, file pages) is invalidated, so the very next
@@ -223,7 +227,10 @@ class PermFs {
 
   std::unique_ptr<InodeTable> table_;
   FsOptions options_;
-  std::atomic<fuse_session*> session_{nullptr};
+  // Held shared by SetPolicy/InvalidatePath for all their notifications, exclusively by
+  // AttachSession. Taken with no other lock of ours held.
+  std::shared_mutex session_mu_;
+  fuse_session* session_ = nullptr;  // guarded by session_mu_
 
   // Handlers that decide and reply hold policy_mu_ shared from the decision until after the reply;
   // SetPolicy swaps under the exclusive lock. So once SetPolicy has swapped, no reply based on the
