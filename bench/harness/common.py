@@ -125,9 +125,20 @@ def machine() -> dict:
             "bindfs": tool_version(["bindfs", "--version"]),
             "fuse-overlayfs": tool_version(["fuse-overlayfs", "--version"]),
             "libfuse": tool_version(["pkg-config", "--modversion", "fuse3"]),
-            "git": tool_version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+            "git": source_commit(),
         },
+        # Context for every timing: these machines are shared and noisy (docs/PERFORMANCE.md).
+        "load_average": os.getloadavg()[0],
     }
+
+
+def source_commit() -> str:
+    """The commit measured: $AF_BENCH_COMMIT (for an exported tree), else git, else unknown."""
+    if os.environ.get("AF_BENCH_COMMIT"):
+        return os.environ["AF_BENCH_COMMIT"]
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 def save(ctx: Context, name: str, data: dict) -> Path:

@@ -27,7 +27,8 @@ def machine_block(m: dict, quick: bool, when: str) -> str:
     return (f"Run `{when}` ({'--quick' if quick else 'full'}) on {m['os']}, kernel {m['kernel']}, "
             f"{m['cpus']} × {m['cpu']}, {m['memory_gib']} GiB, cgroup {m['cgroup']}; "
             f"bwrap {v['bwrap']}, docker {v['docker']}, libfuse {v['libfuse']}, "
-            f"{v['bindfs']}, {v['fuse-overlayfs']}; commit {v['git']}.\n")
+            f"{v['bindfs']}, {v['fuse-overlayfs']}; commit {v['git']}; "
+            f"load average {m.get('load_average', 0):.1f} at the start.\n")
 
 
 def policy_block(r: dict) -> str:
