@@ -92,6 +92,58 @@ void DecodeAll(const proto::Frame& f) {
         RoundTrip(*m, proto::DecodeSessionClose, f.request_id);
       }
       break;
+    case proto::MsgType::kPtyOpen:
+      if (auto m = proto::DecodePtyOpen(f.payload); m.ok()) {
+        Check(m->rows >= 1 && m->rows <= proto::kMaxPtyDimension);
+        Check(m->cols >= 1 && m->cols <= proto::kMaxPtyDimension);
+        Check(m->argv.size() <= proto::kMaxArgs && m->env.size() <= proto::kMaxEnv);
+        Check(m->argv.empty() || !m->argv[0].empty());
+        for (const auto& a : m->argv) Check(a.find('\0') == std::string::npos);
+        Check(m->workdir.find('\0') == std::string::npos);
+        auto bytes = proto::Encode(f.request_id, *m);
+        Check(bytes.ok());  // anything decoded fits the encoder's limits
+        proto::FrameReader r;
+        r.Append(*bytes);
+        auto g = r.Next();
+        Check(g.ok() && g->has_value());
+        auto again = proto::DecodePtyOpen((*g)->payload);
+        Check(again.ok());
+        Check(again->argv == m->argv && again->env == m->env && again->workdir == m->workdir &&
+              again->rows == m->rows && again->cols == m->cols);
+      }
+      break;
+    case proto::MsgType::kPtyOpened:
+      if (auto m = proto::DecodePtyOpened(f.payload); m.ok()) {
+        RoundTrip(*m, proto::DecodePtyOpened, f.request_id);
+      }
+      break;
+    case proto::MsgType::kPtyInput:
+      if (auto m = proto::DecodePtyInput(f.payload); m.ok()) {
+        Check(m->data.size() <= proto::kMaxPtyInput);
+        auto bytes = proto::Encode(f.request_id, *m);
+        Check(bytes.ok());
+        proto::FrameReader r;
+        r.Append(*bytes);
+        auto g = r.Next();
+        Check(g.ok() && g->has_value());
+        auto again = proto::DecodePtyInput((*g)->payload);
+        Check(again.ok() && again->data == m->data);
+      }
+      break;
+    case proto::MsgType::kPtyResize:
+      if (auto m = proto::DecodePtyResize(f.payload); m.ok()) {
+        Check(m->rows >= 1 && m->rows <= proto::kMaxPtyDimension);
+        Check(m->cols >= 1 && m->cols <= proto::kMaxPtyDimension);
+        auto bytes = proto::Encode(f.request_id, *m);
+        Check(bytes.ok());
+        proto::FrameReader r;
+        r.Append(*bytes);
+        auto g = r.Next();
+        Check(g.ok() && g->has_value());
+        auto again = proto::DecodePtyResize((*g)->payload);
+        Check(again.ok() && again->rows == m->rows && again->cols == m->cols);
+      }
+      break;
     case proto::MsgType::kError:
       if (auto m = proto::DecodeError(f.payload); m.ok()) {
         Check(m->code >= 1 && m->code <= 16);
@@ -133,5 +185,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)proto::DecodeSessionExec(payload);
   (void)proto::DecodeSessionClose(payload);
   (void)proto::DecodeError(payload);
+  (void)proto::DecodePtyOpen(payload);
+  (void)proto::DecodePtyOpened(payload);
+  (void)proto::DecodePtyInput(payload);
+  (void)proto::DecodePtyResize(payload);
   return 0;
 }

@@ -52,10 +52,10 @@ constexpr char kRunUsage[] =
 
 constexpr char kShellUsage[] =
     "agentfense shell [flags] DIR\n"
-    "Line mode, not a terminal: the agent protocol has no PTY. Each line you type runs in one\n"
-    "persistent shell (cd, variables persist) at /workspace; a trailing backslash continues a\n"
-    "line. Programs that need a terminal or read stdin do not work. Ctrl-C cancels the running\n"
-    "command; Ctrl-D or `exit` leaves, then the changes are handled as with `run`.";
+    "On a terminal: an interactive shell on a real terminal inside the sandbox (raw mode, job\n"
+    "control, Ctrl-C goes to the shell); `exit` or Ctrl-D leaves with the shell's status, then\n"
+    "the changes are handled as with `run`. Without a terminal on stdin and stdout: line mode,\n"
+    "each line runs in one persistent shell at /workspace (a trailing backslash continues it).";
 
 constexpr char kMountUsage[] =
     "agentfense mount [flags] SOURCE MOUNTPOINT\n"
@@ -264,7 +264,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       auto sh = std::make_shared<SandboxCli>();
       auto dir = std::make_shared<std::string>();
       CLI::App* shell =
-          commands.Sub(&app, "shell", "A shell in a sandbox over a directory (line mode)",
+          commands.Sub(&app, "shell", "An interactive shell in a sandbox over a directory",
                        std::string(kShellUsage) + "\n\n" + kRuleSyntax + "\n\n" + kRunExitFooter);
       sh->Add(shell);
       shell->add_option("DIR", *dir, "The directory to expose as /workspace")->required();

@@ -1,15 +1,23 @@
 #include "cli/sandbox_commands.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "base/units.h"
@@ -438,6 +446,222 @@ class LineReader {
 
 }  // namespace
 
+namespace {
+
+// --- terminal mode ----------------------------------------------------------------------------
+//
+// The user's terminal goes raw (as under ssh): every key, Ctrl-C and Ctrl-Z included, is a byte
+// for the terminal inside the sandbox, which does the line editing, echo and job control. The
+// sandbox never gets a descriptor of this terminal: its bytes reach ours only as output we write.
+
+// The state to restore, reachable from signal handlers (tcsetattr is async-signal-safe).
+struct termios g_saved_termios;
+std::atomic<bool> g_raw{false};
+int g_winch_pipe[2] = {-1, -1};
+
+void RestoreTerminal() {
+  if (g_raw.exchange(false)) ::tcsetattr(0, TCSADRAIN, &g_saved_termios);
+}
+
+// Signals whose default action ends the process: restore the terminal first, then die as asked.
+// (SIGINT/SIGTERM/SIGHUP are the InterruptGuard's: they end the loop and the normal path
+// restores.)
+constexpr int kFatalSignals[] = {SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE, SIGABRT};
+
+void OnFatalSignal(int signo) {
+  RestoreTerminal();
+  (void)::signal(signo, SIG_DFL);  // async-signal-safe; nothing to do if either fails
+  (void)::raise(signo);
+}
+
+void OnWinch(int) {
+  int saved = errno;
+  if (g_winch_pipe[1] >= 0) (void)!::write(g_winch_pipe[1], "w", 1);
+  errno = saved;
+}
+
+// Raw mode and the handlers above for one scope.
+class RawTerminal {
+ public:
+  RawTerminal() = default;
+  Status Enter() {
+    if (::tcgetattr(0, &g_saved_termios) != 0) return Error::FromErrno(errno, "tcgetattr");
+    if (::pipe2(g_winch_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return Error::FromErrno(errno, "pipe");
+    struct sigaction sa {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = OnFatalSignal;
+    for (size_t i = 0; i < std::size(kFatalSignals); ++i) {
+      ::sigaction(kFatalSignals[i], &sa, &previous_[i]);
+    }
+    sa.sa_handler = OnWinch;
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(SIGWINCH, &sa, &previous_winch_);
+    handlers_ = true;
+    struct termios raw = g_saved_termios;
+    ::cfmakeraw(&raw);
+    raw.c_cc[VMIN] = 1;
+    raw.c_cc[VTIME] = 0;
+    g_raw = true;
+    if (::tcsetattr(0, TCSADRAIN, &raw) != 0) {
+      int e = errno;
+      g_raw = false;
+      return Error::FromErrno(e, "tcsetattr");
+    }
+    return OkStatus();
+  }
+  ~RawTerminal() {
+    RestoreTerminal();
+    if (handlers_) {
+      for (size_t i = 0; i < std::size(kFatalSignals); ++i) {
+        ::sigaction(kFatalSignals[i], &previous_[i], nullptr);
+      }
+      ::sigaction(SIGWINCH, &previous_winch_, nullptr);
+    }
+    for (int& fd : g_winch_pipe) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+    }
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+
+ private:
+  struct sigaction previous_[std::size(kFatalSignals)] {};
+  struct sigaction previous_winch_ {};
+  bool handlers_ = false;
+};
+
+// The window size of our terminal, clamped to what the protocol carries (80x24 when unknown).
+std::pair<uint16_t, uint16_t> WindowSize() {
+  struct winsize ws {};
+  if (::ioctl(1, TIOCGWINSZ, &ws) != 0 && ::ioctl(0, TIOCGWINSZ, &ws) != 0) return {24, 80};
+  auto clamp = [](unsigned v, uint16_t fallback) -> uint16_t {
+    if (v == 0) return fallback;
+    return static_cast<uint16_t>(std::min<unsigned>(v, runtime::proto::kMaxPtyDimension));
+  };
+  return {clamp(ws.ws_row, 24), clamp(ws.ws_col, 80)};
+}
+
+// TERM is passed on when it is a plain terminal name (it selects terminfo entries in the sandbox).
+std::optional<std::string> HostTerm() {
+  const char* t = std::getenv("TERM");
+  if (t == nullptr || *t == '\0' || std::strlen(t) > 64) return std::nullopt;
+  for (const char* c = t; *c; ++c) {
+    if (!std::isalnum(static_cast<unsigned char>(*c)) && std::strchr("-_.+", *c) == nullptr) {
+      return std::nullopt;
+    }
+  }
+  return std::string(t);
+}
+
+enum class TerminalEnd { kDone, kUnavailable };
+
+// Runs the interactive shell on a terminal inside the sandbox, relaying our (raw) terminal to it.
+// kUnavailable: no terminal could be opened there (the caller falls back to line mode).
+TerminalEnd RunTerminal(LocalSandbox& sb, const Prepared& prepared, const SandboxFlags& flags,
+                        Outcome& outcome, std::ostream& err) {
+  runtime::proto::PtyOpen open;
+  open.env = prepared.env;
+  if (auto term = HostTerm(); term) {
+    bool user_set = std::any_of(open.env.begin(), open.env.end(),
+                                [](const auto& kv) { return kv.first == "TERM"; });
+    if (!user_set) open.env.emplace_back("TERM", *term);
+  }
+  open.workdir = prepared.workdir;
+  std::tie(open.rows, open.cols) = WindowSize();
+  auto pty = sb.agent().OpenPty(open);
+  if (!pty.ok()) {
+    if (pty.error().code() == ErrorCode::kUnimplemented ||
+        pty.error().code() == ErrorCode::kFailedPrecondition) {
+      err << "agentfense: warning: no terminal in the sandbox (" << pty.error().ToString()
+          << "); falling back to line mode\n";
+      return TerminalEnd::kUnavailable;
+    }
+    outcome.failure = pty.error().ToString();
+    outcome.failure_is_usage = pty.error().code() == ErrorCode::kInvalidArgument;
+    err << "agentfense: error: opening the shell: " << outcome.failure << "\n";
+    return TerminalEnd::kDone;
+  }
+  runtime::PtyCall& call = **pty;
+  if (!flags.quiet) {
+    err << "agentfense shell: a terminal in the sandbox at /workspace; `exit` or Ctrl-D leaves, "
+           "then the changes are handled as with `run`.\n";
+    err.flush();
+  }
+  std::string failure;
+  {
+    RawTerminal raw;
+    if (Status st = raw.Enter(); !st.ok()) {
+      outcome.failure = st.error().ToString();
+      err << "agentfense: error: cannot put the terminal in raw mode: " << outcome.failure << "\n";
+      return TerminalEnd::kDone;
+    }
+    auto to_stdout = [](runtime::proto::Stream, std::string_view data) { WriteAll(1, data); };
+    bool stdin_open = true;
+    std::optional<runtime::ExecResult> exited;
+    char buf[16384];
+    while (!exited) {
+      if (InterruptGuard::interrupted()) {
+        // Ctrl-C is a byte in raw mode: a SIGINT can only come from outside (kill -INT), and
+        // interrupting the shell is its own business. SIGTERM / SIGHUP end the session.
+        if (InterruptGuard::signal_number() != SIGINT) break;
+        InterruptGuard::Reset();
+      }
+      pollfd pfds[3] = {{call.wait_fd(), POLLIN, 0},
+                        {g_winch_pipe[0], POLLIN, 0},
+                        {stdin_open ? 0 : -1, POLLIN, 0}};
+      int n = ::poll(pfds, 3, 200);
+      if (n < 0 && errno != EINTR) {
+        failure = std::string("poll: ") + std::strerror(errno);
+        break;
+      }
+      if (n > 0 && pfds[1].revents != 0) {
+        char drop[64];
+        while (::read(g_winch_pipe[0], drop, sizeof(drop)) > 0) {
+        }
+        auto [rows, cols] = WindowSize();
+        if (Status st = call.Resize(rows, cols); !st.ok()) {
+          failure = st.error().ToString();
+          break;
+        }
+      }
+      if (n > 0 && pfds[2].revents != 0) {
+        ssize_t r = ::read(0, buf, sizeof(buf));
+        if (r < 0 && (errno == EINTR || errno == EAGAIN)) {
+          // retry on the next round
+        } else if (r <= 0) {
+          // Our terminal is gone (hangup): nobody can type into the shell any more.
+          stdin_open = false;
+          (void)call.Kill();
+        } else if (Status st = call.Write(std::string_view(buf, static_cast<size_t>(r)));
+                   !st.ok()) {
+          failure = st.error().ToString();
+          break;
+        }
+      }
+      auto polled = call.Poll(to_stdout, std::chrono::milliseconds(0));
+      if (!polled.ok()) {
+        failure = polled.error().ToString();
+        break;
+      }
+      exited = *polled;
+    }
+    if (exited) {
+      outcome.ran = true;
+      outcome.result = *exited;
+    }
+  }  // the terminal is restored here, before anything else is printed
+  if (outcome.ran) {
+    if (outcome.result.signal != 0) ReportCommandEnd(outcome.result, "", err);
+  } else if (!failure.empty() && !InterruptGuard::interrupted()) {
+    outcome.failure = failure;
+    err << "agentfense: error: the shell failed: " << failure << "\n";
+  }
+  return TerminalEnd::kDone;
+}
+
+}  // namespace
+
 int RunShell(const SandboxFlags& flags, std::ostream& out, std::ostream& err) {
   auto prepared = Prepare(flags);
   if (!prepared.ok()) {
@@ -450,6 +674,14 @@ int RunShell(const SandboxFlags& flags, std::ostream& out, std::ostream& err) {
   LocalSandbox& sb = **sandbox;
 
   Outcome outcome;
+  // A terminal on both ends: a real one in the sandbox. Otherwise (a script on stdin, output to a
+  // pipe) the line mode below, whose output is exactly the commands' output.
+  if (::isatty(0) == 1 && ::isatty(1) == 1) {
+    if (RunTerminal(sb, *prepared, flags, outcome, err) == TerminalEnd::kDone) {
+      if (InterruptGuard::interrupted()) outcome.interrupted_by = InterruptGuard::signal_number();
+      return Finish(sb, flags, prepared->sandbox.source_dir, outcome, out, err);
+    }
+  }
   runtime::proto::SessionOpen open;
   open.env = prepared->env;
   open.workdir = prepared->workdir;
@@ -462,9 +694,9 @@ int RunShell(const SandboxFlags& flags, std::ostream& out, std::ostream& err) {
   }
   const bool tty = ::isatty(0) == 1;
   if (tty) {
-    err << "agentfense shell: line mode, not a TTY (the agent protocol has no PTY): each line runs "
-           "in one persistent shell at /workspace; programs that need a terminal or read stdin "
-           "do not work. Ctrl-C cancels the running command; Ctrl-D or `exit` leaves.\n";
+    err << "agentfense shell: line mode (no terminal on both ends): each line runs in one "
+           "persistent shell at /workspace; programs that need a terminal or read stdin do not "
+           "work. Ctrl-C cancels the running command; Ctrl-D or `exit` leaves.\n";
     err.flush();
   }
   outcome.ran = true;

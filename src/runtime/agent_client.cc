@@ -1,6 +1,7 @@
 #include "runtime/agent_client.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -96,6 +97,16 @@ Result<std::unique_ptr<AgentClient>> AgentClient::Connect(const std::string& pat
 }
 
 AgentClient::~AgentClient() {
+  // Terminals still open lose their client first (each waits for a PtyCall call in progress).
+  std::map<uint64_t, std::shared_ptr<internal::PtyLink>> links;
+  {
+    std::lock_guard lock(calls_mu_);
+    links.swap(pty_links_);
+  }
+  for (auto& [id, link] : links) {
+    std::lock_guard lock(link->mu);
+    link->client = nullptr;
+  }
   // Wakes the reader (recv returns 0) and tells the agent this connection is gone.
   if (fd_) ::shutdown(fd_.get(), SHUT_RDWR);
   if (reader_.joinable()) reader_.join();
@@ -113,8 +124,9 @@ Status AgentClient::Send(const std::string& frame) {
   return OkStatus();
 }
 
-std::shared_ptr<AgentClient::Call> AgentClient::Register(uint64_t id) {
+std::shared_ptr<AgentClient::Call> AgentClient::Register(uint64_t id, int notify_fd) {
   auto call = std::make_shared<Call>();
+  call->notify_fd = notify_fd;
   std::lock_guard lock(calls_mu_);
   if (!alive_) call->broken = true;
   calls_[id] = call;
@@ -153,6 +165,10 @@ void AgentClient::ReaderLoop() {
       std::lock_guard lock(call->mu);
       call->frames.push_back(std::move(frame));
       call->cv.notify_one();
+      if (call->notify_fd >= 0) {
+        uint64_t one = 1;
+        (void)!::write(call->notify_fd, &one, sizeof(one));
+      }
     }
     if (bad) break;
   }
@@ -162,6 +178,10 @@ void AgentClient::ReaderLoop() {
     std::lock_guard call_lock(call->mu);
     call->broken = true;
     call->cv.notify_one();
+    if (call->notify_fd >= 0) {
+      uint64_t one = 1;
+      (void)!::write(call->notify_fd, &one, sizeof(one));
+    }
   }
 }
 
@@ -297,6 +317,122 @@ Status AgentClient::CloseSession(uint64_t session_id) {
   }();
   Unregister(id);
   return result;
+}
+
+Result<std::unique_ptr<PtyCall>> AgentClient::OpenPty(const proto::PtyOpen& request,
+                                                      milliseconds timeout) {
+  if (!hello_.has_pty) {
+    return Error(ErrorCode::kUnimplemented,
+                 "the sandbox agent does not support terminals (it predates PTY sessions)");
+  }
+  uint64_t id = NextId();
+  AF_ASSIGN_OR_RETURN(std::string frame, proto::Encode(id, request));
+  UniqueFd notify(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!notify) return Error::FromErrno(errno, "eventfd");
+  std::unique_ptr<PtyCall> pty(new PtyCall());
+  pty->link_ = std::make_shared<internal::PtyLink>();
+  pty->link_->client = this;
+  pty->id_ = id;
+  pty->call_ = Register(id, notify.get());
+  pty->notify_ = std::move(notify);
+  {
+    std::lock_guard lock(calls_mu_);
+    pty_links_[id] = pty->link_;
+  }
+  // From here on ~PtyCall unregisters and, unless the program is known to be gone, kills it.
+  AF_RETURN_IF_ERROR(Send(frame));
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    AF_ASSIGN_OR_RETURN(auto f, Wait(*pty->call_, milliseconds(100)));
+    if (!f) continue;
+    if (f->type == proto::MsgType::kError) {
+      pty->done_ = true;  // refused: nothing runs
+      return FromAgent(*f);
+    }
+    if (f->type != proto::MsgType::kPtyOpened) {
+      return Error(ErrorCode::kInternal, "unexpected message from agent");
+    }
+    AF_RETURN_IF_ERROR(proto::DecodePtyOpened(f->payload));
+    return pty;
+  }
+  return Error(ErrorCode::kDeadlineExceeded, "sandbox agent did not open the terminal in time");
+}
+
+PtyCall::~PtyCall() {
+  {
+    std::lock_guard lock(link_->mu);
+    if (AgentClient* c = link_->client; c != nullptr) {
+      if (!done_ && c->alive()) {
+        if (auto f = proto::Encode(id_, proto::Cancel{}); f.ok()) (void)c->Send(*f);
+      }
+      c->Unregister(id_);
+      std::lock_guard calls_lock(c->calls_mu_);
+      c->pty_links_.erase(id_);
+      link_->client = nullptr;
+    }
+  }
+  // The reader thread may still hold the call: stop it from poking the eventfd before we close it.
+  std::lock_guard lock(call_->mu);
+  call_->notify_fd = -1;
+}
+
+Status PtyCall::SendFrame(const Result<std::string>& frame) {
+  if (!frame.ok()) return frame.error();
+  std::lock_guard lock(link_->mu);
+  if (link_->client == nullptr) return Broken();
+  return link_->client->Send(*frame);
+}
+
+Status PtyCall::Write(std::string_view bytes) {
+  while (!bytes.empty()) {
+    size_t n = std::min(bytes.size(), proto::kMaxPtyInput);
+    AF_RETURN_IF_ERROR(
+        SendFrame(proto::Encode(id_, proto::PtyInput{std::string(bytes.substr(0, n))})));
+    bytes.remove_prefix(n);
+  }
+  return OkStatus();
+}
+
+Status PtyCall::Resize(uint16_t rows, uint16_t cols) {
+  return SendFrame(proto::Encode(id_, proto::PtyResize{rows, cols}));
+}
+
+Status PtyCall::Kill() { return SendFrame(proto::Encode(id_, proto::Cancel{})); }
+
+Result<std::optional<ExecResult>> PtyCall::Poll(const OutputCallback& on_output,
+                                                milliseconds max_wait) {
+  if (done_) return Error(ErrorCode::kFailedPrecondition, "the terminal's program already ended");
+  // Drain the wake-up counter first: a frame queued after this read pokes it again.
+  uint64_t count;
+  (void)!::read(notify_.get(), &count, sizeof(count));
+  auto wait = max_wait;
+  while (true) {
+    // Wait needs only the call (kept alive by call_), never the client.
+    AF_ASSIGN_OR_RETURN(auto f, AgentClient::Wait(*call_, wait));
+    if (!f) return std::optional<ExecResult>();
+    wait = milliseconds(0);  // hand out everything already queued, then return
+    switch (f->type) {
+      case proto::MsgType::kOutput: {
+        AF_ASSIGN_OR_RETURN(proto::Output out, proto::DecodeOutput(f->payload));
+        if (on_output) on_output(out.stream, out.data);
+        break;
+      }
+      case proto::MsgType::kExit: {
+        AF_ASSIGN_OR_RETURN(proto::Exit e, proto::DecodeExit(f->payload));
+        done_ = true;
+        ExecResult r;
+        r.exit_code = e.exit_code;
+        r.signal = e.signal;
+        r.duration_us = e.duration_us;
+        return std::optional<ExecResult>(r);
+      }
+      case proto::MsgType::kError:
+        done_ = true;  // the agent gave up on this terminal (e.g. a malformed frame of ours)
+        return FromAgent(*f);
+      default:
+        return Error(ErrorCode::kInternal, "unexpected message from agent");
+    }
+  }
 }
 
 }  // namespace agentfense::runtime

@@ -49,6 +49,18 @@ struct CallOptions {
   std::chrono::milliseconds agent_grace{15000};
 };
 
+class PtyCall;
+class AgentClient;
+
+namespace internal {
+// Ties a PtyCall to its client: ~AgentClient clears `client` (under `mu`), so a PtyCall that
+// outlives its client fails cleanly (kUnavailable) instead of touching freed memory.
+struct PtyLink {
+  std::mutex mu;
+  AgentClient* client = nullptr;
+};
+}  // namespace internal
+
 class AgentClient {
  public:
   // Takes ownership of a connected stream socket, exchanges Hello and starts the reader thread.
@@ -86,25 +98,34 @@ class AgentClient {
   // Kills the session's whole process tree. kNotFound for an unknown id. Thread-safe.
   Status CloseSession(uint64_t session_id);
 
+  // Starts `request.argv` (default: an interactive shell) on a new terminal allocated inside the
+  // sandbox, and returns once it runs. kUnimplemented when the agent predates PTY support;
+  // kInvalidArgument for a bad workdir or size; kFailedPrecondition when the sandbox has no usable
+  // /dev/ptmx.
+  Result<std::unique_ptr<PtyCall>> OpenPty(
+      const proto::PtyOpen& request, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
   // False once the connection broke (agent died); every later call fails with kUnavailable.
   bool alive() const { return alive_.load(); }
   const proto::Hello& agent_hello() const { return hello_; }
 
  private:
+  friend class PtyCall;
   struct Call {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<proto::Frame> frames;  // bounded by the agent's per-stream output cap
     bool broken = false;
+    int notify_fd = -1;  // eventfd poked on every frame (PTY calls), owned by the PtyCall
   };
 
   explicit AgentClient(UniqueFd socket);
   Status Send(const std::string& frame);
   uint64_t NextId() { return next_id_.fetch_add(1); }
-  std::shared_ptr<Call> Register(uint64_t id);
+  std::shared_ptr<Call> Register(uint64_t id, int notify_fd = -1);
   void Unregister(uint64_t id);
   // Waits for the next frame of a call; nullopt on timeout. Error if the connection broke.
-  Result<std::optional<proto::Frame>> Wait(Call& call, std::chrono::milliseconds max_wait);
+  static Result<std::optional<proto::Frame>> Wait(Call& call, std::chrono::milliseconds max_wait);
   Result<ExecResult> Collect(uint64_t id, Call& call, uint32_t timeout_ms,
                              const OutputCallback& on_output, const CallOptions& options);
   void ReaderLoop();
@@ -116,7 +137,45 @@ class AgentClient {
   std::mutex write_mu_;  // serializes whole frames on the socket; never held with calls_mu_
   std::mutex calls_mu_;  // guards calls_; taken before a Call::mu, never after
   std::map<uint64_t, std::shared_ptr<Call>> calls_;
+  std::map<uint64_t, std::shared_ptr<internal::PtyLink>> pty_links_;  // guarded by calls_mu_
   std::thread reader_;
+};
+
+// A program on a terminal inside the sandbox (AgentClient::OpenPty). Poll is for one thread at a
+// time; Write, Resize and Kill only send frames and may be called from any thread, also while
+// another one polls. Once its AgentClient is destroyed every call fails with kUnavailable.
+class PtyCall {
+ public:
+  // Kills the program's whole terminal session unless it already exited.
+  ~PtyCall();
+  PtyCall(const PtyCall&) = delete;
+  PtyCall& operator=(const PtyCall&) = delete;
+
+  // Bytes typed into the terminal (any size: sent in frames of at most kMaxPtyInput).
+  Status Write(std::string_view bytes);
+  // The window size changed: the program's foreground job gets SIGWINCH.
+  Status Resize(uint16_t rows, uint16_t cols);
+  // Hands the output that arrived to `on_output` (stream stdout), waiting up to max_wait for
+  // some. Returns the result once the program exited (exit_code, signal as for Exec), nullopt while
+  // it runs. Errors: the connection broke (kUnavailable) or the agent refused (its code).
+  Result<std::optional<ExecResult>> Poll(const OutputCallback& on_output,
+                                         std::chrono::milliseconds max_wait);
+  // Readable when Poll has something to hand out: for a poll() loop over other fds too.
+  int wait_fd() const { return notify_.get(); }
+  // Kills the program and its terminal session now (the Exit still arrives through Poll).
+  Status Kill();
+
+ private:
+  friend class AgentClient;
+  PtyCall() = default;
+
+  Status SendFrame(const Result<std::string>& frame);
+
+  std::shared_ptr<internal::PtyLink> link_;
+  uint64_t id_ = 0;
+  std::shared_ptr<AgentClient::Call> call_;
+  UniqueFd notify_;  // eventfd the reader thread pokes (under call_->mu) when a frame arrives
+  std::atomic<bool> done_{false};  // the program ended (or was never started)
 };
 
 }  // namespace agentfense::runtime

@@ -11,6 +11,7 @@ enum Tag : uint16_t {
   kTagMaxVersion = 2,
   kTagSoftware = 3,
   kTagHasBash = 4,
+  kTagHasPty = 5,
   kTagArgv = 10,  // repeated
   kTagShellCommand = 11,
   kTagStdin = 12,
@@ -31,6 +32,8 @@ enum Tag : uint16_t {
   kTagCommand = 42,
   kTagErrorCode = 50,
   kTagMessage = 51,
+  kTagRows = 60,
+  kTagCols = 61,
 };
 
 Error Bad(std::string what) {
@@ -199,6 +202,8 @@ Result<std::string> Encode(uint64_t id, const Hello& m) {
   w.U64(kTagMaxVersion, m.max_version);
   w.Bytes(kTagSoftware, m.software);
   w.Bool(kTagHasBash, m.has_bash);
+  // Only when set: an older peer's decoder never sees a tag it could misread.
+  if (m.has_pty) w.Bool(kTagHasPty, true);
   return w.Finish(MsgType::kHello, id);
 }
 
@@ -277,6 +282,51 @@ Result<std::string> Encode(uint64_t id, const Cancel&) {
 }
 Result<std::string> Encode(uint64_t id, const Ok&) { return Writer().Finish(MsgType::kOk, id); }
 
+namespace {
+bool ValidDimension(uint64_t v) { return v >= 1 && v <= kMaxPtyDimension; }
+Status CheckWindow(uint64_t rows, uint64_t cols) {
+  if (!ValidDimension(rows) || !ValidDimension(cols)) {
+    return Bad("terminal size must be 1.." + std::to_string(kMaxPtyDimension) +
+               " rows and columns");
+  }
+  return OkStatus();
+}
+}  // namespace
+
+Result<std::string> Encode(uint64_t id, const PtyOpen& m) {
+  if (m.argv.size() > kMaxArgs) return Error(ErrorCode::kInvalidArgument, "too many arguments");
+  if (m.env.size() > kMaxEnv) return Error(ErrorCode::kInvalidArgument, "too many env entries");
+  AF_RETURN_IF_ERROR(CheckWindow(m.rows, m.cols));
+  Writer w;
+  for (const auto& a : m.argv) w.Bytes(kTagArgv, a);
+  w.Env(m.env);
+  if (!m.workdir.empty()) w.Bytes(kTagWorkdir, m.workdir);
+  w.U64(kTagRows, m.rows);
+  w.U64(kTagCols, m.cols);
+  return w.Finish(MsgType::kPtyOpen, id);
+}
+
+Result<std::string> Encode(uint64_t id, const PtyOpened&) {
+  return Writer().Finish(MsgType::kPtyOpened, id);
+}
+
+Result<std::string> Encode(uint64_t id, const PtyInput& m) {
+  if (m.data.size() > kMaxPtyInput) {
+    return Error(ErrorCode::kInvalidArgument, "terminal input chunk exceeds 64 KiB");
+  }
+  Writer w;
+  w.Bytes(kTagData, m.data);
+  return w.Finish(MsgType::kPtyInput, id);
+}
+
+Result<std::string> Encode(uint64_t id, const PtyResize& m) {
+  AF_RETURN_IF_ERROR(CheckWindow(m.rows, m.cols));
+  Writer w;
+  w.U64(kTagRows, m.rows);
+  w.U64(kTagCols, m.cols);
+  return w.Finish(MsgType::kPtyResize, id);
+}
+
 // --- decode -----------------------------------------------------------------------------------
 
 Result<Hello> DecodeHello(std::string_view payload) {
@@ -301,6 +351,10 @@ Result<Hello> DecodeHello(std::string_view payload) {
         break;
       case kTagHasBash: {
         AF_ASSIGN_OR_RETURN(m.has_bash, AsBool(v));
+        break;
+      }
+      case kTagHasPty: {
+        AF_ASSIGN_OR_RETURN(m.has_pty, AsBool(v));
         break;
       }
       default:
@@ -525,6 +579,90 @@ Result<ErrorMsg> DecodeError(std::string_view payload) {
     return OkStatus();
   });
   if (!fields_status.ok()) return std::move(fields_status).error();
+  return m;
+}
+
+Result<PtyOpen> DecodePtyOpen(std::string_view payload) {
+  PtyOpen m;
+  uint64_t rows = 0, cols = 0;
+  Status fields_status =
+      ForEachField(payload, {kTagArgv, kTagEnv}, [&](uint16_t tag, std::string_view v) -> Status {
+        switch (tag) {
+          case kTagArgv:
+            AF_RETURN_IF_ERROR(NoNul(v, "argument"));
+            if (m.argv.size() >= kMaxArgs) return Bad("too many arguments");
+            m.argv.emplace_back(v);
+            break;
+          case kTagEnv: {
+            if (m.env.size() >= kMaxEnv) return Bad("too many env entries");
+            AF_ASSIGN_OR_RETURN(auto kv, AsEnv(v));
+            m.env.push_back(std::move(kv));
+            break;
+          }
+          case kTagWorkdir:
+            AF_RETURN_IF_ERROR(NoNul(v, "workdir"));
+            m.workdir.assign(v);
+            break;
+          case kTagRows: {
+            AF_ASSIGN_OR_RETURN(rows, AsU64(v));
+            break;
+          }
+          case kTagCols: {
+            AF_ASSIGN_OR_RETURN(cols, AsU64(v));
+            break;
+          }
+          default:
+            break;
+        }
+        return OkStatus();
+      });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  // A missing size is as wrong as a zero one: both would give the program a 0x0 window.
+  AF_RETURN_IF_ERROR(CheckWindow(rows, cols));
+  if (!m.argv.empty() && m.argv[0].empty()) return Bad("empty program name");
+  m.rows = static_cast<uint16_t>(rows);
+  m.cols = static_cast<uint16_t>(cols);
+  return m;
+}
+
+Result<PtyOpened> DecodePtyOpened(std::string_view payload) {
+  Status fields_status =
+      ForEachField(payload, {}, [](uint16_t, std::string_view) { return OkStatus(); });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  return PtyOpened{};
+}
+
+Result<PtyInput> DecodePtyInput(std::string_view payload) {
+  PtyInput m;
+  bool has_data = false;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    if (tag == kTagData) {
+      if (v.size() > kMaxPtyInput) return Bad("terminal input chunk exceeds 64 KiB");
+      m.data.assign(v);
+      has_data = true;
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  if (!has_data) return Bad("terminal input without data");
+  return m;
+}
+
+Result<PtyResize> DecodePtyResize(std::string_view payload) {
+  uint64_t rows = 0, cols = 0;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    if (tag == kTagRows) {
+      AF_ASSIGN_OR_RETURN(rows, AsU64(v));
+    } else if (tag == kTagCols) {
+      AF_ASSIGN_OR_RETURN(cols, AsU64(v));
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  AF_RETURN_IF_ERROR(CheckWindow(rows, cols));
+  PtyResize m;
+  m.rows = static_cast<uint16_t>(rows);
+  m.cols = static_cast<uint16_t>(cols);
   return m;
 }
 

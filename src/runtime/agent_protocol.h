@@ -34,6 +34,11 @@ inline constexpr size_t kMaxOutputChunk = 64 * 1024;
 // stated here so the client can refuse early with a clear error.
 inline constexpr size_t kMaxArgs = 4096;
 inline constexpr size_t kMaxEnv = 1024;
+// PTY limits: one input frame carries at most this much (the client splits larger pastes), and a
+// window is at most this many rows or columns (TIOCSWINSZ takes 16-bit values; nothing real is
+// bigger, and a sane bound keeps full-screen programs from allocating absurd buffers).
+inline constexpr size_t kMaxPtyInput = 64 * 1024;
+inline constexpr uint16_t kMaxPtyDimension = 4096;
 
 enum class MsgType : uint16_t {
   kHello = 1,          // both directions: version negotiation
@@ -47,8 +52,17 @@ enum class MsgType : uint16_t {
   kError = 9,          // agent → host: request_id failed (no Exit follows)
   kCancel = 10,        // host → agent: kill the running command of request_id
   kOk = 11,            // agent → host: generic acknowledgement (SessionClose, Cancel)
+  // PTY sessions (added after the first release: only sent to an agent whose Hello has has_pty;
+  // an older agent refuses unknown types by hanging up). The request id of the PtyOpen names the
+  // session for its whole life: PtyInput / PtyResize / Cancel carry it, and the agent answers
+  // PtyOpened, then Output (stream stdout: a terminal merges both streams) and finally Exit, or
+  // Error instead of PtyOpened when the terminal could not be started.
+  kPtyOpen = 12,    // host → agent: start a program on a new terminal inside the sandbox
+  kPtyOpened = 13,  // agent → host: the terminal and its program are running
+  kPtyInput = 14,   // host → agent: bytes typed into the terminal
+  kPtyResize = 15,  // host → agent: the window size changed
 };
-inline constexpr uint16_t kMaxMsgType = 11;
+inline constexpr uint16_t kMaxMsgType = 15;
 
 enum class Stream : uint8_t { kStdout = 1, kStderr = 2 };
 
@@ -65,6 +79,7 @@ struct Hello {
   uint16_t max_version = kVersion;
   std::string software;   // "agentfense-agent 0.1", informational
   bool has_bash = false;  // agent → host: whether sessions will use bash
+  bool has_pty = false;   // agent → host: understands PtyOpen / PtyInput / PtyResize
 };
 
 struct Exec {
@@ -119,6 +134,27 @@ struct ErrorMsg {
   std::string message;
 };
 
+// A program on a new pseudo-terminal allocated inside the sandbox. The terminal is the program's
+// controlling terminal and its stdin, stdout and stderr; nothing of the host's terminal reaches it.
+struct PtyOpen {
+  std::vector<std::string> argv;  // empty: the sandbox's bash (else sh) with -i
+  std::vector<std::pair<std::string, std::string>> env;  // over the agent's clean base
+  std::string workdir;                                   // empty: /workspace
+  uint16_t rows = 24;                                    // 1..kMaxPtyDimension
+  uint16_t cols = 80;
+};
+
+struct PtyOpened {};
+
+struct PtyInput {
+  std::string data;  // at most kMaxPtyInput bytes
+};
+
+struct PtyResize {
+  uint16_t rows = 24;  // 1..kMaxPtyDimension
+  uint16_t cols = 80;
+};
+
 struct Cancel {};  // the request to cancel is the frame's request_id
 struct Ok {};
 
@@ -138,6 +174,10 @@ Result<std::string> Encode(uint64_t request_id, const SessionClose& m);
 Result<std::string> Encode(uint64_t request_id, const ErrorMsg& m);
 Result<std::string> Encode(uint64_t request_id, const Cancel& m);
 Result<std::string> Encode(uint64_t request_id, const Ok& m);
+Result<std::string> Encode(uint64_t request_id, const PtyOpen& m);
+Result<std::string> Encode(uint64_t request_id, const PtyOpened& m);
+Result<std::string> Encode(uint64_t request_id, const PtyInput& m);
+Result<std::string> Encode(uint64_t request_id, const PtyResize& m);
 
 // --- decoding ---------------------------------------------------------------------------------
 
@@ -150,6 +190,10 @@ Result<SessionOpened> DecodeSessionOpened(std::string_view payload);
 Result<SessionExec> DecodeSessionExec(std::string_view payload);
 Result<SessionClose> DecodeSessionClose(std::string_view payload);
 Result<ErrorMsg> DecodeError(std::string_view payload);
+Result<PtyOpen> DecodePtyOpen(std::string_view payload);
+Result<PtyOpened> DecodePtyOpened(std::string_view payload);
+Result<PtyInput> DecodePtyInput(std::string_view payload);
+Result<PtyResize> DecodePtyResize(std::string_view payload);
 
 // Incremental frame splitter for a byte stream. Append what read() returned, then call Next() until
 // it yields nullopt (need more bytes). After an error the stream is unusable (framing is lost): the

@@ -178,5 +178,134 @@ TEST(AgentProtocol, UnknownFieldsAreSkipped) {
   EXPECT_EQ(d->session_id, 5u);
 }
 
+// Appends one raw TLV field (tag, bytes) to a payload, as a hostile peer would.
+std::string Field(uint16_t tag, std::string_view v) {
+  std::string f;
+  f.push_back(static_cast<char>(tag & 0xff));
+  f.push_back(static_cast<char>(tag >> 8));
+  uint32_t len = static_cast<uint32_t>(v.size());
+  for (int i = 0; i < 4; ++i) f.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
+  f.append(v);
+  return f;
+}
+std::string U64Bytes(uint64_t v) {
+  std::string b;
+  for (int i = 0; i < 8; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  return b;
+}
+// Wire tags of the PTY fields (part of the format: these numbers must never change).
+constexpr uint16_t kRowsTag = 60, kColsTag = 61, kDataTag = 21, kArgvTag = 10;
+
+TEST(AgentProtocol, PtyMessagesRoundTrip) {
+  PtyOpen o;
+  o.argv = {"/bin/bash", "-i"};
+  o.env = {{"TERM", "xterm"}, {"A", "b=c"}};
+  o.workdir = "sub";
+  o.rows = 50;
+  o.cols = 132;
+  Frame f = OneFrame(*Encode(77, o));
+  EXPECT_EQ(f.type, MsgType::kPtyOpen);
+  EXPECT_EQ(f.request_id, 77u);
+  auto d = DecodePtyOpen(f.payload);
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  EXPECT_EQ(d->argv, o.argv);
+  EXPECT_EQ(d->env, o.env);
+  EXPECT_EQ(d->workdir, "sub");
+  EXPECT_EQ(d->rows, 50);
+  EXPECT_EQ(d->cols, 132);
+  // Default shell: no argv at all.
+  PtyOpen dflt;
+  auto dd = DecodePtyOpen(OneFrame(*Encode(1, dflt)).payload);
+  ASSERT_TRUE(dd.ok());
+  EXPECT_TRUE(dd->argv.empty());
+  EXPECT_EQ(dd->rows, 24);
+  EXPECT_EQ(dd->cols, 80);
+
+  std::string bytes("\x03\x00\x1b[A\xff", 6);
+  Frame fi = OneFrame(*Encode(77, PtyInput{bytes}));
+  EXPECT_EQ(fi.type, MsgType::kPtyInput);
+  auto di = DecodePtyInput(fi.payload);
+  ASSERT_TRUE(di.ok());
+  EXPECT_EQ(di->data, bytes);
+
+  Frame fr = OneFrame(*Encode(77, PtyResize{kMaxPtyDimension, 1}));
+  EXPECT_EQ(fr.type, MsgType::kPtyResize);
+  auto dr = DecodePtyResize(fr.payload);
+  ASSERT_TRUE(dr.ok());
+  EXPECT_EQ(dr->rows, kMaxPtyDimension);
+  EXPECT_EQ(dr->cols, 1);
+
+  Frame fo = OneFrame(*Encode(77, PtyOpened{}));
+  EXPECT_EQ(fo.type, MsgType::kPtyOpened);
+  EXPECT_TRUE(DecodePtyOpened(fo.payload).ok());
+
+  // The capability travels in Hello only when set, and decodes back.
+  Hello h;
+  EXPECT_FALSE(DecodeHello(OneFrame(*Encode(0, h)).payload)->has_pty);
+  h.has_pty = true;
+  EXPECT_TRUE(DecodeHello(OneFrame(*Encode(0, h)).payload)->has_pty);
+}
+
+TEST(AgentProtocol, PtyMessagesRefuseBadInput) {
+  // Sizes: zero, beyond the bound, beyond 16 bits, missing.
+  for (auto [r, c] : std::vector<std::pair<uint16_t, uint16_t>>{
+           {0, 80}, {24, 0}, {kMaxPtyDimension + 1, 80}, {24, 65535}}) {
+    EXPECT_FALSE(Encode(1, PtyResize{r, c}).ok()) << r << "x" << c;
+    PtyOpen o;
+    o.rows = r;
+    o.cols = c;
+    EXPECT_FALSE(Encode(1, o).ok());
+  }
+  EXPECT_FALSE(DecodePtyResize(Field(kRowsTag, U64Bytes(24))).ok());  // no cols
+  EXPECT_FALSE(
+      DecodePtyResize(Field(kRowsTag, U64Bytes(uint64_t{1} << 20)) + Field(kColsTag, U64Bytes(80)))
+          .ok());
+  EXPECT_FALSE(
+      DecodePtyResize(Field(kRowsTag, U64Bytes(65536 + 24)) + Field(kColsTag, U64Bytes(80)))
+          .ok());                        // would truncate to 24 in 16 bits
+  EXPECT_FALSE(DecodePtyOpen("").ok());  // no size
+  EXPECT_FALSE(
+      DecodePtyResize(Field(kRowsTag, "\x18") + Field(kColsTag, U64Bytes(80))).ok());  // 1 byte
+  // Duplicate size fields could make a checker and a user disagree.
+  std::string good = Field(kRowsTag, U64Bytes(24)) + Field(kColsTag, U64Bytes(80));
+  EXPECT_TRUE(DecodePtyResize(good).ok());
+  EXPECT_FALSE(DecodePtyResize(good + Field(kRowsTag, U64Bytes(25))).ok());
+  // NUL inside argv, an empty program name, a bad env entry.
+  EXPECT_FALSE(DecodePtyOpen(good + Field(kArgvTag, std::string("sh\0x", 4))).ok());
+  EXPECT_FALSE(DecodePtyOpen(good + Field(kArgvTag, "")).ok());
+  PtyOpen badenv;
+  badenv.env = {{"A=B", "c"}};
+  EXPECT_FALSE(DecodePtyOpen(OneFrame(*Encode(1, badenv)).payload).ok());
+  // Too many arguments is refused by both sides.
+  PtyOpen many;
+  many.argv.assign(kMaxArgs + 1, "x");
+  EXPECT_FALSE(Encode(1, many).ok());
+  std::string many_payload = good;
+  for (size_t i = 0; i <= kMaxArgs; ++i) many_payload += Field(kArgvTag, "x");
+  EXPECT_FALSE(DecodePtyOpen(many_payload).ok());
+  // Input: bounded per frame, data required, duplicates refused.
+  EXPECT_TRUE(Encode(1, PtyInput{std::string(kMaxPtyInput, 'a')}).ok());
+  EXPECT_FALSE(Encode(1, PtyInput{std::string(kMaxPtyInput + 1, 'a')}).ok());
+  EXPECT_FALSE(DecodePtyInput(Field(kDataTag, std::string(kMaxPtyInput + 1, 'a'))).ok());
+  EXPECT_FALSE(DecodePtyInput("").ok());
+  EXPECT_FALSE(DecodePtyInput(Field(kDataTag, "a") + Field(kDataTag, "b")).ok());
+  // Truncated TLV.
+  EXPECT_FALSE(DecodePtyInput(Field(kDataTag, "abc").substr(0, 7)).ok());
+  EXPECT_FALSE(DecodePtyOpened("\x01").ok());
+  // Unknown fields are skipped (forward compatibility).
+  auto skip = DecodePtyResize(Field(999, "future") + good);
+  ASSERT_TRUE(skip.ok());
+  EXPECT_EQ(skip->rows, 24);
+}
+
+TEST(AgentProtocol, PtyFrameTypesAreKnownToTheFramer) {
+  // The header check accepts the new types and still refuses the next unassigned one.
+  std::string hdr = *Encode(1, PtyOpened{});
+  EXPECT_TRUE(DecodeHeader(hdr).ok());
+  hdr[6] = static_cast<char>(kMaxMsgType + 1);
+  EXPECT_FALSE(DecodeHeader(hdr).ok());
+  EXPECT_EQ(static_cast<uint16_t>(MsgType::kPtyResize), kMaxMsgType);
+}
+
 }  // namespace
 }  // namespace agentfense::runtime::proto

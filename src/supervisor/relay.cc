@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,7 +42,7 @@ class Connection {
           break;
         }
         if (!frame->has_value()) break;
-        Dispatch(std::move(**frame));
+        Dispatch(**frame);
       }
       if (bad) break;
     }
@@ -125,6 +127,52 @@ class Connection {
     workers_.push_back(Worker{std::move(t), std::move(done)});
   }
 
+  // Relays a terminal's output and end until it exits; a Cancel (or this connection closing)
+  // kills it. Input and resizes are written by Dispatch directly (PtyCall allows that).
+  void SpawnPty(uint64_t id, const std::shared_ptr<runtime::PtyCall>& pty) {
+    ReapFinished();
+    auto flag = Track(id);
+    {
+      std::lock_guard lock(mu_);
+      ptys_[id] = pty;
+    }
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([this, id, flag, done, pty]() {
+      auto on_output = [this, id](proto::Stream stream, std::string_view data) {
+        Send(proto::Encode(id, proto::Output{stream, std::string(data)}));
+      };
+      bool killed = false;
+      std::optional<std::chrono::steady_clock::time_point> give_up;
+      while (true) {
+        if (flag->load() && !killed) {
+          killed = true;
+          (void)pty->Kill();
+          give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        }
+        auto r = pty->Poll(on_output, std::chrono::milliseconds(100));
+        if (!r.ok()) {
+          SendError(id, r.error());
+          break;
+        }
+        if (*r) {
+          SendExit(id, **r);
+          break;
+        }
+        if (give_up && std::chrono::steady_clock::now() > *give_up) {
+          SendError(id, Error(ErrorCode::kDeadlineExceeded, "the terminal did not end"));
+          break;
+        }
+      }
+      {
+        std::lock_guard lock(mu_);
+        ptys_.erase(id);
+      }
+      Untrack(id);
+      done->store(true);
+    });
+    workers_.push_back(Worker{std::move(t), std::move(done)});
+  }
+
   // Joins workers whose command has finished, so a long-lived connection does not accumulate
   // finished threads.
   void ReapFinished() {
@@ -138,12 +186,13 @@ class Connection {
     }
   }
 
-  void Dispatch(proto::Frame f) {
+  void Dispatch(const proto::Frame& f) {
     const uint64_t id = f.request_id;
     switch (f.type) {
       case proto::MsgType::kHello: {
         proto::Hello h;
         h.software = "agentfense-supervisor";
+        h.has_pty = true;  // relayed below; an agent without terminals answers kUnimplemented
         Send(proto::Encode(id, h));
         return;
       }
@@ -179,6 +228,34 @@ class Connection {
         Send(proto::Encode(id, proto::Ok{}));
         return;
       }
+      case proto::MsgType::kPtyOpen: {
+        auto req = proto::DecodePtyOpen(f.payload);
+        if (!req.ok()) return SendError(id, req.error());
+        auto pty = rt_.OpenPty(*req);
+        if (!pty.ok()) return SendError(id, pty.error());
+        Send(proto::Encode(id, proto::PtyOpened{}));
+        SpawnPty(id, std::shared_ptr<runtime::PtyCall>(std::move(*pty)));
+        return;
+      }
+      case proto::MsgType::kPtyInput:
+      case proto::MsgType::kPtyResize: {
+        std::shared_ptr<runtime::PtyCall> pty;
+        {
+          std::lock_guard lock(mu_);
+          if (auto it = ptys_.find(id); it != ptys_.end()) pty = it->second;
+        }
+        if (!pty) return;  // raced with the program's exit: dropped, as the agent does
+        if (f.type == proto::MsgType::kPtyInput) {
+          auto in = proto::DecodePtyInput(f.payload);
+          if (!in.ok()) return SendError(id, in.error());
+          (void)pty->Write(in->data);
+        } else {
+          auto rs = proto::DecodePtyResize(f.payload);
+          if (!rs.ok()) return SendError(id, rs.error());
+          (void)pty->Resize(rs->rows, rs->cols);
+        }
+        return;
+      }
       case proto::MsgType::kCancel: {
         std::lock_guard lock(mu_);
         if (auto it = cancel_.find(id); it != cancel_.end()) it->second->store(true);
@@ -192,8 +269,9 @@ class Connection {
   UniqueFd fd_;
   RuntimeInstance& rt_;
   std::mutex write_mu_;  // whole frames; never held while taking mu_
-  std::mutex mu_;        // guards cancel_
+  std::mutex mu_;        // guards cancel_ and ptys_
   std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> cancel_;
+  std::map<uint64_t, std::shared_ptr<runtime::PtyCall>> ptys_;  // open terminals, by request id
   struct Worker {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;

@@ -26,6 +26,10 @@ class BwrapInstance final : public RuntimeInstance {
     return sb_->SessionExec(r, out, o);
   }
   Status CloseSession(uint64_t id) override { return sb_->CloseSession(id); }
+  Result<std::unique_ptr<runtime::PtyCall>> OpenPty(const proto::PtyOpen& r) override {
+    if (sb_->agent() == nullptr) return Error(ErrorCode::kUnavailable, "sandbox is stopped");
+    return sb_->agent()->OpenPty(r);
+  }
   Status Stop(bool /*destroy*/) override { return sb_->Stop(); }
   bool alive() const override { return sb_->running(); }
 
@@ -50,6 +54,10 @@ class DockerInstance final : public RuntimeInstance {
     return agent_->SessionExec(r, out, o);
   }
   Status CloseSession(uint64_t id) override { return agent_->CloseSession(id); }
+  Result<std::unique_ptr<runtime::PtyCall>> OpenPty(const proto::PtyOpen& r) override {
+    if (!agent_) return Error(ErrorCode::kUnavailable, "sandbox is stopped");
+    return agent_->OpenPty(r);
+  }
   Status Stop(bool destroy) override {
     agent_.reset();
     return destroy ? launcher_->Destroy(id_) : launcher_->Stop(id_);

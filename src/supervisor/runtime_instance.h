@@ -21,6 +21,9 @@ class RuntimeInstance {
                                                   const runtime::OutputCallback& on_output,
                                                   const runtime::CallOptions& options) = 0;
   virtual Status CloseSession(uint64_t session_id) = 0;
+  // A program on a terminal allocated inside the sandbox (runtime::AgentClient::OpenPty).
+  virtual Result<std::unique_ptr<runtime::PtyCall>> OpenPty(
+      const runtime::proto::PtyOpen& request) = 0;
   // Stops every process of the sandbox. For Docker the container is kept (restartable) unless
   // `destroy`. Idempotent.
   virtual Status Stop(bool destroy) = 0;

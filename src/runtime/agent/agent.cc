@@ -107,6 +107,7 @@ Status Agent::Run() {
   // Leaving: nothing we started may outlive us.
   for (auto& [id, s] : sessions_) KillSession(s);
   for (auto& [id, job] : jobs_) KillTree(job.pid);
+  for (auto& [id, p] : ptys_) KillPty(p);
   if (::getpid() == 1) ::kill(-1, SIGKILL);
   // Reap what we killed so that no zombie is handed to whoever inherits it (bounded: ~1 s).
   for (int i = 0; i < 100; ++i) {
@@ -122,7 +123,7 @@ void Agent::Loop() {
   while (!stop_) {
     std::vector<pollfd> pfds;
     // What each pollfd is for: kind (0 signal, 1 listen, 2 conn, 3 job out/err, 4 job stdin,
-    // 5 session out/err, 6 session status), key, which.
+    // 5 session out/err, 6 session status, 7 session command, 8 pty master), key, which.
     struct Ref {
       int kind;
       uint64_t key;
@@ -155,6 +156,13 @@ void Agent::Loop() {
       if (s.status_r) add(s.status_r.get(), POLLIN, {6, id, 0});
       if (s.cmd_w && s.cmd_off < s.cmd_buf.size()) add(s.cmd_w.get(), POLLOUT, {7, id, 0});
     }
+    for (auto& [id, p] : ptys_) {
+      if (!p.master) continue;
+      short ev = 0;
+      if (!Backlogged(p.conn_id)) ev |= POLLIN;
+      if (!p.in.empty()) ev |= POLLOUT;
+      if (ev != 0) add(p.master.get(), ev, {8, id, 0});
+    }
     int timeout = 1000;
     auto now = Clock::now();
     auto consider = [&](const std::optional<Clock::time_point>& t) {
@@ -171,6 +179,7 @@ void Agent::Loop() {
       consider(s.deadline);
       consider(s.hard_deadline);
     }
+    for (auto& [id, p] : ptys_) consider(p.drain_until);
     int n = ::poll(pfds.data(), pfds.size(), timeout);
     if (n < 0 && errno != EINTR) break;
     for (size_t i = 0; n > 0 && i < pfds.size(); ++i) {
@@ -224,6 +233,13 @@ void Agent::Loop() {
           if (it != sessions_.end()) WriteSessionCommand(it->second);
           break;
         }
+        case 8: {
+          auto it = ptys_.find(r.key);
+          if (it == ptys_.end()) break;
+          if (pfds[i].revents & POLLOUT) WritePtyInput(it->second);
+          if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) PumpPtyOutput(it->second, false);
+          break;
+        }
       }
     }
     ReapChildren();
@@ -235,6 +251,15 @@ void Agent::Loop() {
       if (job.exited &&
           ((!job.out && !job.err) || (job.drain_until && Clock::now() >= *job.drain_until))) {
         FinishJob(it);
+      }
+      it = next;
+    }
+    // Terminals whose program is reaped end once their output is drained (EIO) or at the deadline.
+    for (auto it = ptys_.begin(); it != ptys_.end();) {
+      auto next = std::next(it);
+      Pty& p = it->second;
+      if (p.exited && (!p.master || (p.drain_until && Clock::now() >= *p.drain_until))) {
+        FinishPty(it);
       }
       it = next;
     }
@@ -340,6 +365,13 @@ void Agent::DropConn(uint64_t id) {
     }
     it = next;
   }
+  // A terminal's program dies with the connection that opened it: nobody can type into it again.
+  for (auto& [pid, p] : ptys_) {
+    if (p.conn_id == id) {
+      KillPty(p);
+      p.conn_id = 0;
+    }
+  }
   for (auto& [sid, s] : sessions_) {
     if (s.busy && s.capture.conn_id == id) s.capture.conn_id = 0;
     std::erase_if(s.queue, [&](const Session::Pending& p) { return p.conn_id == id; });
@@ -366,6 +398,7 @@ void Agent::Dispatch(Conn& c, proto::Frame f) {
     proto::Hello mine;
     mine.software = "agentfense-agent 0.1";
     mine.has_bash = has_bash_;
+    mine.has_pty = true;
     Send(cid, proto::Encode(f.request_id, mine));
     return;
   }
@@ -392,6 +425,23 @@ void Agent::Dispatch(Conn& c, proto::Frame f) {
     }
     case proto::MsgType::kCancel:
       return Cancel(cid, f.request_id);
+    case proto::MsgType::kPtyOpen: {
+      auto m = proto::DecodePtyOpen(f.payload);
+      if (!m.ok()) return SendError(cid, f.request_id, m.error());
+      return OpenPty(cid, f.request_id, *m);
+    }
+    case proto::MsgType::kPtyInput: {
+      // A malformed frame gets an Error (ending that call on the host); input for a terminal that
+      // already ended is dropped silently (it races with the Exit on the way).
+      auto m = proto::DecodePtyInput(f.payload);
+      if (!m.ok()) return SendError(cid, f.request_id, m.error());
+      return PtyInput(cid, f.request_id, std::move(m->data));
+    }
+    case proto::MsgType::kPtyResize: {
+      auto m = proto::DecodePtyResize(f.payload);
+      if (!m.ok()) return SendError(cid, f.request_id, m.error());
+      return PtyResize(cid, f.request_id, *m);
+    }
     default:
       return SendError(cid, f.request_id,
                        Error(ErrorCode::kInvalidArgument, "unexpected message type from host"));
@@ -524,6 +574,7 @@ void Agent::Cancel(uint64_t conn_id, uint64_t request_id) {
       KillTree(job.pid);
     }
   }
+  if (Pty* p = FindPty(conn_id, request_id); p != nullptr) KillPty(*p);  // Exit follows reaping
   for (auto& [id, s] : sessions_) {
     if (s.busy && s.capture.conn_id == conn_id && s.capture.request_id == request_id) {
       s.deadline = Clock::now();  // handled like a timeout: interrupt, keep the session
@@ -553,6 +604,16 @@ void Agent::ReapChildren() {
     }
     for (auto& [id, s] : sessions_) {
       if (s.pid == pid && !s.closed) SessionShellDied(s, status);
+    }
+    for (auto& [id, p] : ptys_) {
+      if (p.pid == pid && !p.exited) {
+        p.exited = true;
+        p.status = status;
+        p.drain_until = Clock::now() + kDrainAfterExit;
+        // Whatever the program left in its terminal session goes with it (as for exec), which
+        // also closes the last slave descriptors so that the master reports EIO once drained.
+        KillPty(p);
+      }
     }
     // Anything else is an orphan that PID 1 inherited: reaped, nothing more to do.
   }

@@ -94,6 +94,20 @@ struct Session {
   uint64_t oom_before = 0;
 };
 
+// A program on a pseudo-terminal allocated inside the sandbox (pty.cc). Named by the connection
+// and request id of its PtyOpen.
+struct Pty {
+  uint64_t conn_id = 0;
+  uint64_t request_id = 0;
+  pid_t pid = -1;   // the program: leader of its own session, the terminal's controlling one
+  UniqueFd master;  // our end; the slave exists only in the program's session
+  std::string in;   // typed bytes not yet accepted by the terminal (bounded)
+  Clock::time_point start;
+  bool exited = false;  // reaped
+  int status = 0;
+  std::optional<Clock::time_point> drain_until;  // after exit: stop waiting for the last output
+};
+
 class Agent {
  public:
   explicit Agent(AgentOptions options);
@@ -127,6 +141,16 @@ class Agent {
   void SessionShellDied(Session& s, int status);
   void KillSession(Session& s);
 
+  void OpenPty(uint64_t conn_id, uint64_t request_id, const proto::PtyOpen& req);
+  Pty* FindPty(uint64_t conn_id, uint64_t request_id);
+  void PtyInput(uint64_t conn_id, uint64_t request_id, std::string data);
+  void PtyResize(uint64_t conn_id, uint64_t request_id, const proto::PtyResize& req);
+  void PumpPtyOutput(Pty& p, bool drain);
+  void WritePtyInput(Pty& p);
+  void FinishPty(std::map<uint64_t, Pty>::iterator it);
+  // Kills the program, everything in its terminal session and its descendants.
+  void KillPty(Pty& p);
+
   void ReapChildren();
   void CheckTimers();
   // Emits output bytes for a capture: forwards up to the cap, counts and drops the rest.
@@ -143,6 +167,8 @@ class Agent {
   std::map<uint64_t, Conn> conns_;
   std::map<uint64_t, Job> jobs_;  // keyed by a local job id
   std::map<uint64_t, Session> sessions_;
+  std::map<uint64_t, Pty> ptys_;  // keyed by a local id
+  uint64_t next_pty_id_ = 1;
   uint64_t next_conn_id_ = 1;
   uint64_t next_job_id_ = 1;
   uint64_t next_session_id_ = 1;
@@ -158,10 +184,15 @@ void KillTree(pid_t root);
 // The cumulative count of OOM kills in this process's memory cgroup, when visible (Docker); 0 else.
 uint64_t OomKillCount();
 // Forks `argv` with the given fds as 0/1/2 in a new session, environment `env` and cwd `dir`; every
-// other fd is closed. `extra` fds are kept at the given numbers (sessions' control pipes).
+// other fd is closed. `extra` fds are kept at the given numbers (sessions' control pipes). With
+// `controlling_tty`, fd 0 (a terminal) becomes the new session's controlling terminal.
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                     const std::string& dir, int in_fd, int out_fd, int err_fd,
-                    const std::vector<std::pair<int, int>>& extra = {});
+                    const std::vector<std::pair<int, int>>& extra = {},
+                    bool controlling_tty = false);
+// SIGKILLs every process whose session id is `sid` (a terminal's session: background jobs live in
+// other process groups of it). Needs our own pid namespace to be meaningful; harmless otherwise.
+void KillSessionMembers(pid_t sid);
 // Finds an executable for argv[0] on PATH (from env), as execvp would.
 std::string ResolveExecutable(const std::string& name, const std::vector<std::string>& env);
 

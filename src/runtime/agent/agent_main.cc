@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) {
-        std::fprintf(stderr, "agentfense-agent: %s needs a value\n", a.c_str());
+        (void)std::fprintf(stderr, "agentfense-agent: %s needs a value\n", a.c_str());
         std::exit(2);
       }
       return argv[++i];
@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
       char* end = nullptr;
       long fd = std::strtol(v.c_str(), &end, 10);
       if (end == v.c_str() || *end != '\0' || fd < 0 || fd > 65535) {
-        std::fprintf(stderr, "agentfense-agent: bad --fd\n");
+        (void)std::fprintf(stderr, "agentfense-agent: bad --fd\n");
         return 2;
       }
       options.serve_fd = static_cast<int>(fd);
@@ -39,14 +39,14 @@ int main(int argc, char** argv) {
       std::puts("agentfense-agent 0.1 (protocol 1)");
       return 0;
     } else {
-      std::fprintf(stderr, "agentfense-agent: unknown argument %s\n", a.c_str());
+      (void)std::fprintf(stderr, "agentfense-agent: unknown argument %s\n", a.c_str());
       return 2;
     }
   }
   agentfense::runtime::agent::Agent agent(options);
   auto st = agent.Run();
   if (!st.ok()) {
-    std::fprintf(stderr, "agentfense-agent: %s\n", st.error().ToString().c_str());
+    (void)std::fprintf(stderr, "agentfense-agent: %s\n", st.error().ToString().c_str());
     return 1;
   }
   return 0;

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -30,12 +31,12 @@ struct ProcInfo {
 // the last ')'.
 bool ReadStat(pid_t pid, ProcInfo& info) {
   char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  (void)std::snprintf(path, sizeof(path), "/proc/%d/stat", pid);
   FILE* f = std::fopen(path, "re");
   if (f == nullptr) return false;
   char buf[1024];
   size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-  std::fclose(f);
+  (void)std::fclose(f);  // read-only stream: nothing to flush
   buf[n] = '\0';
   char* p = std::strrchr(buf, ')');
   if (p == nullptr) return false;
@@ -44,6 +45,8 @@ bool ReadStat(pid_t pid, ProcInfo& info) {
   char state;
   int ppid, pgrp, session;
   unsigned long long start = 0;
+  // Kernel-formatted numbers; the count of conversions is checked.
+  // NOLINTNEXTLINE(bugprone-unchecked-string-to-number-conversion)
   int got = std::sscanf(p + 1,
                         " %c %d %d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
                         "%llu",
@@ -117,11 +120,29 @@ void Agent::SweepStrays() {
   for (const auto& [id, s] : sessions_) {
     if (!s.closed) live.insert(s.pid);
   }
+  for (const auto& [id, p] : ptys_) {
+    if (!p.exited) live.insert(p.pid);  // a terminal's session: its background jobs belong to it
+  }
   pid_t self = ::getpid();
   for (const auto& [pid, info] : AllProcs()) {
     if (pid == self || info.sid == 0 || live.count(info.sid) != 0) continue;
     // Only processes in our pid namespace are listed (our /proc), and none of them is the host.
     ::kill(pid, SIGKILL);
+  }
+}
+
+void KillSessionMembers(pid_t sid) {
+  if (sid <= 1) return;
+  // Two rounds: a member that forked between the listing and the kill is caught by the second.
+  for (int round = 0; round < 2; ++round) {
+    bool any = false;
+    for (const auto& [pid, info] : AllProcs()) {
+      if (info.sid == sid && pid != ::getpid()) {
+        ::kill(pid, SIGKILL);
+        any = true;
+      }
+    }
+    if (!any) break;
   }
 }
 
@@ -134,9 +155,11 @@ uint64_t OomKillCount() {
     uint64_t count = 0;
     while (std::fgets(line, sizeof(line), f) != nullptr) {
       unsigned long long v;
+      // A kernel-formatted counter; a line that does not match leaves it unset.
+      // NOLINTNEXTLINE(bugprone-unchecked-string-to-number-conversion)
       if (std::sscanf(line, "oom_kill %llu", &v) == 1) count = v;
     }
-    std::fclose(f);
+    (void)std::fclose(f);  // read-only stream
     return count;
   }
   return 0;
@@ -154,7 +177,9 @@ std::string ResolveExecutable(const std::string& name, const std::vector<std::st
     if (end == std::string::npos) end = path.size();
     std::string dir = path.substr(start, end - start);
     if (dir.empty()) dir = ".";
-    std::string candidate = dir + "/" + name;
+    std::string candidate = std::move(dir);
+    candidate += '/';
+    candidate += name;
     struct stat st;
     if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
         ::access(candidate.c_str(), X_OK) == 0) {
@@ -167,11 +192,13 @@ std::string ResolveExecutable(const std::string& name, const std::vector<std::st
 
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                     const std::string& dir, int in_fd, int out_fd, int err_fd,
-                    const std::vector<std::pair<int, int>>& extra) {
+                    const std::vector<std::pair<int, int>>& extra, bool controlling_tty) {
   std::vector<char*> cargv;
+  cargv.reserve(argv.size() + 1);
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
   std::vector<char*> cenv;
+  cenv.reserve(env.size() + 1);
   for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
   cenv.push_back(nullptr);
   // The agent is single-threaded, so the child may use any call; it still sticks to plain syscalls.
@@ -182,19 +209,28 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<std:
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+    for (int sig = 1; sig < NSIG; ++sig) (void)::signal(sig, SIG_DFL);  // EINVAL for 32/33 only
     // Move every source fd above the targets first so that dup2 never clobbers a later source.
     int fds[3] = {in_fd, out_fd, err_fd};
     int hi[3];
     for (int i = 0; i < 3; ++i) hi[i] = ::fcntl(fds[i], F_DUPFD, 100);
     std::vector<std::pair<int, int>> ex;
+    ex.reserve(extra.size());
     for (const auto& [from, to] : extra) ex.emplace_back(::fcntl(from, F_DUPFD, 100), to);
     for (int i = 0; i < 3; ++i) ::dup2(hi[i], i);
     for (const auto& [from, to] : ex) ::dup2(from, to);
+    // A session leader without a controlling terminal acquires this one (it is the slave of a
+    // terminal the agent allocated in the sandbox's own devpts). Without it job control fails.
+    if (controlling_tty && ::ioctl(0, TIOCSCTTY, 0) != 0) {
+      const char msg[] = "agentfense-agent: cannot acquire the terminal\n";
+      (void)!::write(2, msg, sizeof(msg) - 1);
+      ::_exit(126);
+    }
     // Close everything else. Extra fds are few and numbered just above 2 by convention (60, 61):
     // close the gaps around them.
     int lo = 3;
     std::vector<int> keep;
+    keep.reserve(extra.size());
     for (const auto& [from, to] : extra) keep.push_back(to);
     std::sort(keep.begin(), keep.end());
     for (int k : keep) {
