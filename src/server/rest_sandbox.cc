@@ -10,6 +10,7 @@
 
 #include "sandbox/v1/sandbox.pb.h"
 #include "server/json_codec.h"
+#include "server/peer_watch.h"
 #include "server/rest_call.h"
 #include "server/rest_server.h"
 #include "server/status_map.h"
@@ -75,11 +76,13 @@ std::string ErrorLine(const Error& e) {
 }
 
 // Runs `produce(cc, writer) -> Status` on the executor and streams its output as NDJSON. If the
-// call fails before producing anything, the client gets a normal HTTP error instead.
+// call fails before producing anything, the client gets a normal HTTP error instead. A client
+// that hangs up cancels the command at once (`peers`), even while the command prints nothing.
 template <typename Produce>
-void StreamExec(RestCall& call, Produce produce) {
+void StreamExec(RestCall& call, PeerWatch& peers, Produce produce) {
   auto bridge = std::make_shared<NdjsonBridge>();
   service::CallContext cc = call.context();
+  std::shared_ptr<void> watch = peers.Watch(call.request(), cc.cancelled);
   call.deps().executor->Submit([bridge, cc, produce = std::move(produce)] {
     Status status = produce(cc, [&bridge, &cc](const v1::ExecOutput& out) {
       return bridge->Push(ResultLine(out), cc);
@@ -120,7 +123,7 @@ void StreamExec(RestCall& call, Produce produce) {
       },
       // Runs when the response is over for any reason (done, client gone, server stopping): a
       // producer still running has nobody to write to.
-      [bridge, cancelled](bool /*success*/) {
+      [bridge, cancelled, watch](bool /*success*/) {
         cancelled->store(true);
         bridge->Abandon();
       });
@@ -130,6 +133,7 @@ void StreamExec(RestCall& call, Produce produce) {
 
 void RestServer::RegisterSandboxRoutes() {
   const TransportDeps& d = deps_;
+  PeerWatch* peers = peers_.get();
   // Routes whose whole request is the JSON body, plus a path parameter.
   svr_->Post("/v1/sandboxes", [&d](const Request& req, Response& res, const ContentReader& rd) {
     ServeJson(d, req, res, "/v1/sandboxes:post", [&](RestCall& call) -> Result<std::string> {
@@ -183,16 +187,17 @@ void RestServer::RegisterSandboxRoutes() {
     });
   });
   svr_->Post(R"(/v1/sandboxes/([^/]+)/exec)",
-             [&d](const Request& req, Response& res, const ContentReader& rd) {
+             [&d, peers](const Request& req, Response& res, const ContentReader& rd) {
     ServeJson(d, req, res, "/v1/sandboxes/{id}/exec", [&](RestCall& call) -> Result<std::string> {
       v1::ExecRequest m;
       AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
       m.set_sandbox_id(call.Param(1));
+      auto watch = peers->Watch(req, call.context().cancelled);
       return Json(d.sandboxes->Exec(call.context(), m));
     });
   });
   svr_->Post(R"(/v1/sandboxes/([^/]+)/exec:stream)",
-             [&d](const Request& req, Response& res, const ContentReader& rd) {
+             [&d, peers](const Request& req, Response& res, const ContentReader& rd) {
     RestCall call(d, req, res, "/v1/sandboxes/{id}/exec:stream");
     v1::ExecRequest m;
     if (Status s = call.ReadJson(&rd, &m); !s.ok()) {
@@ -200,7 +205,7 @@ void RestServer::RegisterSandboxRoutes() {
       return;
     }
     m.set_sandbox_id(call.Param(1));
-    StreamExec(call, [api = d.sandboxes, m](const service::CallContext& cc,
+    StreamExec(call, *peers, [api = d.sandboxes, m](const service::CallContext& cc,
                                             const service::ExecOutputWriter& w) {
       return api->ExecStream(cc, m, w);
     });
@@ -240,16 +245,17 @@ void RestServer::RegisterSandboxRoutes() {
     });
   });
   svr_->Post(R"(/v1/sessions/([^/]+)/exec)",
-             [&d](const Request& req, Response& res, const ContentReader& rd) {
+             [&d, peers](const Request& req, Response& res, const ContentReader& rd) {
     ServeJson(d, req, res, "/v1/sessions/{id}/exec", [&](RestCall& call) -> Result<std::string> {
       v1::SessionExecRequest m;
       AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
       m.set_session_id(call.Param(1));
+      auto watch = peers->Watch(req, call.context().cancelled);
       return Json(d.sandboxes->SessionExec(call.context(), m));
     });
   });
   svr_->Post(R"(/v1/sessions/([^/]+)/exec:stream)",
-             [&d](const Request& req, Response& res, const ContentReader& rd) {
+             [&d, peers](const Request& req, Response& res, const ContentReader& rd) {
     RestCall call(d, req, res, "/v1/sessions/{id}/exec:stream");
     v1::SessionExecRequest m;
     if (Status s = call.ReadJson(&rd, &m); !s.ok()) {
@@ -257,7 +263,7 @@ void RestServer::RegisterSandboxRoutes() {
       return;
     }
     m.set_session_id(call.Param(1));
-    StreamExec(call, [api = d.sandboxes, m](const service::CallContext& cc,
+    StreamExec(call, *peers, [api = d.sandboxes, m](const service::CallContext& cc,
                                             const service::ExecOutputWriter& w) {
       return api->SessionExecStream(cc, m, w);
     });

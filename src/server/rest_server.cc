@@ -5,13 +5,16 @@
 #include <limits>
 
 #include "server/auth.h"
+#include "server/peer_watch.h"
 #include "server/rest_call.h"
 #include "server/status_map.h"
 
 namespace agentfense::server {
 
 RestServer::RestServer(const TransportDeps& deps, size_t threads)
-    : deps_(deps), svr_(std::make_unique<httplib::Server>()) {
+    : deps_(deps),
+      peers_(std::make_unique<PeerWatch>()),
+      svr_(std::make_unique<httplib::Server>()) {
   svr_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // Body limits are enforced per route by RestCall (JSON) and the upload sink (files); httplib's
   // global cap would otherwise apply the JSON limit to streamed uploads too.
@@ -114,7 +117,7 @@ void RestServer::RegisterGuards() {
     return httplib::Server::HandlerResponse::Handled;
   }));
   svr_->set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+      [](const httplib::Request&, httplib::Response& res, const std::exception_ptr&) {
         res.status = 500;
         res.set_content(ErrorJson(ErrorCode::kInternal, "internal error"), "application/json");
       });

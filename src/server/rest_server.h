@@ -27,6 +27,8 @@ class ContentReader;
 
 namespace agentfense::server {
 
+class PeerWatch;
+
 class RestServer {
  public:
   explicit RestServer(const TransportDeps& deps, size_t threads = 64);
@@ -48,6 +50,8 @@ class RestServer {
   void RegisterOpsRoutes();
 
   const TransportDeps& deps_;
+  // Cancels a running exec whose client hung up (declared first: outlives svr_'s handlers).
+  std::unique_ptr<PeerWatch> peers_;
   std::unique_ptr<httplib::Server> svr_;
 };
 

@@ -2,13 +2,18 @@
 (server_fixture.make_server): every command, --json shapes, exit statuses, token handling.
 
 Client exit statuses (docs/CLI.md): 0 ok, 1 failure, 2 invalid input, 3 not found, 4 server
-unreachable, 5 unauthenticated, 6 wrong state; `exec` commands exit with the command's status.
+unreachable, 5 unauthenticated, 6 wrong state; `exec` commands exit with the command's status,
+or 130 / 143 / 129 when Ctrl-C / SIGTERM / SIGHUP interrupted them (the command is cancelled on
+the server).
 """
 
 import json
 import os
 import pty
+import select
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -177,6 +182,108 @@ def test_sessions(server, sandbox):
 def test_sandbox_shell_line_mode(server, sandbox):
     p = cli(server, "sandbox", "shell", sandbox, input="cd /workspace/src\npwd\nexit\n")
     assert "/workspace/src" in p.stdout
+
+
+def sandbox_procs(server, sandbox):
+    """The command lines of every process in the sandbox (it has its own PID namespace)."""
+    p = cli(server, "sandbox", "exec", sandbox, "--",
+            "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done", check=0)
+    return p.stdout
+
+
+def start_interruptible(server, *args):
+    """Starts `agentfense ARGS` whose command prints "started" first; returns once it did."""
+    env = dict(os.environ, AGENTFENSE_ENDPOINT=server.grpc_addr, AGENTFENSE_TOKEN=TOKEN)
+    p = subprocess.Popen([str(BINARY), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    assert p.stdout.readline() == "started\n"
+    return p
+
+
+def assert_cancelled_in_sandbox(server, sandbox, started_at, marker="sleep 3"):
+    """The interrupted command's processes are gone at once, and its late write never happens."""
+    deadline = time.monotonic() + 2
+    while marker in sandbox_procs(server, sandbox):
+        assert time.monotonic() < deadline, "the command still runs in the sandbox"
+        time.sleep(0.1)
+    # Past the moment the command would have written its file (sleep 3 + margin).
+    time.sleep(max(0.0, started_at + 4.5 - time.monotonic()))
+    p = cli(server, "sandbox", "exec", sandbox, "--", "test -e /workspace/output/late")
+    assert p.returncode == 1, "the cancelled command ran to its end"
+
+
+@pytest.mark.parametrize("signo,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_exec_interrupt_cancels_the_command_on_the_server(server, sandbox, signo, status):
+    t0 = time.monotonic()
+    p = start_interruptible(server, "sandbox", "exec", sandbox, "--",
+                            "echo started; sleep 3; touch /workspace/output/late")
+    time.sleep(1)
+    p.send_signal(signo)
+    try:
+        p.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        pytest.fail("the client did not exit promptly after the signal")
+    err = p.stderr.read()
+    assert p.returncode == status, (p.returncode, err)
+    assert "interrupted" in err
+    assert_cancelled_in_sandbox(server, sandbox, t0)
+
+
+def test_session_exec_interrupt_cancels_only_the_command(server, sandbox):
+    sid = cli(server, "session", "create", sandbox, check=0).stdout.strip()
+    cli(server, "session", "exec", sid, "--", "export KEEP=kept", check=0)
+    t0 = time.monotonic()
+    # The list runs in a child shell: a cancel interrupts the processes the command started, not
+    # the session's shell, which would go on with the rest of a list (docs/CLI.md).
+    p = start_interruptible(server, "session", "exec", sid, "--",
+                            "echo started; sh -c 'sleep 3; touch /workspace/output/late'")
+    time.sleep(1)
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        pytest.fail("the client did not exit promptly after Ctrl-C")
+    assert p.returncode == 130, (p.returncode, p.stderr.read())
+    assert_cancelled_in_sandbox(server, sandbox, t0)
+    # The session itself survives, state intact.
+    assert cli(server, "session", "exec", sid, "--", 'echo "$KEEP"', check=0).stdout == "kept\n"
+    cli(server, "session", "rm", sid, check=0)
+
+
+def read_line(p, timeout=10):
+    """One line of a child's stdout, or a test failure (never a hang)."""
+    ready, _, _ = select.select([p.stdout], [], [], timeout)
+    assert ready, "no output in time"
+    return p.stdout.readline()
+
+
+def test_sandbox_shell_ctrl_c_cancels_the_command_and_goes_on(server, sandbox):
+    env = dict(os.environ, AGENTFENSE_ENDPOINT=server.grpc_addr, AGENTFENSE_TOKEN=TOKEN)
+    p = subprocess.Popen([str(BINARY), "sandbox", "shell", sandbox], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+                         env=env)
+    try:
+        t0 = time.monotonic()
+        p.stdin.write("echo started; sh -c 'sleep 3; touch /workspace/output/late'\n")
+        p.stdin.flush()
+        assert read_line(p) == "started\n"
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        p.stdin.write("echo alive\n")
+        p.stdin.flush()
+        assert read_line(p, timeout=3) == "alive\n"
+        assert_cancelled_in_sandbox(server, sandbox, t0)
+        # SIGTERM leaves the shell and closes its session.
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=5) == 143
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    sessions = json.loads(cli(server, "session", "ls", sandbox, "--json", check=0).stdout)
+    assert all(s["status"] == "SESSION_STATUS_CLOSED" for s in sessions["sessions"])
 
 
 def test_changes_commit_discard(server, sandbox, codebase, tmp_path):
