@@ -40,7 +40,7 @@ format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 tidy: build
-	git ls-files 'src/*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet
+	scripts/lint $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -38,7 +38,10 @@ class [[nodiscard]] Result {
   const Error& error() const& { assert(!ok()); return std::get<1>(v_); }
   Error&& error() && { assert(!ok()); return std::get<1>(std::move(v_)); }
 
-  T value_or(T fallback) const& { return ok() ? value() : std::move(fallback); }
+  T value_or(T fallback) const& {
+    if (ok()) return value();
+    return fallback;  // moved, not copied (a ?: with value() would copy it)
+  }
 
  private:
   std::variant<T, Error> v_;

@@ -8,9 +8,9 @@ namespace {
 const std::string kFffd = "\xEF\xBF\xBD";
 
 TEST(Utf8, ValidInputIsUnchanged) {
-  for (std::string s : {std::string(""), std::string("plain ascii\n"), std::string("h\xC3\xA9llo"),
-                        std::string("\xE2\x82\xAC"), std::string("\xF0\x9F\x98\x80"),
-                        std::string("nul\0inside", 10)}) {
+  for (const std::string& s : {std::string(""), std::string("plain ascii\n"),
+                               std::string("h\xC3\xA9llo"), std::string("\xE2\x82\xAC"),
+                               std::string("\xF0\x9F\x98\x80"), std::string("nul\0inside", 10)}) {
     EXPECT_TRUE(IsValidUtf8(s)) << s;
     EXPECT_EQ(ToValidUtf8(s), s);
   }

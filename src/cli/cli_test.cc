@@ -28,6 +28,7 @@ CliRun RunArgs(const std::vector<std::string>& words) {
   std::vector<std::string> owned = {"agentfense"};
   owned.insert(owned.end(), words.begin(), words.end());
   std::vector<const char*> args;
+  args.reserve(owned.size());
   for (const std::string& w : owned) args.push_back(w.c_str());
   std::ostringstream out;
   std::ostringstream err;

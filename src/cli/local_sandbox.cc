@@ -190,6 +190,7 @@ Status LocalSandbox::SpawnReaper() {
   std::vector<std::string> args = {
       self, "_reaper", base_dir_, run_dir_, mountpoint_, delta_dir_, private_delta_ ? "1" : "0"};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = -1;
@@ -209,7 +210,8 @@ int RunReaper(const std::vector<std::string>& args) {
   const std::string& mnt = args[2];
   const std::string& delta = args[3];
   const bool private_delta = args[4] == "1";
-  for (int s : {SIGINT, SIGHUP, SIGPIPE}) ::signal(s, SIG_IGN);
+  // signal(2) fails only with EINVAL (a bad signal number): these are valid constants.
+  for (int s : {SIGINT, SIGHUP, SIGPIPE}) (void)::signal(s, SIG_IGN);
   std::string said;
   char buf[16];
   for (;;) {

@@ -88,6 +88,8 @@ Result<Validated> Validate(const MountOptions& o) {
 // Serves until SIGINT/SIGTERM/SIGHUP or an external umount. The signals are blocked before the
 // mount starts so that the FUSE threads inherit the mask and only this thread takes them.
 int Serve(Validated v, int threads, int ready_fd, std::ostream& err) {
+  // Validate() always sets it; checked here because the type cannot say so.
+  if (!v.policy) return Fail(Error(ErrorCode::kInternal, "mount: no policy"), err);
   sigset_t set;
   sigemptyset(&set);
   for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);

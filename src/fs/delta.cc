@@ -92,13 +92,14 @@ void Walk(int dir, const std::string& path, std::vector<Entry>* out, int depth =
     names.emplace_back(de->d_name);
   }
   std::sort(names.begin(), names.end());
+  const int dfd = ::dirfd(dp);  // fd itself, now owned by dp
   for (const auto& n : names) {
     struct stat st;
-    if (::fstatat(::dirfd(dp), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (dfd < 0 || ::fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     std::string p = Join(path, n);
     out->push_back({p, st});
     if (S_ISDIR(st.st_mode)) {
-      UniqueFd sub(::openat(::dirfd(dp), n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd sub(::openat(dfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (sub) Walk(sub.get(), p, out, depth + 1);
     }
   }
@@ -657,7 +658,8 @@ CommitReport DeltaStore::Commit(int lower_root,
       char buf[PATH_MAX + 1];
       auto l = OpenBeneath(upper_.get(), p, O_PATH | O_NOFOLLOW);
       ssize_t len = l.ok() ? ::readlinkat(l->get(), "", buf, sizeof(buf) - 1) : -1;
-      if (len < 0 || (buf[len] = '\0', ::symlinkat(buf, parent->get(), tmpname.c_str()) != 0)) {
+      if (len >= 0) buf[len] = '\0';
+      if (len < 0 || ::symlinkat(buf, parent->get(), tmpname.c_str()) != 0) {
         refuse(std::string("symlink: ") + std::strerror(errno));
         continue;
       }

@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "base/log.h"
+#include "base/path.h"
 
 namespace agentfense::fs {
 namespace {
@@ -181,7 +182,7 @@ std::vector<std::string> InodeTable::PathsOf(const Inode* inode) const {
   std::vector<std::string> out{PathOfLocked(inode)};
   for (const auto& [p, name] : inode->aliases) {
     std::string dir = PathOfLocked(p);
-    out.push_back(dir.empty() ? "" : (dir == "/" ? "/" + name : dir + "/" + name));
+    out.push_back(dir.empty() ? std::string() : JoinWorkspacePath(dir, name));
   }
   return out;
 }
@@ -370,8 +371,7 @@ std::vector<KnownName> InodeTable::Snapshot() const {
     out.push_back({NodeId(n), NodeId(n->parent), n->name, std::move(path), n->is_dir()});
     for (const auto& [p, name] : n->aliases) {
       std::string dir = PathOfLocked(p);
-      out.push_back({NodeId(n), NodeId(p), name, dir == "/" ? "/" + name : dir + "/" + name,
-                     n->is_dir()});
+      out.push_back({NodeId(n), NodeId(p), name, JoinWorkspacePath(dir, name), n->is_dir()});
     }
   }
   return out;

@@ -81,6 +81,7 @@ Result<std::unique_ptr<Mount>> Mount::Start(const std::string& source, const std
   if (allow_other) opts += ",allow_other";
   std::vector<std::string> store = {"agentfense", "-o", opts};
   std::vector<char*> argv;
+  argv.reserve(store.size());
   for (auto& s : store) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   const fuse_lowlevel_ops& ops = PermFs::Ops();
@@ -116,7 +117,9 @@ Result<std::unique_ptr<Mount>> Mount::Start(const std::string& source, const std
 // its PermFs is gone. Here the descriptor stays open and unread by anyone until every worker has
 // returned.
 void Mount::Work() {
-  fuse_buf buf{};  // libfuse allocates buf.mem (se->bufsize) on first use
+  // libfuse allocates buf.mem (se->bufsize) on first use; flags 0 is libfuse's own "plain memory
+  // buffer", which has no enumerator.
+  fuse_buf buf{};  // NOLINT(bugprone-invalid-enum-default-initialization)
   pollfd fds[2] = {{dev_fd_, POLLIN, 0}, {wake_.get(), POLLIN, 0}};
   // poll, then read: two syscalls per request, the same whether the caller is serial (the usual
   // case: every request finds the queue empty) or not.

@@ -22,6 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -51,15 +53,24 @@ struct Args {
   std::string offline_op;  // "changes" | "commit" | "discard"
 };
 
+// The whole of `text` as a decimal number in [lo, hi]; false on a sign, trailing junk or overflow
+// (atoi/strtoull would turn "abc" into 0 and "-1" into 2^64-1).
+bool ParseNumber(const char* text, uint64_t lo, uint64_t hi, uint64_t* out) {
+  const char* end = text + std::strlen(text);
+  auto [ptr, ec] = std::from_chars(text, end, *out);
+  return ec == std::errc() && ptr == end && ptr != text && *out >= lo && *out <= hi;
+}
+
 int Usage(const char* msg) {
-  if (msg != nullptr) std::fprintf(stderr, "agentfense-mount: %s\n", msg);
-  std::fprintf(stderr,
-               "usage: agentfense-mount [--preset NAME] [--rule PATTERN=LEVEL[@PRIORITY]]...\n"
-               "         [--threads N] [--fd-cache N] [--no-xattr] [--audit] [--background]\n"
-               "         [--log-level LEVEL]\n"
-               "         [--delta DIR [--delta-quota-bytes N] [--delta-quota-inodes N]]\n"
-               "         SOURCE MOUNTPOINT\n"
-               "       agentfense-mount --delta DIR (--changes | --discard | --commit POLICY) SOURCE\n");
+  if (msg != nullptr) (void)std::fprintf(stderr, "agentfense-mount: %s\n", msg);
+  (void)std::fprintf(
+      stderr,
+      "usage: agentfense-mount [--preset NAME] [--rule PATTERN=LEVEL[@PRIORITY]]...\n"
+      "         [--threads N] [--fd-cache N] [--no-xattr] [--audit] [--background]\n"
+      "         [--log-level LEVEL]\n"
+      "         [--delta DIR [--delta-quota-bytes N] [--delta-quota-inodes N]]\n"
+      "         SOURCE MOUNTPOINT\n"
+      "       agentfense-mount --delta DIR (--changes | --discard | --commit POLICY) SOURCE\n");
   return 2;
 }
 
@@ -90,14 +101,15 @@ int RunWorker(const Args& a, policy::Policy pol, int ready_fd) {
   fs::FsOptions options = a.options;
   if (a.audit) {
     options.audit = [](const fs::AuditEvent& ev) {
-      std::fprintf(stderr, "{\"denied\":\"%.*s\",\"path\":\"%s\",\"rule\":%d,\"pid\":%d,\"errno\":%d}\n",
-                   static_cast<int>(ev.op.size()), ev.op.data(), ev.path.c_str(), ev.rule,
-                   static_cast<int>(ev.pid), ev.error);
+      (void)std::fprintf(
+          stderr, "{\"denied\":\"%.*s\",\"path\":\"%s\",\"rule\":%d,\"pid\":%d,\"errno\":%d}\n",
+          static_cast<int>(ev.op.size()), ev.op.data(), ev.path.c_str(), ev.rule,
+          static_cast<int>(ev.pid), ev.error);
     };
   }
   auto m = fs::Mount::Start(a.source, a.mountpoint, std::move(pol), options);
   if (!m.ok()) {
-    std::fprintf(stderr, "agentfense-mount: %s\n", m.error().ToString().c_str());
+    (void)std::fprintf(stderr, "agentfense-mount: %s\n", m.error().ToString().c_str());
     return 1;
   }
   WriteByte(ready_fd);
@@ -124,7 +136,7 @@ int RunWorker(const Args& a, policy::Policy pol, int ready_fd) {
 int RunOffline(const Args& a) {
   auto store = fs::DeltaStore::Open(a.options.delta_dir, 0, 0);
   if (!store.ok()) {
-    std::fprintf(stderr, "agentfense-mount: %s\n", store.error().ToString().c_str());
+    (void)std::fprintf(stderr, "agentfense-mount: %s\n", store.error().ToString().c_str());
     return 1;
   }
   agentfense::UniqueFd root(::open(a.source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -151,7 +163,8 @@ int RunOffline(const Args& a) {
   }
   auto pol = BuildPolicy(a);
   if (!pol.ok()) {
-    std::fprintf(stderr, "agentfense-mount: bad policy: %s\n", pol.error().ToString().c_str());
+    (void)std::fprintf(stderr, "agentfense-mount: bad policy: %s\n",
+                       pol.error().ToString().c_str());
     return 2;
   }
   auto report = (*store)->Commit(root.get(), [&](const std::string& path, bool is_dir) {
@@ -180,12 +193,14 @@ int main(int argc, char** argv) {
       a.rules.push_back(v);
     } else if (s == "--threads") {
       const char* v = next();
-      if (!v) return Usage("--threads needs a value");
-      a.options.threads = std::atoi(v);
+      uint64_t n = 0;
+      if (!v || !ParseNumber(v, 1, 64, &n)) return Usage("--threads needs a number from 1 to 64");
+      a.options.threads = static_cast<int>(n);
     } else if (s == "--fd-cache") {
       const char* v = next();
-      if (!v) return Usage("--fd-cache needs a value");
-      a.options.fd_cache_capacity = static_cast<size_t>(std::atol(v));
+      uint64_t n = 0;
+      if (!v || !ParseNumber(v, 0, SIZE_MAX, &n)) return Usage("--fd-cache needs a number");
+      a.options.fd_cache_capacity = static_cast<size_t>(n);
     } else if (s == "--log-level") {
       const char* v = next();
       if (!v) return Usage("--log-level needs a value");
@@ -196,12 +211,14 @@ int main(int argc, char** argv) {
       a.options.delta_dir = v;
     } else if (s == "--delta-quota-bytes") {
       const char* v = next();
-      if (!v) return Usage("--delta-quota-bytes needs a value");
-      a.options.delta_quota_bytes = std::strtoull(v, nullptr, 10);
+      if (!v || !ParseNumber(v, 0, UINT64_MAX, &a.options.delta_quota_bytes)) {
+        return Usage("--delta-quota-bytes needs a number");
+      }
     } else if (s == "--delta-quota-inodes") {
       const char* v = next();
-      if (!v) return Usage("--delta-quota-inodes needs a value");
-      a.options.delta_quota_inodes = std::strtoull(v, nullptr, 10);
+      if (!v || !ParseNumber(v, 0, UINT64_MAX, &a.options.delta_quota_inodes)) {
+        return Usage("--delta-quota-inodes needs a number");
+      }
     } else if (s == "--changes" || s == "--commit" || s == "--discard") {
       a.offline_op = s.substr(2);
     } else if (s == "--no-xattr") {
@@ -234,7 +251,8 @@ int main(int argc, char** argv) {
   if (a.presets.empty() && a.rules.empty()) return Usage("give --preset NAME or --rule ...");
   auto pol = BuildPolicy(a);
   if (!pol.ok()) {
-    std::fprintf(stderr, "agentfense-mount: bad policy: %s\n", pol.error().ToString().c_str());
+    (void)std::fprintf(stderr, "agentfense-mount: bad policy: %s\n",
+                       pol.error().ToString().c_str());
     return 2;
   }
   char real[PATH_MAX];
@@ -248,11 +266,12 @@ int main(int argc, char** argv) {
   }
   a.mountpoint = real;
   if (auto st = fs::CleanupStaleMount(a.mountpoint); !st.ok()) {
-    std::fprintf(stderr, "agentfense-mount: %s\n", st.error().ToString().c_str());
+    (void)std::fprintf(stderr, "agentfense-mount: %s\n", st.error().ToString().c_str());
     return 1;
   }
   if (fs::IsFuseMountPoint(a.mountpoint)) {
-    std::fprintf(stderr, "agentfense-mount: %s is already a live FUSE mount\n", a.mountpoint.c_str());
+    (void)std::fprintf(stderr, "agentfense-mount: %s is already a live FUSE mount\n",
+                       a.mountpoint.c_str());
     return 1;
   }
 
@@ -302,12 +321,14 @@ int main(int argc, char** argv) {
     if (fs::IsFuseMountPoint(a.mountpoint)) {
       // The worker died with the mount still there: detach it now (lazy unmount on crash).
       ::umount2(a.mountpoint.c_str(), MNT_DETACH);
-      if (clean) std::fprintf(stderr, "agentfense-mount: mount was still present; detached\n");
+      if (clean) {
+        (void)std::fprintf(stderr, "agentfense-mount: mount was still present; detached\n");
+      }
     }
     if (!clean) {
-      std::fprintf(stderr, "agentfense-mount: filesystem worker %s %d\n",
-                   WIFSIGNALED(status) ? "killed by signal" : "exited with",
-                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+      (void)std::fprintf(stderr, "agentfense-mount: filesystem worker %s %d\n",
+                         WIFSIGNALED(status) ? "killed by signal" : "exited with",
+                         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
       return 1;
     }
     return 0;

@@ -34,6 +34,15 @@ bool KeepCache(Inode* n, int fd) {
   return same && same_size;
 }
 
+// One buffer of `size` bytes, as FUSE_BUFVEC_INIT makes it (a C99 compound literal, not C++).
+fuse_bufvec SingleBuf(size_t size) {
+  fuse_bufvec v{};  // NOLINT(bugprone-invalid-enum-default-initialization): flags 0 = memory
+  v.count = 1;
+  v.buf[0].size = size;
+  v.buf[0].fd = -1;
+  return v;
+}
+
 }  // namespace
 
 void PermFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -107,7 +116,7 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
 
 void PermFs::Read(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* fi) {
   // Spliced from the host fd to /dev/fuse when the kernel allows it: no user-space copy.
-  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  fuse_bufvec buf = SingleBuf(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   buf.buf[0].fd = static_cast<int>(fi->fh);
   buf.buf[0].pos = off;
@@ -134,7 +143,7 @@ void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t /*ino*/, fuse_bufvec* in, off_t
       len = static_cast<size_t>(max_end - off);
     }
   }
-  fuse_bufvec out = FUSE_BUFVEC_INIT(len);
+  fuse_bufvec out = SingleBuf(len);
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = fd;
   out.buf[0].pos = off;

@@ -68,6 +68,7 @@ void Guard(fuse_req_t req, Request kind, F&& f) noexcept {
 
 std::vector<std::pair<std::string, uint64_t>> PermFs::RequestCounts() const {
   std::vector<std::pair<std::string, uint64_t>> out;
+  out.reserve(kRequestCount);
   for (size_t k = 0; k < kRequestCount; ++k) {
     out.emplace_back(kRequestNames[k], requests_[k].load(std::memory_order_relaxed));
   }

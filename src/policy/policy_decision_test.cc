@@ -201,6 +201,7 @@ std::vector<DecisionCase> Cases() {
 TEST(DecisionTest, Table) {
   for (const DecisionCase& c : Cases()) {
     std::vector<Rule> rules;
+    rules.reserve(c.rules.size());
     for (const char* s : c.rules) rules.push_back(testing::R(s));
     Policy p = MustCompile(rules);
     Decision d = p.Decide(c.path, c.is_dir);
@@ -280,6 +281,7 @@ TEST(DecisionTest, ExplainWinnerAndReasons) {
   };
   for (const ReasonCase& c : kReasons) {
     std::vector<Rule> rules;
+    rules.reserve(c.rules.size());
     for (const char* s : c.rules) rules.push_back(testing::R(s));
     Explanation x = MustCompile(rules).Explain(c.path);
     EXPECT_NE(x.reason.find(c.needle), std::string::npos) << x.reason;

@@ -69,7 +69,7 @@ HostLayout ProbeHostLayout() {
 }
 
 Result<BwrapPlan> BuildBwrapPlan(const SandboxSpec& spec, const HostLayout& host) {
-  auto bad = [](std::string why) {
+  auto bad = [](const std::string& why) {
     return Error(ErrorCode::kInvalidArgument, "sandbox spec: " + why);
   };
   if (!ValidId(spec.id)) return bad("bad id '" + spec.id + "'");

@@ -166,6 +166,7 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& spe
   }
   AF_ASSIGN_OR_RETURN(auto err_pipe, MakePipe());
   std::vector<char*> argv;
+  argv.reserve(plan.argv.size() + 1);
   for (auto& a : plan.argv) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t parent = ::getpid();

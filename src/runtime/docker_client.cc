@@ -243,7 +243,7 @@ Status DemuxDockerStream(std::string_view raw, std::size_t max_bytes, ContainerL
     if (raw.size() < size) return Error(ErrorCode::kDataLoss, "docker stream: truncated frame");
     std::string& dest = stream == 2 ? out->stderr_data : out->stdout_data;
     const std::size_t room = max_bytes > dest.size() ? max_bytes - dest.size() : 0;
-    dest.append(raw.data(), std::min(room, size));
+    dest.append(raw.substr(0, std::min(room, size)));
     raw.remove_prefix(size);
   }
   return OkStatus();
@@ -348,7 +348,8 @@ Result<DockerClient::Response> DockerClient::Call(std::string_view method, std::
   auto add_header = [&headers](const char* h) {
     curl_slist* l = curl_slist_append(headers.get(), h);
     if (l != nullptr) {
-      (void)headers.release();  // curl_slist_append returned the (possibly new) list head
+      // curl_slist_append returned the (possibly new) head of the list the old head is part of.
+      (void)headers.release();  // NOLINT(bugprone-unused-return-value): owned via `l` now
       headers.reset(l);
     }
   };

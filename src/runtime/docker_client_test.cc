@@ -188,7 +188,7 @@ class FakeDaemon {
     listen_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path_.c_str());
+    (void)std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path_.c_str());
     EXPECT_EQ(::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
     EXPECT_EQ(::listen(listen_.get(), 8), 0);
     thread_ = std::thread([this] { Serve(); });

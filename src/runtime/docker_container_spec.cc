@@ -92,7 +92,7 @@ Result<Json> BuildContainerCreateBody(const DockerContainerPlan& plan) {
       l.cpu_shares < 0 || l.pids_limit < 0 || l.tmp_size_bytes <= 0) {
     return Invalid("limits", "negative value (or a zero /tmp size)");
   }
-  if (l.memory_bytes != 0 && l.memory_bytes < (6ll << 20)) {
+  if (l.memory_bytes != 0 && l.memory_bytes < (6LL << 20)) {
     return Invalid("limits", "memory below Docker's 6 MiB minimum");
   }
   if (l.nano_cpus != 0 && (l.cpu_quota_us != 0 || l.cpu_period_us != 0)) {

@@ -44,7 +44,7 @@ struct DockerLimits {
   int64_t cpu_period_us = 0;
   int64_t cpu_shares = 0;                // relative weight (1024 = default)
   int64_t pids_limit = 0;                // 0: unlimited
-  int64_t tmp_size_bytes = 256ll << 20;  // the /tmp tmpfs cap; never unlimited
+  int64_t tmp_size_bytes = 256LL << 20;  // the /tmp tmpfs cap; never unlimited
 };
 
 struct DockerContainerPlan {

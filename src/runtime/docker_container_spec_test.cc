@@ -96,16 +96,16 @@ TEST(DockerContainerSpec, Labels) {
 
 TEST(DockerContainerSpec, Limits) {
   auto plan = BasePlan();
-  plan.limits.memory_bytes = 128ll << 20;
+  plan.limits.memory_bytes = 128LL << 20;
   plan.limits.nano_cpus = 500000000;
   plan.limits.cpu_shares = 512;
   plan.limits.pids_limit = 64;
-  plan.limits.tmp_size_bytes = 16ll << 20;
+  plan.limits.tmp_size_bytes = 16LL << 20;
   auto body = BuildContainerCreateBody(plan);
   ASSERT_TRUE(body.ok()) << body.error().ToString();
   const Json& hc = (*body)["HostConfig"];
-  EXPECT_EQ(hc["Memory"], 128ll << 20);
-  EXPECT_EQ(hc["MemorySwap"], 128ll << 20);  // no swap beyond the limit
+  EXPECT_EQ(hc["Memory"], 128LL << 20);
+  EXPECT_EQ(hc["MemorySwap"], 128LL << 20);  // no swap beyond the limit
   EXPECT_EQ(hc["NanoCpus"], 500000000);
   EXPECT_EQ(hc["CpuShares"], 512);
   EXPECT_EQ(hc["PidsLimit"], 64);

@@ -304,7 +304,8 @@ Result<UniqueFd> DockerLauncher::ConnectAgentSocket(std::string_view sandbox_id)
   if (!s) return Error::FromErrno(errno, "socket");
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "/proc/self/fd/%d", sock_path.get());
+  // At most 25 bytes ("/proc/self/fd/" and an int) of the 108: never truncated.
+  (void)std::snprintf(addr.sun_path, sizeof(addr.sun_path), "/proc/self/fd/%d", sock_path.get());
   if (::connect(s.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     return Error::FromErrno(errno, "connect to the agent of sandbox " + std::string(sandbox_id));
   }
@@ -427,7 +428,7 @@ Result<ExecResult> DockerLauncher::Exec(AgentClient& agent, std::string_view san
     if (auto c = ReadOomKill(*counter); c.ok()) before = *c;
   }
   AF_ASSIGN_OR_RETURN(ExecResult r, agent.Exec(request, on_output, options));
-  if (before) {
+  if (before && counter) {  // `before` is only ever set with `counter`
     auto after = ReadOomKill(*counter);
     r.oom = after.ok() && *after > *before;
   }

@@ -140,7 +140,7 @@ TEST(Config, FlagsOverrideFileAndEnvToken) {
   o.runtime = "bwrap";
   o.codebase_path = "/x/cb";
   auto c = LoadConfig(o, "tok");
-  std::remove(path);
+  (void)std::remove(path);
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   EXPECT_EQ(c->server.grpc_addr, "127.0.0.1:2");
   EXPECT_EQ(c->runtime.type, RuntimeKind::kBwrap);

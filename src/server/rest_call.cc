@@ -58,7 +58,7 @@ Status RestCall::ReadJson(const httplib::ContentReader* reader, google::protobuf
   bool form_from_cli = false;
   if (req_.has_header("Content-Type")) {
     std::string type = Lower(req_.get_header_value("Content-Type"));
-    type = type.substr(0, type.find(';'));
+    if (size_t semi = type.find(';'); semi != std::string::npos) type.resize(semi);
     while (!type.empty() && type.back() == ' ') type.pop_back();
     form_from_cli = type == "application/x-www-form-urlencoded" && !req_.has_header("Origin") &&
                     !req_.has_header("Sec-Fetch-Site") && !req_.has_header("Sec-Fetch-Mode") &&

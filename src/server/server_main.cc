@@ -28,7 +28,7 @@ int ParseFlags(int argc, char** argv, ConfigOverrides* out) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg.size() < 2 || arg[0] != '-') {
-      std::fprintf(stderr, "unexpected argument: %s\n%s", argv[i], kUsage);
+      (void)std::fprintf(stderr, "unexpected argument: %s\n%s", argv[i], kUsage);
       return 2;
     }
     arg.remove_prefix(arg[1] == '-' ? 2 : 1);
@@ -37,11 +37,11 @@ int ParseFlags(int argc, char** argv, ConfigOverrides* out) {
     bool has_value = false;
     if (size_t eq = name.find('='); eq != std::string::npos) {
       value = name.substr(eq + 1);
-      name = name.substr(0, eq);
+      name.resize(eq);
       has_value = true;
     }
     if (name == "h" || name == "help") {
-      std::fputs(kUsage, stdout);
+      (void)std::fputs(kUsage, stdout);
       return 1;
     }
     std::string* target = nullptr;
@@ -51,12 +51,12 @@ int ParseFlags(int argc, char** argv, ConfigOverrides* out) {
     if (name == "codebase-path") target = &out->codebase_path;
     if (name == "runtime") target = &out->runtime;
     if (target == nullptr) {
-      std::fprintf(stderr, "unknown flag: %s\n%s", argv[i], kUsage);
+      (void)std::fprintf(stderr, "unknown flag: %s\n%s", argv[i], kUsage);
       return 2;
     }
     if (!has_value) {
       if (i + 1 >= argc) {
-        std::fprintf(stderr, "flag -%s needs a value\n", name.c_str());
+        (void)std::fprintf(stderr, "flag -%s needs a value\n", name.c_str());
         return 2;
       }
       value = argv[++i];
@@ -79,19 +79,19 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  (void)signal(SIGPIPE, SIG_IGN);  // fails only for an invalid signal number
 
   const char* env_token = std::getenv("AGENTFENSE_TOKEN");
   auto config = agentfense::server::LoadConfig(overrides, env_token ? env_token : "");
   if (!config.ok()) {
-    std::fprintf(stderr, "agentfense-server: %s\n", config.error().ToString().c_str());
+    (void)std::fprintf(stderr, "agentfense-server: %s\n", config.error().ToString().c_str());
     return 2;
   }
   auto format = config->logging.format == agentfense::server::LogFormatKind::kJson
                     ? agentfense::LogFormat::kJson
                     : agentfense::LogFormat::kText;
   if (auto s = agentfense::InitLogging(config->logging.level, format); !s.ok()) {
-    std::fprintf(stderr, "agentfense-server: %s\n", s.error().ToString().c_str());
+    (void)std::fprintf(stderr, "agentfense-server: %s\n", s.error().ToString().c_str());
     return 2;
   }
   AF_LOG_INFO("configuration from {}", config->source);

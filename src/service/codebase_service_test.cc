@@ -110,7 +110,7 @@ TEST_F(CodebaseServiceTest, DownloadInChunks) {
   meta.mutable_metadata()->set_file_path("f");
   ASSERT_TRUE(s.Consume(meta).ok());
   v1::UploadChunk c;
-  c.set_data(std::string(500, 'd'));
+  c.set_data(data);
   ASSERT_TRUE(s.Consume(c).ok());
   ASSERT_TRUE(s.Finish().ok());
   v1::DownloadFileRequest d;
@@ -119,10 +119,15 @@ TEST_F(CodebaseServiceTest, DownloadInChunks) {
   auto src = svc_->OpenDownload(ctx_, d);
   ASSERT_TRUE(src.ok());
   v1::FileChunk chunk;
+  std::string got;
+  for (size_t want : {kDownloadChunkBytes, kDownloadChunkBytes, size_t{3}}) {
+    auto more = (*src)->Next(&chunk);
+    ASSERT_TRUE(more.ok() && *more);
+    EXPECT_EQ(chunk.data().size(), want);
+    got += chunk.data();
+  }
+  EXPECT_EQ(got, data);
   auto more = (*src)->Next(&chunk);
-  ASSERT_TRUE(more.ok() && *more);
-  EXPECT_EQ(chunk.data().size(), 500u);
-  more = (*src)->Next(&chunk);
   ASSERT_TRUE(more.ok());
   EXPECT_FALSE(*more);
   d.set_file_path("missing");

@@ -280,6 +280,7 @@ TEST_P(CodebaseAttackTest, ConcurrentUploadsToOnePathLandOneWholeVersion) {
   constexpr size_t kSize = 1 << 20;
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
+  threads.reserve(kWriters);
   for (int t = 0; t < kWriters; ++t) {
     threads.emplace_back([&, t] {
       auto w = files_->BeginUpload(kCb, "shared/target.bin", kSize, 0644);
@@ -305,6 +306,7 @@ TEST_P(CodebaseAttackTest, ConcurrentUsageDeltasAddUpExactly) {
   // what is on disk, or the codebase record drifts.
   std::atomic<int64_t> bytes{0}, count{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 40; ++i) {

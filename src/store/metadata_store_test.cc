@@ -36,17 +36,17 @@ SandboxRecord Sandbox(std::string id, std::string codebase, int64_t created) {
 
 std::string Cb(int n) {
   char buf[32];
-  snprintf(buf, sizeof buf, "cb_%016x", n);
+  (void)snprintf(buf, sizeof buf, "cb_%016x", n);
   return buf;
 }
 std::string Sb(int n) {
   char buf[32];
-  snprintf(buf, sizeof buf, "sb_%016x", n);
+  (void)snprintf(buf, sizeof buf, "sb_%016x", n);
   return buf;
 }
 std::string Sess(int n) {
   char buf[32];
-  snprintf(buf, sizeof buf, "sess_%016x", n);
+  (void)snprintf(buf, sizeof buf, "sess_%016x", n);
   return buf;
 }
 
@@ -310,6 +310,7 @@ TEST_F(MetadataStoreTest, TransitionIsCompareAndSet) {
           .ok());
   std::atomic<int> wins{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&] {
       if (store_
@@ -473,6 +474,7 @@ TEST_F(MetadataStoreTest, AuditIngestAdvancesTheOffsetWithTheEvents) {
 TEST_F(MetadataStoreTest, ConcurrentWritersFromManyThreads) {
   ASSERT_TRUE(store_->CreateCodebase(Codebase(Cb(1), "alice", 1)).ok());
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 50; ++i) {

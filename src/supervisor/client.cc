@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstring>
 #include <thread>
 
@@ -58,7 +59,8 @@ Result<UniqueFd> ConnectUnix(const std::string& path) {
 // Maps the supervisor's "error: <code> <message>" start report to an Error.
 Error StartError(const std::string& line) {
   std::string rest = line.substr(std::min<size_t>(line.size(), 7));
-  int code = std::atoi(rest.c_str());
+  int code = 0;  // stays 0 (→ kInternal below) unless a number leads
+  (void)std::from_chars(rest.data(), rest.data() + rest.size(), code);
   size_t space = rest.find(' ');
   std::string message = space == std::string::npos ? rest : rest.substr(space + 1);
   if (code <= 0 || code > 16) code = static_cast<int>(ErrorCode::kInternal);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -37,14 +38,21 @@ int main(int argc, char** argv) {
     if (a == "--spec" && i + 1 < argc) {
       spec_path = argv[++i];
     } else if (a == "--ready-fd" && i + 1 < argc) {
-      ready_fd = std::atoi(argv[++i]);
+      // The whole argument, a descriptor number (atoi would turn junk into 0, our stdin).
+      const char* v = argv[++i];
+      const char* end = v + std::strlen(v);
+      auto [ptr, ec] = std::from_chars(v, end, ready_fd);
+      if (ec != std::errc() || ptr != end || ptr == v || ready_fd < 0) {
+        (void)std::fprintf(stderr, "agentfense-supervisor: bad --ready-fd %s\n", v);
+        return 2;
+      }
     } else {
-      std::fprintf(stderr, "usage: agentfense-supervisor --spec FILE [--ready-fd N]\n");
+      (void)std::fprintf(stderr, "usage: agentfense-supervisor --spec FILE [--ready-fd N]\n");
       return 2;
     }
   }
   if (spec_path.empty()) {
-    std::fprintf(stderr, "usage: agentfense-supervisor --spec FILE [--ready-fd N]\n");
+    (void)std::fprintf(stderr, "usage: agentfense-supervisor --spec FILE [--ready-fd N]\n");
     return 2;
   }
   // Detach: the server waits only for this first process to exit (so it leaves no zombie), while

@@ -65,7 +65,7 @@ Status Agent::Setup() {
   int sfd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) return Error::FromErrno(errno, "signalfd");
   signal_fd_.Reset(sfd);
-  ::signal(SIGPIPE, SIG_IGN);
+  (void)::signal(SIGPIPE, SIG_IGN);  // cannot fail for a valid signal number
   struct stat st;
   has_bash_ = ::stat("/bin/bash", &st) == 0 && S_ISREG(st.st_mode);
 
@@ -240,6 +240,8 @@ void Agent::Loop() {
           if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) PumpPtyOutput(it->second, false);
           break;
         }
+        default:
+          break;  // every kind pushed above is handled
       }
     }
     ReapChildren();
@@ -350,7 +352,7 @@ void Agent::ReadConn(Conn& c) {
       return;
     }
     if (!*next) return;
-    Dispatch(it->second, std::move(**next));
+    Dispatch(it->second, **next);
   }
 }
 
@@ -379,7 +381,7 @@ void Agent::DropConn(uint64_t id) {
   conns_.erase(id);
 }
 
-void Agent::Dispatch(Conn& c, proto::Frame f) {
+void Agent::Dispatch(Conn& c, const proto::Frame& f) {
   uint64_t cid = c.id;
   if (!c.hello_done) {
     if (f.type != proto::MsgType::kHello) {
@@ -435,7 +437,7 @@ void Agent::Dispatch(Conn& c, proto::Frame f) {
       // already ended is dropped silently (it races with the Exit on the way).
       auto m = proto::DecodePtyInput(f.payload);
       if (!m.ok()) return SendError(cid, f.request_id, m.error());
-      return PtyInput(cid, f.request_id, std::move(m->data));
+      return PtyInput(cid, f.request_id, m->data);
     }
     case proto::MsgType::kPtyResize: {
       auto m = proto::DecodePtyResize(f.payload);

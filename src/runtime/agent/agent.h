@@ -123,7 +123,7 @@ class Agent {
   void DropConn(uint64_t id);
   void Send(uint64_t conn_id, const Result<std::string>& frame);
   void SendError(uint64_t conn_id, uint64_t request_id, const Error& e);
-  void Dispatch(Conn& c, proto::Frame frame);
+  void Dispatch(Conn& c, const proto::Frame& frame);
 
   void StartExec(uint64_t conn_id, uint64_t request_id, proto::Exec req);
   void PumpJobOutput(Job& job, int which);
@@ -143,7 +143,7 @@ class Agent {
 
   void OpenPty(uint64_t conn_id, uint64_t request_id, const proto::PtyOpen& req);
   Pty* FindPty(uint64_t conn_id, uint64_t request_id);
-  void PtyInput(uint64_t conn_id, uint64_t request_id, std::string data);
+  void PtyInput(uint64_t conn_id, uint64_t request_id, const std::string& data);
   void PtyResize(uint64_t conn_id, uint64_t request_id, const proto::PtyResize& req);
   void PumpPtyOutput(Pty& p, bool drain);
   void WritePtyInput(Pty& p);

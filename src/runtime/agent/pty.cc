@@ -135,7 +135,7 @@ void Agent::OpenPty(uint64_t conn_id, uint64_t request_id, const proto::PtyOpen&
   Send(conn_id, proto::Encode(request_id, proto::PtyOpened{}));
 }
 
-void Agent::PtyInput(uint64_t conn_id, uint64_t request_id, std::string data) {
+void Agent::PtyInput(uint64_t conn_id, uint64_t request_id, const std::string& data) {
   Pty* p = FindPty(conn_id, request_id);
   // Input racing with the program's exit is normal: dropped without an error (the Exit follows).
   if (p == nullptr || p->exited || !p->master) return;
