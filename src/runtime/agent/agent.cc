@@ -450,17 +450,23 @@ void Agent::Dispatch(Conn& c, const proto::Frame& f) {
   }
 }
 
+Result<std::string> Agent::Workdir(const std::string& requested) const {
+  std::string dir = requested.empty()     ? options_.workspace
+                    : requested[0] == '/' ? requested
+                                          : options_.workspace + "/" + requested;
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Error(ErrorCode::kInvalidArgument, "workdir is not a directory: " + dir);
+  }
+  return dir;
+}
+
 // --- one-shot exec ----------------------------------------------------------------------------
 
 void Agent::StartExec(uint64_t conn_id, uint64_t request_id, proto::Exec req) {
-  std::string dir = req.workdir.empty()     ? options_.workspace
-                    : req.workdir[0] == '/' ? req.workdir
-                                            : options_.workspace + "/" + req.workdir;
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return SendError(conn_id, request_id,
-                     Error(ErrorCode::kInvalidArgument, "workdir is not a directory: " + dir));
-  }
+  auto workdir = Workdir(req.workdir);
+  if (!workdir.ok()) return SendError(conn_id, request_id, workdir.error());
+  const std::string& dir = *workdir;
   std::vector<std::string> env = BaseEnv();
   for (const auto& kv : req.env) {
     const std::string prefix = kv.first + "=";

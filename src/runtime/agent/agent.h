@@ -157,6 +157,9 @@ class Agent {
   void EmitOutput(Capture& cap, proto::Stream stream, const char* data, size_t n);
   bool Backlogged(uint64_t conn_id) const;
   std::vector<std::string> BaseEnv() const;
+  // The directory a command starts in: the workspace, an absolute path, or one relative to the
+  // workspace; it must be an existing directory (INVALID_ARGUMENT otherwise).
+  Result<std::string> Workdir(const std::string& requested) const;
   // Kills the processes of the session ids not in use by a live job or session: double-forked
   // daemons that left their command's process group.
   void SweepStrays();

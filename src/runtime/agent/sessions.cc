@@ -79,14 +79,9 @@ void Agent::OpenSession(uint64_t conn_id, uint64_t request_id, const proto::Sess
     return SendError(conn_id, request_id,
                      Error(ErrorCode::kNotFound, "session shell not found: " + shell));
   }
-  std::string dir = req.workdir.empty()     ? options_.workspace
-                    : req.workdir[0] == '/' ? req.workdir
-                                            : options_.workspace + "/" + req.workdir;
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return SendError(conn_id, request_id,
-                     Error(ErrorCode::kInvalidArgument, "workdir is not a directory: " + dir));
-  }
+  auto workdir = Workdir(req.workdir);
+  if (!workdir.ok()) return SendError(conn_id, request_id, workdir.error());
+  const std::string& dir = *workdir;
   std::vector<std::string> env = BaseEnv();
   std::erase_if(env, [](const std::string& e) { return e.rfind("SHELL=", 0) == 0; });
   env.push_back("SHELL=" + shell);
