@@ -314,7 +314,6 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
   if (exchange) {
     Verdict back = Decide(p, old_path, new_dir);
     if (back.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, old_path, "rename", back, EACCES));
-    if (old_dir || new_dir) return (void)fuse_reply_err(req, EXDEV);  // documented: files only
   }
   auto subtree_writable = [&](const std::string& a, const std::string& b) {
     auto ua = p.UniformLevelBeneath(a);
@@ -323,6 +322,9 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
   };
   if (old_dir && !subtree_writable(old_path, new_path)) {
     return (void)fuse_reply_err(req, Deny(req, old_path, "rename", ovd, EXDEV));
+  }
+  if (exchange && new_dir && !subtree_writable(new_path, old_path)) {
+    return (void)fuse_reply_err(req, Deny(req, new_path, "rename", tvd, EXDEV));
   }
   if (target_exists && !exchange) {
     if (ov.st.st_dev == tv.st.st_dev && ov.st.st_ino == tv.st.st_ino) return (void)fuse_reply_err(req, 0);
@@ -335,15 +337,19 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
   }
   // Both ends in the upper tree: a source object is copied up first (a directory as a whole
   // tree), and its source original gets a deletion record once the copy has moved.
-  const bool old_has_lower = LowerVisible(old_path) &&
-                             OpenBeneath(table_->root_fd(), old_path, O_PATH | O_NOFOLLOW).ok();
-  if (old_dir && old_has_lower) {
-    if (int err = CopyUpTree(old_path)) return (void)fuse_reply_err(req, err);
-  } else if (!ov.upper) {
-    if (int err = CopyUpPath(old_path, ov.fd.get(), ov.st, false)) return (void)fuse_reply_err(req, err);
-  }
-  if (exchange && !tv.upper) {
-    if (int err = CopyUpPath(new_path, tv.fd.get(), tv.st, false)) return (void)fuse_reply_err(req, err);
+  auto has_lower = [&](const std::string& path) {
+    return LowerVisible(path) && OpenBeneath(table_->root_fd(), path, O_PATH | O_NOFOLLOW).ok();
+  };
+  auto copy_up = [&](const std::string& path, const Visible& v, bool lower) {
+    if (S_ISDIR(v.st.st_mode) && lower) return CopyUpTree(path);
+    return v.upper ? 0 : CopyUpPath(path, v.fd.get(), v.st, false);
+  };
+  const bool old_has_lower = has_lower(old_path);
+  if (int err = copy_up(old_path, ov, old_has_lower)) return (void)fuse_reply_err(req, err);
+  // An exchange moves both objects: the target is copied up as well (a directory as a tree).
+  const bool new_has_lower = exchange && has_lower(new_path);
+  if (exchange) {
+    if (int err = copy_up(new_path, tv, new_has_lower)) return (void)fuse_reply_err(req, err);
   }
   auto ofd = delta_->EnsureUpperDir(ParentOf(old_path), table_->root_fd());
   auto nfd = delta_->EnsureUpperDir(ParentOf(new_path), table_->root_fd());
@@ -358,8 +364,12 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
   if (upper_target && !exchange && (nst.st_nlink <= 1 || S_ISDIR(nst.st_mode))) {
     delta_->AddUsage(S_ISREG(nst.st_mode) ? -nst.st_size : 0, -1);
   }
-  if (old_has_lower && !exchange) {
-    if (auto s = delta_->MarkDeleted(old_path); !s.ok()) return (void)fuse_reply_err(req, s.error().ToErrno());
+  // The source object under a moved-away name is deleted. After an exchange each name holds the
+  // other, complete object: a record on each name that has a source object makes it opaque, so
+  // nothing of its own source tree shows through (and a commit replaces it whole).
+  for (const std::string* path : {old_has_lower ? &old_path : nullptr, new_has_lower ? &new_path : nullptr}) {
+    if (path == nullptr) continue;
+    if (auto s = delta_->MarkDeleted(*path); !s.ok()) return (void)fuse_reply_err(req, s.error().ToErrno());
   }
   if (exchange) {
     table_->Moved(ust.st_dev, ust.st_ino, odir, name, ndir, newname);
