@@ -6,6 +6,7 @@ nested directories, some containing a needle for grep, plus one large random fil
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -60,6 +61,10 @@ def make_tree(root: Path, files: int, big_mib: int, seed: int = 7) -> dict:
     return {"files": files, "big_mib": big_mib, "dirs": len(dirs)}
 
 
+# Workloads also measured with every cache dropped first (the host's and the kernel's FUSE caches).
+COLD = ("find", "stat", "grep -r")
+SMALL_WRITE_FILES = 300  # created, then removed, by "small writes"
+
 WORKLOADS = {
     # name: (shell command with {M} = the mount, needs write)
     "find": ("find {M} > /dev/null", False),
@@ -67,8 +72,8 @@ WORKLOADS = {
     "ls -lR": ("ls -lR {M} > /dev/null", False),
     "grep -r": (f"grep -r {NEEDLE} {{M}} > /dev/null || true", False),
     "big read": ("cat {M}/assets/large/big.bin > /dev/null", False),
-    "small writes": ("d={M}/scratch/w$$ && mkdir -p $d && for i in $(seq 300); do "
-                     "echo hello > $d/f$i; done && rm -rf $d", True),
+    "small writes": ("d={M}/scratch/w$$ && mkdir -p $d && for i in $(seq %d); do "
+                     "echo hello > $d/f$i; done && rm -rf $d" % SMALL_WRITE_FILES, True),
     "big write": ("dd if=/dev/zero of={M}/scratch/big.out bs=1M count=64 status=none && "
                   "rm -f {M}/scratch/big.out", True),
 }
@@ -95,11 +100,50 @@ class Config:
 
     def unmount(self, mnt: Path) -> None:
         if self.mount_cmd is not None and os.path.ismount(mnt):
-            subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
+            subprocess.run(["umount", str(mnt)], check=False)  # root: FUSE and tmpfs alike
             for _ in range(100):
                 if not os.path.ismount(mnt):
                     break
                 time.sleep(0.05)
+
+
+# libfuse's own low-level passthrough example, shipped by Debian's libfuse3-dev: the baseline the
+# filesystem issue names (its C++ successor passthrough_hp is not packaged). Built at bench time
+# from the installed package, never copied into the project.
+PASSTHROUGH_LL = Path("/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c")
+
+
+def build_passthrough_ll(ctx: Context) -> Path | None:
+    out = ctx.work / "passthrough_ll"
+    if out.exists():
+        return out
+    if not PASSTHROUGH_LL.exists() or not have("gcc") or not have("pkg-config"):
+        return None
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
+                           text=True)
+    r = subprocess.run(["gcc", "-O2", "-o", str(out), str(PASSTHROUGH_LL), *flags.stdout.split()],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        ctx.note(f"fs: passthrough_ll did not build: {r.stderr.strip()[:200]}")
+        return None
+    return out
+
+
+def build_folio_census(ctx: Context) -> Path | None:
+    out = ctx.work / "folio_census"
+    src = Path(__file__).resolve().parents[1] / "fs" / "folio_census.c"
+    if not have("gcc"):
+        return None
+    r = subprocess.run(["gcc", "-O2", "-o", str(out), str(src)], capture_output=True, text=True)
+    return out if r.returncode == 0 else None
+
+
+def folio_census(tool: Path | None, path: Path) -> dict | None:
+    """How the page cache holds `path` once read: share of its pages in large folios."""
+    if tool is None:
+        return None
+    r = subprocess.run([str(tool), str(path)], capture_output=True, text=True)
+    return json.loads(r.stdout) if r.returncode == 0 else None
 
 
 def configs(ctx: Context) -> list[Config]:
@@ -112,6 +156,14 @@ def configs(ctx: Context) -> list[Config]:
         out.append(Config("fuse-overlayfs",
                           "mkdir -p {SCRATCH}/u {SCRATCH}/w && fuse-overlayfs -o "
                           "lowerdir={SRC},upperdir={SCRATCH}/u,workdir={SCRATCH}/w {MNT}"))
+    # Not a FUSE filesystem: an in-memory copy whose page cache uses 4 KiB pages, as FUSE's does
+    # on this kernel while ext4 uses large folios; the reference for the big-read row. Its "cold"
+    # rows stay warm (drop_caches cannot evict tmpfs).
+    out.append(Config("tmpfs copy", "mount -t tmpfs -o size=2g,mode=0755 af-bench {MNT} && "
+                                    "cp -a {SRC}/. {MNT}/"))
+    if (pll := build_passthrough_ll(ctx)) is not None:
+        # cache=always: its fastest mode (long timeouts, keep_cache, cached readdir), as ours.
+        out.append(Config("passthrough_ll", f"{pll} -o source={{SRC}},cache=always {{MNT}}"))
     out.append(Config("ours, agent-safe",
                       f"{mount_bin} --background --preset agent-safe {scratch_rule} {{SRC}} {{MNT}}"))
     help_text = subprocess.run([str(mount_bin), "--help"], capture_output=True, text=True)
@@ -131,7 +183,9 @@ def run(ctx: Context) -> dict:
     shape = make_tree(src, files, big_mib)
     (src / "scratch").mkdir(exist_ok=True)
     cold_ok = drop_caches()
-    results: dict = {"tree": shape, "rounds": rounds, "configs": {}, "cold_supported": cold_ok}
+    census = build_folio_census(ctx)
+    results: dict = {"tree": shape, "rounds": rounds, "configs": {}, "cold_supported": cold_ok,
+                     "small_write_files": SMALL_WRITE_FILES}
     for cfg in configs(ctx):
         mnt = ctx.work / "mnt" / cfg.name.replace(" ", "_").replace(",", "")
         scratch = ctx.work / "scratch" / mnt.name
@@ -142,7 +196,7 @@ def run(ctx: Context) -> dict:
             root = cfg.mount(src, mnt, scratch)
             for wl, (cmd, _) in WORKLOADS.items():
                 c = cmd.format(M=root)
-                if cold_ok and wl in ("find", "grep -r"):
+                if cold_ok and wl in COLD:
                     cold = []
                     for _ in range(max(1, rounds // 2)):
                         drop_caches()
@@ -151,6 +205,9 @@ def run(ctx: Context) -> dict:
                 timed(c)  # warm-up
                 warm = [timed(c) for _ in range(rounds)]
                 times[f"{wl}, warm"] = percentile(warm, 50)
+                if wl == "big read":
+                    results.setdefault("folios", {})[cfg.name] = folio_census(
+                        census, root / "assets" / "large" / "big.bin")
         except (subprocess.CalledProcessError, RuntimeError) as e:
             ctx.note(f"fs: {cfg.name} failed: {e}")
             times["error"] = str(e)

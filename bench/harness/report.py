@@ -13,9 +13,16 @@ from .common import ROOT
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 PLOTS = ROOT / "docs" / "perf"
 
-FS_GOALS = {"find, warm": 1.3, "stat, warm": 1.3, "ls -lR, warm": 1.5, "grep -r, warm": 1.5,
-            "big read, warm": 1.3, "find, cold": 2.5, "grep -r, cold": 2.5,
-            "small writes, warm": 3.0, "big write, warm": 3.0}
+# The filesystem issue's goals, time ÷ native. Small writes are judged per created file instead
+# (SMALL_WRITE_GOAL_MS extra each); warm grep may reach 2.5× where every open must reach the daemon.
+# grep: 1.5× in general, 2.5× "only where every open must reach the daemon", which is our design
+# (every open is decided by the policy; docs/FILESYSTEM.md).
+FS_GOALS = {"find, warm": 1.3, "stat, warm": 1.3, "ls -lR, warm": 1.5, "grep -r, warm": 2.5,
+            "big read, warm": 1.1, "find, cold": 2.5, "stat, cold": 2.5, "grep -r, cold": 2.5,
+            "big write, warm": 3.0}
+SMALL_WRITE_GOAL_MS = 0.2
+BINDFS_FACTOR = 3.0  # ours at least this much faster than bindfs on every warm row
+AHEAD_OF = ("fuse-overlayfs", "passthrough_ll")  # ours ahead of these on every row
 
 
 def _mark(ok: bool) -> str:
@@ -29,6 +36,13 @@ def machine_block(m: dict, quick: bool, when: str) -> str:
             f"bwrap {v['bwrap']}, docker {v['docker']}, libfuse {v['libfuse']}, "
             f"{v['bindfs']}, {v['fuse-overlayfs']}; commit {v['git']}; "
             f"load average {m.get('load_average', 0):.1f} at the start.\n")
+
+
+def group_times(results: dict, when: str) -> str:
+    """Groups rerun later than the machine line's run (`--groups`), so no table hides its age."""
+    later = [f"{g} at `{r['when']}` (commit {r.get('commit')}, load {r.get('load_average') or 0:.1f})"
+             for g, r in results.items() if isinstance(r, dict) and r.get("when") not in (None, when)]
+    return f"\nRerun since, on the same machine: {', '.join(later)}.\n" if later else ""
 
 
 def policy_block(r: dict) -> str:
@@ -69,11 +83,52 @@ def fs_block(r: dict) -> str:
                 ours_ok = ok if ours_ok is None else (ours_ok and ok)
         goal = (f"≤ {FS_GOALS[wl]}× {_mark(bool(ours_ok))}" if wl in FS_GOALS and ours_ok is not None
                 else "")
+        if wl == "small writes, warm" and r.get("small_write_files"):
+            extra = [(r["configs"][c][wl] - native[wl]) * 1000 / r["small_write_files"]
+                     for c in cfgs if c.startswith("ours") and isinstance(r["configs"][c].get(wl), float)]
+            if extra:
+                goal = (f"≤ +{SMALL_WRITE_GOAL_MS} ms/file: +{max(extra):.2f} "
+                        f"{_mark(max(extra) <= SMALL_WRITE_GOAL_MS)}")
         rows.append(f"| {wl} | " + " | ".join(cells) + f" | {goal} |")
     t = r["tree"]
     return (f"Tree: {t['files']} files + a {t['big_mib']} MiB file; median of {r['rounds']} warm "
-            f"runs after one warm-up; cold = after dropping the kernel caches. Ratio = time ÷ native "
-            f"time.\n\n" + "\n".join(rows) + "\n")
+            f"runs after one warm-up; cold = after dropping the kernel caches (a fresh mount for "
+            f"FUSE). Ratio = time ÷ native time. Small writes create "
+            f"{r.get('small_write_files', 300)} files, then remove them; the goal column gives the "
+            f"extra time per file over native.\n\n" + "\n".join(rows) + "\n" + fs_comparisons(r))
+
+
+def fs_comparisons(r: dict) -> str:
+    """Ours (plain agent-safe mount) against the other FUSE filesystems, row by row."""
+    times = r["configs"]
+    ours = times.get("ours, agent-safe", {})
+    lines = []
+    if "bindfs" in times:
+        warm = {wl: times["bindfs"][wl] / ours[wl] for wl in ours
+                if wl.endswith("warm") and isinstance(ours[wl], float)
+                and isinstance(times["bindfs"].get(wl), float)}
+        short = [wl for wl, f in warm.items() if f < BINDFS_FACTOR]
+        lines.append(f"- Faster than bindfs on warm rows (goal ≥ {BINDFS_FACTOR:.0f}×): " + ", ".join(
+            f"{wl.removesuffix(', warm')} {f:.1f}×" for wl, f in warm.items()) + " "
+            + (_mark(True) if not short else
+               f"{_mark(False)} (short on {', '.join(wl.removesuffix(', warm') for wl in short)})"))
+    for other in AHEAD_OF:
+        if other not in times:
+            continue
+        rows = [wl for wl in ours if isinstance(ours[wl], float)
+                and isinstance(times[other].get(wl), float)]
+        behind = [wl for wl in rows if ours[wl] > times[other][wl]]
+        lines.append(f"- Ahead of {other} on every row: " + (
+            f"{len(rows)} of {len(rows)} {_mark(True)}" if not behind else
+            f"{len(rows) - len(behind)} of {len(rows)} {_mark(False)}, behind on "
+            + ", ".join(f"{wl} ({ours[wl] / times[other][wl]:.2f}× its time)" for wl in behind)))
+    folios = {c: f for c, f in r.get("folios", {}).items() if f and f.get("pages")}
+    if folios:
+        lines.append("- Page cache of the big file after the warm reads, share of its pages held in "
+                     "large folios (bench/fs/folio_census.c): " + ", ".join(
+                         f"{c} {100 * f['in_large_folios'] / f['pages']:.0f} %"
+                         for c, f in folios.items()))
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def start_block(r: dict) -> str:
@@ -81,14 +136,30 @@ def start_block(r: dict) -> str:
     for rt in ("bwrap", "docker"):
         for name, x in r.get(rt, {}).items():
             rows.append(f"| {rt} | {name} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} |")
-    b = r.get("bwrap", {})
     out = "\n".join(rows) + "\n"
-    raw = b.get("raw bwrap (same binds) sh -c true")
-    ours = b.get("sandbox start + cgroup + first exec result")
-    if raw and ours:
-        ratio = ours["p50_ms"] / raw["p50_ms"]
-        out += f"\nbwrap start ÷ raw bwrap (p50): {ratio:.2f}× (goal ≤ 2×) {_mark(ratio <= 2)}\n"
-    return out
+    lines = [f"- {label} (p50): {v:.2f}× (goal ≤ {goal}×) {_mark(v <= goal)}"
+             for label, v, goal in start_checks(r)]
+    return out + ("\n" + "\n".join(lines) + "\n" if lines else "")
+
+
+def start_checks(r: dict) -> list[tuple[str, float, float]]:
+    """(label, ratio of p50s, goal) for the runtime issue's goals that this run measured."""
+    b = r.get("bwrap", {})
+    d = r.get("docker", {})
+    checks = [
+        (b.get("sandbox start + cgroup + first exec result"),
+         b.get("raw bwrap (same binds) sh -c true"), 2.0, "bwrap sandbox start ÷ raw bwrap"),
+        (b.get("exec argv /bin/true in running sandbox"), b.get("raw fork/exec/wait /bin/true"), 2.0,
+         "exec in a running bwrap sandbox ÷ raw fork/exec"),
+        (b.get("session command `true` round trip"), b.get("raw fork/exec/wait /bin/true"), 2.0,
+         "session command round trip ÷ raw fork/exec"),
+        (d.get("sandbox start: create + start + agent ready + first exec result"),
+         d.get("`docker run --rm` + the sandbox's flags and binds"), 1.1,
+         "Docker sandbox start ÷ `docker run` with the same flags"),
+        (d.get("exec `true` via DockerLauncher::Exec (+ state and OOM checks)"),
+         d.get("`docker exec CONTAINER true`"), 0.1, "exec in a Docker sandbox ÷ `docker exec`"),
+    ]
+    return [(label, x["p50_ms"] / y["p50_ms"], goal) for x, y, goal, label in checks if x and y]
 
 
 def delta_block(r: dict) -> str:
@@ -100,6 +171,22 @@ def delta_block(r: dict) -> str:
         rows.append(f"| {name} | {x['ours_s']:.3f} s | {x['baseline']} {x['baseline_s']:.3f} s | "
                     f"{x['ratio']:.2f}× | {goal} |")
     return "\n".join(rows) + "\n"
+
+
+def sdk_block(r: dict) -> str:
+    out = ""
+    c = r.get("cli_run_bwrap")
+    if c:
+        out += (f"`agentfense run --discard DIR -- true` (bwrap: mount, sandbox, command, change "
+                f"summary, teardown): p50 {c['p50_ms']:.0f} ms, p99 {c['p99_ms']:.0f} ms over "
+                f"{c['runs']} runs.\n")
+    f = r.get("from_local")
+    if f:
+        out += (f"\n`Sandbox.from_local` of the {f['files']}-file tree ({f['mib']} MiB): "
+                f"{f['from_local_s']:.2f} s; `tar` of the tree plus one upload: "
+                f"{f['tar_upload_s']:.2f} s; ratio {f['ratio']:.2f}× (goal ≤ 2×) "
+                f"{_mark(f['ratio'] <= 2)}.\n")
+    return out
 
 
 def density_block(r: dict) -> str:
@@ -126,6 +213,76 @@ def stress_block(r: dict) -> str:
             f"p99 {l['p99']:.1f} ms, **{r['errors']} errors**. After destroying every sandbox: "
             f"{a['mounts']} mounts and {a['supervisors']} supervisors left, server fds "
             f"{r['before']['server_fds']} before → {a['server_fds']} after.\n")
+
+
+def goals_block(res: dict) -> str:
+    """Every goal this run measured, with its result: one table for the whole document."""
+    rows = ["| layer | goal | this run | |", "|---|---|---|---|"]
+
+    def add(layer: str, goal: str, result: str, ok: bool) -> None:
+        rows.append(f"| {layer} | {goal} | {result} | {_mark(ok)} |")
+
+    pol = res.get("policy", {})
+    if isinstance(pol.get("BM_DecideFile/100"), dict):
+        ns = pol["BM_DecideFile/100"]["cpu_ns"]
+        add("policy", "decision ≤ 200 ns at 100 rules", f"{ns:.0f} ns", ns <= 200)
+    fs = res.get("fs")
+    if fs:
+        ours = [c for c in fs["ratios"] if c.startswith("ours")]
+        for wl, goal in FS_GOALS.items():
+            vals = [fs["ratios"][c][wl] for c in ours if wl in fs["ratios"][c]]
+            if vals:
+                add("filesystem", f"{wl} ≤ {goal}× native",
+                    ", ".join(f"{v:.2f}×" for v in vals), max(vals) <= goal)
+        n = fs.get("small_write_files")
+        native = fs["configs"]["native"].get("small writes, warm")
+        extra = [(fs["configs"][c]["small writes, warm"] - native) * 1000 / n for c in ours
+                 if n and native and isinstance(fs["configs"][c].get("small writes, warm"), float)]
+        if extra:
+            add("filesystem", f"≤ +{SMALL_WRITE_GOAL_MS} ms per created file",
+                ", ".join(f"+{e:.2f} ms" for e in extra), max(extra) <= SMALL_WRITE_GOAL_MS)
+        t = fs["configs"]
+        mine = t.get("ours, agent-safe", {})
+        if "bindfs" in t:
+            short = [wl for wl, v in mine.items() if wl.endswith("warm") and isinstance(v, float)
+                     and isinstance(t["bindfs"].get(wl), float)
+                     and t["bindfs"][wl] / v < BINDFS_FACTOR]
+            add("filesystem", f"≥ {BINDFS_FACTOR:.0f}× faster than bindfs on every warm row",
+                "short on " + ", ".join(wl.removesuffix(", warm") for wl in short) if short
+                else "every row", not short)
+        for other in AHEAD_OF:
+            if other in t:
+                behind = [wl for wl, v in mine.items() if isinstance(v, float)
+                          and isinstance(t[other].get(wl), float) and v > t[other][wl]]
+                add("filesystem", f"ahead of {other} on every row",
+                    "behind on " + ", ".join(behind) if behind else "every row", not behind)
+    for name, x in res.get("delta", {}).items():
+        if isinstance(x, dict) and x.get("goal"):
+            add("delta", f"{name} ≤ {x['goal']}× {x['baseline']}", f"{x['ratio']:.2f}×",
+                x["ratio"] <= x["goal"])
+    for label, v, goal in start_checks(res.get("start", {})):
+        add("runtimes", f"{label} ≤ {goal}×", f"{v:.2f}×", v <= goal)
+    f = res.get("sdk", {}).get("from_local")
+    if f:
+        add("SDK", "`from_local` ≤ 2× `tar` + one upload", f"{f['ratio']:.2f}×", f["ratio"] <= 2)
+    den = res.get("density", {}).get("bwrap", {})
+    if den:
+        top = den[str(max(int(n) for n in den))]
+        add("density", "≤ 3 MB per idle sandbox",
+            f"{top['pss_per_sandbox_mib']:.2f} MiB PSS, {top['system_mem_per_sandbox_mib']:.2f} MiB "
+            f"of system memory at {top['requested']}", top["pss_per_sandbox_mib"] <= 3)
+        errors = top["create_errors"] + top["exec_errors"]
+        add("density", "1,000 concurrent bwrap sandboxes, exec working in each",
+            f"{top['running']} running, exec p50 {top['exec_ms']['p50']:.0f} ms, {errors} errors",
+            top["running"] >= 1000 and errors == 0)
+    st = res.get("stress")
+    if st:
+        a = st["after_destroy"]
+        clean = a["mounts"] == 0 and a["supervisors"] == 0
+        add("stress", f"{st['clients']} clients × 5 min: 0 errors, nothing left",
+            f"{st['execs']} execs, {st['errors']} errors, {a['mounts']} mounts and "
+            f"{a['supervisors']} supervisors left", st["errors"] == 0 and clean)
+    return "\n".join(rows) + "\n"
 
 
 def plots(results: dict) -> list[str]:
@@ -178,9 +335,10 @@ def plots(results: dict) -> list[str]:
 
 
 def update_doc(results: dict, machine: dict, quick: bool, when: str) -> list[str]:
-    blocks = {"machine": machine_block(machine, quick, when)}
+    blocks = {"machine": machine_block(machine, quick, when) + group_times(results, when),
+              "goals": goals_block(results)}
     render = {"policy": policy_block, "fs": fs_block, "delta": delta_block, "start": start_block,
-              "density": density_block, "stress": stress_block}
+              "sdk": sdk_block, "density": density_block, "stress": stress_block}
     for name, fn in render.items():
         if name in results:
             blocks[name] = fn(results[name])

@@ -1,0 +1,49 @@
+"""The client side: `agentfense run` end to end (mount, sandbox, command, commit, teardown) for a
+trivial command, and the Python SDK's Sandbox.from_local of the filesystem tree against `tar` of the
+same tree plus one upload (sdk/python/bench/from_local_vs_tar.py, goal ≤ 2×)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+
+from .common import ROOT, Context, percentile, run_capture
+from .fs_group import make_tree
+
+
+def _cli_run(ctx: Context, tree, runs: int) -> dict:
+    argv = [str(ctx.bin("agentfense")), "run", "-q", "--discard", str(tree), "--", "true"]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        times.append((time.monotonic() - t0) * 1000)
+    return {"runs": runs, "p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99)}
+
+
+def run(ctx: Context) -> dict:
+    files, big_mib = (3000, 64) if ctx.quick else (16000, 256)
+    tree = ctx.work / f"tree-{files}"
+    make_tree(tree, files, big_mib)  # the fs group's tree; reused when it is already there
+    small = ctx.work / "cli-run-dir"
+    small.mkdir(exist_ok=True)
+    (small / "main.py").write_text("print('hi')\n")
+    out: dict = {"cli_run_bwrap": _cli_run(ctx, small, 10 if ctx.quick else 30)}
+    ctx.note(f"sdk: agentfense run p50 {out['cli_run_bwrap']['p50_ms']:.0f} ms")
+    env = dict(os.environ, AGENTFENSE_BUILD_DIR=str(ctx.build),
+               PYTHONPATH=os.pathsep.join([str(ctx.build / "python"), str(ROOT / "sdk" / "python"),
+                                           str(ROOT / "tests" / "py")]))
+    text = run_capture(["/usr/bin/python3", str(ROOT / "sdk" / "python" / "bench" / "from_local_vs_tar.py"),
+                        str(tree), "--rounds", "1" if ctx.quick else "3"], timeout=1800, env=env)
+    m = re.search(r"median: from_local ([\d.]+)s\s+tar\+upload ([\d.]+)s", text)
+    if m is None:
+        raise RuntimeError(f"from_local_vs_tar.py printed no median:\n{text[-2000:]}")
+    head = re.search(r"tree \S+: (\d+) files to upload, (\d+) MiB", text)
+    out["from_local"] = {"files": int(head.group(1)) if head else files,
+                         "mib": int(head.group(2)) if head else None,
+                         "from_local_s": float(m.group(1)), "tar_upload_s": float(m.group(2)),
+                         "ratio": float(m.group(1)) / float(m.group(2))}
+    ctx.note(f"sdk: from_local ÷ tar+upload {out['from_local']['ratio']:.2f}×")
+    return out
