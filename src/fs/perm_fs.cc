@@ -179,14 +179,19 @@ void PermFs::Init(fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS_AUTO);
   want(FUSE_CAP_CACHE_SYMLINKS);  // readlink needs `read`; the cache is dropped on every change
   want(FUSE_CAP_PARALLEL_DIROPS);
-  want(FUSE_CAP_AUTO_INVAL_DATA);  // host-side changes of mtime/size drop stale pages by themselves
   // Not a `want` flag: when the kernel can, opendir answers ENOSYS and the kernel stops sending
   // OPENDIR and RELEASEDIR (two round trips per directory walked).
   zero_message_opendir_ = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   // Never: writeback cache (writes acknowledged before we see them), POSIX ACLs (they force
-  // default_permissions), EXPORT_SUPPORT, locks (kept local to the kernel).
+  // default_permissions), EXPORT_SUPPORT, locks (kept local to the kernel). Nor AUTO_INVAL_DATA
+  // (a libfuse default): it makes the kernel revalidate attributes on every read() of a cached
+  // file, which cost 45 % of warm big-read throughput (docs/PERFORMANCE.md), and buys nothing
+  // here: pages are dropped explicitly on every change we make or are told of (notify_inval_inode
+  // with the pages), and a file changed on the host between opens loses keep_cache at its next
+  // open (KeepCache).
   conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_ACL | FUSE_CAP_EXPORT_SUPPORT |
-                  FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_SPLICE_READ);
+                  FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_SPLICE_READ |
+                  FUSE_CAP_AUTO_INVAL_DATA);
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
   conn->time_gran = 1;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,21 @@ TEST(PolicyChange, InvalidatePathShowsSourceChanges) {
   ASSERT_TRUE(m->fs().InvalidatePath("/").ok());
   EXPECT_EQ(ReadFile(m->mnt("f")).value_or(""), "new!");
   EXPECT_TRUE(Listed(m->mnt(), "g"));
+}
+
+// Without any invalidation: a file rewritten on the host between two opens (same size, new
+// mtime) loses keep_cache at the next open, so its stale pages are not served. This is what
+// stands in for FUSE_CAP_AUTO_INVAL_DATA, which we turn off (docs/FILESYSTEM.md).
+TEST(PolicyChange, HostRewriteBetweenOpensIsReadAfresh) {
+  AF_REQUIRE_FUSE();
+  auto m = MountedFs::Start(PresetPolicy("read-only"));
+  ASSERT_NE(m, nullptr);
+  WriteFile(m->src("f"), "old-content");
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(ReadFile(m->mnt("f")).value_or(""), "old-content");
+  WriteFile(m->src("f"), "new-content");
+  struct timespec later[2] = {{0, UTIME_OMIT}, {::time(nullptr) + 10, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, m->src("f").c_str(), later, 0), 0);
+  EXPECT_EQ(ReadFile(m->mnt("f")).value_or(""), "new-content");
 }
 
 TEST(PolicyChange, AuditRecordsDenials) {
