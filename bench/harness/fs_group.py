@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .common import Context, drop_caches, have, percentile, run_capture, timed
+from .common import Context, drop_caches, have, percentile, timed
 
 NEEDLE = "af7needle"
 

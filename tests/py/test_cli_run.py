@@ -8,48 +8,14 @@ Exit statuses (docs/CLI.md): the command's own; 122 sandbox unavailable; 123 syn
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("AGENTFENSE_BUILD_DIR", REPO / "build"))
-BINARY = BUILD / "bin" / "agentfense"
-SECRET = "TOPSECRET-7f3a"
-
-
-@pytest.fixture
-def tree(tmp_path):
-    src = tmp_path / "project"
-    (src / "src").mkdir(parents=True)
-    (src / "src" / "app.py").write_text("print('hi')\n")
-    (src / "secrets").mkdir()
-    (src / "secrets" / "token").write_text(SECRET + "\n")
-    (src / ".env").write_text(f"KEY={SECRET}\n")
-    (src / "server.pem").write_text(SECRET + "\n")
-    (src / ".git").mkdir()
-    (src / ".git" / "config").write_text(SECRET + "\n")
-    (src / "output").mkdir()
-    (src / "README.md").write_text("readme\n")
-    return src
-
-
-@pytest.fixture
-def rundir():
-    # Where `run` puts its private directory. Directly under /tmp and 0711: the sandbox's uid
-    # must traverse it to reach the mount point (pytest's tmp_path parents are 0700).
-    d = Path(tempfile.mkdtemp(prefix="af-cli-run-"))
-    d.chmod(0o711)
-    yield d
-    for line in Path("/proc/mounts").read_text().splitlines():
-        if str(d) in line:
-            subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
-    shutil.rmtree(d, ignore_errors=True)
+from cli_fixtures import BINARY, SECRET, assert_clean
 
 
 def env_for(rundir):
@@ -63,16 +29,6 @@ def run(rundir, *args, timeout=120, stdin=subprocess.DEVNULL):
         pytest.fail(f"{BINARY} is missing: build the 'agentfense' target first")
     return subprocess.run([str(BINARY), *args], capture_output=True, text=True, timeout=timeout,
                           env=env_for(rundir), stdin=stdin)
-
-
-def assert_clean(rundir):
-    """No private directory, no mount and no process of ours is left."""
-    left = list(rundir.iterdir())
-    assert left == [], left
-    mounts = Path("/proc/mounts").read_text()
-    assert str(rundir) not in mounts
-    procs = subprocess.run(["pgrep", "-af", str(rundir)], capture_output=True, text=True).stdout
-    assert procs.strip() == "", procs
 
 
 def sh(script):

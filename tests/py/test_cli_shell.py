@@ -8,52 +8,15 @@ runs on a terminal allocated inside the sandbox; ours only ever sees its output.
 import fcntl
 import os
 import re
-import shutil
 import signal
 import struct
 import subprocess
-import tempfile
 import termios
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("AGENTFENSE_BUILD_DIR", REPO / "build"))
-BINARY = BUILD / "bin" / "agentfense"
-SECRET = "TOPSECRET-9c1e"
-
-
-@pytest.fixture
-def tree(tmp_path):
-    src = tmp_path / "project"
-    (src / "src").mkdir(parents=True)
-    (src / "src" / "app.py").write_text("print('hi')\n")
-    (src / "secrets").mkdir()
-    (src / "secrets" / "token").write_text(SECRET + "\n")
-    (src / ".env").write_text(f"KEY={SECRET}\n")
-    (src / "output").mkdir()
-    (src / "README.md").write_text("readme\n")
-    return src
-
-
-@pytest.fixture
-def rundir():
-    d = Path(tempfile.mkdtemp(prefix="af-cli-shell-"))
-    d.chmod(0o711)
-    yield d
-    for line in Path("/proc/mounts").read_text().splitlines():
-        if str(d) in line:
-            subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def assert_clean(rundir):
-    assert list(rundir.iterdir()) == []
-    assert str(rundir) not in Path("/proc/mounts").read_text()
-    procs = subprocess.run(["pgrep", "-af", str(rundir)], capture_output=True, text=True).stdout
-    assert procs.strip() == "", procs
+from cli_fixtures import BINARY, SECRET, assert_clean
 
 
 def set_size(fd, rows, cols):

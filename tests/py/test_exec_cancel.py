@@ -11,7 +11,6 @@ import os
 import socket
 import time
 
-import grpc
 import pytest
 
 from sandbox.v1 import codebase_pb2, codebase_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc

@@ -1,0 +1,40 @@
+"""Fixtures of the end-to-end tests in tests/py (a test module may override one by name)."""
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from cli_fixtures import SECRET
+
+
+@pytest.fixture
+def tree(tmp_path):
+    src = tmp_path / "project"
+    (src / "src").mkdir(parents=True)
+    (src / "src" / "app.py").write_text("print('hi')\n")
+    (src / "secrets").mkdir()
+    (src / "secrets" / "token").write_text(SECRET + "\n")
+    (src / ".env").write_text(f"KEY={SECRET}\n")
+    (src / "server.pem").write_text(SECRET + "\n")
+    (src / ".git").mkdir()
+    (src / ".git" / "config").write_text(SECRET + "\n")
+    (src / "output").mkdir()
+    (src / "README.md").write_text("readme\n")
+    return src
+
+
+@pytest.fixture
+def rundir():
+    # Where the CLI puts its private directory ($AGENTFENSE_RUNTIME_DIR). Directly under /tmp and
+    # 0711: the sandbox's uid must traverse it to reach the mount point (pytest's tmp_path parents
+    # are 0700).
+    d = Path(tempfile.mkdtemp(prefix="af-cli-"))
+    d.chmod(0o711)
+    yield d
+    for line in Path("/proc/mounts").read_text().splitlines():
+        if str(d) in line:
+            subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
