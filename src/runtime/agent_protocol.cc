@@ -177,6 +177,36 @@ Status NoNul(std::string_view v, const char* what) {
   return OkStatus();
 }
 
+// env and workdir, decoded alike for Exec, PtyOpen and SessionOpen. Returns whether `tag` was one
+// of them.
+template <typename M>
+Result<bool> DecodeEnvOrWorkdir(M& m, uint16_t tag, std::string_view v) {
+  switch (tag) {
+    case kTagEnv: {
+      if (m.env.size() >= kMaxEnv) return Bad("too many env entries");
+      AF_ASSIGN_OR_RETURN(auto kv, AsEnv(v));
+      m.env.push_back(std::move(kv));
+      return true;
+    }
+    case kTagWorkdir:
+      AF_RETURN_IF_ERROR(NoNul(v, "workdir"));
+      m.workdir.assign(v);
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The program to run: argv, env and workdir, shared by Exec and PtyOpen.
+template <typename M>
+Result<bool> DecodeProgramField(M& m, uint16_t tag, std::string_view v) {
+  if (tag != kTagArgv) return DecodeEnvOrWorkdir(m, tag, v);
+  AF_RETURN_IF_ERROR(NoNul(v, "argument"));
+  if (m.argv.size() >= kMaxArgs) return Bad("too many arguments");
+  m.argv.emplace_back(v);
+  return true;
+}
+
 // Applies `fn(tag, value)` to every field, with duplicate detection for tags not in `repeated`.
 template <typename Fn>
 Status ForEachField(std::string_view payload, std::initializer_list<uint16_t> repeated, Fn fn) {
@@ -374,28 +404,15 @@ Result<Exec> DecodeExec(std::string_view payload) {
   bool has_timeout = false, has_cap = false;
   Status fields_status =
       ForEachField(payload, {kTagArgv, kTagEnv}, [&](uint16_t tag, std::string_view v) -> Status {
+        AF_ASSIGN_OR_RETURN(bool program, DecodeProgramField(m, tag, v));
+        if (program) return OkStatus();
         switch (tag) {
-          case kTagArgv:
-            AF_RETURN_IF_ERROR(NoNul(v, "argument"));
-            if (m.argv.size() >= kMaxArgs) return Bad("too many arguments");
-            m.argv.emplace_back(v);
-            break;
           case kTagShellCommand:
             AF_RETURN_IF_ERROR(NoNul(v, "command"));
             m.shell_command.assign(v);
             break;
           case kTagStdin:
             m.stdin_data.assign(v);
-            break;
-          case kTagEnv: {
-            if (m.env.size() >= kMaxEnv) return Bad("too many env entries");
-            AF_ASSIGN_OR_RETURN(auto kv, AsEnv(v));
-            m.env.push_back(std::move(kv));
-            break;
-          }
-          case kTagWorkdir:
-            AF_RETURN_IF_ERROR(NoNul(v, "workdir"));
-            m.workdir.assign(v);
             break;
           case kTagTimeoutMs: {
             AF_ASSIGN_OR_RETURN(m.timeout_ms, AsU32(v));
@@ -480,23 +497,11 @@ Result<SessionOpen> DecodeSessionOpen(std::string_view payload) {
   SessionOpen m;
   Status fields_status =
       ForEachField(payload, {kTagEnv}, [&](uint16_t tag, std::string_view v) -> Status {
-        switch (tag) {
-          case kTagShell:
-            AF_RETURN_IF_ERROR(NoNul(v, "shell"));
-            m.shell.assign(v);
-            break;
-          case kTagEnv: {
-            if (m.env.size() >= kMaxEnv) return Bad("too many env entries");
-            AF_ASSIGN_OR_RETURN(auto kv, AsEnv(v));
-            m.env.push_back(std::move(kv));
-            break;
-          }
-          case kTagWorkdir:
-            AF_RETURN_IF_ERROR(NoNul(v, "workdir"));
-            m.workdir.assign(v);
-            break;
-          default:
-            break;
+        AF_ASSIGN_OR_RETURN(bool common, DecodeEnvOrWorkdir(m, tag, v));
+        if (common) return OkStatus();
+        if (tag == kTagShell) {
+          AF_RETURN_IF_ERROR(NoNul(v, "shell"));
+          m.shell.assign(v);
         }
         return OkStatus();
       });
@@ -587,22 +592,9 @@ Result<PtyOpen> DecodePtyOpen(std::string_view payload) {
   uint64_t rows = 0, cols = 0;
   Status fields_status =
       ForEachField(payload, {kTagArgv, kTagEnv}, [&](uint16_t tag, std::string_view v) -> Status {
+        AF_ASSIGN_OR_RETURN(bool program, DecodeProgramField(m, tag, v));
+        if (program) return OkStatus();
         switch (tag) {
-          case kTagArgv:
-            AF_RETURN_IF_ERROR(NoNul(v, "argument"));
-            if (m.argv.size() >= kMaxArgs) return Bad("too many arguments");
-            m.argv.emplace_back(v);
-            break;
-          case kTagEnv: {
-            if (m.env.size() >= kMaxEnv) return Bad("too many env entries");
-            AF_ASSIGN_OR_RETURN(auto kv, AsEnv(v));
-            m.env.push_back(std::move(kv));
-            break;
-          }
-          case kTagWorkdir:
-            AF_RETURN_IF_ERROR(NoNul(v, "workdir"));
-            m.workdir.assign(v);
-            break;
           case kTagRows: {
             AF_ASSIGN_OR_RETURN(rows, AsU64(v));
             break;

@@ -32,6 +32,18 @@ void SetNonBlock(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOC
 
 }  // namespace
 
+proto::Exit ExitFromStatus(int wait_status, Clock::time_point start) {
+  proto::Exit e;
+  if (WIFSIGNALED(wait_status)) {
+    e.signal = WTERMSIG(wait_status);
+    e.exit_code = 128 + e.signal;
+  } else {
+    e.exit_code = WEXITSTATUS(wait_status);
+  }
+  e.duration_us = Micros(Clock::now() - start);
+  return e;
+}
+
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 
 std::vector<std::string> Agent::BaseEnv() const {
@@ -178,6 +190,7 @@ void Agent::Loop() {
     for (auto& [id, s] : sessions_) {
       consider(s.deadline);
       consider(s.hard_deadline);
+    consider(s.sweep_at);
     }
     for (auto& [id, p] : ptys_) consider(p.drain_until);
     int n = ::poll(pfds.data(), pfds.size(), timeout);
@@ -557,14 +570,7 @@ void Agent::FinishJob(std::map<uint64_t, Job>::iterator it) {
       PumpJobOutput(job, which);
     }
   }
-  proto::Exit e;
-  if (WIFSIGNALED(job.status)) {
-    e.signal = WTERMSIG(job.status);
-    e.exit_code = 128 + e.signal;
-  } else {
-    e.exit_code = WEXITSTATUS(job.status);
-  }
-  e.duration_us = Micros(Clock::now() - job.start);
+  proto::Exit e = ExitFromStatus(job.status, job.start);
   e.timed_out = job.timed_out;
   e.truncated = job.capture.truncated;
   e.oom = e.signal == SIGKILL && OomKillCount() > job.oom_before;
@@ -646,21 +652,10 @@ void Agent::CheckTimers() {
   if (sweep) SweepStrays();
   for (auto& [id, s] : sessions_) {
     if (s.closed || !s.busy) continue;
-    if (s.deadline && now >= *s.deadline && !s.timed_out) {
-      s.timed_out = true;
-      // Interrupt the foreground job: every process that appeared since the command began.
-      // Background jobs of earlier commands (in `before`) and their children are spared.
-      std::set<pid_t> spare;
-      for (const auto& [old, ostart] : s.before) {
-        spare.insert(old);
-        for (const auto& [d, dstart] : Descendants(old)) spare.insert(d);
-      }
-      for (const auto& [pid, start] : Descendants(s.pid)) {
-        if (s.before.count({pid, start}) == 0 && spare.count(pid) == 0) KillTree(pid);
-      }
-      // If the shell itself is busy (a builtin loop), it will not report back: see hard_deadline.
-      s.hard_deadline = now + milliseconds(2000);
-    }
+    if (s.deadline && now >= *s.deadline && !s.timed_out) StopSessionCommand(s, now);
+    if (s.closed) continue;
+    if (s.sweep_at && now >= *s.sweep_at) SweepStoppedSession(s, now);
+    if (s.closed) continue;
     if (s.hard_deadline && now >= *s.hard_deadline) {
       s.hard_deadline.reset();
       KillSession(s);  // reported as closed in SessionShellDied via ReapChildren

@@ -89,7 +89,10 @@ struct Session {
   Clock::time_point start;
   std::optional<Clock::time_point> deadline;
   std::optional<Clock::time_point> hard_deadline;  // shell did not come back after the kill
-  bool timed_out = false;
+  std::optional<Clock::time_point> sweep_at;       // next re-kill while a stopped command unwinds
+  bool timed_out = false;  // stopped: timeout or Cancel
+  bool running = false;    // the driver armed the stop and runs the command ('+' received)
+  uint64_t seq = 0;        // commands started, to tell them apart
   std::set<std::pair<pid_t, uint64_t>> before;  // descendants (pid, start time) at command start
   uint64_t oom_before = 0;
 };
@@ -140,6 +143,9 @@ class Agent {
   void FinishSessionCommand(Session& s, int status);
   void SessionShellDied(Session& s, int status);
   void KillSession(Session& s);
+  // Timeout or Cancel of the running command: stop the whole command line (sessions.cc).
+  void StopSessionCommand(Session& s, Clock::time_point now);
+  void SweepStoppedSession(Session& s, Clock::time_point now);
 
   void OpenPty(uint64_t conn_id, uint64_t request_id, const proto::PtyOpen& req);
   Pty* FindPty(uint64_t conn_id, uint64_t request_id);
@@ -179,7 +185,13 @@ class Agent {
   bool stop_ = false;
 };
 
-// Helpers shared with sessions.cc (process.cc).
+// Helpers shared by agent.cc, sessions.cc and pty.cc.
+// The Exit message for a reaped child's wait status: exit code (128+N when signal N killed it),
+// signal and the time since `start`.
+proto::Exit ExitFromStatus(int wait_status, Clock::time_point start);
+// Whether `pid` has a handler installed for `sig` (SigCgt in /proc/PID/status): not ignored, not
+// left at its default action.
+bool CatchesSignal(pid_t pid, int sig);
 // Descendants of `root` (not including it) as (pid, start time) pairs, read from /proc.
 std::vector<std::pair<pid_t, uint64_t>> Descendants(pid_t root);
 // SIGKILLs `root`'s process group and every descendant found in /proc.

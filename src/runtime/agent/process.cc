@@ -94,6 +94,23 @@ std::vector<std::pair<pid_t, uint64_t>> Descendants(pid_t root) {
   return out;
 }
 
+bool CatchesSignal(pid_t pid, int sig) {
+  if (sig < 1 || sig > 64) return false;
+  std::string path = "/proc/" + std::to_string(pid) + "/status";
+  FILE* f = std::fopen(path.c_str(), "re");
+  if (f == nullptr) return false;
+  char line[256];
+  bool caught = false;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::strncmp(line, "SigCgt:", 7) != 0) continue;
+    unsigned long long mask = std::strtoull(line + 7, nullptr, 16);
+    caught = ((mask >> (sig - 1)) & 1) != 0;
+    break;
+  }
+  std::fclose(f);
+  return caught;
+}
+
 void KillTree(pid_t root) {
   if (root <= 1) return;
   // Stop the tree first so that nothing forks between the walk and the kill, then kill. A fork

@@ -191,15 +191,7 @@ void Agent::KillPty(Pty& p) {
 void Agent::FinishPty(std::map<uint64_t, Pty>::iterator it) {
   Pty& p = it->second;
   PumpPtyOutput(p, true);
-  proto::Exit e;
-  if (WIFSIGNALED(p.status)) {
-    e.signal = WTERMSIG(p.status);
-    e.exit_code = 128 + e.signal;
-  } else {
-    e.exit_code = WEXITSTATUS(p.status);
-  }
-  e.duration_us = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.start).count());
+  proto::Exit e = ExitFromStatus(p.status, p.start);
   if (p.conn_id != 0) Send(p.conn_id, proto::Encode(p.request_id, e));
   ptys_.erase(it);
 }

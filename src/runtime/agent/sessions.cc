@@ -3,9 +3,10 @@
 // A session is one long-lived shell (bash when present, else sh) running a tiny driver loop. The
 // shell's stdin is /dev/null; its stdout and stderr are two pipes the agent reads for as long as
 // the session lives. Two more pipes, private to the driver, carry control:
-//   fd 60 (agent → shell): the next command, terminated by NUL (bash) or preceded by its length
-//                          in a line (sh);
-//   fd 61 (shell → agent): the command's exit status as decimal digits + NUL.
+//   fd 60 (agent → shell): the next command, terminated by NUL (bash) or as one escaped line
+//                          (sh);
+//   fd 61 (shell → agent): '+' when the command starts, then its exit status as decimal digits +
+//                          NUL.
 // (With sh the fds are 8 and 9: dash only parses single-digit fds in redirections.)
 // The driver evaluates the command in the shell itself (so cd, export, functions, aliases and
 // background jobs persist) with fds 60 and 61 closed for the duration (`eval ... 60<&- 61>&-`):
@@ -37,21 +38,67 @@ constexpr size_t kMaxSessions = 64;
 constexpr size_t kMaxQueued = 64;
 constexpr size_t kMaxSessionCommand = 256 * 1024;
 
+// The signal the agent sends the shell to stop the running command line (timeout or Cancel).
+constexpr int kStopSignal = SIGUSR1;
+// While a stopped command unwinds, the agent re-sends the signal and kills whatever the command
+// started since, this often, until the shell reports (or hard_deadline closes the session).
+constexpr auto kStopSweep = std::chrono::milliseconds(20);
+constexpr auto kStopGrace = std::chrono::milliseconds(2000);
+
+// Both drivers ignore the stop signal while they wait for or read the next command (dash's `read`
+// would fail on a trapped signal and end the loop) and arm it just before running one, then tell
+// the agent so with a '+' on the status pipe: from then on, a shell that does not catch the
+// signal was made not to by the command itself. The status goes out before the signal is ignored
+// again, so the agent, which reads the status pipe before it checks, never mistakes the driver's
+// own quiet phase for tampering.
+//
+// bash: the command runs in a `source`d one-line file (a here-string on fd 62, read whole before
+// anything runs), not in a function, so `declare`/`typeset` keep making globals. The stop: the
+// USR1 trap sets a flag and installs a DEBUG trap, which runs before every next simple command
+// and (with functrace) inside every function, and returns — from the innermost function, then from
+// each caller in turn, then from the `source` — so nothing more of the command line runs. (Only
+// then: a DEBUG trap costs ~50 µs per simple command.) Everything is re-armed before each
+// command, so a command that disarms it (`set +T`, its own USR1 trap) only affects itself.
 const char kBashDriver[] =
     "shopt -s expand_aliases\n"
+    "builtin trap '' USR1\n"
     "while IFS= read -r -d '' __af_cmd <&60; do\n"
-    "  eval \"$__af_cmd\" 60<&- 61>&- </dev/null\n"
+    "  __af_stop=\n"
+    "  builtin set -o functrace\n"
+    "  builtin trap '__af_stop=1; builtin trap \"[[ \\${#BASH_SOURCE[@]} -eq 0 ]] || return 137\" "
+    "DEBUG' USR1\n"
+    "  builtin printf + >&61\n"
+    "  builtin source /dev/fd/62 62<<<'eval \"$__af_cmd\" 60<&- 61>&- 62<&- </dev/null'\n"
     "  builtin printf '%d\\0' \"$?\" >&61\n"
+    "  builtin trap '' USR1\n"
+    "  [[ -z $__af_stop ]] || builtin trap - DEBUG\n"
     "done\n";
 
-// POSIX sh has no `read -d`: the length comes first in a line, then exactly that many bytes.
-// dash only parses single-digit fds in redirections, so the sh driver uses 8 and 9 (a command's
-// own use of fds 8/9 does not survive past the command there).
+// POSIX sh has no `read -d`: the command comes as one line in which the agent wrote each
+// backslash as \\ and each newline as \n, decoded by printf %b (the line is consumed whole by the
+// builtin `read` even if the decoding subshell is killed by a stop, and a command whose decoding
+// did not finish is not run). dash only parses single-digit fds in redirections, so the sh driver
+// uses 8 and 9 (a command's own use of fds 8/9 does not survive past the command there).
+// sh has no DEBUG trap: the command runs in a function (sh has no `declare`: its variables stay
+// global) and the USR1 trap returns from it, ending every list, loop and group of the command line.
+// `__af_in` (local to that function) keeps a signal that arrives between commands from returning
+// out of the driver loop.
 const char kShDriver[] =
-    "while IFS= read -r __af_len <&8; do\n"
-    "  __af_cmd=$(head -c \"$__af_len\" <&8)\n"
-    "  eval \"$__af_cmd\" 8<&- 9>&- </dev/null\n"
-    "  printf '%d\\0' \"$?\" >&9\n"
+    "__af_run() { local __af_in=1; [ -z \"$__af_stop\" ] || return 137\n"
+    "  eval \"$__af_cmd\" 8<&- 9>&- </dev/null; }\n"
+    "trap '' USR1\n"
+    "while IFS= read -r __af_line <&8; do\n"
+    "  __af_stop=\n"
+    "  if __af_cmd=$(printf '%b' \"$__af_line\"); then\n"
+    "    trap '__af_stop=1; if [ -n \"${__af_in-}\" ]; then return 137; fi' USR1\n"
+    "    printf + >&9\n"
+    "    __af_run\n"
+    "    __af_st=$?\n"
+    "  else\n"
+    "    __af_st=137\n"
+    "  fi\n"
+    "  printf '%d\\0' \"$__af_st\" >&9\n"
+    "  trap '' USR1\n"
     "done\n";
 
 void SetNonBlock(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
@@ -170,11 +217,23 @@ void Agent::StartNextSessionCommand(Session& s) {
   auto before = Descendants(s.pid);
   s.before = std::set<std::pair<pid_t, uint64_t>>(before.begin(), before.end());
   s.oom_before = OomKillCount();
+  s.running = false;
+  ++s.seq;
   if (s.bash) {
     s.cmd_buf = p.req.command;
     s.cmd_buf.push_back('\0');
   } else {
-    s.cmd_buf = std::to_string(p.req.command.size()) + "\n" + p.req.command;
+    s.cmd_buf.clear();
+    for (char c : p.req.command) {
+      if (c == '\\') {
+        s.cmd_buf += "\\\\";
+      } else if (c == '\n') {
+        s.cmd_buf += "\\n";
+      } else {
+        s.cmd_buf.push_back(c);
+      }
+    }
+    s.cmd_buf.push_back('\n');
   }
   s.cmd_off = 0;
   WriteSessionCommand(s);
@@ -220,8 +279,14 @@ void Agent::ReadSessionStatus(Session& s) {
     return;
   }
   s.status_buf.append(buf, static_cast<size_t>(n));
-  size_t nul;
-  while ((nul = s.status_buf.find('\0')) != std::string::npos) {
+  while (!s.status_buf.empty()) {
+    if (s.status_buf[0] == '+') {  // the driver armed the stop and is about to run the command
+      s.status_buf.erase(0, 1);
+      if (s.busy) s.running = true;
+      continue;
+    }
+    size_t nul = s.status_buf.find('\0');
+    if (nul == std::string::npos) break;
     std::string digits = s.status_buf.substr(0, nul);
     s.status_buf.erase(0, nul + 1);
     bool ok =
@@ -235,11 +300,8 @@ void Agent::ReadSessionStatus(Session& s) {
 void Agent::FinishSessionCommand(Session& s, int status) {
   PumpSessionOutput(s, 0, true);
   PumpSessionOutput(s, 1, true);
-  proto::Exit e;
-  e.exit_code = status;
-  if (s.timed_out) e.signal = SIGKILL;
-  e.duration_us = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - s.start).count());
+  // A stopped command line reports as killed, whatever the shell's last status was.
+  proto::Exit e = ExitFromStatus(s.timed_out ? SIGKILL : W_EXITCODE(status & 0xff, 0), s.start);
   e.timed_out = s.timed_out;
   e.truncated = s.capture.truncated;
   e.oom = status == 128 + SIGKILL && OomKillCount() > s.oom_before;
@@ -247,6 +309,7 @@ void Agent::FinishSessionCommand(Session& s, int status) {
   s.busy = false;
   s.deadline.reset();
   s.hard_deadline.reset();
+  s.sweep_at.reset();
   s.timed_out = false;
   s.before.clear();
   StartNextSessionCommand(s);
@@ -256,15 +319,11 @@ void Agent::SessionShellDied(Session& s, int status) {
   PumpSessionOutput(s, 0, true);
   PumpSessionOutput(s, 1, true);
   s.closed = true;
-  int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+  proto::Exit e = ExitFromStatus(status, s.start);
+  int code = e.exit_code;
   if (s.busy) {
-    // The command ended the shell (`exit`, or a kill after a timeout in a builtin): it gets its
-    // result; the session is closed for every later command.
-    proto::Exit e;
-    e.exit_code = code;
-    e.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    e.duration_us = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - s.start).count());
+    // The command ended the shell (`exit`, or a kill when a stopped command did not come back):
+    // it gets its result; the session is closed for every later command.
     e.timed_out = s.timed_out;
     e.truncated = s.capture.truncated;
     Send(s.capture.conn_id, proto::Encode(s.capture.request_id, e));
@@ -286,11 +345,59 @@ void Agent::SessionShellDied(Session& s, int status) {
   s.err.Reset();
   s.deadline.reset();
   s.hard_deadline.reset();
+  s.sweep_at.reset();
 }
 
 void Agent::KillSession(Session& s) {
   if (s.closed) return;
   KillTree(s.pid);
+}
+
+namespace {
+
+// Kills every process that appeared since the command began. Background jobs of earlier commands
+// (in `before`) and their children are spared.
+void KillNewDescendants(const Session& s) {
+  std::set<pid_t> spare;
+  for (const auto& [old, ostart] : s.before) {
+    spare.insert(old);
+    for (const auto& [d, dstart] : Descendants(old)) spare.insert(d);
+  }
+  for (const auto& [pid, start] : Descendants(s.pid)) {
+    if (s.before.count({pid, start}) == 0 && spare.count(pid) == 0) KillTree(pid);
+  }
+}
+
+}  // namespace
+
+void Agent::StopSessionCommand(Session& s, Clock::time_point now) {
+  s.timed_out = true;
+  // If the shell does not come back (the command made it ignore the stop, or keeps it busy in a
+  // trap of its own), the session is killed then.
+  s.hard_deadline = now + kStopGrace;
+  SweepStoppedSession(s, now);
+}
+
+void Agent::SweepStoppedSession(Session& s, Clock::time_point now) {
+  s.sweep_at.reset();
+  // The command may have ended already: its status settles it (and the driver reports it before
+  // it stops catching the signal, so what follows never sees the driver's own quiet phase).
+  uint64_t seq = s.seq;
+  if (s.status_r) ReadSessionStatus(s);
+  if (s.closed || !s.busy || s.seq != seq) return;
+  // Once the driver has armed the stop, a shell that does not catch the signal was made to
+  // ignore it (or leave it at its default, which would kill it) by the command: it cannot be
+  // made to drop the rest of the line, so the session ends now rather than let it go on.
+  if (s.running && !CatchesSignal(s.pid, kStopSignal)) {
+    s.hard_deadline.reset();
+    return KillSession(s);  // reported when reaped
+  }
+  // Signal first, then kill: the flag is set before the shell can move on to the next part.
+  // Until the shell reports, both are repeated: whatever the command still managed to start dies
+  // too, and a signal sent while the driver was still reading the command is not lost.
+  ::kill(s.pid, kStopSignal);
+  KillNewDescendants(s);
+  s.sweep_at = now + kStopSweep;
 }
 
 void Agent::CloseSession(uint64_t conn_id, uint64_t request_id, uint64_t session_id) {
