@@ -107,7 +107,7 @@ bool CatchesSignal(pid_t pid, int sig) {
     caught = ((mask >> (sig - 1)) & 1) != 0;
     break;
   }
-  std::fclose(f);
+  (void)std::fclose(f);  // read-only stream: nothing to flush
   return caught;
 }
 
