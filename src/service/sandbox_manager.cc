@@ -406,7 +406,10 @@ Status SandboxManager::StopLocked(SandboxRecord& rec, bool destroy) {
       live_.erase(it);
     }
   }
-  if (live) live->agent.reset();
+  // Only our reference goes: an exec, session call or reaper probe in flight holds the Live and
+  // keeps using live->agent until the supervisor's stop breaks its connection (kUnavailable).
+  // Resetting live->agent here destroyed the client under such a call (a use-after-free).
+  live.reset();
   supervisor::SupervisorControl control(RunDir(rec.id));
   Status st = control.Stop(destroy);
   if (!st.ok() && st.error().code() != ErrorCode::kUnavailable) {

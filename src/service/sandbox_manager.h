@@ -107,6 +107,8 @@ class SandboxManager final : public SandboxApi {
     std::string sync_mode;                   // store vocabulary: "on_exec", "on_stop", ...
     std::map<std::string, std::string> env;  // CreateSandboxRequest.env
     std::unique_ptr<supervisor::SupervisorControl> control;
+    // Set by Attach before the Live is published in live_, never changed after (callers use it
+    // without a lock); it closes when the last holder of the Live lets go.
     std::unique_ptr<runtime::AgentClient> agent;
     std::mutex sessions_mu;                 // guards sessions
     std::map<std::string, uint64_t> sessions;  // sess_ id → the agent's session id

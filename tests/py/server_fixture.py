@@ -59,6 +59,10 @@ class Server:
         )
         log = open(self.log_path, "ab")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        # Sanitizer builds (scripts/sanitize): the server honours the run's report options.
+        for name in ("TSAN_OPTIONS", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if name in os.environ:
+                env[name] = os.environ[name]
         self.proc = subprocess.Popen([str(SERVER_BIN), "-config", str(config)], stdout=log,
                                      stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
