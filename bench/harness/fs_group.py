@@ -19,12 +19,14 @@ from .common import Context, drop_caches, have, percentile, timed
 NEEDLE = "af7needle"
 
 
-def make_tree(root: Path, files: int, big_mib: int, seed: int = 7) -> dict:
-    """Creates the tree once (a stamp file records its shape) and returns its shape."""
+def make_tree(root: Path, files: int, big_mib: int, seed: int = 7, big_files: int = 1,
+              size_mu: float = 8.0, size_cap: int = 65536) -> dict:
+    """Creates the tree once (a stamp file records its shape) and returns its shape. Text file
+    sizes are log-normal (median e^size_mu bytes, at most size_cap); big_files of big_mib each."""
     stamp = root / ".bench-tree"
-    shape = f"{files} {big_mib} {seed}"
+    shape = f"{files} {big_mib} {seed} {big_files} {size_mu} {size_cap}"
     if stamp.exists() and stamp.read_text() == shape:
-        return {"files": files, "big_mib": big_mib}
+        return {"files": files, "big_mib": big_mib, "big_files": big_files}
     if root.exists():
         shutil.rmtree(root)
     rnd = random.Random(seed)
@@ -40,7 +42,7 @@ def make_tree(root: Path, files: int, big_mib: int, seed: int = 7) -> dict:
             d.mkdir()
             dirs.append(d)
             continue
-        size = int(min(65536, max(300, rnd.lognormvariate(8.0, 1.1))))
+        size = int(min(size_cap, max(300, rnd.lognormvariate(size_mu, 1.1))))
         line_words = [rnd.choice(words) for _ in range(12)]
         line = " ".join(line_words) + "\n"
         body = (line * (size // len(line) + 1))[:size]
@@ -51,14 +53,15 @@ def make_tree(root: Path, files: int, big_mib: int, seed: int = 7) -> dict:
         made += 1
     big = root / "assets" / "large"
     big.mkdir(parents=True)
-    with open(big / "big.bin", "wb") as f:
-        chunk = rnd.randbytes(1 << 20)
-        for _ in range(big_mib):
-            f.write(chunk)
+    for i in range(big_files):
+        with open(big / ("big.bin" if i == 0 else f"big{i}.bin"), "wb") as f:
+            chunk = rnd.randbytes(1 << 20)
+            for _ in range(big_mib):
+                f.write(chunk)
     (root / "secrets").mkdir()
     (root / "secrets" / "token.txt").write_text("canary\n")
     stamp.write_text(shape)
-    return {"files": files, "big_mib": big_mib, "dirs": len(dirs)}
+    return {"files": files, "big_mib": big_mib, "big_files": big_files, "dirs": len(dirs)}
 
 
 # Workloads also measured with every cache dropped first (the host's and the kernel's FUSE caches).
