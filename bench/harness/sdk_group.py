@@ -1,5 +1,5 @@
-"""The client side: `agentfense run` end to end (mount, sandbox, command, commit, teardown) for a
-trivial command, and the Python SDK's Sandbox.from_local of the filesystem tree against `tar` of the
+"""The client side: `agentfense run` end to end (mount, sandbox, command, change summary, teardown)
+for a trivial command, and the Python SDK's Sandbox.from_local of a 1 GiB tree against `tar` of the
 same tree plus one upload (sdk/python/bench/from_local_vs_tar.py, goal ≤ 2×)."""
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ TEST(ExecutorThreadsTest, ConcurrentSubmittersAndTasksThatSubmit) {
   {
     Executor ex(8);
     std::vector<std::thread> submitters;
+    submitters.reserve(4);
     for (int t = 0; t < 4; ++t) {
       submitters.emplace_back([&] {
         for (int i = 0; i < 50; ++i) {
@@ -56,6 +57,7 @@ TEST(MetricsThreadsTest, RecordRenderAndCollectorsConcurrently) {
   Metrics m;
   std::atomic<int> collected{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 200; ++i) {
