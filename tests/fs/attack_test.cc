@@ -60,6 +60,13 @@ TEST(Attack, RenameOfHiddenFilesAncestorIsRefused) {
   WriteFile(m->src("proj/secrets/k"), kCanary);
   WriteFile(m->src("proj/code.py"), "print()");
   EXPECT_EQ(Err(::rename(m->mnt("proj").c_str(), m->mnt("moved").c_str())), EXDEV);
+  // An exchange moves both trees: the hidden subtree's ancestor refuses it on either side.
+  ::mkdir(m->src("other").c_str(), 0755);
+  for (auto [a, b] : {std::pair{"proj", "other"}, std::pair{"other", "proj"}}) {
+    EXPECT_EQ(Err(::renameat2(AT_FDCWD, m->mnt(a).c_str(), AT_FDCWD, m->mnt(b).c_str(), RENAME_EXCHANGE)),
+              EXDEV)
+        << a << " <-> " << b;
+  }
   EXPECT_EQ(Err(::rename(m->mnt("proj/secrets").c_str(), m->mnt("proj/s2").c_str())), ENOENT);
   // rmdir of a directory holding only hidden entries: ENOTEMPTY, and nothing is removed.
   ::mkdir(m->src("only").c_str(), 0755);

@@ -222,16 +222,36 @@ TEST_F(DeltaTest, HiddenEntriesBlockRmdirAndSurviveCommit) {
   ::mkdir((src + "/d").c_str(), 0755);
   WriteFile(src + "/d/visible", "v");
   WriteFile(src + "/d/secret.key", "CANARY");
+  ::mkdir((src + "/v").c_str(), 0755);
+  WriteFile(src + "/v/x", "x");
   auto m = DeltaMount(src, dir_ / "delta", MakePolicy({"**/*=write", "**/*.key=none@10"}));
   ASSERT_NE(m, nullptr);
   EXPECT_NE(::access(m->mnt("d/secret.key").c_str(), F_OK), 0);
   ASSERT_EQ(::unlink(m->mnt("d/visible").c_str()), 0);
   EXPECT_EQ(Err(::rmdir(m->mnt("d").c_str())), ENOTEMPTY);
   EXPECT_EQ(Err(::rename(m->mnt("d").c_str(), m->mnt("e").c_str())), EXDEV);
+  // An exchange moves both trees: a hidden name at either end refuses it, whichever side the
+  // directory holding it is named on, and so does replacing that seemingly empty directory.
+  auto exchange = [&](const char* a, const char* b) {
+    return Err(::renameat2(AT_FDCWD, m->mnt(a).c_str(), AT_FDCWD, m->mnt(b).c_str(), RENAME_EXCHANGE));
+  };
+  EXPECT_EQ(exchange("v", "d"), EXDEV);
+  EXPECT_EQ(exchange("d", "v"), EXDEV);
+  EXPECT_EQ(exchange("v/x", "d"), EXDEV) << "a file exchanged with the directory";
+  ASSERT_EQ(::mkdir(m->mnt("e").c_str(), 0755), 0);
+  EXPECT_EQ(exchange("e", "d"), EXDEV);
+  EXPECT_EQ(Err(::rename(m->mnt("e").c_str(), m->mnt("d").c_str())), EXDEV);
+  for (const char* name : {"v/secret.key", "e/secret.key", "v/visible", "v/x/secret.key"}) {
+    EXPECT_NE(::access(m->mnt(name).c_str(), F_OK), 0) << name;
+  }
+  EXPECT_EQ(ReadFile(m->mnt("v/x")), "x");
   auto report = m->fs().CommitDelta();
   ASSERT_TRUE(report.ok());
+  for (const auto& e : report->errors) ADD_FAILURE() << e.path << ": " << e.message;
   EXPECT_EQ(ReadFile(src + "/d/secret.key"), "CANARY");
   EXPECT_FALSE(ReadFile(src + "/d/visible").has_value());
+  EXPECT_EQ(ReadFile(src + "/v/x"), "x");
+  EXPECT_FALSE(stdfs::exists(src + "/v/secret.key"));
 }
 
 TEST_F(DeltaTest, ReadOnlyDeleteRefusedAndPolicyRecheckedAtCommit) {
