@@ -107,9 +107,32 @@ AgentClient::~AgentClient() {
     std::lock_guard lock(link->mu);
     link->client = nullptr;
   }
-  // Wakes the reader (recv returns 0) and tells the agent this connection is gone.
-  if (fd_) ::shutdown(fd_.get(), SHUT_RDWR);
+  Shutdown();  // wakes the reader and tells the agent this connection is gone
   if (reader_.joinable()) reader_.join();
+}
+
+void AgentClient::Shutdown() {
+  // The reader sees recv() return 0, marks every call broken and ends; the destructor joins it.
+  if (fd_) ::shutdown(fd_.get(), SHUT_RDWR);
+}
+
+void SharedAgentClient::Set(std::unique_ptr<AgentClient> client) {
+  std::lock_guard lock(mu_);
+  client_ = std::move(client);
+}
+
+std::shared_ptr<AgentClient> SharedAgentClient::Get() const {
+  std::lock_guard lock(mu_);
+  return client_;
+}
+
+void SharedAgentClient::Close() {
+  std::shared_ptr<AgentClient> client;
+  {
+    std::lock_guard lock(mu_);
+    client.swap(client_);
+  }
+  if (client) client->Shutdown();
 }
 
 Status AgentClient::Send(const std::string& frame) {

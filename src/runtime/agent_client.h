@@ -105,6 +105,11 @@ class AgentClient {
   Result<std::unique_ptr<PtyCall>> OpenPty(
       const proto::PtyOpen& request, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+  // Breaks the connection now, for every thread using this client: calls in flight and later
+  // fail with kUnavailable, and the agent kills what the connection started. The object stays
+  // valid for callers still inside a call. Thread-safe.
+  void Shutdown();
+
   // False once the connection broke (agent died); every later call fails with kUnavailable.
   bool alive() const { return alive_.load(); }
   const proto::Hello& agent_hello() const { return hello_; }
@@ -176,6 +181,28 @@ class PtyCall {
   std::shared_ptr<AgentClient::Call> call_;
   UniqueFd notify_;  // eventfd the reader thread pokes (under call_->mu) when a frame arrives
   std::atomic<bool> done_{false};  // the program ended (or was never started)
+};
+
+// A running sandbox's agent connection, shared by the threads that call into it (the supervisor's
+// relay workers). Close() ends it for all of them at once, while a caller still inside a call
+// keeps the client object alive until that call returns: the last holder frees it. Stopping a
+// sandbox used to free its client under such calls (a use-after-free in the supervisor).
+class SharedAgentClient {
+ public:
+  SharedAgentClient() = default;
+  explicit SharedAgentClient(std::unique_ptr<AgentClient> client) : client_(std::move(client)) {}
+  SharedAgentClient(const SharedAgentClient&) = delete;
+  SharedAgentClient& operator=(const SharedAgentClient&) = delete;
+
+  void Set(std::unique_ptr<AgentClient> client);
+  // The client to call through; null once closed.
+  std::shared_ptr<AgentClient> Get() const;
+  // Shuts the connection down (AgentClient::Shutdown) and drops this reference. Idempotent.
+  void Close();
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<AgentClient> client_;
 };
 
 }  // namespace agentfense::runtime

@@ -204,24 +204,27 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& spe
                                               " did not start: " + client.error().ToString() +
                                               (why.empty() ? "" : "; bwrap said: " + why));
   }
-  sb->client_ = std::move(*client);
+  sb->client_.Set(std::move(*client));
   return sb;
 }
 
 BwrapSandbox::~BwrapSandbox() { (void)Stop(); }
 
 bool BwrapSandbox::running() const {
-  if (stopped_ || !client_ || !client_->alive()) return false;
+  std::lock_guard lock(stop_mu_);
+  auto client = client_.Get();
+  if (stopped_ || !client || !client->alive()) return false;
   if (pidfd_) return !WaitExit(pidfd_.get(), std::chrono::milliseconds(0));
   return true;
 }
 
 Status BwrapSandbox::Stop() {
+  std::lock_guard lock(stop_mu_);
   if (stopped_) return OkStatus();
   stopped_ = true;
   // Closing the connection makes the agent kill every process and exit; the pid namespace dies
-  // with it, and bwrap exits.
-  client_.reset();
+  // with it, and bwrap exits. Calls in flight end with kUnavailable.
+  client_.Close();
   if (pid_ > 0) {
     bool exited = pidfd_ && WaitExit(pidfd_.get(), std::chrono::milliseconds(2000));
     if (!exited) {
@@ -239,10 +242,7 @@ Status BwrapSandbox::Stop() {
   }
   pidfd_.Reset();
   Status st = OkStatus();
-  if (cgroup_) {
-    st = cgroup_->Remove();
-    cgroup_.reset();
-  }
+  if (cgroup_) st = cgroup_->Remove();
   return st;
 }
 
@@ -250,33 +250,39 @@ void BwrapSandbox::MarkOom(ExecResult& r, uint64_t oom_before) const {
   if (cgroup_ && r.exit_code == 128 + SIGKILL && cgroup_->OomKills() > oom_before) r.oom = true;
 }
 
+Result<std::shared_ptr<AgentClient>> BwrapSandbox::Client() const {
+  auto client = client_.Get();
+  if (!client) return Error(ErrorCode::kFailedPrecondition, "sandbox is stopped");
+  return client;
+}
+
 Result<ExecResult> BwrapSandbox::Exec(const proto::Exec& request, const OutputCallback& on_output,
                                       const CallOptions& options) {
-  if (!client_) return Error(ErrorCode::kFailedPrecondition, "sandbox is stopped");
+  AF_ASSIGN_OR_RETURN(auto client, Client());
   uint64_t before = cgroup_ ? cgroup_->OomKills() : 0;
-  AF_ASSIGN_OR_RETURN(ExecResult r, client_->Exec(request, on_output, options));
+  AF_ASSIGN_OR_RETURN(ExecResult r, client->Exec(request, on_output, options));
   MarkOom(r, before);
   return r;
 }
 
 Result<uint64_t> BwrapSandbox::OpenSession(const proto::SessionOpen& request) {
-  if (!client_) return Error(ErrorCode::kFailedPrecondition, "sandbox is stopped");
-  return client_->OpenSession(request);
+  AF_ASSIGN_OR_RETURN(auto client, Client());
+  return client->OpenSession(request);
 }
 
 Result<ExecResult> BwrapSandbox::SessionExec(const proto::SessionExec& request,
                                              const OutputCallback& on_output,
                                              const CallOptions& options) {
-  if (!client_) return Error(ErrorCode::kFailedPrecondition, "sandbox is stopped");
+  AF_ASSIGN_OR_RETURN(auto client, Client());
   uint64_t before = cgroup_ ? cgroup_->OomKills() : 0;
-  AF_ASSIGN_OR_RETURN(ExecResult r, client_->SessionExec(request, on_output, options));
+  AF_ASSIGN_OR_RETURN(ExecResult r, client->SessionExec(request, on_output, options));
   MarkOom(r, before);
   return r;
 }
 
 Status BwrapSandbox::CloseSession(uint64_t session_id) {
-  if (!client_) return Error(ErrorCode::kFailedPrecondition, "sandbox is stopped");
-  return client_->CloseSession(session_id);
+  AF_ASSIGN_OR_RETURN(auto client, Client());
+  return client->CloseSession(session_id);
 }
 
 }  // namespace agentfense::runtime

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <mutex>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -44,23 +45,29 @@ class BwrapSandbox {
   Status CloseSession(uint64_t session_id);
 
   // Kills the agent and every process of the sandbox, reaps bwrap, removes the cgroup.
-  // Idempotent; the destructor calls it.
+  // Idempotent; the destructor calls it. Safe while other threads are inside the calls above:
+  // theirs fail with kUnavailable (or kFailedPrecondition once stopped).
   Status Stop();
 
   bool running() const;
   pid_t pid() const { return pid_; }  // bwrap's pid on the host
   const Cgroup* cgroup() const { return cgroup_.get(); }
-  AgentClient* agent() { return client_.get(); }
+  // The agent connection (null once stopped); the caller's reference keeps it valid.
+  std::shared_ptr<AgentClient> agent() const { return client_.Get(); }
 
  private:
   BwrapSandbox() = default;
+  Result<std::shared_ptr<AgentClient>> Client() const;  // kFailedPrecondition once stopped
   void MarkOom(ExecResult& r, uint64_t oom_before) const;
 
   pid_t pid_ = -1;
   UniqueFd pidfd_;
   UniqueFd stderr_fd_;  // memfd with bwrap's (and the agent's) stderr
+  // Removed by Stop but kept until destruction: a call returning during the stop still reads its
+  // OOM counter (by path, nothing Stop closes).
   std::unique_ptr<Cgroup> cgroup_;
-  std::unique_ptr<AgentClient> client_;
+  SharedAgentClient client_;
+  mutable std::mutex stop_mu_;  // Stop and running(): the process handles and stopped_
   bool stopped_ = false;
 };
 

@@ -23,7 +23,8 @@ namespace proto = runtime::proto;
 
 class Connection {
  public:
-  Connection(UniqueFd fd, RuntimeInstance& rt) : fd_(std::move(fd)), rt_(rt) {}
+  Connection(UniqueFd fd, std::shared_ptr<RuntimeInstance> rt)
+      : fd_(std::move(fd)), rt_(std::move(rt)) {}
 
   void Run() {
     proto::FrameReader reader;
@@ -200,7 +201,7 @@ class Connection {
         auto req = proto::DecodeExec(f.payload);
         if (!req.ok()) return SendError(id, req.error());
         Spawn(id, [this, r = std::move(*req)](auto& out, auto& opt) {
-          return rt_.Exec(r, out, opt);
+          return rt_->Exec(r, out, opt);
         });
         return;
       }
@@ -208,14 +209,14 @@ class Connection {
         auto req = proto::DecodeSessionExec(f.payload);
         if (!req.ok()) return SendError(id, req.error());
         Spawn(id, [this, r = std::move(*req)](auto& out, auto& opt) {
-          return rt_.SessionExec(r, out, opt);
+          return rt_->SessionExec(r, out, opt);
         });
         return;
       }
       case proto::MsgType::kSessionOpen: {
         auto req = proto::DecodeSessionOpen(f.payload);
         if (!req.ok()) return SendError(id, req.error());
-        auto opened = rt_.OpenSession(*req);
+        auto opened = rt_->OpenSession(*req);
         if (!opened.ok()) return SendError(id, opened.error());
         Send(proto::Encode(id, proto::SessionOpened{*opened}));
         return;
@@ -223,7 +224,7 @@ class Connection {
       case proto::MsgType::kSessionClose: {
         auto req = proto::DecodeSessionClose(f.payload);
         if (!req.ok()) return SendError(id, req.error());
-        auto st = rt_.CloseSession(req->session_id);
+        auto st = rt_->CloseSession(req->session_id);
         if (!st.ok()) return SendError(id, st.error());
         Send(proto::Encode(id, proto::Ok{}));
         return;
@@ -231,7 +232,7 @@ class Connection {
       case proto::MsgType::kPtyOpen: {
         auto req = proto::DecodePtyOpen(f.payload);
         if (!req.ok()) return SendError(id, req.error());
-        auto pty = rt_.OpenPty(*req);
+        auto pty = rt_->OpenPty(*req);
         if (!pty.ok()) return SendError(id, pty.error());
         Send(proto::Encode(id, proto::PtyOpened{}));
         SpawnPty(id, std::shared_ptr<runtime::PtyCall>(std::move(*pty)));
@@ -267,7 +268,7 @@ class Connection {
   }
 
   UniqueFd fd_;
-  RuntimeInstance& rt_;
+  const std::shared_ptr<RuntimeInstance> rt_;
   std::mutex write_mu_;  // whole frames; never held while taking mu_
   std::mutex mu_;        // guards cancel_ and ptys_
   std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> cancel_;
@@ -281,8 +282,8 @@ class Connection {
 
 }  // namespace
 
-void ServeAgentConnection(UniqueFd conn, RuntimeInstance& runtime) {
-  Connection(std::move(conn), runtime).Run();
+void ServeAgentConnection(UniqueFd conn, std::shared_ptr<RuntimeInstance> runtime) {
+  Connection(std::move(conn), std::move(runtime)).Run();
 }
 
 }  // namespace agentfense::supervisor

@@ -27,8 +27,9 @@ class BwrapInstance final : public RuntimeInstance {
   }
   Status CloseSession(uint64_t id) override { return sb_->CloseSession(id); }
   Result<std::unique_ptr<runtime::PtyCall>> OpenPty(const proto::PtyOpen& r) override {
-    if (sb_->agent() == nullptr) return Error(ErrorCode::kUnavailable, "sandbox is stopped");
-    return sb_->agent()->OpenPty(r);
+    auto agent = sb_->agent();
+    if (!agent) return Error(ErrorCode::kUnavailable, "sandbox is stopped");
+    return agent->OpenPty(r);
   }
   Status Stop(bool /*destroy*/) override { return sb_->Stop(); }
   bool alive() const override { return sb_->running(); }
@@ -37,6 +38,8 @@ class BwrapInstance final : public RuntimeInstance {
   std::unique_ptr<runtime::BwrapSandbox> sb_;
 };
 
+// The relay's workers call in while the supervisor may stop it: each call holds its own reference
+// to the agent client (runtime::SharedAgentClient), as BwrapSandbox does.
 class DockerInstance final : public RuntimeInstance {
  public:
   DockerInstance(std::unique_ptr<runtime::DockerLauncher> launcher, std::string id,
@@ -44,30 +47,45 @@ class DockerInstance final : public RuntimeInstance {
       : launcher_(std::move(launcher)), id_(std::move(id)), agent_(std::move(agent)) {}
   Result<ExecResult> Exec(const proto::Exec& r, const OutputCallback& out,
                           const CallOptions& o) override {
-    return launcher_->Exec(*agent_, id_, r, out, o);
+    AF_ASSIGN_OR_RETURN(auto agent, Agent());
+    return launcher_->Exec(*agent, id_, r, out, o);
   }
   Result<uint64_t> OpenSession(const proto::SessionOpen& r) override {
-    return agent_->OpenSession(r);
+    AF_ASSIGN_OR_RETURN(auto agent, Agent());
+    return agent->OpenSession(r);
   }
   Result<ExecResult> SessionExec(const proto::SessionExec& r, const OutputCallback& out,
                                  const CallOptions& o) override {
-    return agent_->SessionExec(r, out, o);
+    AF_ASSIGN_OR_RETURN(auto agent, Agent());
+    return agent->SessionExec(r, out, o);
   }
-  Status CloseSession(uint64_t id) override { return agent_->CloseSession(id); }
+  Status CloseSession(uint64_t id) override {
+    AF_ASSIGN_OR_RETURN(auto agent, Agent());
+    return agent->CloseSession(id);
+  }
   Result<std::unique_ptr<runtime::PtyCall>> OpenPty(const proto::PtyOpen& r) override {
-    if (!agent_) return Error(ErrorCode::kUnavailable, "sandbox is stopped");
-    return agent_->OpenPty(r);
+    AF_ASSIGN_OR_RETURN(auto agent, Agent());
+    return agent->OpenPty(r);
   }
   Status Stop(bool destroy) override {
-    agent_.reset();
+    agent_.Close();
     return destroy ? launcher_->Destroy(id_) : launcher_->Stop(id_);
   }
-  bool alive() const override { return agent_ && agent_->alive(); }
+  bool alive() const override {
+    auto agent = agent_.Get();
+    return agent && agent->alive();
+  }
 
  private:
+  Result<std::shared_ptr<runtime::AgentClient>> Agent() const {
+    auto agent = agent_.Get();
+    if (!agent) return Error(ErrorCode::kUnavailable, "sandbox is stopped");
+    return agent;
+  }
+
   std::unique_ptr<runtime::DockerLauncher> launcher_;
   std::string id_;
-  std::unique_ptr<runtime::AgentClient> agent_;
+  runtime::SharedAgentClient agent_;
 };
 
 Result<std::unique_ptr<RuntimeInstance>> StartBwrap(const SupervisorSpec& spec) {

@@ -122,20 +122,27 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
 Supervisor::~Supervisor() { Teardown(); }
 
 void Supervisor::Teardown() {
+  std::unique_lock lock(state_mu_);  // after the control request in progress (a commit) ends
+  // Stopping the runtime first breaks every agent connection's in-flight calls; the connections
+  // keep their own reference to it, which refuses their later requests.
   if (runtime_) {
     if (auto st = runtime_->Stop(destroy_.load()); !st.ok()) {
       AF_LOG_WARN("stopping runtime: {}", st.error().ToString());
     }
     runtime_.reset();
   }
+  const bool agent_socket = static_cast<bool>(agent_listen_);
+  const bool control_socket = static_cast<bool>(control_listen_);
+  agent_listen_.Reset();
+  control_listen_.Reset();
   if (mount_) {
     mount_->Unmount();
     mount_.reset();
   }
-  if (agent_listen_) ::unlink((spec_.run_dir + "/" + kAgentSocket).c_str());
-  if (control_listen_) ::unlink((spec_.run_dir + "/" + kControlSocket).c_str());
-  agent_listen_.Reset();
-  control_listen_.Reset();
+  // Last: the control socket's file going away tells the server (SupervisorControl::Stop) that
+  // everything above is done.
+  if (agent_socket) ::unlink((spec_.run_dir + "/" + kAgentSocket).c_str());
+  if (control_socket) ::unlink((spec_.run_dir + "/" + kControlSocket).c_str());
 }
 
 json Supervisor::FuseRequests() const {
@@ -152,6 +159,7 @@ std::string Supervisor::HandleControl(const std::string& line) {
     return ErrorReply(Error(ErrorCode::kInvalidArgument, "bad control request")).dump();
   }
   const std::string op = req["op"].get<std::string>();
+  std::shared_lock lock(state_mu_);
   if (op == "status") {
     return json({{"ok", true},
                  {"sandbox_id", spec_.sandbox_id},
@@ -161,6 +169,7 @@ std::string Supervisor::HandleControl(const std::string& line) {
                  {"fuse_requests", FuseRequests()}})
         .dump();
   }
+  if (!mount_) return ErrorReply(Error(ErrorCode::kUnavailable, "the sandbox is stopping")).dump();
   if (op == "set_policy") {
     if (!req.contains("rules")) {
       return ErrorReply(Error(ErrorCode::kInvalidArgument, "set_policy needs rules")).dump();
@@ -267,8 +276,8 @@ int Supervisor::Serve() {
       if (c < 0) continue;
       UniqueFd conn(c);
       if (i == 0) {
-        conns.emplace_back([this, fd = std::move(conn)]() mutable {
-          ServeAgentConnection(std::move(fd), *runtime_);
+        conns.emplace_back([rt = runtime_, fd = std::move(conn)]() mutable {
+          ServeAgentConnection(std::move(fd), std::move(rt));
         });
       } else {
         conns.emplace_back(
@@ -276,15 +285,10 @@ int Supervisor::Serve() {
       }
     }
   }
-  // Stopping the runtime first breaks every agent connection's in-flight calls; closing the
-  // listeners and shutting the accepted sockets down ends the connection threads.
-  if (runtime_) (void)runtime_->Stop(destroy_.load());
-  agent_listen_.Reset();
-  control_listen_.Reset();
-  ::unlink((spec_.run_dir + "/" + kAgentSocket).c_str());
-  ::unlink((spec_.run_dir + "/" + kControlSocket).c_str());
-  for (auto& t : conns) t.detach();  // they end with the process; the runtime is already gone
   Teardown();
+  // Agent connections hold their own reference to the stopped runtime; control connections find
+  // the state gone (Teardown waited for the request each was handling). Both end with the process.
+  for (auto& t : conns) t.detach();
   return rc;
 }
 

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -45,8 +46,11 @@ class Supervisor {
   void Teardown();
 
   SupervisorSpec spec_;
+  // Control requests use these under a shared lock; Teardown drops them under the exclusive one
+  // (so it waits for a commit in progress). Agent connections hold their own runtime reference.
+  std::shared_mutex state_mu_;
   std::unique_ptr<fs::Mount> mount_;
-  std::unique_ptr<RuntimeInstance> runtime_;
+  std::shared_ptr<RuntimeInstance> runtime_;
   UniqueFd agent_listen_;
   UniqueFd control_listen_;
   UniqueFd wake_;  // eventfd: wakes Serve() when a control request asks to stop

@@ -3,7 +3,8 @@
 StopLocked used to reset the sandbox's agent client while an exec on another thread was still
 inside it: a use-after-free in the server (TSan: heap-use-after-free in AgentClient::Unregister,
 then SEGV; any API client could crash the daemon). The in-flight calls must instead fail cleanly
-(UNAVAILABLE) and the server must keep serving. Under scripts/sanitize tsan the TSan report fails
+(UNAVAILABLE) and the server must keep serving. The supervisor had the same defect one level
+down (its relay workers inside the agent client its stop freed): it crashed and left its mount. Under scripts/sanitize tsan the TSan report fails
 the run even when the normal build happens not to crash."""
 from __future__ import annotations
 
@@ -72,6 +73,11 @@ def test_lifecycle_call_during_execs_fails_them_cleanly(server, codebase, how):
         # shell went with it (FAILED_PRECONDITION, 400). Never a success, never a dead server.
         assert status in (503, 400), (status, body)
     assert server.proc.poll() is None, "the server died"
+    # The supervisor stopped cleanly under the calls: it used to crash (its relay workers were
+    # inside the agent client the stop freed), leaving its mount and sockets for the server to
+    # wait 30 s on and clean up.
+    log = server.log_path.read_text()
+    assert "did not stop in time" not in log and "removed stale FUSE mount" not in log, log[-3000:]
     st, _ = http_json(server, "GET", "/v1/codebases/" + codebase)
     assert st == 200
     # A new sandbox on the same codebase still runs commands.

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "runtime_test_env.h"
 
@@ -206,6 +207,43 @@ TEST_F(BwrapExec, ConcurrentExecs) {
   }
   for (auto& t : ts) t.join();
   EXPECT_EQ(ok.load(), 8);
+}
+
+// Stop while other threads are inside calls (the supervisor's relay workers when a sandbox is
+// stopped under commands): the calls fail, nothing is freed under them (this freed the agent
+// client; run under scripts/sanitize), and calls after the stop are refused.
+TEST_F(BwrapExec, StopUnderCallsFailsThem) {
+  auto session = sb_->OpenSession({});
+  ASSERT_TRUE(session.ok()) << session.error().ToString();
+  std::vector<std::thread> ts;
+  std::vector<Result<ExecResult>> results(4, Error(ErrorCode::kInternal, "not run"));
+  for (int i = 0; i < 3; ++i) {
+    ts.emplace_back([&, i] { results[i] = sb_->Exec(Shell("sleep 20")); });
+  }
+  ts.emplace_back([&] {
+    proto::SessionExec e;
+    e.session_id = *session;
+    e.command = "sleep 20";
+    results[3] = sb_->SessionExec(e);
+  });
+  std::atomic<bool> stopped{false};
+  std::thread prober([&] {  // the supervisor's status requests ask while it stops
+    while (!stopped) (void)sb_->running();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(sb_->Stop().ok());
+  stopped = true;
+  prober.join();
+  for (auto& t : ts) t.join();
+  for (const auto& r : results) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), ErrorCode::kUnavailable) << r.error().ToString();
+  }
+  EXPECT_FALSE(sb_->running());
+  EXPECT_EQ(sb_->agent(), nullptr);
+  auto after = sb_->Exec(Shell("true"));
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.error().code(), ErrorCode::kFailedPrecondition);
 }
 
 TEST_F(BwrapExec, CancelKillsCommand) {

@@ -9,8 +9,10 @@
 
 #include <cstring>
 #include <filesystem>
-#include <thread>
 #include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "fs/mount.h"
 #include "runtime/agent_client.h"
@@ -197,6 +199,57 @@ TEST_F(SupervisorTest, DeltaOpsWithoutDeltaFailCleanly) {
   auto changes = SupervisorControl(run_).Changes();
   ASSERT_FALSE(changes.ok());
   EXPECT_EQ(changes.error().code(), ErrorCode::kFailedPrecondition);
+}
+
+// Stopping (or destroying) a sandbox while the server has commands and a session command running
+// through the relay: the relay's worker threads were still inside the sandbox's agent client when
+// the stop freed it, and the supervisor crashed (SIGSEGV, most rounds) before unmounting or
+// removing its sockets; the server then waited 30 s for them and cleaned the mount up itself.
+TEST_F(SupervisorTest, StopDuringCallsFailsThemAndTearsDownCleanly) {
+  for (int round = 0; round < 6; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    auto spawned = SpawnSupervisor(spec_, AF_SUPERVISOR_BIN);
+    ASSERT_TRUE(spawned.ok()) << spawned.error().ToString();
+    SupervisorControl control(run_);
+    auto client = runtime::AgentClient::Connect(control.agent_socket());
+    ASSERT_TRUE(client.ok()) << client.error().ToString();
+    runtime::AgentClient& c = **client;
+    auto session = c.OpenSession({});
+    ASSERT_TRUE(session.ok()) << session.error().ToString();
+    std::vector<std::thread> calls;
+    std::vector<Result<runtime::ExecResult>> results(4, Error(ErrorCode::kInternal, "not run"));
+    for (int i = 0; i < 3; ++i) {
+      calls.emplace_back([&, i] {
+        results[i] = Run(c, "touch /workspace/output/r" + std::to_string(i) + "; sleep 20");
+      });
+    }
+    calls.emplace_back([&] {
+      runtime::proto::SessionExec e;
+      e.session_id = *session;
+      e.command = "touch /workspace/output/s; sleep 20";
+      e.timeout_ms = 30000;
+      results[3] = c.SessionExec(e);
+    });
+    for (const char* f : {"r0", "r1", "r2", "s"}) {
+      for (int i = 0; i < 200 && !stdfs::exists(src_ + "/output/" + f); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    auto stopped = control.Stop(/*destroy=*/round % 2 == 1, std::chrono::seconds(10));
+    EXPECT_TRUE(stopped.ok()) << stopped.error().ToString();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    EXPECT_FALSE(fs::IsFuseMountPoint(mnt_)) << "the supervisor did not unmount";
+    for (auto& t : calls) t.join();
+    for (const auto& r : results) {
+      ASSERT_FALSE(r.ok()) << "a command outlived its sandbox";
+      EXPECT_EQ(r.error().code(), ErrorCode::kUnavailable) << r.error().ToString();
+    }
+    client->reset();
+    if (::testing::Test::HasFailure()) break;
+    (void)fs::CleanupStaleMount(mnt_, true);
+    for (const char* f : {"r0", "r1", "r2", "s"}) stdfs::remove(src_ + "/output/" + f);
+  }
 }
 
 TEST_F(SupervisorTest, ReportsStartFailureWithReason) {
