@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/log.h"
 #include "base/path.h"
 
 namespace agentfense::runtime {
@@ -36,6 +37,23 @@ Status WriteFile(const std::string& p, const std::string& v) {
     return Error::FromErrno(errno, "write " + v + " to " + p);
   }
   return OkStatus();
+}
+
+// Removes a cgroup of this sandbox that an earlier run of it left when it died before its own
+// cleanup (a crashed supervisor). Sandbox ids are unique, so whatever still runs in it is that
+// run's: killed. Without this the sandbox could not restart with limits, and without limits it ran
+// with no cgroup at all (nothing to kill its escaped processes with).
+bool RemoveStaleGroup(const std::string& dir) {
+  for (int i = 0; i < 200; ++i) {
+    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
+    (void)WriteFile(dir + "/cgroup.kill", "1");  // v2, Linux 5.14+; v1 has no such file
+    if (auto procs = ReadFile(dir + "/cgroup.procs"); procs.ok()) {
+      std::istringstream in(*procs);
+      for (int pid = 0; in >> pid;) ::kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
 }
 
 bool ValidId(const std::string& id) {
@@ -165,6 +183,13 @@ Result<std::unique_ptr<Cgroup>> Cgroup::Create(const std::string& sandbox_id,
       return OkStatus();
     }
     if (errno == EEXIST && !record) return OkStatus();
+    if (errno == EEXIST) {
+      AF_LOG_WARN("sandbox {}: removing the cgroup an earlier run left: {}", sandbox_id, dir);
+      if (RemoveStaleGroup(dir) && ::mkdir(dir.c_str(), 0755) == 0) {
+        cg->created_.push_back(dir);
+        return OkStatus();
+      }
+    }
     return Error(ErrorCode::kFailedPrecondition, "cannot create cgroup " + dir, errno);
   };
   for (const auto& dir : layout.dirs) {

@@ -129,6 +129,41 @@ TEST_F(BwrapLimits, StopLeavesNothingBehind) {
   EXPECT_EQ(CountOpenFds(), fds_before);
 }
 
+// A supervisor that crashed left its sandbox's cgroup behind, a process still in it. The next
+// start of that sandbox used to fail with EEXIST when it had limits (and run with no cgroup at
+// all when it had none): the group is now reclaimed, its leftovers killed, the limits applied.
+TEST_F(BwrapLimits, CgroupLeftByADeadRunIsReclaimed) {
+  SandboxSpec s = DefaultSpec(ws_.path());
+  s.limits.pids_max = 64;
+  auto layout = ResolveCgroupLayout(s.id, s.cgroup);
+  ASSERT_TRUE(layout.ok()) << layout.error().ToString();
+  pid_t leftover = ::fork();
+  ASSERT_GE(leftover, 0);
+  if (leftover == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  for (const auto& d : layout->dirs) {
+    std::filesystem::create_directories(d);
+    std::ofstream(d + "/cgroup.procs") << leftover << std::flush;
+  }
+  auto sb = BwrapSandbox::Start(s);
+  ASSERT_TRUE(sb.ok()) << sb.error().ToString();
+  ASSERT_NE((*sb)->cgroup(), nullptr);
+  int status = 0;
+  ASSERT_EQ(::waitpid(leftover, &status, 0), leftover);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  const std::string pids_dir = layout->dirs[layout->version == CgroupVersion::kV1 ? 1 : 0];
+  std::ifstream max(pids_dir + "/pids.max");
+  std::string value;
+  std::getline(max, value);
+  EXPECT_EQ(value, "64");
+  auto inside = (*sb)->cgroup()->Pids();
+  EXPECT_NE(std::find(inside.begin(), inside.end(), (*sb)->pid()), inside.end());
+  ASSERT_TRUE((*sb)->Stop().ok());
+  for (const auto& d : layout->dirs) EXPECT_FALSE(std::filesystem::exists(d)) << d;
+}
+
 TEST_F(BwrapLimits, LauncherErrorsAreClear) {
   SandboxSpec s = DefaultSpec(ws_.path());
   s.bwrap_path = "/nonexistent/bwrap";
