@@ -39,23 +39,6 @@ Status WriteFile(const std::string& p, const std::string& v) {
   return OkStatus();
 }
 
-// Removes a cgroup of this sandbox that an earlier run of it left when it died before its own
-// cleanup (a crashed supervisor). Sandbox ids are unique, so whatever still runs in it is that
-// run's: killed. Without this the sandbox could not restart with limits, and without limits it ran
-// with no cgroup at all (nothing to kill its escaped processes with).
-bool RemoveStaleGroup(const std::string& dir) {
-  for (int i = 0; i < 200; ++i) {
-    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
-    (void)WriteFile(dir + "/cgroup.kill", "1");  // v2, Linux 5.14+; v1 has no such file
-    if (auto procs = ReadFile(dir + "/cgroup.procs"); procs.ok()) {
-      std::istringstream in(*procs);
-      for (int pid = 0; in >> pid;) ::kill(pid, SIGKILL);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return false;
-}
-
 bool ValidId(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
@@ -184,8 +167,14 @@ Result<std::unique_ptr<Cgroup>> Cgroup::Create(const std::string& sandbox_id,
     }
     if (errno == EEXIST && !record) return OkStatus();
     if (errno == EEXIST) {
+      // Left by an earlier run of this sandbox that died before its own cleanup (a crashed
+      // supervisor). Ids are unique, so what still runs in it is that run's: removed as ours
+      // (processes killed). Otherwise the sandbox could not restart with limits, and without
+      // limits it ran with no cgroup at all (nothing to kill its escaped processes with).
       AF_LOG_WARN("sandbox {}: removing the cgroup an earlier run left: {}", sandbox_id, dir);
-      if (RemoveStaleGroup(dir) && ::mkdir(dir.c_str(), 0755) == 0) {
+      Cgroup stale(CgroupLayout{layout.version, {dir}, dir, {}});
+      stale.created_.push_back(dir);
+      if (stale.Remove().ok() && ::mkdir(dir.c_str(), 0755) == 0) {
         cg->created_.push_back(dir);
         return OkStatus();
       }
