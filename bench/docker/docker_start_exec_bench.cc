@@ -22,7 +22,10 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "runtime/docker_launcher.h"
+#include "runtime/identity.h"
 
 extern char** environ;
 
@@ -132,7 +135,10 @@ int main(int argc, char** argv) {
   }
   const std::string ws = tmp + "/ws";
   ::mkdir(ws.c_str(), 0755);
-  if (::chown(ws.c_str(), 65534, 65534) != 0) Die("chown workspace");
+  auto lease = Check(rt::IdentityLease::Acquire(rt::IdentityRange{}, rt::kDefaultLeaseDir, 0,
+                                                "docker-bench"),
+                     "identity");
+  if (::chown(ws.c_str(), lease.uid(), lease.gid()) != 0) Die("chown workspace");
 
   rt::DockerLauncherConfig cfg;
   cfg.agent_path = agent;
@@ -140,6 +146,8 @@ int main(int argc, char** argv) {
   cfg.instance = "bench" + std::to_string(::getpid());
   cfg.default_image = image;
   cfg.stop_grace = std::chrono::seconds(1);
+  cfg.uid = lease.uid();
+  cfg.gid = lease.gid();
   auto launcher = Check(rt::DockerLauncher::Create(cfg), "launcher");
   Check(launcher->client().InspectImage(image), "image");
 
@@ -155,7 +163,7 @@ int main(int argc, char** argv) {
   Stats run_same{"`docker run --rm` + the sandbox's flags and binds", {}};
   Stats ours_first{"sandbox start: create + start + agent ready + first exec result", {}};
   Stats ours_total{"sandbox start + first exec + destroy", {}};
-  const std::string sec_flags_user = "65534:65534";
+  const std::string sec_flags_user = fmt::format("{0}:{0}", lease.uid());
   for (int i = 0; i < starts; ++i) {
     // Interleave the variants so drift in the daemon's speed hits all of them alike.
     auto t0 = Clock::now();

@@ -21,6 +21,7 @@
 
 #include "runtime/bwrap_plan.h"
 #include "runtime/bwrap_sandbox.h"
+#include "runtime/identity.h"
 #include "runtime/seccomp_filter.h"
 
 using namespace agentfense;
@@ -117,8 +118,16 @@ int main(int argc, char** argv) {
   int n = argc > 2 ? std::atoi(argv[2]) : 100;
   char tmpl[] = "/tmp/af-bench-ws-XXXXXX";
   std::string ws = ::mkdtemp(tmpl);
-  if (::chown(ws.c_str(), 65534, 65534) != 0) return 1;
+  // A host identity of its own, leased as a supervisor leases one.
+  auto lease = IdentityLease::Acquire(IdentityRange{}, kDefaultLeaseDir, 0, "runtime-bench");
+  if (!lease.ok()) {
+    std::fprintf(stderr, "%s\n", lease.error().ToString().c_str());
+    return 1;
+  }
+  if (::chown(ws.c_str(), lease->uid(), lease->gid()) != 0) return 1;
   SandboxSpec spec;
+  spec.host_uid = lease->uid();
+  spec.host_gid = lease->gid();
   spec.workspace_dir = ws;
   spec.agent_path = argv[1];
   spec.limits.pids_max = 512;

@@ -61,7 +61,10 @@ constexpr char kMountUsage[] =
     "agentfense mount [flags] SOURCE MOUNTPOINT\n"
     "Serves the permission filesystem (no sandbox; writes go straight to SOURCE, or with\n"
     "--delta DIR into a copy-on-write delta in DIR) in the\n"
-    "foreground until Ctrl-C or `agentfense umount MOUNTPOINT`; -d returns once it is mounted.";
+    "foreground until Ctrl-C or `agentfense umount MOUNTPOINT`; -d returns once it is mounted.\n"
+    "The mount serves you alone: the kernel refuses every other user, root included.\n"
+    "--allow-other serves every local user, with the host's permission bits enforced for them\n"
+    "(as root; an ordinary user needs user_allow_other in /etc/fuse.conf).";
 
 // The policy flags, one syntax everywhere (policy explain, run, shell, mount).
 struct PolicyFlags {
@@ -292,6 +295,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       p->Add(mount);
       mount->add_flag("-d,--background", m->background, "Serve from a detached process");
       mount->add_option("--threads", m->threads, "FUSE worker threads (default 1)")->type_name("N");
+      mount->add_flag("--allow-other", m->allow_other,
+                      "Serve every local user (the host's permission bits apply to them)");
       mount
           ->add_option("--delta", m->delta_dir,
                        "Copy-on-write: writes land in DIR (created), SOURCE stays untouched")

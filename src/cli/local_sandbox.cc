@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "fs/mount.h"
+#include "supervisor/launch.h"
 
 extern char** environ;
 
@@ -23,14 +24,13 @@ namespace {
 namespace stdfs = std::filesystem;
 
 // Where the private directory goes: $AGENTFENSE_RUNTIME_DIR, else $XDG_RUNTIME_DIR, else /tmp.
-// The sandbox's unprivileged uid must traverse every ancestor to reach the mount point, so a
-// candidate that others cannot traverse (a 0700 XDG_RUNTIME_DIR, the usual case) is skipped.
+// It is ours alone (0700): the sandbox gets its mount as a descriptor and never needs to pass.
 std::string RuntimeParent() {
   for (const char* var : {"AGENTFENSE_RUNTIME_DIR", "XDG_RUNTIME_DIR"}) {
     const char* dir = std::getenv(var);  // NOLINT(concurrency-mt-unsafe): nobody calls setenv
     if (dir == nullptr || dir[0] != '/') continue;
     struct stat st {};
-    if (::stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & S_IXOTH) != 0) return dir;
+    if (::stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return dir;
   }
   return "/tmp";
 }
@@ -45,32 +45,14 @@ Result<std::string> RandomSandboxId() {
   return id;
 }
 
-Status MakeDir(const std::string& path, mode_t mode) {
-  if (::mkdir(path.c_str(), mode) != 0) return Error::FromErrno(errno, "mkdir " + path);
-  ::chmod(path.c_str(), mode);  // umask-proof
-  return OkStatus();
-}
-
 }  // namespace
 
-Result<HelperBinaries> FindHelperBinaries() {
-  std::error_code ec;
-  stdfs::path self = stdfs::read_symlink("/proc/self/exe", ec);
-  if (ec) return Error(ErrorCode::kInternal, "cannot locate the running executable");
-  HelperBinaries b;
-  b.supervisor = (self.parent_path() / "agentfense-supervisor").string();
-  b.agent = (self.parent_path() / "agentfense-agent").string();
-  for (const std::string* bin : {&b.supervisor, &b.agent}) {
-    if (::access(bin->c_str(), X_OK) != 0) {
-      return Error(ErrorCode::kFailedPrecondition,
-                   "missing " + *bin + " (it is installed beside agentfense)");
-    }
-  }
-  return b;
-}
-
 Result<std::unique_ptr<LocalSandbox>> LocalSandbox::Start(const LocalSandboxOptions& options) {
-  AF_ASSIGN_OR_RETURN(HelperBinaries bins, FindHelperBinaries());
+  supervisor::HostSettings requested;
+  requested.bwrap_path = options.bwrap_path;
+  requested.docker_host = options.docker_host;
+  requested.docker_instance = "cli";
+  AF_ASSIGN_OR_RETURN(supervisor::HostSettings host, supervisor::ResolveHost(requested));
   AF_ASSIGN_OR_RETURN(std::string id, RandomSandboxId());
   std::unique_ptr<LocalSandbox> sb(new LocalSandbox());
 
@@ -87,16 +69,14 @@ Result<std::unique_ptr<LocalSandbox>> LocalSandbox::Start(const LocalSandboxOpti
   if (::mkdtemp(templ.data()) == nullptr) {
     return Error::FromErrno(errno, "creating a private directory in " + RuntimeParent());
   }
-  sb->base_dir_ = templ;
-  // Traversable (not listable) so the sandbox's unprivileged uid can reach its mount point.
-  ::chmod(sb->base_dir_.c_str(), 0711);
+  sb->base_dir_ = templ;  // 0700 (mkdtemp): no other local user reaches the mount beneath
   sb->run_dir_ = sb->base_dir_ + "/run";
   sb->mountpoint_ = sb->base_dir_ + "/mnt";
-  AF_RETURN_IF_ERROR(MakeDir(sb->run_dir_, 0700));
-  AF_RETURN_IF_ERROR(MakeDir(sb->mountpoint_, 0755));
+  AF_RETURN_IF_ERROR(supervisor::MakePrivateDir(sb->run_dir_));
+  AF_RETURN_IF_ERROR(supervisor::MakePrivateDir(sb->mountpoint_));
   if (options.keep_delta_dir.empty()) {
     sb->delta_dir_ = sb->base_dir_ + "/delta";
-    AF_RETURN_IF_ERROR(MakeDir(sb->delta_dir_, 0700));
+    AF_RETURN_IF_ERROR(supervisor::MakePrivateDir(sb->delta_dir_));
   } else {
     sb->delta_dir_ = options.keep_delta_dir;
     sb->private_delta_ = false;
@@ -113,15 +93,11 @@ Result<std::unique_ptr<LocalSandbox>> LocalSandbox::Start(const LocalSandboxOpti
   spec.image = options.image;
   spec.network = options.network;
   spec.limits = options.limits;
-  spec.agent_path = bins.agent;
-  if (!options.bwrap_path.empty()) spec.bwrap_path = options.bwrap_path;
-  if (!options.docker_host.empty()) spec.docker_host = options.docker_host;
-  spec.docker_instance = "cli";
 
   sb->control_ = std::make_unique<supervisor::SupervisorControl>(sb->run_dir_);
   AF_RETURN_IF_ERROR(sb->SpawnReaper());
   sb->started_ = true;  // from here on, Close() must try to stop a supervisor
-  AF_RETURN_IF_ERROR(supervisor::SpawnSupervisor(spec, bins.supervisor));
+  AF_RETURN_IF_ERROR(supervisor::Launch(std::move(spec), host));
   auto agent =
       runtime::AgentClient::Connect(sb->control_->agent_socket(), std::chrono::seconds(10));
   if (!agent.ok()) return std::move(agent).error().With("connecting to the sandbox agent");

@@ -77,11 +77,4 @@ class LocalSandbox {
 // applied). Returns the exit status.
 int RunReaper(const std::vector<std::string>& args);
 
-// The agentfense-supervisor / agentfense-agent binaries installed beside this executable.
-struct HelperBinaries {
-  std::string supervisor;
-  std::string agent;
-};
-Result<HelperBinaries> FindHelperBinaries();
-
 }  // namespace agentfense::cli

@@ -87,7 +87,7 @@ Result<Validated> Validate(const MountOptions& o) {
 
 // Serves until SIGINT/SIGTERM/SIGHUP or an external umount. The signals are blocked before the
 // mount starts so that the FUSE threads inherit the mask and only this thread takes them.
-int Serve(Validated v, int threads, int ready_fd, std::ostream& err) {
+int Serve(Validated v, int threads, bool allow_other, int ready_fd, std::ostream& err) {
   // Validate() always sets it; checked here because the type cannot say so.
   if (!v.policy) return Fail(Error(ErrorCode::kInternal, "mount: no policy"), err);
   sigset_t set;
@@ -97,7 +97,9 @@ int Serve(Validated v, int threads, int ready_fd, std::ostream& err) {
   fs::FsOptions options;
   options.threads = threads;
   options.delta_dir = v.delta_dir;
-  auto mount = fs::Mount::Start(v.source, v.mountpoint, std::move(*v.policy), options);
+  fs::MountAccess access = fs::MountAccess::Self();
+  access.everyone = allow_other;
+  auto mount = fs::Mount::Start(v.source, v.mountpoint, std::move(*v.policy), options, access);
   if (!mount.ok()) {
     std::string line = "error: " + mount.error().ToString() + "\n";
     if (ready_fd >= 0) (void)!::write(ready_fd, line.data(), line.size());
@@ -130,7 +132,9 @@ int Serve(Validated v, int threads, int ready_fd, std::ostream& err) {
 int RunMount(const MountOptions& options, std::ostream& out, std::ostream& err) {
   auto v = Validate(options);
   if (!v.ok()) return Fail(v.error(), err);
-  if (!options.background) return Serve(std::move(*v), options.threads, -1, err);
+  if (!options.background) {
+    return Serve(std::move(*v), options.threads, options.allow_other, -1, err);
+  }
 
   // -d: a detached child serves; we return once it reports the mount up (or its error).
   auto pipe = MakePipe();
@@ -150,7 +154,7 @@ int RunMount(const MountOptions& options, std::ostream& out, std::ostream& err) 
       ::dup2(devnull, 2);
     }
     std::ostringstream ignored;
-    ::_exit(Serve(std::move(*v), options.threads, w.Release(), ignored));
+    ::_exit(Serve(std::move(*v), options.threads, options.allow_other, w.Release(), ignored));
   }
   w.Reset();
   std::string line;

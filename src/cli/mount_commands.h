@@ -16,6 +16,9 @@ struct MountOptions {
   std::string mountpoint;
   bool background = false;
   int threads = 1;
+  // Serve every local user, the host's permission bits enforced for them (default: the invoking
+  // user alone; fs::MountAccess).
+  bool allow_other = false;
   std::string delta_dir;  // "" = writes go straight to SOURCE; else a copy-on-write delta there
 };
 

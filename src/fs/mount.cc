@@ -16,6 +16,8 @@
 #include <sstream>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "base/log.h"
 
 namespace agentfense::fs {
@@ -67,18 +69,61 @@ Status CleanupStaleMount(const std::string& mountpoint, bool force) {
   return OkStatus();
 }
 
+MountAccess MountAccess::Self() {
+  MountAccess a;
+  a.uid = ::getuid();
+  a.gid = ::getgid();
+  return a;
+}
+
+Status Mount::MountDirect(const MountAccess& access) {
+  UniqueFd dev(::open("/dev/fuse", O_RDWR | O_CLOEXEC));
+  if (!dev) {
+    return Error::FromErrno(errno, "opening /dev/fuse (is the fuse module loaded? modprobe fuse)");
+  }
+  struct stat st;
+  if (::stat(mountpoint_.c_str(), &st) != 0) return Error::FromErrno(errno, "stat " + mountpoint_);
+  // user_id/group_id: the only identity the kernel lets through without allow_other (fuse(4));
+  // libfuse would put its own getuid() there, which is why the mount is ours.
+  std::string data = fmt::format("fd={},rootmode={:o},user_id={},group_id={}", dev.get(),
+                                 st.st_mode & S_IFMT, access.uid, access.gid);
+  if (access.allow_other || access.everyone) data += ",allow_other";
+  if (access.everyone) data += ",default_permissions";
+  if (::mount("agentfense", mountpoint_.c_str(), "fuse.agentfense", MS_NOSUID | MS_NODEV,
+              data.c_str()) != 0) {
+    return Error::FromErrno(errno, "mount " + mountpoint_);
+  }
+  // libfuse takes a descriptor that is already mounted as the mount point "/dev/fd/N".
+  std::string devpath = fmt::format("/dev/fd/{}", dev.get());
+  if (fuse_session_mount(session_, devpath.c_str()) != 0) {
+    ::umount2(mountpoint_.c_str(), MNT_DETACH);
+    return Error(ErrorCode::kInternal, "fuse_session_mount refused " + devpath);
+  }
+  (void)dev.Release();  // the session owns it now (fuse_session_destroy closes it)
+  direct_ = true;
+  return OkStatus();
+}
+
 Result<std::unique_ptr<Mount>> Mount::Start(const std::string& source, const std::string& mountpoint,
                                             policy::Policy policy, FsOptions options,
-                                            bool allow_other) {
+                                            const MountAccess& access) {
   std::unique_ptr<Mount> m(new Mount());
   m->mountpoint_ = mountpoint;
   m->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
   if (!m->wake_) return Error::FromErrno(errno, "eventfd");
+  const bool root = ::geteuid() == 0;
+  if (!root && access.uid != ::getuid()) {
+    return Error(ErrorCode::kPermissionDenied,
+                 fmt::format("only root can mount for another user (uid {})", access.uid));
+  }
+  options.caller_uid.reset();
+  if (!access.everyone) options.caller_uid = access.uid;
   AF_ASSIGN_OR_RETURN(m->fs_, PermFs::Create(source, std::move(policy), std::move(options)));
-  // Never default_permissions: the kernel would then check mode bits against cached attributes,
-  // which root in a container bypasses; every decision is the daemon's.
+  // Never default_permissions but for `everyone`: the kernel would check mode bits against
+  // cached attributes, which root in a container bypasses; every decision is the daemon's.
   std::string opts = "fsname=agentfense,subtype=agentfense,nosuid,nodev";
-  if (allow_other) opts += ",allow_other";
+  if (!root && (access.allow_other || access.everyone)) opts += ",allow_other";
+  if (!root && access.everyone) opts += ",default_permissions";
   std::vector<std::string> store = {"agentfense", "-o", opts};
   std::vector<char*> argv;
   argv.reserve(store.size());
@@ -88,7 +133,13 @@ Result<std::unique_ptr<Mount>> Mount::Start(const std::string& source, const std
   m->session_ = fuse_session_new(&args, &ops, sizeof(ops), m->fs_.get());
   fuse_opt_free_args(&args);
   if (m->session_ == nullptr) return Error(ErrorCode::kInternal, "fuse_session_new failed");
-  if (fuse_session_mount(m->session_, mountpoint.c_str()) != 0) {
+  if (root) {
+    if (Status st = m->MountDirect(access); !st.ok()) {
+      fuse_session_destroy(m->session_);
+      m->session_ = nullptr;
+      return std::move(st).error();
+    }
+  } else if (fuse_session_mount(m->session_, mountpoint.c_str()) != 0) {
     fuse_session_destroy(m->session_);
     m->session_ = nullptr;
     return Error(ErrorCode::kInternal, "fuse_session_mount failed at " + mountpoint);
@@ -100,9 +151,7 @@ Result<std::unique_ptr<Mount>> Mount::Start(const std::string& source, const std
   int fl = ::fcntl(m->dev_fd_, F_GETFL);
   if (fl < 0 || ::fcntl(m->dev_fd_, F_SETFL, fl | O_NONBLOCK) != 0) {
     int err = errno;
-    fuse_session_unmount(m->session_);
-    fuse_session_destroy(m->session_);
-    m->session_ = nullptr;
+    m->DetachSession();
     return Error::FromErrno(err, "O_NONBLOCK on /dev/fuse");
   }
   m->fs_->AttachSession(m->session_);
@@ -188,10 +237,21 @@ void Mount::Unmount() {
   //    only reference: the kernel aborts the connection, so requests still queued and all later
   //    ones fail instead of waiting for a daemon that is gone), then detaches the mount
   //    (umount2 MNT_DETACH as root) unless the connection was already gone.
-  fuse_session_unmount(session_);
-  fuse_session_destroy(session_);
+  DetachSession();
+}
+
+void Mount::DetachSession() {
+  fuse_session_unmount(session_);  // a direct mount: nothing (libfuse does not know the path)
+  fuse_session_destroy(session_);  // closes /dev/fuse
   session_ = nullptr;
   dev_fd_ = -1;
+  if (direct_) {
+    // EINVAL: already gone (unmounted from outside).
+    if (::umount2(mountpoint_.c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
+      AF_LOG_WARN("detaching {}: {}", mountpoint_, std::strerror(errno));
+    }
+    direct_ = false;
+  }
 }
 
 Mount::~Mount() { Unmount(); }

@@ -1,8 +1,8 @@
 // Mount: RAII owner of one mounted PermFs and the thread(s) serving it.
 //
-// Start() mounts (as root: mount(2) directly, options nosuid,nodev,allow_other, never
-// default_permissions: the daemon checks every operation itself) and serves on background
-// thread(s). The destructor (or Unmount()) stops serving, closes /dev/fuse and detaches the mount,
+// Start() mounts (as root: mount(2) directly; otherwise through libfuse's setuid fusermount3) and
+// serves on background thread(s). A mount serves one host identity (MountAccess): the kernel itself
+// refuses every other caller, and the daemon checks every request's caller again. The destructor (or Unmount()) stops serving, closes /dev/fuse and detaches the mount,
 // in that order (mount.cc says why). A process that dies without unmounting leaves a dead FUSE
 // mount ("Transport endpoint is not connected"); CleanupStaleMount() removes it on the next start.
 #pragma once
@@ -21,14 +21,35 @@
 
 namespace agentfense::fs {
 
+// Who a mount serves (SPEC §5, host side: a mount serves its sandbox only).
+struct MountAccess {
+  // The one identity served: a sandbox's host uid/gid, or the user who ran `agentfense mount`.
+  // Without `allow_other` the kernel refuses every process whose uids and gids are not exactly
+  // these (fuse(4): user_id/group_id), root's included, before a request is even sent; the daemon
+  // refuses any other uid again (FsOptions::caller_uid) and audits it.
+  uid_t uid = 0;
+  gid_t gid = 0;
+  // The kernel passes every local user's requests to the daemon. With `everyone` unset the daemon
+  // still serves only `uid` (and root): the Docker runtime needs this, because dockerd and runc
+  // (root) stat and bind the mount point.
+  bool allow_other = false;
+  // `agentfense mount --allow-other`: serve every local user; the kernel enforces the host's
+  // permission bits for them (default_permissions) on top of the policy.
+  bool everyone = false;
+
+  // The calling process's own identity (an `agentfense mount`, the tests).
+  static MountAccess Self();
+};
+
 class Mount {
  public:
-  // `mountpoint` must be an existing empty directory. `allow_other` lets the sandbox's uid (an
-  // unprivileged uid in a user namespace) use the mount; it is needed for every real sandbox.
+  // `mountpoint` must be an existing empty directory. As root the mount is made directly with
+  // the kernel options `access` asks for; otherwise through fusermount3, which can only serve the
+  // caller itself (and others only where /etc/fuse.conf has user_allow_other).
   static Result<std::unique_ptr<Mount>> Start(const std::string& source,
                                               const std::string& mountpoint,
                                               policy::Policy policy, FsOptions options,
-                                              bool allow_other = true);
+                                              const MountAccess& access);
   ~Mount();
   Mount(const Mount&) = delete;
   Mount& operator=(const Mount&) = delete;
@@ -52,8 +73,14 @@ class Mount {
   void Work();   // one worker: reads and answers requests until Stop() or the connection ends
   void Stop();   // asks every worker to return; any thread, idempotent
 
+  // Our own mount(2), root only; /dev/fuse is then handed to libfuse as "/dev/fd/N".
+  Status MountDirect(const MountAccess& access);
+  // fuse_session_unmount + destroy (closes /dev/fuse), then detaches a direct mount.
+  void DetachSession();
+
   std::unique_ptr<PermFs> fs_;
   std::string mountpoint_;
+  bool direct_ = false;  // mounted by MountDirect: Unmount() detaches it itself
   fuse_session* session_ = nullptr;  // owned; destroyed only after loop_ is joined
   int dev_fd_ = -1;                  // /dev/fuse, owned by session_ (O_NONBLOCK, set in Start)
   UniqueFd wake_;                    // eventfd, readable once Stop() ran: wakes idle workers

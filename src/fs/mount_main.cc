@@ -107,7 +107,8 @@ int RunWorker(const Args& a, policy::Policy pol, int ready_fd) {
           static_cast<int>(ev.pid), ev.error);
     };
   }
-  auto m = fs::Mount::Start(a.source, a.mountpoint, std::move(pol), options);
+  auto m = fs::Mount::Start(a.source, a.mountpoint, std::move(pol), options,
+                            fs::MountAccess::Self());
   if (!m.ok()) {
     (void)std::fprintf(stderr, "agentfense-mount: %s\n", m.error().ToString().c_str());
     return 1;

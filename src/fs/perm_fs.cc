@@ -65,11 +65,20 @@ PermFs::Verdict PermFs::DecideInode(const Policy& p, const Inode* inode) const {
   return best;
 }
 
+bool PermFs::ServesCaller(fuse_req_t req) const {
+  if (!options_.caller_uid) return true;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  if (ctx == nullptr || ctx->uid == *options_.caller_uid || ctx->uid == 0) return true;
+  (void)Deny(req, "", "caller", Verdict{}, EACCES);
+  return false;
+}
+
 int PermFs::Deny(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
                  int err) const {
   if (options_.audit) {
     const fuse_ctx* ctx = fuse_req_ctx(req);
-    AuditEvent ev{path, op, v.rule, ctx != nullptr ? ctx->pid : 0, err};
+    AuditEvent ev{path, op, v.rule, ctx != nullptr ? ctx->pid : 0, err,
+                  ctx != nullptr ? ctx->uid : 0};
     try {
       options_.audit(ev);
     } catch (...) {

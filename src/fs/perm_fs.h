@@ -16,6 +16,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -39,6 +40,7 @@ struct AuditEvent {
   int rule = -1;           // index of the deciding rule in the policy, -1 = default none
   pid_t pid = 0;           // the calling process (host pid namespace of the daemon)
   int error = 0;           // errno returned to the caller
+  uid_t uid = 0;           // the caller's host uid
 };
 // Called synchronously on the request thread: must be thread-safe and quick (queue, don't block).
 using AuditSink = std::function<void(const AuditEvent&)>;
@@ -57,6 +59,11 @@ struct FsOptions {
   // ls -lR: thread hand-offs cost more than they overlap for a serial caller).
   int threads = 1;
   AuditSink audit;
+  // The only caller served (SPEC §5, host side): a request from any other uid is refused with
+  // EACCES and audited (op "caller"). uid 0 is served too: the kernel sends page writeback as
+  // root, and without allow_other it refuses root processes itself (MountAccess). Unset = every
+  // caller (an --allow-other mount; the kernel then enforces the host's permission bits).
+  std::optional<uid_t> caller_uid;
   // Copy-on-write delta (docs/DELTA.md): non-empty = every write lands in this directory
   // (created 0700 if missing), the source is never modified by the mount; the changes reach it
   // only through CommitDelta. Empty = writes go straight to the source.
@@ -114,6 +121,8 @@ class PermFs {
   void CountRequest(size_t kind) {
     if (kind < kRequestKinds) requests_[kind].fetch_add(1, std::memory_order_relaxed);
   }
+  // False (and audited) when the request comes from a uid this mount does not serve.
+  bool ServesCaller(fuse_req_t req) const;
 
  private:
   struct Verdict {

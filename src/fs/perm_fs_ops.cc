@@ -54,9 +54,12 @@ constexpr const char* kRequestNames[] = {
 static_assert(kRequestCount == std::size(kRequestNames));
 static_assert(kRequestCount <= PermFs::kRequestKinds);
 
+// Every request but forget and release (which only drop what a served caller made) passes the
+// caller check here, in one place.
 template <typename F>
 void Guard(fuse_req_t req, Request kind, F&& f) noexcept {
   Self(req)->CountRequest(kind);
+  if (!Self(req)->ServesCaller(req)) return (void)fuse_reply_err(req, EACCES);
   try {
     f();
   } catch (...) {
@@ -130,8 +133,10 @@ const fuse_lowlevel_ops& PermFs::Ops() {
     };
     // No flush handler: libfuse answers ENOSYS once and the kernel stops sending FLUSH on every
     // close (one round trip fewer per open; we hold no per-close state and no POSIX locks).
+    // The last close of a file may come from any process the descriptor reached: always served.
     o.release = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
-      Guard(r, kRelease, [&] { Self(r)->Release(r, i, fi); });
+      Self(r)->CountRequest(kRelease);
+      Self(r)->Release(r, i, fi);
     };
     o.fsync = [](fuse_req_t r, fuse_ino_t i, int d, fuse_file_info* fi) {
       Guard(r, kFsync, [&] { Self(r)->Fsync(r, i, d, fi); });
@@ -146,7 +151,8 @@ const fuse_lowlevel_ops& PermFs::Ops() {
       Guard(r, kReaddirplus, [&] { Self(r)->Readdir(r, i, s, off, true); });
     };
     o.releasedir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
-      Guard(r, kReleasedir, [&] { Self(r)->Releasedir(r, i, fi); });
+      Self(r)->CountRequest(kReleasedir);
+      Self(r)->Releasedir(r, i, fi);
     };
     o.fsyncdir = [](fuse_req_t r, fuse_ino_t i, int d, fuse_file_info* fi) {
       Guard(r, kFsyncdir, [&] { Self(r)->Fsyncdir(r, i, d, fi); });

@@ -80,6 +80,9 @@ Result<BwrapPlan> BuildBwrapPlan(const SandboxSpec& spec, const HostLayout& host
   if (spec.host_uid == 0 || spec.host_gid == 0) {
     return bad("host uid/gid 0 would run sandboxed commands as root on the host");
   }
+  if (spec.host_uid == 65534 || spec.host_gid == 65534) {
+    return bad("host uid/gid 65534 is the host's nobody, shared with everything else");
+  }
   if (spec.uid == 0 || spec.gid == 0) return bad("uid/gid inside the sandbox must be non-zero");
   if (spec.tmp_size_bytes == 0) return bad("tmp size must be positive");
   for (char c : spec.hostname) {
@@ -142,7 +145,7 @@ Result<BwrapPlan> BuildBwrapPlan(const SandboxSpec& spec, const HostLayout& host
 
   add({"--proc", "/proc", "--dev", "/dev"});
   add({"--size", std::to_string(spec.tmp_size_bytes), "--perms", "1777", "--tmpfs", "/tmp"});
-  add({"--bind", spec.workspace_dir, "/workspace"});
+  add({"--bind", spec.stage_workspace ? kWorkspaceStage : spec.workspace_dir, "/workspace"});
   add({"--ro-bind", spec.agent_path, kAgentPathInside});
   // bwrap's root is a tmpfs the sandbox user could write to (/etc/x, /run/...): freeze it. /tmp,
   // /workspace, /dev and /proc are their own mounts and keep their modes.

@@ -17,11 +17,17 @@ namespace agentfense::runtime {
 
 struct SandboxSpec {
   std::string id;             // [A-Za-z0-9_-]{1,128}; names the cgroup
-  std::string workspace_dir;  // absolute host directory bound read-write at /workspace
-  // The unprivileged host identity bwrap and everything inside run as. Never 0: the launcher
-  // refuses it. The workspace must be usable by this uid (FUSE: allow_other).
-  uid_t host_uid = 65534;
-  gid_t host_gid = 65534;
+  // Absolute host directory bound read-write at /workspace.
+  std::string workspace_dir;
+  // A root launcher opens workspace_dir itself and, in a private mount namespace made for bwrap
+  // alone, binds it at kWorkspaceStage before dropping to host_uid: the sandbox's uid then never
+  // resolves the host path, whose ancestors can be root's alone. Unprivileged launchers (rootless:
+  // the mount is the user's own) bind workspace_dir directly.
+  bool stage_workspace = false;
+  // The unprivileged host identity bwrap and everything inside run as: the sandbox's own
+  // (runtime/identity.h). Never 0 nor 65534 (shared with the host's nobody): the plan refuses both.
+  uid_t host_uid = 0;
+  gid_t host_gid = 0;
   // The identity inside the sandbox (what `id -u` prints). Non-zero.
   uid_t uid = 1000;
   gid_t gid = 1000;
@@ -55,6 +61,10 @@ inline constexpr int kPasswdFd = 5;
 inline constexpr int kGroupFd = 6;
 inline constexpr int kHostsFd = 7;
 inline constexpr int kFirstUnusedFd = 8;
+
+// Where a root launcher stages the workspace for bwrap (SandboxSpec::stage_workspace): an empty
+// directory on the host, bound over only in the private mount namespace of one sandbox's bwrap.
+inline constexpr const char* kWorkspaceStage = "/run/agentfense/workspace";
 
 inline constexpr const char* kAgentPathInside = "/run/agentfense/agent";
 

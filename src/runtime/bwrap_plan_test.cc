@@ -28,6 +28,7 @@ SandboxSpec Spec() {
   s.workspace_dir = "/srv/ws";
   s.agent_path = "/opt/af/agentfense-agent";
   s.tmp_size_bytes = 1 << 20;
+  s.host_uid = s.host_gid = 524300;
   return s;
 }
 
@@ -118,6 +119,24 @@ TEST(BwrapPlan, GeneratedIdentityFiles) {
   EXPECT_GE(Find(p->argv, {"--file", std::to_string(kGroupFd), "/etc/group"}), 0);
 }
 
+TEST(BwrapPlan, AStagedWorkspaceIsBoundFromTheStageNeverFromItsHostPath) {
+  SandboxSpec s = Spec();
+  s.stage_workspace = true;
+  auto p = BuildBwrapPlan(s, DebianLayout());
+  ASSERT_TRUE(p.ok());
+  EXPECT_GE(Find(p->argv, {"--bind", kWorkspaceStage, "/workspace"}), 0);
+  EXPECT_EQ(Find(p->argv, {"/srv/ws"}), -1);
+}
+
+TEST(BwrapPlan, WorkspaceLikeAnOptionStaysAnArgument) {
+  // A workspace path that looks like an option is still the SRC operand of --bind.
+  SandboxSpec s = Spec();
+  s.workspace_dir = "/--dev-bind";
+  auto p = BuildBwrapPlan(s, DebianLayout());
+  ASSERT_TRUE(p.ok());
+  EXPECT_GE(Find(p->argv, {"--bind", "/--dev-bind", "/workspace"}), 0);
+}
+
 TEST(BwrapPlan, RefusesBadSpecs) {
   auto refuse = [](auto mutate) {
     SandboxSpec s = Spec();
@@ -125,6 +144,10 @@ TEST(BwrapPlan, RefusesBadSpecs) {
     return !BuildBwrapPlan(s, DebianLayout()).ok();
   };
   EXPECT_TRUE(refuse([](SandboxSpec& s) { s.host_uid = 0; }));
+  EXPECT_TRUE(refuse([](SandboxSpec& s) { s.host_gid = 0; }));
+  // The host's nobody is shared with everything else: never a sandbox's identity.
+  EXPECT_TRUE(refuse([](SandboxSpec& s) { s.host_uid = 65534; }));
+  EXPECT_TRUE(refuse([](SandboxSpec& s) { s.host_gid = 65534; }));
   EXPECT_TRUE(refuse([](SandboxSpec& s) { s.uid = 0; }));
   EXPECT_TRUE(refuse([](SandboxSpec& s) { s.id = "../x"; }));
   EXPECT_TRUE(refuse([](SandboxSpec& s) { s.workspace_dir = "relative"; }));
@@ -134,16 +157,6 @@ TEST(BwrapPlan, RefusesBadSpecs) {
   EXPECT_TRUE(refuse([](SandboxSpec& s) { s.tmp_size_bytes = 0; }));
   HostLayout no_usr;
   EXPECT_FALSE(BuildBwrapPlan(Spec(), no_usr).ok());
-}
-
-TEST(BwrapPlan, WorkspaceLikeAnOptionStaysAnArgument) {
-  // A workspace path that looks like an option is still the SRC operand of --bind.
-  SandboxSpec s = Spec();
-  s.workspace_dir = "/--dev-bind";
-  auto p = BuildBwrapPlan(s, DebianLayout());
-  ASSERT_TRUE(p.ok());
-  int i = Find(p->argv, {"--bind", "/--dev-bind", "/workspace"});
-  EXPECT_GE(i, 0);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,9 +22,19 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
 
 namespace agentfense::runtime {
 namespace {
+
+// open_tree(2) and move_mount(2) flags (linux/mount.h, which clashes with glibc's sys/mount.h).
+constexpr unsigned kOpenTreeClone = 1;       // OPEN_TREE_CLONE
+constexpr unsigned kMoveMountFEmptyPath = 4;  // MOVE_MOUNT_F_EMPTY_PATH
 
 Result<UniqueFd> MemfdWith(const char* name, const std::string& content) {
   UniqueFd fd(::memfd_create(name, MFD_CLOEXEC));
@@ -54,7 +66,7 @@ bool WaitExit(int pidfd, std::chrono::milliseconds timeout) {
 // multi-threaded server whose locks were copied in any state.
 [[noreturn]] void ChildExec(const char* path, char* const* argv, const int* procs, int nprocs,
                             const int (*moves)[2], int nmoves, int err_w, bool drop, uid_t uid,
-                            gid_t gid, pid_t parent) {
+                            gid_t gid, pid_t parent, int stage_tree) {
   auto fail = [err_w](int err) {
     (void)!::write(err_w, &err, sizeof(err));
     ::_exit(127);
@@ -62,6 +74,17 @@ bool WaitExit(int pidfd, std::chrono::milliseconds timeout) {
   // Into the cgroup first, so bwrap and everything below it are born inside.
   for (int i = 0; i < nprocs; ++i) {
     if (::write(procs[i], "0", 1) != 1) fail(errno);
+  }
+  if (stage_tree >= 0) {
+    // A mount namespace of bwrap's own, where the workspace (a detached copy of its mount, made
+    // from the descriptor the launcher opened: no path is resolved) is attached at the stage, so
+    // the sandbox's uid never walks the host path to it. Slave: nothing propagates back.
+    if (::unshare(CLONE_NEWNS) != 0) fail(errno);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) fail(errno);
+    if (::syscall(SYS_move_mount, stage_tree, "", AT_FDCWD, kWorkspaceStage,
+                  kMoveMountFEmptyPath) != 0) {
+      fail(errno);
+    }
   }
   // Lift every source above the targets, then place them: dup2 never clobbers a later source.
   int err_hi = ::fcntl(err_w, F_DUPFD_CLOEXEC, 100);
@@ -102,19 +125,46 @@ bool WaitExit(int pidfd, std::chrono::milliseconds timeout) {
   ::_exit(127);
 }
 
+// The empty directory a root launcher binds each workspace over in bwrap's own mount namespace.
+Status EnsureWorkspaceStage() {
+  for (const char* dir : {"/run/agentfense", kWorkspaceStage}) {
+    if (::mkdir(dir, 0755) != 0 && errno != EEXIST) return Error::FromErrno(errno, "mkdir " + std::string(dir));
+    struct stat st;
+    if (::lstat(dir, &st) != 0) return Error::FromErrno(errno, "stat " + std::string(dir));
+    if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) != 0) {
+      return Error(ErrorCode::kFailedPrecondition,
+                   std::string(dir) + " must be a directory of root's that nobody else can write");
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
-Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& spec) {
+Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& requested) {
+  SandboxSpec spec = requested;
+  spec.stage_workspace = ::geteuid() == 0;
   AF_ASSIGN_OR_RETURN(BwrapPlan plan, BuildBwrapPlan(spec, ProbeHostLayout()));
   if (::access(spec.bwrap_path.c_str(), X_OK) != 0) {
     return Error(ErrorCode::kFailedPrecondition,
                  "bwrap not found or not executable at " + spec.bwrap_path, errno);
   }
-  struct stat st;
-  if (::stat(spec.workspace_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  // Opened with the launcher's rights. O_PATH never asks the filesystem to open anything, so root
+  // holds it even on a mount that serves only the sandbox's uid.
+  UniqueFd workspace(
+      ::open(spec.workspace_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+  if (!workspace) {
     return Error(ErrorCode::kFailedPrecondition,
-                 "workspace is not a directory: " + spec.workspace_dir);
+                 "workspace is not a directory: " + spec.workspace_dir, errno);
   }
+  UniqueFd stage_tree;  // a detached clone of the workspace's mount (open_tree(2))
+  if (spec.stage_workspace) {
+    AF_RETURN_IF_ERROR(EnsureWorkspaceStage());
+    stage_tree.Reset(static_cast<int>(::syscall(SYS_open_tree, workspace.get(), "",
+                                                kOpenTreeClone | AT_EMPTY_PATH | O_CLOEXEC)));
+    if (!stage_tree) return Error::FromErrno(errno, "open_tree " + spec.workspace_dir);
+  }
+  struct stat st;
   if (::stat(spec.agent_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return Error(ErrorCode::kFailedPrecondition, "agent binary missing: " + spec.agent_path);
   }
@@ -176,7 +226,7 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& spe
   if (pid == 0) {
     ChildExec(spec.bwrap_path.c_str(), argv.data(), procs.data(), static_cast<int>(procs.size()),
               move_arr, static_cast<int>(moves.size()), err_pipe.second.get(), drop, spec.host_uid,
-              spec.host_gid, parent);
+              spec.host_gid, parent, stage_tree.get());
   }
   sb->pid_ = pid;
   sb->stderr_fd_ = std::move(stderr_fd);

@@ -264,6 +264,7 @@ Result<ContainerInfo> ParseContainerInfo(const Json& j) {
   // Inspect: Config.Image is what was asked for; list: Image.
   if (auto cfg = j.find("Config"); cfg != j.end() && cfg->is_object()) {
     info.image = JsonString(*cfg, "Image");
+    info.user = JsonString(*cfg, "User");
     if (auto labels = cfg->find("Labels"); labels != cfg->end() && labels->is_object()) {
       for (const auto& [k, v] : labels->items()) {
         if (v.is_string()) info.labels[k] = v.get<std::string>();

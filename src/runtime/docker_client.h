@@ -60,6 +60,7 @@ struct ContainerInfo {
   std::string id;
   std::string name;  // without the leading '/'
   std::string image;
+  std::string user;  // Config.User ("uid:gid"), inspect only
   std::map<std::string, std::string> labels;
   std::string status;  // created | running | paused | restarting | removing | exited | dead
   bool running = false;

@@ -82,6 +82,10 @@ Result<Json> BuildContainerCreateBody(const DockerContainerPlan& plan) {
   AF_RETURN_IF_ERROR(ValidateHostPath("run_dir", plan.run_dir));
   // Root inside a container without a user namespace is root on the host's files.
   if (plan.uid == 0 || plan.gid == 0) return Invalid("user", "uid and gid must not be 0");
+  // The host's nobody is shared with everything else on the host: never a sandbox's identity.
+  if (plan.uid == 65534 || plan.gid == 65534) {
+    return Invalid("user", "uid and gid must not be 65534 (nobody)");
+  }
   if (plan.hostname.empty() || plan.hostname.size() > 63 ||
       !std::all_of(plan.hostname.begin(), plan.hostname.end(), IsNameChar)) {
     return Invalid("hostname", "expected 1-63 characters of [A-Za-z0-9_.-]");

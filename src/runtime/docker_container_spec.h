@@ -57,8 +57,8 @@ struct DockerContainerPlan {
   std::string workspace_propagation = "rslave";
   std::string agent_path;  // absolute host path of agentfense-agent → kContainerAgentPath (ro)
   std::string run_dir;     // absolute host path → /run/agentfense (rw, the agent's socket)
-  uint32_t uid = 65534;
-  uint32_t gid = 65534;
+  uint32_t uid = 0;  // the sandbox's own host identity; 0 and 65534 are refused
+  uint32_t gid = 0;
   bool network = false;
   std::string network_mode = "bridge";  // used only when network is true
   DockerLimits limits;

@@ -18,6 +18,7 @@ DockerContainerPlan BasePlan() {
   p.agent_path = "/usr/lib/agentfense/agentfense-agent";
   p.run_dir = "/run/agentfense/docker/agentfense-test-sbx_0123456789";
   p.agent_args = {"--listen", "/run/agentfense/agent.sock"};
+  p.uid = p.gid = 524301;  // the sandbox's own identity
   return p;
 }
 
@@ -46,7 +47,7 @@ TEST(DockerContainerSpec, DefaultsAreLeastPrivilege) {
   EXPECT_NE(tmp.find("nosuid"), std::string::npos);
   EXPECT_NE(tmp.find("nodev"), std::string::npos);
   EXPECT_NE(tmp.find("size=268435456"), std::string::npos);
-  EXPECT_EQ((*body)["User"], "65534:65534");
+  EXPECT_EQ((*body)["User"], "524301:524301");
   EXPECT_EQ((*body)["WorkingDir"], "/workspace");
   EXPECT_EQ((*body)["Tty"], false);
   // No limits asked: none set (Docker's "unlimited").
@@ -55,6 +56,17 @@ TEST(DockerContainerSpec, DefaultsAreLeastPrivilege) {
   // Never the host's docker socket, never a Binds string.
   EXPECT_FALSE(hc.contains("Binds"));
   EXPECT_EQ(body->dump().find("docker.sock"), std::string::npos);
+}
+
+TEST(DockerContainerSpec, RefusesRootAndNobodyAsTheSandboxIdentity) {
+  for (uint32_t id : {0u, 65534u}) {
+    DockerContainerPlan p = BasePlan();
+    p.uid = id;
+    EXPECT_FALSE(BuildContainerCreateBody(p).ok()) << id;
+    p = BasePlan();
+    p.gid = id;
+    EXPECT_FALSE(BuildContainerCreateBody(p).ok()) << id;
+  }
 }
 
 TEST(DockerContainerSpec, MountsAndEntrypoint) {

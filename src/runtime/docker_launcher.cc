@@ -166,9 +166,6 @@ Result<std::unique_ptr<DockerLauncher>> DockerLauncher::Create(DockerLauncherCon
   if (config.run_root.empty() || config.run_root.front() != '/') {
     return Error(ErrorCode::kInvalidArgument, "docker runtime: run_root must be absolute");
   }
-  if (config.uid == 0 || config.gid == 0) {
-    return Error(ErrorCode::kInvalidArgument, "docker runtime: sandbox uid/gid must not be 0");
-  }
   AF_RETURN_IF_ERROR(ValidateInstanceName(config.instance));
   AF_RETURN_IF_ERROR(ValidateImageRef(config.default_image));
   AF_RETURN_IF_ERROR(MakeDirs(config.run_root, 0711));

@@ -46,8 +46,10 @@ struct DockerLauncherConfig {
   // Scopes container names and CleanupOrphans, so two servers (or test processes) sharing one
   // dockerd never touch each other's containers.
   std::string instance = "default";
-  uint32_t uid = 65534;
-  uint32_t gid = 65534;
+  // The sandbox's own host identity (runtime/identity.h). Containers are refused for 0 and 65534
+  // (BuildContainerBody); a launcher that only inspects or removes containers needs none.
+  uint32_t uid = 0;
+  uint32_t gid = 0;
   // The network mode of a sandbox that asks for network (runtime.docker.network_mode).
   std::string network_mode = "bridge";
   // When false, a sandbox asking for network is refused (runtime.docker.enable_networking).

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "base/units.h"
+#include "runtime/identity.h"
 
 namespace agentfense::server {
 namespace {
@@ -29,7 +30,7 @@ const std::set<std::string>& KnownKeys() {
       "runtime.docker.default_image", "runtime.docker.network_mode",
       "runtime.docker.enable_networking",
       "sandbox", "sandbox.default_expiration", "sandbox.max_per_user", "sandbox.cleanup_interval",
-      "logging", "logging.level", "logging.format"};
+      "sandbox.uid_range", "logging", "logging.level", "logging.format"};
   return keys;
 }
 
@@ -174,6 +175,7 @@ Result<Config> ParseConfig(const std::string& yaml_text, std::string source) {
       ReadDuration(root, "sandbox.default_expiration", c.sandbox.default_expiration));
   AF_RETURN_IF_ERROR(Read(root, "sandbox.max_per_user", c.sandbox.max_per_user));
   AF_RETURN_IF_ERROR(ReadDuration(root, "sandbox.cleanup_interval", c.sandbox.cleanup_interval));
+  AF_RETURN_IF_ERROR(Read(root, "sandbox.uid_range", c.sandbox.uid_range));
   AF_RETURN_IF_ERROR(Read(root, "logging.level", c.logging.level));
   std::string format;
   AF_RETURN_IF_ERROR(Read(root, "logging.format", format));
@@ -212,6 +214,11 @@ Status ValidateConfig(const Config& c) {
   }
   if (c.sandbox.default_expiration < std::chrono::nanoseconds(0)) {
     return KeyError("sandbox.default_expiration", "must not be negative (0 = never)");
+  }
+  auto range = runtime::IdentityRange::Parse(c.sandbox.uid_range);
+  if (!range.ok()) return KeyError("sandbox.uid_range", range.error().message());
+  if (Status st = runtime::ValidateIdentityRange(*range); !st.ok()) {
+    return KeyError("sandbox.uid_range", st.error().message());
   }
   if (c.runtime.docker.network_mode != "none" && c.runtime.docker.network_mode != "bridge" &&
       c.runtime.docker.network_mode != "host") {

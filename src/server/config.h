@@ -50,6 +50,8 @@ struct Config {
     std::chrono::nanoseconds default_expiration = std::chrono::hours(24);
     int max_per_user = 100;
     std::chrono::nanoseconds cleanup_interval = std::chrono::minutes(1);
+    // Host uids/gids of sandboxes, one each (runtime/identity.h, docs/OPERATIONS.md).
+    std::string uid_range = "524288-589823";
   } sandbox;
   struct Logging {
     std::string level = "info";

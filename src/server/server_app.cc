@@ -16,9 +16,9 @@ Status EnsurePrivateDir(const std::string& path, mode_t mode) {
     pos = path.find('/', pos + 1);
     prefix = path.substr(0, pos);
     if (prefix.empty()) continue;
-    // Directories we create on the way are traverse-only for others (0711): the sandbox's
-    // unprivileged uid must reach its mount point beneath mount_path, and nobody may list them.
-    if (::mkdir(prefix.c_str(), pos == std::string::npos ? mode : 0711) != 0 && errno != EEXIST) {
+    // Directories we create on the way are ours alone: nobody else needs to pass (sandboxes get
+    // their mounts as descriptors, SPEC §5 host side).
+    if (::mkdir(prefix.c_str(), pos == std::string::npos ? mode : 0700) != 0 && errno != EEXIST) {
       return Error::FromErrno(errno, "mkdir " + prefix);
     }
   }
@@ -57,6 +57,7 @@ service::SandboxApiOptions SandboxOptionsFrom(const Config& c) {
   o.default_expiration = c.sandbox.default_expiration;
   o.max_per_user = c.sandbox.max_per_user;
   o.cleanup_interval = c.sandbox.cleanup_interval;
+  o.identity_range = c.sandbox.uid_range;
   return o;
 }
 
@@ -76,11 +77,12 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Start(
   app->config_ = config;
   const Config& c = app->config_;
 
-  // The database dir and mount_path are traverse-only (0711): the database file is 0600, and the
-  // sandbox uid must pass through to its mount point. Codebases stay 0700.
-  AF_RETURN_IF_ERROR(EnsurePrivateDir(ParentDir(c.storage.db_path), 0711));
+  // Nothing under the data directory is reachable by any other local user or any sandbox
+  // identity (SPEC §5 host side): the mounts are passed to bwrap as descriptors and bound by
+  // Docker as root.
+  AF_RETURN_IF_ERROR(EnsurePrivateDir(ParentDir(c.storage.db_path), 0700));
   AF_RETURN_IF_ERROR(EnsurePrivateDir(c.storage.codebase_path, 0700));
-  AF_RETURN_IF_ERROR(EnsurePrivateDir(c.storage.mount_path, 0711));
+  AF_RETURN_IF_ERROR(EnsurePrivateDir(c.storage.mount_path, 0700));
 
   AF_ASSIGN_OR_RETURN(app->metadata_, store::MetadataStore::Open(c.storage.db_path));
   store::CodebaseFilesOptions files_options;

@@ -177,6 +177,7 @@ struct SandboxApiOptions {
   std::chrono::nanoseconds default_expiration{std::chrono::hours(24)};
   int max_per_user = 100;
   std::chrono::nanoseconds cleanup_interval{std::chrono::minutes(1)};
+  std::string identity_range = "524288-589823";  // sandbox.uid_range
 };
 
 // What the sandbox manager borrows from the server. Both outlive the SandboxApi.

@@ -146,6 +146,7 @@ v1::Sandbox SandboxToProto(const store::SandboxRecord& rec) {
     s.mutable_delta_quota()->set_max_inodes(rec.delta_quota_inodes);
   }
   if (rec.status == store::SandboxStatus::kError) s.set_status_message(rec.error_reason);
+  s.set_host_uid(static_cast<uint32_t>(rec.host_uid));
   return s;
 }
 

@@ -3,7 +3,6 @@
 
 #include "base/path.h"
 #include "base/utf8.h"
-#include "runtime/docker_launcher.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
@@ -273,18 +272,6 @@ Result<v1::Empty> SandboxManager::DestroySession(const CallContext&,
     AF_RETURN_IF_ERROR(deps_.metadata->CloseSession(rec.id, NowNs()));
   }
   return v1::Empty();
-}
-
-void RemoveDockerContainer(const SandboxApiOptions& options, const std::string& instance,
-                           const std::string& sandbox_id) {
-  runtime::DockerLauncherConfig config;
-  if (!options.docker_host.empty()) config.client.host = options.docker_host;
-  config.instance = instance;
-  auto paths = FindSandboxBinaries();
-  if (paths.ok()) config.agent_path = paths->agent_bin;
-  auto launcher = runtime::DockerLauncher::Create(config);
-  if (!launcher.ok()) return;
-  (void)(*launcher)->Destroy(sandbox_id);
 }
 
 }  // namespace agentfense::service

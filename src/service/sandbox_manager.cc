@@ -17,7 +17,6 @@
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
 #include "service/validation.h"
-#include "runtime/docker_launcher.h"
 #include "store/ids.h"
 #include "store/metadata_store.h"
 #include "store/codebase_files.h"
@@ -36,62 +35,45 @@ Error NotRunning(const std::string& id, SandboxStatus status) {
                fmt::format("sandbox {} is not running (status {})", id, SandboxStatusName(status)));
 }
 
-// runtime.bwrap_path may be a bare name ("bwrap", the default): resolve it once, here, against
-// the system directories (never the server's PATH, which a caller could influence).
-std::string ResolveExecutable(const std::string& name) {
-  if (name.empty() || name.find('/') != std::string::npos) return name;
-  for (const char* dir : {"/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin"}) {
-    std::string candidate = std::string(dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return name;
-}
-
 }  // namespace
 
-Result<SandboxManagerPaths> FindSandboxBinaries() {
-  std::error_code ec;
-  stdfs::path self = stdfs::read_symlink("/proc/self/exe", ec);
-  if (ec) return Error(ErrorCode::kInternal, "cannot locate the running executable");
-  SandboxManagerPaths p;
-  p.supervisor_bin = (self.parent_path() / "agentfense-supervisor").string();
-  p.agent_bin = (self.parent_path() / "agentfense-agent").string();
-  for (const std::string* bin : {&p.supervisor_bin, &p.agent_bin}) {
-    if (::access(bin->c_str(), X_OK) != 0) {
-      return Error(ErrorCode::kFailedPrecondition,
-                   "missing " + *bin + " (it is installed beside agentfense-server)");
-    }
+supervisor::HostSettings HostRequest(const SandboxApiOptions& options) {
+  supervisor::HostSettings h;
+  h.bwrap_path = options.bwrap_path;
+  h.docker_host = options.docker_host;
+  h.docker_default_image = options.docker_default_image;
+  h.docker_network_mode = options.docker_network_mode;
+  // Container names and orphan cleanup are scoped by an FNV-1a of the mount path: stable across
+  // restarts of this server, distinct between servers sharing one dockerd.
+  uint64_t fnv = 1469598103934665603ull;
+  for (unsigned char c : options.mount_path) {
+    fnv ^= c;
+    fnv *= 1099511628211ull;
   }
-  return p;
+  h.docker_instance = fmt::format("af{:012x}", fnv & 0xffffffffffffull);
+  h.identity_range = options.identity_range;
+  return h;
 }
 
 SandboxManager::SandboxManager(const SandboxApiOptions& options, const SandboxApiDeps& deps,
-                               SandboxManagerPaths paths)
-    : options_(options), deps_(deps), paths_(std::move(paths)) {}
+                               supervisor::HostSettings host)
+    : options_(options), deps_(deps), host_(std::move(host)) {}
 
 Result<std::unique_ptr<SandboxManager>> SandboxManager::Create(const SandboxApiOptions& options,
                                                                const SandboxApiDeps& deps,
-                                                               SandboxManagerPaths paths) {
+                                                               supervisor::HostSettings host) {
   if (!deps.metadata || !deps.files) {
     return Error(ErrorCode::kInvalidArgument, "sandbox manager needs the metadata and file stores");
   }
   std::error_code ec;
   stdfs::create_directories(options.mount_path + "/.run", ec);
   if (ec) return Error(ErrorCode::kFailedPrecondition, "cannot create " + options.mount_path);
-  // Traversable by the sandbox uid (to reach its mount point), listable by nobody else.
-  ::chmod(options.mount_path.c_str(), 0711);
-  ::chmod((options.mount_path + "/.run").c_str(), 0700);
-  // The sandbox runs as an unprivileged host uid: every ancestor of mount_path must let it pass.
-  for (stdfs::path p = options.mount_path; p.has_relative_path(); p = p.parent_path()) {
-    struct stat st{};
-    if (::stat(p.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH)) {
-      return Error(ErrorCode::kFailedPrecondition,
-                   fmt::format("storage.mount_path {} is not reachable by sandbox users: {} is "
-                               "not traversable by others (chmod o+x, e.g. 0711)",
-                               options.mount_path, p.string()));
-    }
+  // Root's alone (SPEC §5, host side): bwrap gets each mount as a descriptor and Docker binds it
+  // as root, so no sandbox identity, and no other local user, ever needs to traverse these.
+  for (const std::string& dir : {options.mount_path, options.mount_path + "/.run"}) {
+    if (::chmod(dir.c_str(), 0700) != 0) return Error::FromErrno(errno, "chmod 0700 " + dir);
   }
-  std::unique_ptr<SandboxManager> m(new SandboxManager(options, deps, std::move(paths)));
+  std::unique_ptr<SandboxManager> m(new SandboxManager(options, deps, std::move(host)));
   m->Readopt();
   m->reaper_ = std::thread([raw = m.get()] { raw->ReaperLoop(); });
   return m;
@@ -120,17 +102,8 @@ std::string SandboxManager::RunDir(const std::string& id) const {
 }
 
 Status SandboxManager::PrepareDirs(const std::string& id) const {
-  for (const auto& [dir, mode] : {std::pair{MountPoint(id), 0755}, std::pair{RunDir(id), 0700}}) {
-    if (::mkdir(dir.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) {
-      return Error::FromErrno(errno, "mkdir " + dir);
-    }
-    struct stat st{};
-    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return Error(ErrorCode::kInternal, dir + " is not a directory");
-    }
-    ::chmod(dir.c_str(), static_cast<mode_t>(mode));
-  }
-  return OkStatus();
+  AF_RETURN_IF_ERROR(supervisor::MakePrivateDir(MountPoint(id)));
+  return supervisor::MakePrivateDir(RunDir(id));
 }
 
 void SandboxManager::RemoveDirs(const std::string& id) const {
@@ -292,12 +265,7 @@ Status SandboxManager::StartLocked(SandboxRecord& rec) {
   spec.limits.cpu_quota_us = rec.resources.cpu_quota;
   spec.limits.cpu_shares = static_cast<uint64_t>(rec.resources.cpu_shares);
   spec.limits.pids_limit = static_cast<uint64_t>(rec.resources.pids_limit);
-  spec.agent_path = paths_.agent_bin;
-  if (!options_.bwrap_path.empty()) spec.bwrap_path = ResolveExecutable(options_.bwrap_path);
-  if (!options_.docker_host.empty()) spec.docker_host = options_.docker_host;
-  spec.docker_default_image = options_.docker_default_image;
-  if (!options_.docker_network_mode.empty()) spec.docker_network_mode = options_.docker_network_mode;
-  spec.docker_instance = DockerInstance();
+  spec.preferred_uid = static_cast<uint32_t>(rec.host_uid);
   spec.delta_dir = DeltaDir(rec.id);
   // Private to root: the agent reaches its files only through the permission filesystem. Kept
   // across stop/start (pending changes of a MANUAL sandbox survive a restart).
@@ -309,7 +277,7 @@ Status SandboxManager::StartLocked(SandboxRecord& rec) {
   std::error_code ec;
   stdfs::remove(spec.run_dir + "/" + kSessionsFile, ec);  // sessions die with a stopped sandbox
 
-  AF_RETURN_IF_ERROR(supervisor::SpawnSupervisor(spec, paths_.supervisor_bin));
+  AF_RETURN_IF_ERROR(supervisor::Launch(std::move(spec), host_));
   auto live = Attach(rec.id);
   if (!live.ok()) {
     (void)supervisor::SupervisorControl(RunDir(rec.id)).Stop(false);
@@ -317,6 +285,8 @@ Status SandboxManager::StartLocked(SandboxRecord& rec) {
   }
   auto status = (*live)->control->Status();
   rec.supervisor_pid = status.ok() ? status->pid : 0;
+  // Kept after a stop too: the next start asks for the same identity first.
+  if (status.ok()) rec.host_uid = status->host_uid;
   rec.supervisor_socket = (*live)->control->agent_socket();
   return OkStatus();
 }
@@ -457,7 +427,11 @@ Status SandboxManager::DestroyLocked(const std::string& id) {
     // A stopped Docker sandbox keeps its container for a restart, and no supervisor is left to
     // remove it.
     AF_LOG_INFO("sandbox {}: removing its stopped container", id);
-    RemoveDockerContainer(options_, DockerInstance(), id);
+    auto launcher = supervisor::MakeDockerLauncher(host_);
+    Status removed = launcher.ok() ? (*launcher)->Destroy(id) : std::move(launcher).error();
+    if (!removed.ok()) {
+      AF_LOG_WARN("sandbox {}: removing its container: {}", id, removed.error().ToString());
+    }
   }
   IngestAudit(id);  // its denials outlive it; the file does not
   RemoveDirs(id);
@@ -502,16 +476,6 @@ Result<int64_t> SandboxManager::DestroySandboxesOfCodebase(const CallContext& ct
 
 // ---- restart and expiry -----------------------------------------------------------------
 
-std::string SandboxManager::DockerInstance() const {
-  // FNV-1a of the mount path: stable across restarts of this server, distinct between servers.
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : options_.mount_path) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return fmt::format("af{:012x}", h & 0xffffffffffffull);
-}
-
 void SandboxManager::CleanupDockerOrphans() {
   auto all = deps_.metadata->AllSandboxes(store::SandboxFilter{});
   if (!all.ok()) return;
@@ -523,11 +487,7 @@ void SandboxManager::CleanupDockerOrphans() {
     if (rec.status != SandboxStatus::kError) keep.insert(rec.id);
   }
   if (!any_docker) return;  // this server never made a container: do not even ask dockerd
-  runtime::DockerLauncherConfig config;
-  if (!options_.docker_host.empty()) config.client.host = options_.docker_host;
-  config.instance = DockerInstance();
-  config.agent_path = paths_.agent_bin;
-  auto launcher = runtime::DockerLauncher::Create(config);
+  auto launcher = supervisor::MakeDockerLauncher(host_);
   if (!launcher.ok()) {
     AF_LOG_WARN("docker orphan cleanup skipped: {}", launcher.error().ToString());
     return;
@@ -634,8 +594,8 @@ namespace agentfense::service {
 
 Result<std::unique_ptr<SandboxApi>> MakeSandboxApi(const SandboxApiOptions& options,
                                                    const SandboxApiDeps& deps) {
-  AF_ASSIGN_OR_RETURN(auto paths, FindSandboxBinaries());
-  AF_ASSIGN_OR_RETURN(auto manager, SandboxManager::Create(options, deps, std::move(paths)));
+  AF_ASSIGN_OR_RETURN(auto host, supervisor::ResolveHost(HostRequest(options)));
+  AF_ASSIGN_OR_RETURN(auto manager, SandboxManager::Create(options, deps, std::move(host)));
   return std::unique_ptr<SandboxApi>(std::move(manager));
 }
 

@@ -25,26 +25,18 @@
 #include "service/sandbox_api.h"
 #include "store/records.h"
 #include "supervisor/client.h"
+#include "supervisor/launch.h"
 
 namespace agentfense::service {
 
-struct SandboxManagerPaths {
-  std::string supervisor_bin;  // agentfense-supervisor
-  std::string agent_bin;       // agentfense-agent (static)
-};
-
-// Removes the (stopped) Docker container of a sandbox, if any. Best effort.
-void RemoveDockerContainer(const SandboxApiOptions& options, const std::string& instance,
-                           const std::string& sandbox_id);
-
-// Finds agentfense-supervisor and agentfense-agent beside the running executable.
-Result<SandboxManagerPaths> FindSandboxBinaries();
+// The host settings of this server's sandboxes (supervisor/launch.h), from its options.
+supervisor::HostSettings HostRequest(const SandboxApiOptions& options);
 
 class SandboxManager final : public SandboxApi {
  public:
   static Result<std::unique_ptr<SandboxManager>> Create(const SandboxApiOptions& options,
                                                         const SandboxApiDeps& deps,
-                                                        SandboxManagerPaths paths);
+                                                        supervisor::HostSettings host);
   ~SandboxManager() override;
 
   Result<bool> IsCodebaseInUse(const std::string& codebase_id) override;
@@ -95,10 +87,6 @@ class SandboxManager final : public SandboxApi {
   void Shutdown() override;
   std::string MetricsText() override;
 
-  // The Docker instance label of this server's containers: derived from mount_path, so servers
-  // (and test servers) sharing one dockerd never clean up each other's containers.
-  std::string DockerInstance() const;
-
  private:
   // A running sandbox as this process knows it.
   struct Live {
@@ -117,7 +105,7 @@ class SandboxManager final : public SandboxApi {
   };
 
   SandboxManager(const SandboxApiOptions& options, const SandboxApiDeps& deps,
-                 SandboxManagerPaths paths);
+                 supervisor::HostSettings host);
 
   std::string MountPoint(const std::string& id) const;
   std::string RunDir(const std::string& id) const;
@@ -184,7 +172,7 @@ class SandboxManager final : public SandboxApi {
 
   const SandboxApiOptions options_;
   const SandboxApiDeps deps_;
-  const SandboxManagerPaths paths_;
+  const supervisor::HostSettings host_;  // resolved once (supervisor::ResolveHost)
 
   std::mutex mu_;  // guards live_ and locks_; never held across a supervisor call
   std::map<std::string, std::shared_ptr<Live>> live_;

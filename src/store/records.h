@@ -69,6 +69,9 @@ struct SandboxRecord {
   int64_t supervisor_pid = 0;
   int64_t supervisor_start_ticks = 0;
   std::string supervisor_socket;
+  // The host uid (= gid) the sandbox last ran as (runtime/identity.h); asked for again at its next
+  // start. 0 = never started.
+  int64_t host_uid = 0;
   // Opaque runtime bookkeeping the service needs to clean up (container id, cgroup path...).
   std::string runtime_state;
   int64_t updated_at_ns = 0;  // set by the store on every write

@@ -91,6 +91,10 @@ CREATE TABLE audit_ingest (
   byte_offset INTEGER NOT NULL CHECK (byte_offset >= 0)
 );
 )sql"},
+      // 3: the host identity each sandbox last ran as (SPEC §5: one uid per sandbox).
+      {3, R"sql(
+ALTER TABLE sandboxes ADD COLUMN host_uid INTEGER NOT NULL DEFAULT 0;
+)sql"},
   };
   return kMigrations;
 }

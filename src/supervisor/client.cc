@@ -191,6 +191,8 @@ Result<SupervisorStatus> SupervisorControl::Status() const {
   s.sandbox_id = j.value("sandbox_id", "");
   s.pid = j.value("pid", 0);
   s.runtime_alive = j.value("runtime_alive", false);
+  s.host_uid = j.value("host_uid", uint32_t{0});
+  s.host_gid = j.value("host_gid", uint32_t{0});
   if (j.is_object() && j.contains("fuse_requests") && j["fuse_requests"].is_object()) {
     for (const auto& [kind, n] : j["fuse_requests"].items()) {
       if (n.is_number_unsigned()) s.fuse_requests.emplace_back(kind, n.get<uint64_t>());

@@ -19,6 +19,9 @@ struct SupervisorStatus {
   std::string sandbox_id;
   int pid = 0;
   bool runtime_alive = false;
+  // The host identity the sandbox runs as (runtime/identity.h).
+  uint32_t host_uid = 0;
+  uint32_t host_gid = 0;
   // FUSE requests served since the mount, by kind ("lookup", "open", ...).
   std::vector<std::pair<std::string, uint64_t>> fuse_requests;
 };

@@ -1,7 +1,10 @@
 #include "supervisor/runtime_instance.h"
 
+#include <fmt/format.h>
+
 #include "runtime/bwrap_sandbox.h"
 #include "runtime/docker_launcher.h"
+#include "supervisor/launch.h"
 
 namespace agentfense::supervisor {
 namespace {
@@ -88,9 +91,12 @@ class DockerInstance final : public RuntimeInstance {
   runtime::SharedAgentClient agent_;
 };
 
-Result<std::unique_ptr<RuntimeInstance>> StartBwrap(const SupervisorSpec& spec) {
+Result<std::unique_ptr<RuntimeInstance>> StartBwrap(const SupervisorSpec& spec,
+                                                    const SandboxIdentity& identity) {
   runtime::SandboxSpec s;
   s.id = spec.sandbox_id;
+  s.host_uid = identity.uid;
+  s.host_gid = identity.gid;
   s.workspace_dir = spec.mountpoint;
   s.network = spec.network;
   s.agent_path = spec.agent_path;
@@ -104,14 +110,10 @@ Result<std::unique_ptr<RuntimeInstance>> StartBwrap(const SupervisorSpec& spec) 
   return std::unique_ptr<RuntimeInstance>(new BwrapInstance(std::move(sb)));
 }
 
-Result<std::unique_ptr<RuntimeInstance>> StartDocker(const SupervisorSpec& spec) {
-  runtime::DockerLauncherConfig config;
-  config.client.host = spec.docker_host;
-  if (!spec.docker_default_image.empty()) config.default_image = spec.docker_default_image;
-  config.agent_path = spec.agent_path;
-  config.instance = spec.docker_instance;
-  config.network_mode = spec.docker_network_mode;
-  AF_ASSIGN_OR_RETURN(auto launcher, runtime::DockerLauncher::Create(config));
+Result<std::unique_ptr<RuntimeInstance>> StartDocker(const SupervisorSpec& spec,
+                                                     const SandboxIdentity& identity) {
+  AF_ASSIGN_OR_RETURN(auto launcher,
+                      MakeDockerLauncher(HostOf(spec), identity.uid, identity.gid));
   runtime::DockerSandboxSpec d;
   d.sandbox_id = spec.sandbox_id;
   d.image = spec.image;
@@ -123,10 +125,15 @@ Result<std::unique_ptr<RuntimeInstance>> StartDocker(const SupervisorSpec& spec)
   if (spec.limits.cpu_shares) limits.cpu_shares = static_cast<int64_t>(spec.limits.cpu_shares);
   if (spec.limits.pids_limit) limits.pids_limit = static_cast<int64_t>(spec.limits.pids_limit);
   d.limits = limits;
-  // A container left from an earlier start of this sandbox is reused (restart after stop).
-  if (auto info = launcher->Inspect(spec.sandbox_id); !info.ok()) {
-    AF_RETURN_IF_ERROR(launcher->CreateSandbox(d));
+  // A container left from an earlier start of this sandbox is reused (restart after stop), unless
+  // it was made for another host identity (the earlier one was taken meanwhile): then it is
+  // made afresh, since its user is fixed at creation.
+  auto info = launcher->Inspect(spec.sandbox_id);
+  if (info.ok() && info->user != fmt::format("{}:{}", identity.uid, identity.gid)) {
+    AF_RETURN_IF_ERROR(launcher->Destroy(spec.sandbox_id));
+    info = Error(ErrorCode::kNotFound, "container removed");
   }
+  if (!info.ok()) AF_RETURN_IF_ERROR(launcher->CreateSandbox(d));
   AF_ASSIGN_OR_RETURN(auto agent, launcher->Start(spec.sandbox_id));
   return std::unique_ptr<RuntimeInstance>(
       new DockerInstance(std::move(launcher), spec.sandbox_id, std::move(agent)));
@@ -134,9 +141,10 @@ Result<std::unique_ptr<RuntimeInstance>> StartDocker(const SupervisorSpec& spec)
 
 }  // namespace
 
-Result<std::unique_ptr<RuntimeInstance>> StartRuntime(const SupervisorSpec& spec) {
-  if (spec.runtime == RuntimeKind::kDocker) return StartDocker(spec);
-  return StartBwrap(spec);
+Result<std::unique_ptr<RuntimeInstance>> StartRuntime(const SupervisorSpec& spec,
+                                                      const SandboxIdentity& identity) {
+  if (spec.runtime == RuntimeKind::kDocker) return StartDocker(spec, identity);
+  return StartBwrap(spec, identity);
 }
 
 }  // namespace agentfense::supervisor

@@ -10,6 +10,12 @@
 
 namespace agentfense::supervisor {
 
+// The host uid/gid a sandbox's processes run as.
+struct SandboxIdentity {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
 class RuntimeInstance {
  public:
   virtual ~RuntimeInstance() = default;
@@ -30,7 +36,8 @@ class RuntimeInstance {
   virtual bool alive() const = 0;
 };
 
-// Starts the sandbox's runtime over `spec.mountpoint` (already mounted).
-Result<std::unique_ptr<RuntimeInstance>> StartRuntime(const SupervisorSpec& spec);
+// Starts the sandbox's runtime over `spec.mountpoint` (already mounted), running as `identity`.
+Result<std::unique_ptr<RuntimeInstance>> StartRuntime(const SupervisorSpec& spec,
+                                                      const SandboxIdentity& identity);
 
 }  // namespace agentfense::supervisor

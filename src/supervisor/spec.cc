@@ -91,7 +91,10 @@ std::string SpecToJson(const SupervisorSpec& s) {
             {"docker_host", s.docker_host},
             {"docker_default_image", s.docker_default_image},
             {"docker_network_mode", s.docker_network_mode},
-            {"docker_instance", s.docker_instance}};
+            {"docker_instance", s.docker_instance},
+            {"identity_range", s.identity_range},
+            {"identity_lease_dir", s.identity_lease_dir},
+            {"preferred_uid", s.preferred_uid}};
   return j.dump();
 }
 
@@ -149,11 +152,18 @@ Result<SupervisorSpec> SpecFromJson(const std::string& text) {
     s.docker_default_image = j.value("docker_default_image", "");
     s.docker_network_mode = j.value("docker_network_mode", s.docker_network_mode);
     s.docker_instance = j.value("docker_instance", s.docker_instance);
+    field = "identity_range";
+    s.identity_range = j.value("identity_range", s.identity_range);
+    field = "identity_lease_dir";
+    s.identity_lease_dir = j.value("identity_lease_dir", s.identity_lease_dir);
+    field = "preferred_uid";
+    s.preferred_uid = j.value("preferred_uid", uint32_t{0});
   } catch (const json::exception& e) {
     return Error(ErrorCode::kInvalidArgument,
                  "supervisor spec field '" + field + "': " + std::string(e.what()));
   }
-  for (const std::string* p : {&s.source_dir, &s.mountpoint, &s.run_dir, &s.agent_path}) {
+  for (const std::string* p :
+       {&s.source_dir, &s.mountpoint, &s.run_dir, &s.agent_path, &s.identity_lease_dir}) {
     if (p->empty() || p->front() != '/') {
       return Error(ErrorCode::kInvalidArgument, "supervisor spec: paths must be absolute");
     }

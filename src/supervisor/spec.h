@@ -41,6 +41,12 @@ struct SupervisorSpec {
   std::string docker_default_image;
   std::string docker_network_mode = "bridge";
   std::string docker_instance = "default";
+  // The sandbox's host identity (runtime/identity.h): as root, the supervisor leases a uid/gid of
+  // the range for as long as it lives, preferring the one it had before (a restart); otherwise
+  // the sandbox runs as the launching user itself (docs/RUNTIMES.md).
+  std::string identity_range = "524288-589823";
+  std::string identity_lease_dir = "/run/agentfense/identities";
+  uint32_t preferred_uid = 0;
 };
 
 std::string SpecToJson(const SupervisorSpec& spec);

@@ -42,6 +42,21 @@ std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 }  // namespace
 
+Result<SandboxIdentity> AcquireIdentity(const SupervisorSpec& spec, runtime::IdentityLease* lease) {
+  if (::geteuid() != 0) {
+    // Rootless: no other identity can be entered; the sandbox is the user (docs/RUNTIMES.md).
+    return SandboxIdentity{::getuid(), ::getgid()};
+  }
+  AF_ASSIGN_OR_RETURN(runtime::IdentityRange range,
+                      runtime::IdentityRange::Parse(spec.identity_range));
+  AF_RETURN_IF_ERROR(runtime::ValidateIdentityRange(range));
+  auto got = runtime::IdentityLease::Acquire(range, spec.identity_lease_dir, spec.preferred_uid,
+                                             spec.sandbox_id);
+  if (!got.ok()) return std::move(got).error().With("leasing a host identity");
+  *lease = std::move(*got);
+  return SandboxIdentity{lease->uid(), lease->gid()};
+}
+
 Result<UniqueFd> ListenUnix(const std::string& path) {
   sockaddr_un addr{};
   if (path.size() >= sizeof(addr.sun_path)) {
@@ -105,12 +120,21 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
     options.delta_quota_bytes = sp.delta_quota_bytes;
     options.delta_quota_inodes = sp.delta_quota_inodes;
   }
+  AF_ASSIGN_OR_RETURN(s->identity_, AcquireIdentity(sp, &s->lease_));
   AF_RETURN_IF_ERROR(fs::CleanupStaleMount(sp.mountpoint));
-  auto mount = fs::Mount::Start(sp.source_dir, sp.mountpoint, std::move(policy), options);
+  // The mount serves the sandbox's identity only (SPEC §5, host side). Docker's daemon and runc
+  // (root) must stat and bind the mount point, so there the kernel lets everyone through and the
+  // daemon's per-request check keeps all but the sandbox (and root) out; the mount point's
+  // directory is root's alone either way.
+  fs::MountAccess access;
+  access.uid = s->identity_.uid;
+  access.gid = s->identity_.gid;
+  access.allow_other = sp.runtime == RuntimeKind::kDocker;
+  auto mount = fs::Mount::Start(sp.source_dir, sp.mountpoint, std::move(policy), options, access);
   if (!mount.ok()) return std::move(mount).error().With("mounting the workspace");
   s->mount_ = std::move(*mount);
 
-  auto rt = StartRuntime(sp);
+  auto rt = StartRuntime(sp, s->identity_);
   if (!rt.ok()) return std::move(rt).error().With("starting the sandbox runtime");
   s->runtime_ = std::move(*rt);
 
@@ -165,6 +189,8 @@ std::string Supervisor::HandleControl(const std::string& line) {
                  {"sandbox_id", spec_.sandbox_id},
                  {"pid", static_cast<int>(::getpid())},
                  {"runtime_alive", runtime_ && runtime_->alive()},
+                 {"host_uid", identity_.uid},
+                 {"host_gid", identity_.gid},
                  {"inodes", mount_ ? mount_->fs().known_inodes() : 0},
                  {"fuse_requests", FuseRequests()}})
         .dump();

@@ -19,6 +19,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "fs/mount.h"
+#include "runtime/identity.h"
 #include "supervisor/runtime_instance.h"
 #include "supervisor/spec.h"
 
@@ -46,6 +47,8 @@ class Supervisor {
   void Teardown();
 
   SupervisorSpec spec_;
+  runtime::IdentityLease lease_;  // held for the supervisor's whole life
+  SandboxIdentity identity_;
   // Control requests use these under a shared lock; Teardown drops them under the exclusive one
   // (so it waits for a commit in progress). Agent connections hold their own runtime reference.
   std::shared_mutex state_mu_;
@@ -60,6 +63,10 @@ class Supervisor {
   UniqueFd audit_;
   size_t audit_bytes_ = 0;  // guarded by audit_mu_
 };
+
+// The sandbox's host identity: as root a lease from spec.identity_range (kept in `lease`, released
+// when it is destroyed), otherwise the calling user's own uid and gid.
+Result<SandboxIdentity> AcquireIdentity(const SupervisorSpec& spec, runtime::IdentityLease* lease);
 
 // Creates a listening Unix stream socket at `path` (replacing a stale socket file), mode 0600.
 Result<UniqueFd> ListenUnix(const std::string& path);

@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <fmt/format.h>
+
 #include "docker_test_env.h"
 
 namespace agentfense::runtime::testing {
@@ -79,7 +81,7 @@ TEST_F(DockerTest, LabelsAndIsolationSettingsApplied) {
   EXPECT_EQ(hc["SecurityOpt"], nlohmann::json::array({"no-new-privileges"}));
   EXPECT_EQ(hc["NetworkMode"], "none");
   EXPECT_EQ(hc["ReadonlyRootfs"], true);
-  EXPECT_EQ(j["Config"]["User"], "65534:65534");
+  EXPECT_EQ(j["Config"]["User"], fmt::format("{0}:{0}", HostUid()));
   bool rslave = false;
   for (const auto& m : j["Mounts"]) {
     if (m["Destination"] == "/workspace") rslave = m["Propagation"] == "rslave";

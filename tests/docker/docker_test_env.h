@@ -19,6 +19,8 @@
 #include <sstream>
 #include <string>
 
+#include "../test_identity.h"
+
 #include "runtime/docker_launcher.h"
 
 namespace agentfense::runtime::testing {
@@ -60,6 +62,9 @@ inline std::string ReadFile(const std::string& path) {
     }                                                                                      \
   } while (0)
 
+// The sandboxes' host uid (= gid): this test process's lease (tests/test_identity.h).
+inline uid_t HostUid() { return agentfense::testing::TestIdentity().uid(); }
+
 class DockerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -77,7 +82,7 @@ class DockerTest : public ::testing::Test {
     ASSERT_EQ(::mkdir(workspace_.c_str(), 0755), 0);
     // The sandbox user must be able to write its workspace (the FUSE mount does this in the
     // product; here it is a plain directory).
-    ASSERT_EQ(::chown(workspace_.c_str(), 65534, 65534), 0);
+    ASSERT_EQ(::chown(workspace_.c_str(), HostUid(), HostUid()), 0);
 
     const std::string agent = AgentPath();
     AF_DOCKER_REQUIRE(!agent.empty() && ::access(agent.c_str(), X_OK) == 0,
@@ -89,6 +94,8 @@ class DockerTest : public ::testing::Test {
     cfg.instance = "t" + std::to_string(::getpid());
     cfg.default_image = kBusyboxImage;
     cfg.stop_grace = std::chrono::seconds(1);
+    cfg.uid = HostUid();
+    cfg.gid = HostUid();
     // Docker's own convention for pointing clients at another daemon.
     if (const char* host = std::getenv("DOCKER_HOST"); host != nullptr && *host != '\0') {
       cfg.client.host = host;

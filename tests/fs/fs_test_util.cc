@@ -94,17 +94,18 @@ size_t AuditLog::Count(std::string_view op) {
   return n;
 }
 
-std::unique_ptr<MountedFs> MountedFs::Start(policy::Policy policy, FsOptions options) {
+std::unique_ptr<MountedFs> MountedFs::Start(policy::Policy policy, FsOptions options,
+                                            const MountAccess& access) {
   auto dir = std::make_unique<TempDir>();
   std::string src = *dir / "src";
   if (::mkdir(src.c_str(), 0755) != 0) return nullptr;
-  auto m = StartOn(src, std::move(policy), std::move(options));
+  auto m = StartOn(src, std::move(policy), std::move(options), access);
   if (m) m->dir_ = std::move(dir);
   return m;
 }
 
 std::unique_ptr<MountedFs> MountedFs::StartOn(const std::string& source, policy::Policy policy,
-                                              FsOptions options) {
+                                              FsOptions options, const MountAccess& access) {
   std::unique_ptr<MountedFs> m(new MountedFs());
   m->source_ = source;
   char tmpl[] = "/tmp/affs-mnt.XXXXXX";
@@ -125,7 +126,8 @@ std::unique_ptr<MountedFs> MountedFs::StartOn(const std::string& source, policy:
     log->events.push_back(e);
     if (user_sink) user_sink(e);
   };
-  auto mount = Mount::Start(source, m->mountpoint_, std::move(policy), std::move(options));
+  auto mount =
+      Mount::Start(source, m->mountpoint_, std::move(policy), std::move(options), access);
   if (!mount.ok()) {
     ADD_FAILURE() << "mount failed: " << mount.error().ToString();
     ::rmdir(m->mountpoint_.c_str());

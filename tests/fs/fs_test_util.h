@@ -60,10 +60,13 @@ struct AuditLog {
 // destructor unmounts (lazily) and removes everything.
 class MountedFs {
  public:
-  static std::unique_ptr<MountedFs> Start(policy::Policy policy, FsOptions options = {});
+  // `access`: whom the mount serves (default: this process's own identity).
+  static std::unique_ptr<MountedFs> Start(policy::Policy policy, FsOptions options = {},
+                                          const MountAccess& access = MountAccess::Self());
   // Mounts an existing source directory (not removed afterwards).
   static std::unique_ptr<MountedFs> StartOn(const std::string& source, policy::Policy policy,
-                                            FsOptions options = {});
+                                            FsOptions options = {},
+                                            const MountAccess& access = MountAccess::Self());
   ~MountedFs();
 
   // Creates files in the *source* before or after mounting (host side).

@@ -28,11 +28,9 @@ def tree(tmp_path):
 
 @pytest.fixture
 def rundir():
-    # Where the CLI puts its private directory ($AGENTFENSE_RUNTIME_DIR). Directly under /tmp and
-    # 0711: the sandbox's uid must traverse it to reach the mount point (pytest's tmp_path parents
-    # are 0700).
+    # Where the CLI puts its private directory ($AGENTFENSE_RUNTIME_DIR). 0700 (mkdtemp): the
+    # sandbox gets its mount as a descriptor and never traverses it.
     d = Path(tempfile.mkdtemp(prefix="af-cli-"))
-    d.chmod(0o711)
     yield d
     for line in Path("/proc/mounts").read_text().splitlines():
         if str(d) in line:

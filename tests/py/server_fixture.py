@@ -100,8 +100,7 @@ class Server:
 
 
 def make_server(**kwargs) -> Server:
-    d = Path(tempfile.mkdtemp(prefix="af-srv-"))
-    d.chmod(0o711)  # sandbox users must traverse to their mount points beneath it
+    d = Path(tempfile.mkdtemp(prefix="af-srv-"))  # 0700: no sandbox identity ever passes through
     return Server(data_dir=d, grpc_port=free_port(), http_port=free_port(), **kwargs)
 
 

@@ -3,8 +3,10 @@ enforcement, stop/start, server kill -9 and re-adoption, destroy. Uses only the 
 as an existing AgentFense client would."""
 from __future__ import annotations
 
+import fcntl
 import os
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -120,6 +122,12 @@ def test_full_lifecycle_with_policy(server):
     listed = sb.ListSessions(sandbox_pb2.ListSessionsRequest(sandbox_id=created.id))
     assert [s.id for s in listed.sessions] == [sess.id]
 
+    # its own host identity, leased while it runs (docs/OPERATIONS.md "Host identities")
+    uid = sb.GetSandbox(sandbox_pb2.GetSandboxRequest(sandbox_id=created.id)).host_uid
+    assert 524288 <= uid <= 589823
+    lease = Path("/run/agentfense/identities") / str(uid)
+    assert lease.read_text() == created.id
+
     # the server dies hard; the sandbox and its session survive and are re-adopted
     server.kill9()
     server.start()
@@ -127,6 +135,7 @@ def test_full_lifecycle_with_policy(server):
     sb = sandbox_pb2_grpc.SandboxServiceStub(ch)
     got = sb.GetSandbox(sandbox_pb2.GetSandboxRequest(sandbox_id=created.id))
     assert got.status == common_pb2.SANDBOX_STATUS_RUNNING
+    assert got.host_uid == uid  # re-adopted with the identity its supervisor still holds
     r = sb.SessionExec(sandbox_pb2.SessionExecRequest(session_id=sess.id, command="pwd; echo $X"))
     assert r.stdout == "/workspace/src\n42\n"
 
@@ -151,6 +160,8 @@ def test_full_lifecycle_with_policy(server):
     sb.StartSandbox(sandbox_pb2.StartSandboxRequest(sandbox_id=created.id))
     r = sb.Exec(sandbox_pb2.ExecRequest(sandbox_id=created.id, command="cat output/r.txt"))
     assert r.stdout == "ok\n"
+    # a restart asks for the identity it had (free again: nobody took it meanwhile)
+    assert sb.GetSandbox(sandbox_pb2.GetSandboxRequest(sandbox_id=created.id)).host_uid == uid
     with pytest.raises(grpc.RpcError) as e:
         sb.StartSandbox(sandbox_pb2.StartSandboxRequest(sandbox_id=created.id))
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -167,6 +178,9 @@ def test_full_lifecycle_with_policy(server):
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     mnt = server.data_dir / "data" / "mounts" / created.id
     assert not mnt.exists()
+    # the identity is free again: its lease is no longer held
+    with open(lease, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with open("/proc/mounts") as f:
         assert created.id not in f.read()
 

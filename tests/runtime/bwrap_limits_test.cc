@@ -184,16 +184,39 @@ TEST_F(BwrapLimits, LauncherErrorsAreClear) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kFailedPrecondition);
 
-  // A workspace the unprivileged host uid cannot enter: bwrap fails, its words reach the error.
+  // An agent binary the sandbox's uid cannot reach: bwrap fails, its words reach the error.
   TempWorkspace locked;
   ASSERT_EQ(::chown(locked.path().c_str(), 0, 0), 0);
   ASSERT_EQ(::chmod(locked.path().c_str(), 0700), 0);
-  s = DefaultSpec(locked.path() + "/inner");
-  ASSERT_EQ(::mkdir((locked.path() + "/inner").c_str(), 0777), 0);
+  std::filesystem::copy_file(AgentPath(), locked.path() + "/agent");
+  s = DefaultSpec(ws_.path());
+  s.agent_path = locked.path() + "/agent";
   r = BwrapSandbox::Start(s);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kUnavailable);
   EXPECT_NE(r.error().ToString().find("bwrap said"), std::string::npos) << r.error().ToString();
+}
+
+TEST_F(BwrapLimits, AWorkspaceBehindRootOnlyDirectoriesIsStillReached) {
+  // The launcher stages the workspace in bwrap's own mount namespace: the sandbox's uid never
+  // walks the host path, so its ancestors can be root's alone (the server's mount dirs are 0700).
+  TempWorkspace locked;
+  ASSERT_EQ(::chown(locked.path().c_str(), 0, 0), 0);
+  ASSERT_EQ(::chmod(locked.path().c_str(), 0700), 0);
+  const std::string inner = locked.path() + "/inner";
+  ASSERT_EQ(::mkdir(inner.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(inner.c_str(), HostUid(), HostUid()), 0);
+  auto r = BwrapSandbox::Start(DefaultSpec(inner));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  auto out = (*r)->Exec(Shell("echo hi > /workspace/f && cat /workspace/f"));
+  ASSERT_TRUE(out.ok()) << out.error().ToString();
+  EXPECT_EQ(out->stdout_data, "hi\n");
+  // And the stage is bwrap's alone: nothing is mounted there on the host.
+  std::ifstream mounts("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mounts, line)) {
+    EXPECT_EQ(line.find(std::string(" ") + kWorkspaceStage + " "), std::string::npos) << line;
+  }
 }
 
 TEST_F(BwrapLimits, AgentDeathIsNoticed) {

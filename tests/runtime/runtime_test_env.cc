@@ -10,9 +10,13 @@
 #include <atomic>
 #include <filesystem>
 
+#include "../test_identity.h"
+
 namespace agentfense::runtime::testing {
 
 std::string AgentPath() { return AF_AGENT_PATH; }
+
+uid_t HostUid() { return agentfense::testing::TestIdentity().uid(); }
 
 std::string WhyNoBwrap() {
   if (::geteuid() != 0) return "runtime system tests need root (the launcher drops privileges)";
@@ -26,7 +30,7 @@ TempWorkspace::TempWorkspace() {
   if (::mkdtemp(tmpl) == nullptr) std::abort();
   path_ = tmpl;
   if (::geteuid() == 0) {
-    if (::chown(path_.c_str(), kHostUid, kHostUid) != 0) std::abort();
+    if (::chown(path_.c_str(), HostUid(), HostUid()) != 0) std::abort();
   }
 }
 
@@ -45,6 +49,13 @@ SandboxSpec DefaultSpec(const std::string& workspace) {
   s.id = UniqueId("t");
   s.workspace_dir = workspace;
   s.agent_path = AgentPath();
+  if (::geteuid() == 0) {
+    s.host_uid = HostUid();
+    s.host_gid = HostUid();
+  } else {
+    s.host_uid = ::getuid();
+    s.host_gid = ::getgid();
+  }
   s.tmp_size_bytes = 64 << 20;
   s.require_cgroup = true;
   return s;

@@ -13,7 +13,8 @@
 
 namespace agentfense::runtime::testing {
 
-inline constexpr uid_t kHostUid = 65534;
+// The sandboxes' host uid (= gid): this test process's lease (tests/test_identity.h).
+uid_t HostUid();
 
 std::string AgentPath();
 // Empty when bwrap sandboxes can run here; else why not (the test skips loudly with it).

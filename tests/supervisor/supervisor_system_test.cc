@@ -32,9 +32,7 @@ class SupervisorTest : public ::testing::Test {
     char tmpl[] = "/tmp/af-sup-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     root_ = tmpl;
-    // The sandbox runs as an unprivileged host uid: it must be able to traverse to the mount
-    // point (never to list or read anything else here).
-    ::chmod(root_.c_str(), 0711);
+    // Root's alone (mkdtemp's 0700): the sandbox gets its mount as a descriptor.
     src_ = root_ + "/src";
     mnt_ = root_ + "/mnt";
     run_ = root_ + "/run";
@@ -47,8 +45,8 @@ class SupervisorTest : public ::testing::Test {
     std::ofstream(src_ + "/src/app.py") << "print('hi')\n";
     std::ofstream(src_ + "/secrets/key") << "CANARY-SECRET-42\n";
     std::ofstream(src_ + "/.env") << "CANARY-ENV-42\n";
-    // The sandbox user (65534 on the host) must traverse the source through the mount's daemon,
-    // which runs as root; the tree itself stays root-owned.
+    // The sandbox's own host identity reaches the source only through the mount's daemon, which
+    // runs as root; the tree itself stays root-owned.
     spec_.sandbox_id = "sb_00000000000000a1";
     spec_.source_dir = src_;
     spec_.mountpoint = mnt_;
@@ -154,10 +152,18 @@ TEST_F(SupervisorTest, DeltaControlOpsChangesCommitDiscard) {
   ASSERT_EQ(::stat(spec_.delta_dir.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
 
-  std::ofstream(mnt_ + "/src/app.py") << "print('changed')\n";
-  std::ofstream(mnt_ + "/new.txt") << "new\n";
-  std::ofstream(mnt_ + "/bad-\xff-name") << "x";  // not UTF-8: replaced in the JSON, no error
-  ASSERT_EQ(::unlink((mnt_ + "/.env").c_str()), 0);
+  // The mount serves the sandbox's identity alone: not even root, the supervisor's owner.
+  struct stat probe;
+  EXPECT_NE(::stat((mnt_ + "/src").c_str(), &probe), 0);
+  EXPECT_EQ(errno, EACCES);
+  auto client = runtime::AgentClient::Connect(control.agent_socket());
+  ASSERT_TRUE(client.ok()) << client.error().ToString();
+  // A name that is not UTF-8 is replaced in the JSON, no error.
+  auto wrote = Run(**client,
+                   "cd /workspace && echo \"print('changed')\" > src/app.py && echo new > new.txt &&"
+                   " printf x > \"bad-$(printf '\\377')-name\" && rm .env");
+  ASSERT_TRUE(wrote.ok()) << wrote.error().ToString();
+  ASSERT_EQ(wrote->exit_code, 0) << wrote->stderr_data;
   EXPECT_TRUE(stdfs::exists(src_ + "/.env"));
 
   auto changes = control.Changes();
@@ -182,11 +188,11 @@ TEST_F(SupervisorTest, DeltaControlOpsChangesCommitDiscard) {
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(after), {}), "print('changed')\n");
   EXPECT_FALSE(stdfs::exists(src_ + "/.env"));
 
-  std::ofstream(mnt_ + "/scratch") << "throwaway";
+  ASSERT_EQ(Run(**client, "printf throwaway > /workspace/scratch")->exit_code, 0);
   auto discarded = control.Discard();
   ASSERT_TRUE(discarded.ok()) << discarded.error().ToString();
   EXPECT_EQ(*discarded, 1);
-  EXPECT_FALSE(stdfs::exists(mnt_ + "/scratch"));
+  EXPECT_EQ(Run(**client, "test -e /workspace/scratch")->exit_code, 1);
   EXPECT_FALSE(stdfs::exists(src_ + "/scratch"));
   auto empty = control.Changes();
   ASSERT_TRUE(empty.ok());
