@@ -11,18 +11,26 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 RUN_ARGS ?=
 
-.PHONY: all deps configure build test unit-test run clean format tidy
+# What `make run` builds (and nothing else: the first run must be fast; `make test` builds the rest).
+RUN_TARGETS = agentfense-server agentfense agentfense-supervisor agentfense-agent
+
+.PHONY: all deps deps-run configure configure-run build test unit-test run clean format tidy
 
 all: build
 
 deps:
 	@scripts/bootstrap
 
+deps-run:
+	@scripts/bootstrap run
+
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DAF_WERROR=$(WERROR) \
 	  -DAF_SANITIZE="$(SANITIZE)" $(CMAKE_FLAGS)
 
 configure: deps $(BUILD_DIR)/CMakeCache.txt
+
+configure-run: deps-run $(BUILD_DIR)/CMakeCache.txt
 
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
@@ -33,7 +41,8 @@ unit-test: build
 test: build
 	scripts/run-tests $(BUILD_DIR)
 
-run: build
+run: configure-run
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target $(RUN_TARGETS)
 	scripts/run $(BUILD_DIR) $(RUN_ARGS)
 
 format:

@@ -29,6 +29,12 @@ Result<std::unique_ptr<InodeTable>> InodeTable::Create(UniqueFd root_fd, size_t 
   t->root_->fd = std::make_shared<UniqueFd>(::fcntl(t->root_fd_.get(), F_DUPFD_CLOEXEC, 3));
   if (!t->root_->fd->valid()) return Error::FromErrno(errno, "dup source root fd");
   t->by_key_[{st.st_dev, st.st_ino}] = t->root_;
+  // open_by_handle_at needs CAP_DAC_READ_SEARCH: a daemon without it (rootless) reaches evicted
+  // objects again by name instead (Reresolve).
+  if (handle.ok()) {
+    auto reopened = handle->Open(t->root_fd_.get(), O_PATH);
+    t->handles_open_ = reopened.ok() || reopened.error().sys_errno() != EPERM;
+  }
   return t;
 }
 
@@ -281,7 +287,9 @@ Result<std::shared_ptr<UniqueFd>> InodeTable::PathFd(Inode* node) {
     upper = node->upper;
   }
   if (handle.empty()) return Error::FromErrno(ESTALE, "inode without handle lost its fd");
-  AF_ASSIGN_OR_RETURN(UniqueFd fd, handle.Open(upper ? upper_root_fd_ : root_fd_.get(), O_PATH));
+  AF_ASSIGN_OR_RETURN(UniqueFd fd, handles_open_
+                                       ? handle.Open(upper ? upper_root_fd_ : root_fd_.get(), O_PATH)
+                                       : Reresolve(node, handle, upper));
   std::lock_guard lock(cache_mu_);
   if (node->fd) return node->fd;  // another thread won the race; ours closes here
   if (!(node->handle == handle)) return std::make_shared<UniqueFd>(std::move(fd));  // switched
@@ -299,11 +307,39 @@ Result<UniqueFd> InodeTable::OpenIo(Inode* node, int flags) {
     handle = node->handle;
     upper = node->upper;
   }
-  if (!handle.empty()) return handle.Open(upper ? upper_root_fd_ : root_fd_.get(), flags);
+  if (!handle.empty() && handles_open_) {
+    return handle.Open(upper ? upper_root_fd_ : root_fd_.get(), flags);
+  }
   AF_ASSIGN_OR_RETURN(auto pfd, PathFd(node));
   int fd = ::open(ProcFdPath(pfd->get()).c_str(), flags | O_CLOEXEC);
   if (fd < 0) return Error::FromErrno(errno, "reopen /proc/self/fd");
   return UniqueFd(fd);
+}
+
+Result<UniqueFd> InodeTable::Reresolve(Inode* node, const HostHandle& handle, bool upper) {
+  const std::string path = PathOf(node);
+  if (path.empty()) return Error::FromErrno(ESTALE, "detached inode lost its fd");
+  // One component at a time from the tree's root, never following a symlink; the object found
+  // must be the very one the handle names (inode and generation), or it is gone (ESTALE).
+  UniqueFd cur(::fcntl(upper ? upper_root_fd_ : root_fd_.get(), F_DUPFD_CLOEXEC, 3));
+  if (!cur) return Error::FromErrno(errno, "dup root fd");
+  size_t pos = 1;
+  while (pos < path.size()) {
+    size_t slash = path.find('/', pos);
+    const std::string comp = path.substr(pos, slash == std::string::npos ? slash : slash - pos);
+    const bool last = slash == std::string::npos;
+    UniqueFd next(::openat(cur.get(), comp.c_str(),
+                           O_PATH | O_NOFOLLOW | O_CLOEXEC | (last ? 0 : O_DIRECTORY)));
+    if (!next) return Error::FromErrno(errno == ENOENT || errno == ENOTDIR ? ESTALE : errno,
+                                       "reopening " + path + " by name");
+    cur = std::move(next);
+    pos = last ? path.size() : slash + 1;
+  }
+  auto found = HostHandle::Of(cur.get());
+  if (!found.ok() || !(*found == handle)) {
+    return Error::FromErrno(ESTALE, path + " is no longer the object it was");
+  }
+  return cur;
 }
 
 void InodeTable::SwitchBacking(Inode* node, UniqueFd fd, const struct stat& st, bool upper) {

@@ -165,11 +165,16 @@ class InodeTable {
   void MaybeFree(Inode* inode);                                          // requires mu_
   void CachePut(Inode* inode, std::shared_ptr<UniqueFd> fd);             // requires cache_mu_
   void CacheDrop(Inode* inode);                                          // requires cache_mu_
+  // Without CAP_DAC_READ_SEARCH (a rootless daemon): the O_PATH fd of `inode`, found again by
+  // walking its workspace path from the root it lives under, and kept only when it is the object
+  // `handle` names. ESTALE when it moved or went away behind the table's back.
+  Result<UniqueFd> Reresolve(Inode* inode, const HostHandle& handle, bool upper);
 
   UniqueFd root_fd_;
   int root_mount_id_ = -1;
   int upper_root_fd_ = -1;  // not owned (the DeltaStore's)
   int upper_mount_id_ = -2;
+  bool handles_open_ = true;  // open_by_handle_at is allowed (root); else Reresolve
   Inode* root_ = nullptr;
   const size_t capacity_;
 

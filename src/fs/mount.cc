@@ -4,7 +4,10 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,15 +60,124 @@ bool IsFuseMountPoint(const std::string& path) {
   return false;
 }
 
+Status DetachMount(const std::string& mountpoint) {
+  if (::geteuid() == 0) {
+    if (::umount2(mountpoint.c_str(), MNT_DETACH) != 0) {
+      return Error::FromErrno(errno, "umount2 " + mountpoint);
+    }
+    return OkStatus();
+  }
+  // An ordinary user may detach only what fusermount3 (setuid) agrees they mounted.
+  const char* helper = nullptr;
+  for (const char* p : {"/usr/bin/fusermount3", "/bin/fusermount3"}) {
+    if (::access(p, X_OK) == 0) {
+      helper = p;
+      break;
+    }
+  }
+  if (helper == nullptr) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "cannot unmount " + mountpoint + ": fusermount3 is missing (apt install fuse3)");
+  }
+  AF_ASSIGN_OR_RETURN(auto pipe, MakePipe());
+  auto& [r, w] = pipe;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, w.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, w.get(), 2);
+  std::string target = mountpoint;
+  char* argv[] = {const_cast<char*>(helper), const_cast<char*>("-u"), const_cast<char*>("-z"),
+                  target.data(), nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, helper, &fa, nullptr, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  w.Reset();
+  if (rc != 0) return Error::FromErrno(rc, "starting fusermount3");
+  std::string said;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(r.get(), buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0 && said.size() < 4096) said.append(buf, static_cast<size_t>(n));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    while (!said.empty() && said.back() == '\n') said.pop_back();
+    return Error(ErrorCode::kPermissionDenied, "fusermount3 -u " + mountpoint + ": " + said);
+  }
+  return OkStatus();
+}
+
 Status CleanupStaleMount(const std::string& mountpoint, bool force) {
   if (!IsFuseMountPoint(mountpoint)) return OkStatus();
   struct stat st;
   bool dead = ::stat(mountpoint.c_str(), &st) != 0 && errno == ENOTCONN;
   if (!dead && !force) return OkStatus();
-  if (::umount2(mountpoint.c_str(), MNT_DETACH) != 0) {
-    return Error::FromErrno(errno, "umount2 " + mountpoint);
-  }
+  AF_RETURN_IF_ERROR(DetachMount(mountpoint));
   AF_LOG_INFO("removed stale FUSE mount at {}", mountpoint);
+  return OkStatus();
+}
+
+Status CheckUnprivilegedFuse(const std::string& mountpoint, bool allow_other,
+                             const std::string& etc) {
+  struct stat st;
+  if (::stat("/dev/fuse", &st) != 0) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "the FUSE device /dev/fuse is missing: load the module (sudo modprobe fuse), or "
+                 "in a container pass the device in (docker run --device /dev/fuse)");
+  }
+  if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 || minor(st.st_rdev) != 229) {
+    return Error(ErrorCode::kFailedPrecondition, "/dev/fuse is not the FUSE device (char 10:229)");
+  }
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 fmt::format("/dev/fuse is not open to you (mode {:o}, owner uid {}): Debian makes it "
+                             "crw-rw-rw- (udev); restore that with: sudo chmod 0666 /dev/fuse",
+                             st.st_mode & 07777, st.st_uid));
+  }
+  const char* helper = nullptr;
+  for (const char* p : {"/usr/bin/fusermount3", "/bin/fusermount3"}) {
+    if (::stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+      helper = p;
+      break;
+    }
+  }
+  if (helper == nullptr) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "fusermount3, which mounts FUSE filesystems for ordinary users, is missing: "
+                 "sudo apt install fuse3");
+  }
+  if (st.st_uid != 0 || (st.st_mode & S_ISUID) == 0 || ::access(helper, X_OK) != 0) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 fmt::format("{} is not a setuid-root program you can run, so it cannot mount for "
+                             "you: sudo chown root {} && sudo chmod 4755 {} (as Debian's fuse3 "
+                             "package installs it)",
+                             helper, helper, helper));
+  }
+  if (::access(mountpoint.c_str(), W_OK) != 0) {
+    return Error(ErrorCode::kPermissionDenied,
+                 "you cannot write to " + mountpoint +
+                     ": fusermount3 mounts only on directories you own or may write");
+  }
+  if (allow_other) {
+    bool allowed = false;
+    std::ifstream conf(etc + "/fuse.conf");
+    std::string line;
+    while (std::getline(conf, line)) {
+      line.erase(0, line.find_first_not_of(" \t"));
+      line.erase(line.find_last_not_of(" \t\r") + 1);
+      if (line == "user_allow_other") allowed = true;
+    }
+    if (!allowed) {
+      return Error(ErrorCode::kPermissionDenied,
+                   "serving other users (allow_other) needs user_allow_other in " + etc +
+                       "/fuse.conf, which only root can set: echo user_allow_other | sudo tee "
+                       "-a " + etc + "/fuse.conf");
+    }
+  }
   return OkStatus();
 }
 
@@ -139,10 +251,17 @@ Result<std::unique_ptr<Mount>> Mount::Start(const std::string& source, const std
       m->session_ = nullptr;
       return std::move(st).error();
     }
-  } else if (fuse_session_mount(m->session_, mountpoint.c_str()) != 0) {
-    fuse_session_destroy(m->session_);
-    m->session_ = nullptr;
-    return Error(ErrorCode::kInternal, "fuse_session_mount failed at " + mountpoint);
+  } else {
+    Status ready = CheckUnprivilegedFuse(mountpoint, access.allow_other || access.everyone);
+    if (ready.ok() && fuse_session_mount(m->session_, mountpoint.c_str()) != 0) {
+      ready = Error(ErrorCode::kInternal,
+                    "fusermount3 could not mount at " + mountpoint + " (its words are above)");
+    }
+    if (!ready.ok()) {
+      fuse_session_destroy(m->session_);
+      m->session_ = nullptr;
+      return std::move(ready).error();
+    }
   }
   // Non-blocking: an idle worker sleeps in poll() on /dev/fuse *and* the wake-up eventfd, so
   // Stop() reaches it; with several workers, the ones that lose the race for a request get

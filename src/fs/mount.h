@@ -95,6 +95,17 @@ class Mount {
 // True when `path` is the mount point of a FUSE filesystem (per /proc/self/mountinfo).
 bool IsFuseMountPoint(const std::string& path);
 
+// What an ordinary user needs to mount through fusermount3, checked before trying so that the
+// error names the cause and the fix: /dev/fuse present and open to them, fusermount3 installed
+// setuid root, a mount point they may write, and for `allow_other` the user_allow_other line of
+// `etc`/fuse.conf.
+Status CheckUnprivilegedFuse(const std::string& mountpoint, bool allow_other,
+                             const std::string& etc = "/etc");
+
+// Detaches the mount at `mountpoint` (lazily): umount2(MNT_DETACH) as root, else through
+// fusermount3 -u -z, which lets a user detach only what they mounted (its words in the error).
+Status DetachMount(const std::string& mountpoint);
+
 // If `mountpoint` is a FUSE mount left behind by a dead daemon (or any FUSE mount when `force`),
 // detaches it (umount2 MNT_DETACH). OK when nothing was mounted there.
 Status CleanupStaleMount(const std::string& mountpoint, bool force = false);

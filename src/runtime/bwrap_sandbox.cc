@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "base/log.h"
@@ -125,6 +126,36 @@ bool WaitExit(int pidfd, std::chrono::milliseconds timeout) {
   ::_exit(127);
 }
 
+std::string ReadTrimmed(const std::string& path) {
+  std::ifstream in(path);
+  std::string v;
+  std::getline(in, v);
+  return v;
+}
+
+}  // namespace
+
+std::string UserNamespaceBlocker(const std::string& proc) {
+  if (ReadTrimmed(proc + "/sys/kernel/unprivileged_userns_clone") == "0") {
+    return "unprivileged user namespaces are disabled on this host "
+           "(kernel.unprivileged_userns_clone = 0), and bwrap needs one: "
+           "sudo sysctl -w kernel.unprivileged_userns_clone=1, or run agentfense as root";
+  }
+  if (ReadTrimmed(proc + "/sys/user/max_user_namespaces") == "0") {
+    return "user namespaces are disabled on this host (user.max_user_namespaces = 0), and bwrap "
+           "needs one: sudo sysctl -w user.max_user_namespaces=15000, or run agentfense as root";
+  }
+  if (ReadTrimmed(proc + "/sys/kernel/apparmor_restrict_unprivileged_userns") == "1") {
+    return "AppArmor restricts unprivileged user namespaces on this host "
+           "(kernel.apparmor_restrict_unprivileged_userns = 1), and bwrap needs one: allow bwrap "
+           "with an AppArmor profile (Ubuntu ships bwrap-userns-restrict), or run agentfense as "
+           "root";
+  }
+  return "";
+}
+
+namespace {
+
 // The empty directory a root launcher binds each workspace over in bwrap's own mount namespace.
 Status EnsureWorkspaceStage() {
   for (const char* dir : {"/run/agentfense", kWorkspaceStage}) {
@@ -169,6 +200,12 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& req
     return Error(ErrorCode::kFailedPrecondition, "agent binary missing: " + spec.agent_path);
   }
   bool drop = ::geteuid() == 0;
+  if (!drop) {
+    // bwrap would only say "No permissions to creating new namespace": say why and what to do.
+    if (std::string why = UserNamespaceBlocker(); !why.empty()) {
+      return Error(ErrorCode::kFailedPrecondition, why);
+    }
+  }
   if (!drop && ::geteuid() != spec.host_uid) {
     // Unprivileged launcher: we run as ourselves; say so rather than pretend.
     AF_LOG_WARN("bwrap sandbox {}: launcher is uid {}, not root: sandbox runs as uid {}", spec.id,
@@ -179,6 +216,16 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& req
   auto cg = Cgroup::Create(spec.id, spec.limits, spec.cgroup);
   if (cg.ok()) {
     sb->cgroup_ = std::move(*cg);
+  } else if (spec.limits.Any() && !drop) {
+    // Rootless: never a silent "no limit". Say why there is no cgroup for us and what to do.
+    const bool v2 = ::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+    return Error(ErrorCode::kFailedPrecondition,
+                 std::string("resource limits (memory, pids, cpu) need a cgroup you may manage, and "
+                             "there is none: ") +
+                     (v2 ? "no cgroup v2 subtree is delegated to you here; start agentfense "
+                           "under systemd-run --user --scope -p Delegate=yes, "
+                         : "this host runs cgroup v1, where only root creates groups; ") +
+                     "or run as root, or drop the limits (" + cg.error().message() + ")");
   } else if (spec.limits.Any() || spec.require_cgroup) {
     return std::move(cg).error().With("sandbox " + spec.id + " needs a cgroup for its limits");
   } else {

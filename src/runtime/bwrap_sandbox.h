@@ -22,6 +22,11 @@
 
 namespace agentfense::runtime {
 
+// Why an unprivileged launcher cannot have the user namespace bwrap needs, read from `proc`'s
+// sysctls (Debian's kernel.unprivileged_userns_clone, user.max_user_namespaces, Ubuntu's AppArmor
+// restriction), with the fix; "" when nothing there forbids it.
+std::string UserNamespaceBlocker(const std::string& proc = "/proc");
+
 class BwrapSandbox {
  public:
   // Starts bwrap with the agent as PID 1 and waits for the agent's Hello. Errors:

@@ -227,6 +227,14 @@ Status ValidateConfig(const Config& c) {
   return OkStatus();
 }
 
+std::string DefaultDataDir(uid_t euid, const std::string& xdg_data_home, const std::string& home) {
+  if (euid == 0) return "/var/lib/agentfense";
+  // Rootless: the user's own data directory (XDG base directories), never a shared one.
+  if (!xdg_data_home.empty() && xdg_data_home[0] == '/') return xdg_data_home + "/agentfense";
+  if (!home.empty() && home[0] == '/') return home + "/.local/share/agentfense";
+  return "/tmp/agentfense-" + std::to_string(euid);
+}
+
 Result<Config> LoadConfig(const ConfigOverrides& o, const std::string& env_token) {
   Config c;
   if (!o.config_path.empty()) {
@@ -247,7 +255,7 @@ Result<Config> LoadConfig(const ConfigOverrides& o, const std::string& env_token
     c.runtime.type = *kind;
   }
   if (c.server.auth_token.empty()) c.server.auth_token = env_token;
-  if (c.storage.data_dir.empty()) c.storage.data_dir = "/var/lib/agentfense";
+  if (c.storage.data_dir.empty()) c.storage.data_dir = o.default_data_dir;
   if (c.storage.codebase_path.empty()) c.storage.codebase_path = c.storage.data_dir + "/codebases";
   if (c.storage.mount_path.empty()) c.storage.mount_path = c.storage.data_dir + "/mounts";
   if (c.storage.db_path.empty()) c.storage.db_path = c.storage.data_dir + "/agentfense.db";

@@ -3,6 +3,8 @@
 // defaults (SQLite and local storage under a data directory, bwrap runtime, loopback only).
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -71,6 +73,8 @@ struct ConfigOverrides {
   std::string http_addr;
   std::string codebase_path;
   std::string runtime;
+  // storage.data_dir when neither the file nor a flag sets it (DefaultDataDir).
+  std::string default_data_dir = "/var/lib/agentfense";
 };
 
 // Parses YAML text. Errors name the key and the reason.
@@ -79,6 +83,11 @@ Result<Config> ParseConfig(const std::string& yaml_text, std::string source);
 // Loads the file named by overrides.config_path (or the embedded defaults when empty), applies
 // the flag overrides and AGENTFENSE_TOKEN, fills derived paths and validates the result.
 // `env_token` is the value of AGENTFENSE_TOKEN (passed in: no hidden getenv in library code).
+// storage.data_dir when the config names none: /var/lib/agentfense for root (euid 0); for an
+// ordinary user (rootless) $XDG_DATA_HOME/agentfense, else $HOME/.local/share/agentfense (the
+// environment's values are passed in, empty when unset).
+std::string DefaultDataDir(uid_t euid, const std::string& xdg_data_home, const std::string& home);
+
 Result<Config> LoadConfig(const ConfigOverrides& overrides, const std::string& env_token);
 
 // Validation rules shared by ParseConfig and LoadConfig: address syntax, non-loopback without a

@@ -166,3 +166,22 @@ TEST(Config, LoopbackDetection) {
 
 }  // namespace
 }  // namespace agentfense::server
+
+namespace agentfense::server {
+namespace {
+
+TEST(ConfigDefaults, RootlessDataDirIsTheUsersOwn) {
+  EXPECT_EQ(DefaultDataDir(0, "/x", "/home/a"), "/var/lib/agentfense");
+  EXPECT_EQ(DefaultDataDir(1000, "/home/a/.data", "/home/a"), "/home/a/.data/agentfense");
+  EXPECT_EQ(DefaultDataDir(1000, "", "/home/a"), "/home/a/.local/share/agentfense");
+  EXPECT_EQ(DefaultDataDir(1000, "relative", ""), "/tmp/agentfense-1000");
+  ConfigOverrides o;
+  o.default_data_dir = "/home/a/.local/share/agentfense";
+  auto c = LoadConfig(o, "");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->storage.data_dir, "/home/a/.local/share/agentfense");
+  EXPECT_EQ(c->storage.mount_path, "/home/a/.local/share/agentfense/mounts");
+}
+
+}  // namespace
+}  // namespace agentfense::server

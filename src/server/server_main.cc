@@ -2,6 +2,7 @@
 // (Go-style single dash; "--flag" and "-flag=value" work too):
 //   -config FILE  -grpc-addr HOST:PORT  -http-addr HOST:PORT  -codebase-path DIR  -runtime bwrap|docker
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -82,6 +83,10 @@ int main(int argc, char** argv) {
   (void)signal(SIGPIPE, SIG_IGN);  // fails only for an invalid signal number
 
   const char* env_token = std::getenv("AGENTFENSE_TOKEN");
+  const char* xdg_data = std::getenv("XDG_DATA_HOME");
+  const char* home = std::getenv("HOME");
+  overrides.default_data_dir = agentfense::server::DefaultDataDir(
+      ::geteuid(), xdg_data ? xdg_data : "", home ? home : "");
   auto config = agentfense::server::LoadConfig(overrides, env_token ? env_token : "");
   if (!config.ok()) {
     (void)std::fprintf(stderr, "agentfense-server: %s\n", config.error().ToString().c_str());

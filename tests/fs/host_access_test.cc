@@ -147,5 +147,18 @@ TEST_F(HostAccess, AllowOtherForEveryoneEnforcesTheHostsPermissionBits) {
   EXPECT_EQ(ReadErr(m->mnt("private.txt")), 0);  // its owner (root) still reads it
 }
 
+TEST(UnprivilegedFuse, AllowOtherNeedsUserAllowOtherInFuseConf) {
+  TempDir etc;
+  TempDir mnt;
+  WriteFile(etc / "fuse.conf", "# user_allow_other\nmount_max = 1000\n");
+  auto st = CheckUnprivilegedFuse(mnt.path(), /*allow_other=*/true, etc.path());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message().find("user_allow_other"), std::string::npos);
+  EXPECT_NE(st.error().message().find("sudo tee -a"), std::string::npos);
+  EXPECT_TRUE(CheckUnprivilegedFuse(mnt.path(), /*allow_other=*/false, etc.path()).ok());
+  WriteFile(etc / "fuse.conf", "  user_allow_other  \n");
+  EXPECT_TRUE(CheckUnprivilegedFuse(mnt.path(), /*allow_other=*/true, etc.path()).ok());
+}
+
 }  // namespace
 }  // namespace agentfense::fs::testing

@@ -15,6 +15,55 @@ import grpc
 
 BUILD_DIR = Path(os.environ.get("AGENTFENSE_BUILD_DIR", Path(__file__).resolve().parents[2] / "build"))
 SERVER_BIN = BUILD_DIR / "bin" / "agentfense-server"
+HELPERS = ("agentfense", "agentfense-server", "agentfense-supervisor", "agentfense-agent",
+           "agentfense-mount")
+# AF_SERVER_USER=NAME: servers start rootless, as that ordinary user (tests/rootless, and the
+# adversarial suite's rootless run in scripts/run-tests). The harness stays root to inspect.
+SERVER_USER = os.environ.get("AF_SERVER_USER", "")
+
+
+def user_ids(name: str) -> tuple[int, int, str]:
+    import pwd
+    pw = pwd.getpwnam(name)
+    return pw.pw_uid, pw.pw_gid, pw.pw_dir
+
+
+def ensure_user(name: str) -> tuple[int, int, str]:
+    """An ordinary local user (created when missing, with a home), as a new user of the host."""
+    if subprocess.run(["id", "-u", name], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True)
+    return user_ids(name)
+
+
+_bin_copies: dict[str, Path] = {}
+
+
+def binaries_for(user: str) -> Path:
+    """The built binaries, copied where `user` may run them (the build tree may sit in a directory
+    only root can enter); the helpers stay beside agentfense, where it looks for them."""
+    if user not in _bin_copies:
+        import atexit
+        d = Path(tempfile.mkdtemp(prefix=f"af-bin-{user}-"))
+        atexit.register(shutil.rmtree, d, True)
+        d.chmod(0o755)
+        for name in HELPERS:
+            shutil.copy2(BUILD_DIR / "bin" / name, d / name)
+        _bin_copies[user] = d
+    return _bin_copies[user]
+
+
+def user_env(user: str, **extra: str) -> dict[str, str]:
+    """A login-like environment for `user`: HOME, PATH, and an XDG_RUNTIME_DIR of theirs (0700,
+    as systemd-logind makes /run/user/UID)."""
+    uid, gid, home = user_ids(user)
+    run = Path(f"/run/user/{uid}")
+    run.mkdir(parents=True, exist_ok=True)
+    os.chown(run, uid, gid)
+    run.chmod(0o700)
+    env = {"HOME": home, "USER": user, "LOGNAME": user, "PATH": "/usr/local/bin:/usr/bin:/bin",
+           "XDG_RUNTIME_DIR": str(run), "LANG": "C.UTF-8"}
+    env.update(extra)
+    return env
 
 
 def free_port() -> int:
@@ -30,6 +79,7 @@ class Server:
     http_port: int
     extra_config: str = ""
     token: str = ""
+    user: str = SERVER_USER  # "" = the harness's own identity (root); else rootless, as that user
     proc: subprocess.Popen | None = None
     log_path: Path = field(init=False)
 
@@ -59,12 +109,20 @@ class Server:
         )
         log = open(self.log_path, "ab")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        binary, user = str(SERVER_BIN), {}
+        if self.user:
+            uid, gid, _ = ensure_user(self.user)
+            env = user_env(self.user)
+            binary = str(binaries_for(self.user) / "agentfense-server")
+            user = {"user": uid, "group": gid, "extra_groups": []}
+            for p in (self.data_dir, config, self.log_path):
+                os.chown(p, uid, gid)
         # Sanitizer builds (scripts/sanitize): the server honours the run's report options.
         for name in ("TSAN_OPTIONS", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if name in os.environ:
                 env[name] = os.environ[name]
-        self.proc = subprocess.Popen([str(SERVER_BIN), "-config", str(config)], stdout=log,
-                                     stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen([binary, "-config", str(config)], stdout=log,
+                                     stderr=subprocess.STDOUT, env=env, **user)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
