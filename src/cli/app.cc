@@ -106,7 +106,21 @@ struct SandboxCli {
     app->add_option("--memory", flags.memory, "Memory limit, e.g. 512M, 2G")->type_name("SIZE");
     app->add_option("--pids", flags.pids, "Maximum number of processes")->type_name("N");
     app->add_option("--cpus", flags.cpus, "CPU limit in CPUs, e.g. 0.5, 2")->type_name("N");
-    app->add_flag("--network", flags.network, "Give the sandbox network access (default: none)");
+    app->add_flag("--network", flags.network,
+                  "Network on: every public destination (default: no network; see --allow-net)");
+    app->add_option("--allow-net", flags.allow_net,
+                    "Allow egress to HOST[:PORTS] (*.domain, IP, CIDR, udp:...; repeatable). "
+                    "Implies network; only what is listed is reachable")
+        ->allow_extra_args(false)
+        ->type_name("HOST[:PORT]");
+    app->add_option("--dns-server", flags.dns_servers,
+                    "Upstream resolver of the sandbox's DNS (default: the host's resolv.conf)")
+        ->allow_extra_args(false)
+        ->type_name("IP[:PORT]");
+    app->add_option("--public-cidr", flags.public_cidrs,
+                    "Treat a special-purpose range as public (a lab network; repeatable)")
+        ->allow_extra_args(false)
+        ->type_name("CIDR");
     app->add_option("--env", flags.env, "Set NAME=VALUE in the sandbox (repeatable)")
         ->allow_extra_args(false)
         ->type_name("NAME=VALUE");

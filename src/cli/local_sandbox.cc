@@ -52,6 +52,8 @@ Result<std::unique_ptr<LocalSandbox>> LocalSandbox::Start(const LocalSandboxOpti
   requested.bwrap_path = options.bwrap_path;
   requested.docker_host = options.docker_host;
   requested.docker_instance = "cli";
+  requested.dns_servers = options.egress.dns_servers;
+  requested.public_cidrs = options.egress.public_cidrs;
   AF_ASSIGN_OR_RETURN(supervisor::HostSettings host, supervisor::ResolveHost(requested));
   AF_ASSIGN_OR_RETURN(std::string id, RandomSandboxId());
   std::unique_ptr<LocalSandbox> sb(new LocalSandbox());
@@ -92,6 +94,7 @@ Result<std::unique_ptr<LocalSandbox>> LocalSandbox::Start(const LocalSandboxOpti
   spec.runtime = options.runtime;
   spec.image = options.image;
   spec.network = options.network;
+  spec.egress = options.egress;
   spec.limits = options.limits;
 
   sb->control_ = std::make_unique<supervisor::SupervisorControl>(sb->run_dir_);

@@ -24,6 +24,7 @@ struct LocalSandboxOptions {
   supervisor::RuntimeKind runtime = supervisor::RuntimeKind::kBwrap;
   std::string image;
   bool network = false;
+  supervisor::EgressSpec egress;  // with network
   supervisor::Limits limits;
   std::string bwrap_path;   // empty: the supervisor's default
   std::string docker_host;  // empty: the supervisor's default

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/units.h"
+#include "policy/egress.h"
 #include "cli/exit_codes.h"
 #include "cli/interrupts.h"
 #include "cli/local_sandbox.h"
@@ -112,7 +113,21 @@ Result<Prepared> Prepare(const SandboxFlags& f) {
     return Invalid("--runtime " + f.runtime + ": unknown runtime (bwrap or docker)");
   }
   p.sandbox.image = f.image;
-  p.sandbox.network = f.network;
+  {
+    // With --network, --allow-net adds exceptions (private ranges) to "every public destination".
+    auto mode = policy::ResolveEgressMode(false, f.network, f.allow_net.size());
+    auto egress = policy::EgressPolicy::Create(mode.any_public, f.allow_net, f.public_cidrs);
+    if (!egress.ok()) return Invalid("--allow-net: " + egress.error().ToString());
+    for (const auto& d : f.dns_servers) {
+      auto server = policy::ParseSocketAddress(d, 53);
+      if (!server.ok()) return Invalid("--dns-server: " + server.error().message());
+    }
+    p.sandbox.network = mode.network;
+    p.sandbox.egress.any_public = mode.any_public;
+    p.sandbox.egress.allow = egress->RuleTexts();
+    p.sandbox.egress.dns_servers = f.dns_servers;
+    p.sandbox.egress.public_cidrs = f.public_cidrs;
+  }
   if (!f.memory.empty()) {
     auto size = ParseSize(f.memory);
     if (!size.ok()) return Invalid("--memory " + f.memory + ": " + size.error().message());

@@ -464,4 +464,42 @@ EgressDecision EgressPolicy::AllowsName(std::string_view name, uint16_t port,
                       t == Transport::kUdp ? "udp" : "tcp", name, port)};
 }
 
+Result<SocketAddress> ParseSocketAddress(std::string_view text, uint16_t default_port) {
+  SocketAddress s;
+  s.port = default_port;
+  std::string_view host = text;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) {
+      return Error(ErrorCode::kInvalidArgument, fmt::format("address '{}': missing ']'", text));
+    }
+    host = text.substr(1, close - 1);
+    if (close + 1 < text.size()) {
+      if (text[close + 1] != ':') {
+        return Error(ErrorCode::kInvalidArgument, fmt::format("address '{}'", text));
+      }
+      port = text.substr(close + 2);
+    }
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {
+    host = text.substr(0, text.find(':'));
+    port = text.substr(text.find(':') + 1);
+  }
+  auto addr = IpAddress::Parse(host);
+  if (!addr) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("address '{}': not an IP address", text));
+  }
+  s.address = *addr;
+  if (!port.empty()) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
+    if (ec != std::errc() || p != port.data() + port.size() || v == 0 || v > 65535) {
+      return Error(ErrorCode::kInvalidArgument, fmt::format("address '{}': bad port", text));
+    }
+    s.port = static_cast<uint16_t>(v);
+  }
+  return s;
+}
+
 }  // namespace agentfense::policy

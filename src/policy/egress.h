@@ -56,6 +56,13 @@ struct IpPrefix {
 // NAT64, Teredo, IPv4-compatible). Everything else is public.
 bool IsSpecialPurpose(const IpAddress& a);
 
+// "IP", "IP:PORT" or "[IPv6]:PORT" (an upstream resolver, for instance).
+struct SocketAddress {
+  IpAddress address;
+  uint16_t port = 0;
+};
+Result<SocketAddress> ParseSocketAddress(std::string_view text, uint16_t default_port);
+
 struct PortRange {
   uint16_t first = 0;
   uint16_t last = 0;
@@ -84,6 +91,20 @@ Result<EgressRule> ParseEgressRule(std::string_view text);
 std::optional<std::string> NormalizeHostName(std::string_view name);
 
 inline constexpr size_t kMaxEgressRules = 256;
+
+// What the API's and the CLI's switches mean, in one place: the network is on when asked or when
+// any rule is given; "every public destination" when asked explicitly, or when the network is on
+// without a single rule (the historical meaning of `network: true`).
+struct EgressMode {
+  bool network = false;
+  bool any_public = false;
+};
+inline EgressMode ResolveEgressMode(bool network, bool any_public, size_t rule_count) {
+  EgressMode m;
+  m.network = network || any_public || rule_count > 0;
+  m.any_public = any_public || (m.network && rule_count == 0);
+  return m;
+}
 
 // Why a destination was allowed or refused, for the audit log and error messages.
 struct EgressDecision {

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 
 namespace agentfense::runtime {
@@ -15,9 +16,10 @@ constexpr const char* kSystemDirs[] = {"/usr",   "/bin",   "/sbin",  "/lib",
 // /etc files every program may need. ld.so.cache for the dynamic loader; alternatives because
 // Debian's /usr/bin/awk and friends are symlinks through it (it holds only symlinks).
 constexpr const char* kEtcAlways[] = {"/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"};
-// Only with network: name resolution and TLS trust.
-constexpr const char* kEtcNetwork[] = {"/etc/resolv.conf", "/etc/nsswitch.conf",   "/etc/gai.conf",
-                                       "/etc/ssl",         "/etc/ca-certificates", "/etc/pki"};
+// Only with network: name resolution and TLS trust (resolv.conf is generated: the sandbox's
+// resolver is the supervisor's, whatever the host uses).
+constexpr const char* kEtcNetwork[] = {"/etc/nsswitch.conf", "/etc/gai.conf", "/etc/ssl",
+                                       "/etc/ca-certificates", "/etc/pki"};
 
 bool ValidId(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
@@ -25,6 +27,11 @@ bool ValidId(const std::string& id) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
   }
   return true;
+}
+
+bool SafeResolver(const std::string& ip) {
+  return !ip.empty() && ip.size() <= 15 &&
+         std::all_of(ip.begin(), ip.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || c == '.'; });
 }
 
 bool SafeHostPath(const std::string& p) {
@@ -85,6 +92,10 @@ Result<BwrapPlan> BuildBwrapPlan(const SandboxSpec& spec, const HostLayout& host
   }
   if (spec.uid == 0 || spec.gid == 0) return bad("uid/gid inside the sandbox must be non-zero");
   if (spec.tmp_size_bytes == 0) return bad("tmp size must be positive");
+  if (spec.network && spec.netns_fd < 0) {
+    return bad("network on needs the sandbox's own prepared network namespace, never the host's");
+  }
+  if (spec.network && !SafeResolver(spec.resolver)) return bad("bad resolver address");
   for (char c : spec.hostname) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return bad("bad hostname");
   }
@@ -142,6 +153,10 @@ Result<BwrapPlan> BuildBwrapPlan(const SandboxSpec& spec, const HostLayout& host
   add({"--perms", "0444", "--file", std::to_string(kPasswdFd), "/etc/passwd"});
   add({"--perms", "0444", "--file", std::to_string(kGroupFd), "/etc/group"});
   add({"--perms", "0444", "--file", std::to_string(kHostsFd), "/etc/hosts"});
+  if (spec.network) {
+    plan.file_fds[kResolvFd] = "nameserver " + spec.resolver + "\n";
+    add({"--perms", "0444", "--file", std::to_string(kResolvFd), "/etc/resolv.conf"});
+  }
 
   add({"--proc", "/proc", "--dev", "/dev"});
   add({"--size", std::to_string(spec.tmp_size_bytes), "--perms", "1777", "--tmpfs", "/tmp"});

@@ -31,7 +31,12 @@ struct SandboxSpec {
   // The identity inside the sandbox (what `id -u` prints). Non-zero.
   uid_t uid = 1000;
   gid_t gid = 1000;
-  bool network = false;  // share the host network namespace (resolv.conf, certs bound)
+  // Network on: the sandbox joins `netns_fd`, a namespace the supervisor prepared (net/netns.h:
+  // its only way out is the supervisor's egress filter), never the host's; name service files and
+  // certificates are bound and resolv.conf names `resolver`. Off: a new empty namespace (lo).
+  bool network = false;
+  int netns_fd = -1;                  // borrowed; joined by the launcher's child before bwrap
+  std::string resolver = "10.0.2.3";  // the nameserver resolv.conf names (network on)
   CgroupLimits limits;   // enforced through the sandbox's cgroup
   uint64_t tmp_size_bytes = 256ull << 20;  // private /tmp tmpfs cap
   std::string agent_path;                  // host path of agentfense-agent
@@ -60,7 +65,8 @@ inline constexpr int kSeccompFd = 4;
 inline constexpr int kPasswdFd = 5;
 inline constexpr int kGroupFd = 6;
 inline constexpr int kHostsFd = 7;
-inline constexpr int kFirstUnusedFd = 8;
+inline constexpr int kResolvFd = 8;  // network on only
+inline constexpr int kFirstUnusedFd = 9;
 
 // Where a root launcher stages the workspace for bwrap (SandboxSpec::stage_workspace): an empty
 // directory on the host, bound over only in the private mount namespace of one sandbox's bwrap.
@@ -70,7 +76,7 @@ inline constexpr const char* kAgentPathInside = "/run/agentfense/agent";
 
 struct BwrapPlan {
   std::vector<std::string> argv;        // argv[0] is spec.bwrap_path
-  std::map<int, std::string> file_fds;  // fd number → content (passwd, group, hosts)
+  std::map<int, std::string> file_fds;  // fd number → content (passwd, group, hosts, resolv.conf)
 };
 
 // Validates `spec` (kInvalidArgument with the reason) and builds the plan.

@@ -100,11 +100,21 @@ TEST(BwrapPlan, NetworkOnlyWhenAsked) {
   EXPECT_EQ(Find(off->argv, {"/etc/ssl"}), -1);
   SandboxSpec s = Spec();
   s.network = true;
+  // Never the host's namespace: network on without a prepared namespace is refused.
+  auto refused = BuildBwrapPlan(s, DebianLayout());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message().find("never the host's"), std::string::npos);
+  s.netns_fd = 42;
   auto on = BuildBwrapPlan(s, DebianLayout());
   ASSERT_TRUE(on.ok());
   EXPECT_EQ(Find(on->argv, {"--unshare-net"}), -1);
-  EXPECT_GE(Find(on->argv, {"--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"}), 0);
+  // resolv.conf names the supervisor's resolver, not whatever the host uses.
+  EXPECT_EQ(Find(on->argv, {"--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"}), -1);
+  EXPECT_GE(Find(on->argv, {"--file", std::to_string(kResolvFd), "/etc/resolv.conf"}), 0);
+  EXPECT_EQ(on->file_fds.at(kResolvFd), "nameserver 10.0.2.3\n");
   EXPECT_GE(Find(on->argv, {"--ro-bind-try", "/etc/ssl", "/etc/ssl"}), 0);
+  s.resolver = "10.0.2.3; rm";
+  EXPECT_FALSE(BuildBwrapPlan(s, DebianLayout()).ok());
 }
 
 TEST(BwrapPlan, GeneratedIdentityFiles) {

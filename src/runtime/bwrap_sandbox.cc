@@ -2,8 +2,8 @@
 
 #include <grp.h>
 #include <poll.h>
-#include <signal.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -67,7 +67,7 @@ bool WaitExit(int pidfd, std::chrono::milliseconds timeout) {
 // multi-threaded server whose locks were copied in any state.
 [[noreturn]] void ChildExec(const char* path, char* const* argv, const int* procs, int nprocs,
                             const int (*moves)[2], int nmoves, int err_w, bool drop, uid_t uid,
-                            gid_t gid, pid_t parent, int stage_tree) {
+                            gid_t gid, pid_t parent, int stage_tree, int netns_fd) {
   auto fail = [err_w](int err) {
     (void)!::write(err_w, &err, sizeof(err));
     ::_exit(127);
@@ -87,6 +87,10 @@ bool WaitExit(int pidfd, std::chrono::milliseconds timeout) {
       fail(errno);
     }
   }
+  // Network on: the namespace the supervisor prepared, joined before the descriptors move (its
+  // number may be a target) and while we still may (setns needs CAP_SYS_ADMIN); bwrap then keeps
+  // it (no --unshare-net).
+  if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) fail(errno);
   // Lift every source above the targets, then place them: dup2 never clobbers a later source.
   int err_hi = ::fcntl(err_w, F_DUPFD_CLOEXEC, 100);
   if (err_hi < 0) fail(errno);
@@ -273,7 +277,7 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& req
   if (pid == 0) {
     ChildExec(spec.bwrap_path.c_str(), argv.data(), procs.data(), static_cast<int>(procs.size()),
               move_arr, static_cast<int>(moves.size()), err_pipe.second.get(), drop, spec.host_uid,
-              spec.host_gid, parent, stage_tree.get());
+              spec.host_gid, parent, stage_tree.get(), spec.network ? spec.netns_fd : -1);
   }
   sb->pid_ = pid;
   sb->stderr_fd_ = std::move(stderr_fd);

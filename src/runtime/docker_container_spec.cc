@@ -113,18 +113,10 @@ Result<Json> BuildContainerCreateBody(const DockerContainerPlan& plan) {
   if (plan.workspace_propagation != "rslave" && plan.workspace_propagation != "rprivate") {
     return Invalid("workspace_propagation", "must be rslave or rprivate");
   }
-  std::string network_mode = "none";
-  if (plan.network) {
-    network_mode = plan.network_mode;
-    if (network_mode.empty() || network_mode == "none") network_mode = "bridge";
-    if (network_mode == "host" || network_mode.starts_with("container:") ||
-        !std::all_of(network_mode.begin(), network_mode.end(), IsNameChar)) {
-      return Invalid(
-          "network_mode",
-          "\"" + network_mode +
-              "\" is refused: use a Docker network of its own (bridge or a user network)");
-    }
-  }
+  // Always "none": a namespace with only lo. With network on, the supervisor prepares that
+  // namespace after start (net/netns.h) so that its only way out is the sandbox's egress filter;
+  // a Docker network (bridge) would be a second, unfiltered way out.
+  const std::string network_mode = "none";
 
   Json labels = Json::object();
   for (const auto& [k, v] : plan.extra_labels) {
@@ -207,7 +199,7 @@ Result<Json> BuildContainerCreateBody(const DockerContainerPlan& plan) {
       {"AttachStderr", false},
       {"Tty", false},
       {"OpenStdin", false},
-      {"NetworkDisabled", network_mode == "none"},
+      {"NetworkDisabled", !plan.network},
       {"StopSignal", "SIGTERM"},
       {"HostConfig", host_config},
   };

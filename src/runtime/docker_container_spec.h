@@ -59,8 +59,7 @@ struct DockerContainerPlan {
   std::string run_dir;     // absolute host path → /run/agentfense (rw, the agent's socket)
   uint32_t uid = 0;  // the sandbox's own host identity; 0 and 65534 are refused
   uint32_t gid = 0;
-  bool network = false;
-  std::string network_mode = "bridge";  // used only when network is true
+  bool network = false;  // NetworkMode stays none: the supervisor configures the namespace
   DockerLimits limits;
   std::vector<std::string> agent_args;  // after the agent path in the entrypoint
   std::string hostname = "sandbox";

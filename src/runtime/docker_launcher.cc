@@ -248,7 +248,6 @@ Status DockerLauncher::CreateSandbox(const DockerSandboxSpec& spec) {
   plan.uid = config_.uid;
   plan.gid = config_.gid;
   plan.network = spec.network;
-  plan.network_mode = config_.network_mode;
   plan.limits = spec.limits.value_or(config_.default_limits);
   plan.agent_args = {"--listen",
                      std::string(kContainerRunDir) + "/" + std::string(kAgentSocketName)};

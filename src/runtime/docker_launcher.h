@@ -50,8 +50,6 @@ struct DockerLauncherConfig {
   // (BuildContainerBody); a launcher that only inspects or removes containers needs none.
   uint32_t uid = 0;
   uint32_t gid = 0;
-  // The network mode of a sandbox that asks for network (runtime.docker.network_mode).
-  std::string network_mode = "bridge";
   // When false, a sandbox asking for network is refused (runtime.docker.enable_networking).
   bool enable_networking = true;
   DockerLimits default_limits;

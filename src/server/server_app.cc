@@ -52,7 +52,6 @@ service::SandboxApiOptions SandboxOptionsFrom(const Config& c) {
   o.max_output_bytes = c.runtime.max_output_bytes;
   o.docker_host = c.runtime.docker.host;
   o.docker_default_image = c.runtime.docker.default_image;
-  o.docker_network_mode = c.runtime.docker.network_mode;
   o.docker_enable_networking = c.runtime.docker.enable_networking;
   o.default_expiration = c.sandbox.default_expiration;
   o.max_per_user = c.sandbox.max_per_user;

@@ -172,7 +172,6 @@ struct SandboxApiOptions {
   uint64_t max_output_bytes = 16ull << 20;
   std::string docker_host;
   std::string docker_default_image;
-  std::string docker_network_mode;
   bool docker_enable_networking = false;
   std::chrono::nanoseconds default_expiration{std::chrono::hours(24)};
   int max_per_user = 100;

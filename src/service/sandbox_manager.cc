@@ -42,7 +42,6 @@ supervisor::HostSettings HostRequest(const SandboxApiOptions& options) {
   h.bwrap_path = options.bwrap_path;
   h.docker_host = options.docker_host;
   h.docker_default_image = options.docker_default_image;
-  h.docker_network_mode = options.docker_network_mode;
   // Container names and orphan cleanup are scoped by an FNV-1a of the mount path: stable across
   // restarts of this server, distinct between servers sharing one dockerd.
   uint64_t fnv = 1469598103934665603ull;

@@ -198,11 +198,24 @@ Result<SupervisorStatus> SupervisorControl::Status() const {
       if (n.is_number_unsigned()) s.fuse_requests.emplace_back(kind, n.get<uint64_t>());
     }
   }
+  if (j.is_object() && j.contains("egress") && j["egress"].is_object()) {
+    for (const auto& [kind, n] : j["egress"].items()) {
+      if (n.is_number_unsigned()) s.egress.emplace_back(kind, n.get<uint64_t>());
+    }
+  }
   return s;
 }
 
 agentfense::Status SupervisorControl::SetPolicy(const std::vector<policy::Rule>& rules) const {
   AF_RETURN_IF_ERROR(Call(R"({"op":"set_policy","rules":)" + RulesToJson(rules) + "}"));
+  return OkStatus();
+}
+
+agentfense::Status SupervisorControl::SetEgress(const EgressSpec& egress) const {
+  EgressSpec only;
+  only.any_public = egress.any_public;
+  only.allow = egress.allow;
+  AF_RETURN_IF_ERROR(Call(R"({"op":"set_egress","egress":)" + EgressToJson(only) + "}"));
   return OkStatus();
 }
 

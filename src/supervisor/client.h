@@ -24,6 +24,8 @@ struct SupervisorStatus {
   uint32_t host_gid = 0;
   // FUSE requests served since the mount, by kind ("lookup", "open", ...).
   std::vector<std::pair<std::string, uint64_t>> fuse_requests;
+  // The egress filter's counters ("tcp_allowed", "dns_refused", ...); empty without network.
+  std::vector<std::pair<std::string, uint64_t>> egress;
 };
 
 // Writes spec.json into spec.run_dir (which must exist, 0700) and starts `binary` (the
@@ -41,6 +43,10 @@ class SupervisorControl {
   // Returns after the filesystem dropped every cache the new rules could make stale.
   agentfense::Status SetPolicy(const std::vector<policy::Rule>& rules) const;
   agentfense::Status Invalidate(const std::string& workspace_path) const;
+  // Replaces the egress policy (only `any_public` and `allow` are read); returns once new
+  // connections are decided by it and open ones it no longer allows are closed.
+  // kFailedPrecondition when the sandbox was started without network.
+  agentfense::Status SetEgress(const EgressSpec& egress) const;
   // Asks the supervisor to stop its sandbox (and remove a Docker container when `destroy`), then
   // waits (bounded) until its sockets are gone.
   agentfense::Status Stop(bool destroy,

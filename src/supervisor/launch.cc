@@ -42,7 +42,6 @@ Result<HostSettings> ResolveHost(HostSettings h) {
   Default(h.bwrap_path, defaults.bwrap_path);
   h.bwrap_path = ResolveExecutable(h.bwrap_path);
   Default(h.docker_host, defaults.docker_host);
-  Default(h.docker_network_mode, defaults.docker_network_mode);
   Default(h.docker_instance, defaults.docker_instance);
   Default(h.identity_range, defaults.identity_range);
   return h;
@@ -67,7 +66,8 @@ HostSettings HostOf(const SupervisorSpec& spec) {
   h.bwrap_path = spec.bwrap_path;
   h.docker_host = spec.docker_host;
   h.docker_default_image = spec.docker_default_image;
-  h.docker_network_mode = spec.docker_network_mode;
+  h.dns_servers = spec.egress.dns_servers;
+  h.public_cidrs = spec.egress.public_cidrs;
   h.docker_instance = spec.docker_instance;
   h.identity_range = spec.identity_range;
   return h;
@@ -78,7 +78,8 @@ Status Launch(SupervisorSpec spec, const HostSettings& host) {
   spec.bwrap_path = host.bwrap_path;
   spec.docker_host = host.docker_host;
   spec.docker_default_image = host.docker_default_image;
-  spec.docker_network_mode = host.docker_network_mode;
+  spec.egress.dns_servers = host.dns_servers;
+  spec.egress.public_cidrs = host.public_cidrs;
   spec.docker_instance = host.docker_instance;
   spec.identity_range = host.identity_range;
   return SpawnSupervisor(spec, host.supervisor_bin);
@@ -91,7 +92,6 @@ Result<std::unique_ptr<runtime::DockerLauncher>> MakeDockerLauncher(const HostSe
   if (!host.docker_default_image.empty()) config.default_image = host.docker_default_image;
   config.agent_path = host.agent_bin;
   config.instance = host.docker_instance;
-  config.network_mode = host.docker_network_mode;
   config.uid = uid;
   config.gid = gid;
   return runtime::DockerLauncher::Create(config);

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "runtime/docker_launcher.h"
@@ -22,9 +23,12 @@ struct HostSettings {
   std::string bwrap_path;      // absolute; a bare name is looked up in the system directories
   std::string docker_host;
   std::string docker_default_image;  // "" = the runtime's own default
-  std::string docker_network_mode;
   std::string docker_instance;
   std::string identity_range;  // sandbox.uid_range (runtime/identity.h)
+  // Networked sandboxes (docs/NETWORK.md): their resolver's upstreams (empty: the host's
+  // resolv.conf) and the special-purpose ranges treated as public.
+  std::vector<std::string> dns_servers;
+  std::vector<std::string> public_cidrs;
 };
 
 // Finds the helper binaries beside /proc/self/exe (kFailedPrecondition naming the missing one)

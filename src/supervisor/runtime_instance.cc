@@ -36,6 +36,7 @@ class BwrapInstance final : public RuntimeInstance {
   }
   Status Stop(bool /*destroy*/) override { return sb_->Stop(); }
   bool alive() const override { return sb_->running(); }
+  pid_t pid() const override { return sb_->pid(); }
 
  private:
   std::unique_ptr<runtime::BwrapSandbox> sb_;
@@ -78,6 +79,10 @@ class DockerInstance final : public RuntimeInstance {
     auto agent = agent_.Get();
     return agent && agent->alive();
   }
+  pid_t pid() const override {
+    auto info = launcher_->Inspect(id_);
+    return info.ok() && info->running ? static_cast<pid_t>(info->pid) : 0;
+  }
 
  private:
   Result<std::shared_ptr<runtime::AgentClient>> Agent() const {
@@ -92,13 +97,14 @@ class DockerInstance final : public RuntimeInstance {
 };
 
 Result<std::unique_ptr<RuntimeInstance>> StartBwrap(const SupervisorSpec& spec,
-                                                    const SandboxIdentity& identity) {
+                                                    const SandboxIdentity& identity, int netns_fd) {
   runtime::SandboxSpec s;
   s.id = spec.sandbox_id;
   s.host_uid = identity.uid;
   s.host_gid = identity.gid;
   s.workspace_dir = spec.mountpoint;
   s.network = spec.network;
+  s.netns_fd = netns_fd;
   s.agent_path = spec.agent_path;
   s.bwrap_path = spec.bwrap_path;
   s.limits.memory_bytes = spec.limits.memory_bytes;
@@ -142,9 +148,10 @@ Result<std::unique_ptr<RuntimeInstance>> StartDocker(const SupervisorSpec& spec,
 }  // namespace
 
 Result<std::unique_ptr<RuntimeInstance>> StartRuntime(const SupervisorSpec& spec,
-                                                      const SandboxIdentity& identity) {
+                                                      const SandboxIdentity& identity,
+                                                      int netns_fd) {
   if (spec.runtime == RuntimeKind::kDocker) return StartDocker(spec, identity);
-  return StartBwrap(spec, identity);
+  return StartBwrap(spec, identity, netns_fd);
 }
 
 }  // namespace agentfense::supervisor

@@ -2,6 +2,8 @@
 // stop it. The supervisor relays the agent protocol to the server through this interface.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 
 #include "base/result.h"
@@ -34,10 +36,16 @@ class RuntimeInstance {
   // `destroy`. Idempotent.
   virtual Status Stop(bool destroy) = 0;
   virtual bool alive() const = 0;
+  // Host pid of a process inside the sandbox's namespaces (bwrap, the container's init).
+  virtual pid_t pid() const = 0;
 };
 
 // Starts the sandbox's runtime over `spec.mountpoint` (already mounted), running as `identity`.
+// bwrap with network on joins `netns_fd` (prepared by the supervisor); Docker ignores it: its
+// container gets a namespace of its own (NetworkMode none) that the supervisor prepares after the
+// start.
 Result<std::unique_ptr<RuntimeInstance>> StartRuntime(const SupervisorSpec& spec,
-                                                      const SandboxIdentity& identity);
+                                                      const SandboxIdentity& identity,
+                                                      int netns_fd);
 
 }  // namespace agentfense::supervisor

@@ -56,7 +56,52 @@ Result<std::vector<policy::Rule>> ParseRulesArray(const json& array) {
   return rules;
 }
 
+json EgressObject(const EgressSpec& e) {
+  return {{"any_public", e.any_public},
+          {"allow", e.allow},
+          {"dns_servers", e.dns_servers},
+          {"public_cidrs", e.public_cidrs}};
+}
+
+Result<EgressSpec> ParseEgressObject(const json& j) {
+  if (!j.is_object()) return Error(ErrorCode::kInvalidArgument, "egress must be a JSON object");
+  EgressSpec e;
+  auto strings = [&](const char* key, std::vector<std::string>* out) -> Status {
+    if (!j.contains(key)) return OkStatus();
+    const json& a = j.at(key);
+    if (!a.is_array()) {
+      return Error(ErrorCode::kInvalidArgument, std::string("egress.") + key + " must be an array");
+    }
+    for (const auto& v : a) {
+      if (!v.is_string()) {
+        return Error(ErrorCode::kInvalidArgument,
+                     std::string("egress.") + key + " must hold strings");
+      }
+      out->push_back(v.get<std::string>());
+    }
+    return OkStatus();
+  };
+  if (j.contains("any_public")) {
+    if (!j.at("any_public").is_boolean()) {
+      return Error(ErrorCode::kInvalidArgument, "egress.any_public must be a boolean");
+    }
+    e.any_public = j.at("any_public").get<bool>();
+  }
+  AF_RETURN_IF_ERROR(strings("allow", &e.allow));
+  AF_RETURN_IF_ERROR(strings("dns_servers", &e.dns_servers));
+  AF_RETURN_IF_ERROR(strings("public_cidrs", &e.public_cidrs));
+  return e;
+}
+
 }  // namespace
+
+std::string EgressToJson(const EgressSpec& egress) { return EgressObject(egress).dump(); }
+
+Result<EgressSpec> EgressFromJson(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Error(ErrorCode::kInvalidArgument, "egress is not valid JSON");
+  return ParseEgressObject(j);
+}
 
 std::string RulesToJson(const std::vector<policy::Rule>& rules) {
   return RulesArray(rules).dump();
@@ -78,6 +123,7 @@ std::string SpecToJson(const SupervisorSpec& s) {
             {"runtime", s.runtime == RuntimeKind::kDocker ? "docker" : "bwrap"},
             {"image", s.image},
             {"network", s.network},
+            {"egress", EgressObject(s.egress)},
             {"delta_dir", s.delta_dir},
             {"delta_quota_bytes", s.delta_quota_bytes},
             {"delta_quota_inodes", s.delta_quota_inodes},
@@ -90,7 +136,6 @@ std::string SpecToJson(const SupervisorSpec& s) {
             {"bwrap_path", s.bwrap_path},
             {"docker_host", s.docker_host},
             {"docker_default_image", s.docker_default_image},
-            {"docker_network_mode", s.docker_network_mode},
             {"docker_instance", s.docker_instance},
             {"identity_range", s.identity_range},
             {"identity_lease_dir", s.identity_lease_dir},
@@ -129,6 +174,12 @@ Result<SupervisorSpec> SpecFromJson(const std::string& text) {
     s.image = j.value("image", "");
     field = "network";
     s.network = j.value("network", false);
+    field = "egress";
+    if (j.contains("egress")) {
+      auto egress = ParseEgressObject(j.at("egress"));
+      if (!egress.ok()) return std::move(egress).error().With("supervisor spec");
+      s.egress = std::move(*egress);
+    }
     field = "delta_dir";
     s.delta_dir = j.value("delta_dir", std::string());
     field = "delta_quota_bytes";
@@ -150,7 +201,6 @@ Result<SupervisorSpec> SpecFromJson(const std::string& text) {
     field = "docker_host";
     s.docker_host = j.value("docker_host", s.docker_host);
     s.docker_default_image = j.value("docker_default_image", "");
-    s.docker_network_mode = j.value("docker_network_mode", s.docker_network_mode);
     s.docker_instance = j.value("docker_instance", s.docker_instance);
     field = "identity_range";
     s.identity_range = j.value("identity_range", s.identity_range);

@@ -20,6 +20,15 @@ struct Limits {
   uint64_t pids_limit = 0;
 };
 
+// The sandbox's egress when network is on (docs/NETWORK.md); validated by the supervisor with
+// policy::EgressPolicy::Create.
+struct EgressSpec {
+  bool any_public = false;          // every public destination, plus `allow`
+  std::vector<std::string> allow;   // egress rules ("github.com", "*.pypi.org:443", CIDRs...)
+  std::vector<std::string> dns_servers;   // upstream resolvers; empty: the host's resolv.conf
+  std::vector<std::string> public_cidrs;  // special-purpose ranges the operator calls public
+};
+
 struct SupervisorSpec {
   std::string sandbox_id;
   std::string source_dir;  // the codebase on the host
@@ -33,13 +42,14 @@ struct SupervisorSpec {
   std::vector<policy::Rule> rules;
   RuntimeKind runtime = RuntimeKind::kBwrap;
   std::string image;  // docker only; empty = configured default
+  // Network on: a namespace of its own whose only way out is the supervisor's egress proxy.
   bool network = false;
+  EgressSpec egress;
   Limits limits;
   std::string agent_path;
   std::string bwrap_path = "/usr/bin/bwrap";
   std::string docker_host = "unix:///var/run/docker.sock";
   std::string docker_default_image;
-  std::string docker_network_mode = "bridge";
   std::string docker_instance = "default";
   // The sandbox's host identity (runtime/identity.h): as root, the supervisor leases a uid/gid of
   // the range for as long as it lives, preferring the one it had before (a restart); otherwise
@@ -55,6 +65,10 @@ std::string SpecToJson(const SupervisorSpec& spec);
 // the rule index; "type" and "priority" are optional.
 std::string RulesToJson(const std::vector<policy::Rule>& rules);
 Result<std::vector<policy::Rule>> RulesFromJson(const std::string& json_array);
+// {"any_public": bool, "allow": [...], "dns_servers": [...], "public_cidrs": [...]}: the spec
+// file's "egress" and the control socket's set_egress (which carries only the first two).
+std::string EgressToJson(const EgressSpec& egress);
+Result<EgressSpec> EgressFromJson(const std::string& json_object);
 // Errors name the field. Rules are validated by Policy::Compile later, not here.
 Result<SupervisorSpec> SpecFromJson(const std::string& json);
 

@@ -17,6 +17,9 @@ TEST(SupervisorSpec, RoundTrips) {
   s.runtime = RuntimeKind::kDocker;
   s.image = "img:1";
   s.network = true;
+  s.egress.allow = {"github.com", "udp:10.0.0.53:53"};
+  s.egress.dns_servers = {"198.51.100.53"};
+  s.egress.public_cidrs = {"198.51.100.0/24"};
   s.delta_dir = "/var/lib/x/delta";
   s.delta_quota_bytes = 1 << 20;
   s.delta_quota_inodes = 7;
@@ -31,6 +34,10 @@ TEST(SupervisorSpec, RoundTrips) {
   EXPECT_EQ(back->runtime, RuntimeKind::kDocker);
   EXPECT_EQ(back->image, "img:1");
   EXPECT_TRUE(back->network);
+  EXPECT_FALSE(back->egress.any_public);
+  EXPECT_EQ(back->egress.allow, s.egress.allow);
+  EXPECT_EQ(back->egress.dns_servers, s.egress.dns_servers);
+  EXPECT_EQ(back->egress.public_cidrs, s.egress.public_cidrs);
   EXPECT_EQ(back->delta_dir, "/var/lib/x/delta");
   EXPECT_EQ(back->delta_quota_bytes, 1u << 20);
   EXPECT_EQ(back->delta_quota_inodes, 7u);
@@ -52,6 +59,17 @@ TEST(SupervisorSpec, RejectsBadInput) {
       R"({"sandbox_id":"x","source_dir":"/s","mountpoint":"/m","run_dir":"/r","rules":[],)"
       R"("runtime":"lxc","agent_path":"/a"})");
   ASSERT_FALSE(r.ok());
+}
+
+TEST(SupervisorSpec, EgressJson) {
+  auto e = EgressFromJson(R"({"any_public": true, "allow": ["a.test"]})");
+  ASSERT_TRUE(e.ok());
+  EXPECT_TRUE(e->any_public);
+  EXPECT_EQ(e->allow, std::vector<std::string>{"a.test"});
+  EXPECT_FALSE(EgressFromJson(R"({"allow": "a.test"})").ok());
+  EXPECT_FALSE(EgressFromJson(R"({"allow": [1]})").ok());
+  EXPECT_FALSE(EgressFromJson(R"({"any_public": "yes"})").ok());
+  EXPECT_FALSE(EgressFromJson("[").ok());
 }
 
 TEST(SupervisorSpec, RulesJsonRoundTripsAndNamesBadRules) {

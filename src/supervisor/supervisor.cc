@@ -1,5 +1,6 @@
 #include "supervisor/supervisor.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -95,21 +96,21 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
   if (::fstat(afd, &st) == 0) s->audit_bytes_ = static_cast<size_t>(st.st_size);
 
   AF_ASSIGN_OR_RETURN(auto policy, policy::Policy::Compile(sp.rules));
+  if (sp.network) {
+    // Refused before anything is mounted or started: a bad rule is the caller's error.
+    auto egress = policy::EgressPolicy::Create(sp.egress.any_public, sp.egress.allow,
+                                               sp.egress.public_cidrs);
+    if (!egress.ok()) return std::move(egress).error().With("egress policy");
+  }
   fs::FsOptions options;
   Supervisor* self = s.get();
   options.audit = [self](const fs::AuditEvent& e) {
-    json line = {{"time", static_cast<int64_t>(::time(nullptr))},
-                 {"path", e.path},
-                 {"op", std::string(e.op)},
-                 {"rule", e.rule},
-                 {"pid", e.pid},
-                 {"errno", e.error}};
-    std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-    std::lock_guard lock(self->audit_mu_);
-    if (self->audit_bytes_ + text.size() > kMaxAuditBytes) return;
-    if (::write(self->audit_.get(), text.data(), text.size()) > 0) {
-      self->audit_bytes_ += text.size();
-    }
+    self->WriteAudit({{"time", static_cast<int64_t>(::time(nullptr))},
+                      {"path", e.path},
+                      {"op", std::string(e.op)},
+                      {"rule", e.rule},
+                      {"pid", e.pid},
+                      {"errno", e.error}});
   };
   if (!sp.delta_dir.empty()) {
     // The delta holds the sandbox's pending writes: private to the supervisor (0700).
@@ -134,9 +135,28 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
   if (!mount.ok()) return std::move(mount).error().With("mounting the workspace");
   s->mount_ = std::move(*mount);
 
-  auto rt = StartRuntime(sp, s->identity_);
+  // bwrap joins a namespace prepared before it starts; a container brings its own ("none"),
+  // prepared once it runs. Either way no command runs before the filter serves: commands come
+  // only through the agent socket, which is bound below.
+  UniqueFd netns;
+  if (sp.network && sp.runtime == RuntimeKind::kBwrap) {
+    AF_ASSIGN_OR_RETURN(netns, net::CreateNetns());
+    UniqueFd mine(::fcntl(netns.get(), F_DUPFD_CLOEXEC, 3));
+    if (!mine) return Error::FromErrno(errno, "dup netns");
+    AF_RETURN_IF_ERROR(s->StartEgress(std::move(mine)));
+  }
+  auto rt = StartRuntime(sp, s->identity_, netns.get());
   if (!rt.ok()) return std::move(rt).error().With("starting the sandbox runtime");
   s->runtime_ = std::move(*rt);
+  netns.Reset();
+  if (sp.network && sp.runtime == RuntimeKind::kDocker) {
+    pid_t pid = s->runtime_->pid();
+    UniqueFd ns(pid > 0 ? ::open(("/proc/" + std::to_string(pid) + "/ns/net").c_str(),
+                                 O_RDONLY | O_CLOEXEC)
+                        : -1);
+    if (!ns) return Error(ErrorCode::kUnavailable, "the container's network namespace is gone");
+    AF_RETURN_IF_ERROR(s->StartEgress(std::move(ns)));
+  }
 
   AF_ASSIGN_OR_RETURN(s->agent_listen_, ListenUnix(sp.run_dir + "/" + kAgentSocket));
   AF_ASSIGN_OR_RETURN(s->control_listen_, ListenUnix(sp.run_dir + "/" + kControlSocket));
@@ -144,6 +164,40 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
 }
 
 Supervisor::~Supervisor() { Teardown(); }
+
+void Supervisor::WriteAudit(const json& line) {
+  std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  std::lock_guard lock(audit_mu_);
+  if (audit_bytes_ + text.size() > kMaxAuditBytes) return;
+  if (::write(audit_.get(), text.data(), text.size()) > 0) audit_bytes_ += text.size();
+}
+
+Status Supervisor::StartEgress(UniqueFd netns) {
+  AF_ASSIGN_OR_RETURN(auto policy,
+                      policy::EgressPolicy::Create(spec_.egress.any_public, spec_.egress.allow,
+                                                   spec_.egress.public_cidrs));
+  auto sockets = net::PrepareNetns(netns.get());
+  if (!sockets.ok()) return std::move(sockets).error().With("preparing the network namespace");
+  net::EgressProxyOptions options;
+  options.dns_servers = spec_.egress.dns_servers;
+  options.on_denied = [this](const net::EgressDenial& d) {
+    WriteAudit({{"time", static_cast<int64_t>(::time(nullptr))},
+                {"kind", "net"},
+                {"op", d.operation},
+                {"dest", d.destination},
+                {"addr", d.address},
+                {"port", d.port},
+                {"name", d.name},
+                {"reason", d.reason},
+                {"pid", d.pid},
+                {"command", d.command}});
+  };
+  auto proxy = net::EgressProxy::Start(std::move(netns), std::move(*sockets), std::move(policy),
+                                       std::move(options));
+  if (!proxy.ok()) return std::move(proxy).error().With("starting the egress filter");
+  egress_ = std::move(*proxy);
+  return OkStatus();
+}
 
 void Supervisor::Teardown() {
   std::unique_lock lock(state_mu_);  // after the control request in progress (a commit) ends
@@ -155,6 +209,7 @@ void Supervisor::Teardown() {
     }
     runtime_.reset();
   }
+  egress_.reset();  // after the runtime: nothing inside is left to connect
   const bool agent_socket = static_cast<bool>(agent_listen_);
   const bool control_socket = static_cast<bool>(control_listen_);
   agent_listen_.Reset();
@@ -167,6 +222,18 @@ void Supervisor::Teardown() {
   // everything above is done.
   if (agent_socket) ::unlink((spec_.run_dir + "/" + kAgentSocket).c_str());
   if (control_socket) ::unlink((spec_.run_dir + "/" + kControlSocket).c_str());
+}
+
+json Supervisor::EgressCounters() const {
+  json out = json::object();
+  if (!egress_) return out;
+  net::EgressStats s = egress_->Stats();
+  out = {{"tcp_allowed", s.tcp_allowed}, {"tcp_denied", s.tcp_denied},
+         {"udp_allowed", s.udp_allowed}, {"udp_denied", s.udp_denied},
+         {"dns_answered", s.dns_answered}, {"dns_refused", s.dns_refused},
+         {"bytes_out", s.bytes_out},     {"bytes_in", s.bytes_in},
+         {"open_connections", s.open_connections}};
+  return out;
 }
 
 json Supervisor::FuseRequests() const {
@@ -192,7 +259,8 @@ std::string Supervisor::HandleControl(const std::string& line) {
                  {"host_uid", identity_.uid},
                  {"host_gid", identity_.gid},
                  {"inodes", mount_ ? mount_->fs().known_inodes() : 0},
-                 {"fuse_requests", FuseRequests()}})
+                 {"fuse_requests", FuseRequests()},
+                 {"egress", EgressCounters()}})
         .dump();
   }
   if (!mount_) return ErrorReply(Error(ErrorCode::kUnavailable, "the sandbox is stopping")).dump();
@@ -205,6 +273,25 @@ std::string Supervisor::HandleControl(const std::string& line) {
     auto policy = policy::Policy::Compile(std::move(*rules));
     if (!policy.ok()) return ErrorReply(policy.error()).dump();
     mount_->fs().SetPolicy(std::move(*policy));  // returns after every stale cache is dropped
+    return json({{"ok", true}}).dump();
+  }
+  if (op == "set_egress") {
+    if (!egress_) {
+      return ErrorReply(Error(ErrorCode::kFailedPrecondition,
+                              "the sandbox was started without network: stop it, change its "
+                              "egress policy, start it again"))
+          .dump();
+    }
+    if (!req.contains("egress")) {
+      return ErrorReply(Error(ErrorCode::kInvalidArgument, "set_egress needs egress")).dump();
+    }
+    auto spec = EgressFromJson(req["egress"].dump());
+    if (!spec.ok()) return ErrorReply(spec.error()).dump();
+    auto policy = policy::EgressPolicy::Create(spec->any_public, spec->allow,
+                                               spec_.egress.public_cidrs);
+    if (!policy.ok()) return ErrorReply(policy.error()).dump();
+    auto st = egress_->SetPolicy(std::move(*policy));  // returns once it decides
+    if (!st.ok()) return ErrorReply(st.error()).dump();
     return json({{"ok", true}}).dump();
   }
   if (op == "invalidate") {

@@ -3,7 +3,10 @@
 //   agent.sock    the agent protocol, relayed to the sandbox (see relay.h);
 //   control.sock  one JSON request per line, one JSON reply per line:
 //                 {"op":"status"} | {"op":"set_policy","rules":[...]} |
+//                 {"op":"set_egress","egress":{"any_public":false,"allow":[...]}} |
 //                 {"op":"invalidate","path":"/x"} | {"op":"stop","destroy":false}
+// With network on it also owns the sandbox's network namespace and its egress filter (net/): the
+// only way out of that namespace, so every connection is decided here, outside the sandbox.
 // It runs as its own session (setsid), so the API server can die and restart without touching it;
 // the server re-adopts it through these sockets.
 #pragma once
@@ -20,6 +23,7 @@
 #include "base/unique_fd.h"
 #include "fs/mount.h"
 #include "runtime/identity.h"
+#include "net/egress_proxy.h"
 #include "supervisor/runtime_instance.h"
 #include "supervisor/spec.h"
 
@@ -43,8 +47,15 @@ class Supervisor {
   std::string HandleControl(const std::string& line);
   // {"lookup": n, "open": n, ...}: the mount's request counts, for the server's /metrics.
   nlohmann::json FuseRequests() const;
+  // The egress filter's counters (empty without network), for /metrics.
+  nlohmann::json EgressCounters() const;
   void ServeControlConnection(UniqueFd conn);
   void Teardown();
+  // Network on: prepares `netns` (bwrap: a new one; Docker: the container's) and starts the
+  // egress filter on it.
+  Status StartEgress(UniqueFd netns);
+  // One line of audit.jsonl (file and network denials share the log); bounded by kMaxAuditBytes.
+  void WriteAudit(const nlohmann::json& line);
 
   SupervisorSpec spec_;
   runtime::IdentityLease lease_;  // held for the supervisor's whole life
@@ -54,6 +65,7 @@ class Supervisor {
   std::shared_mutex state_mu_;
   std::unique_ptr<fs::Mount> mount_;
   std::shared_ptr<RuntimeInstance> runtime_;
+  std::unique_ptr<net::EgressProxy> egress_;  // network on only
   UniqueFd agent_listen_;
   UniqueFd control_listen_;
   UniqueFd wake_;  // eventfd: wakes Serve() when a control request asks to stop

@@ -230,7 +230,9 @@ TEST_F(DockerLimitsTest, CpuLimitsApplied) {
       << r.stdout_data;
 }
 
-TEST_F(DockerTest, NetworkOnWhenAsked) {
+TEST_F(DockerTest, NetworkOnIsStillOnlyLo) {
+  // The launcher never attaches a Docker network: with network on, the container's namespace
+  // holds lo only until the supervisor prepares it (tests/net check the filter end to end).
   const std::string id = NewId("net");
   DockerSandboxSpec spec;
   spec.network = true;
@@ -239,12 +241,9 @@ TEST_F(DockerTest, NetworkOnWhenAsked) {
   Status st = launcher_->CreateSandbox(spec);
   ASSERT_TRUE(st.ok()) << st.error().ToString();
   auto agent = launcher_->Start(id);
-  // A daemon started with --bridge=none (scripts/ensure-services' last fallback) has no bridge.
-  AF_DOCKER_REQUIRE(agent.ok() || agent.error().ToString().find("network") == std::string::npos,
-                    "dockerd has no bridge network: " + agent.error().ToString());
   ASSERT_TRUE(agent.ok()) << agent.error().ToString();
   ExecResult r = Run(**agent, id, "ls /sys/class/net");
-  EXPECT_NE(r.stdout_data.find("eth0"), std::string::npos) << r.stdout_data;
+  EXPECT_EQ(r.stdout_data, "lo\n");
 }
 
 TEST_F(DockerTest, NetworkRefusedWhenDisabled) {
