@@ -56,7 +56,13 @@ void PrintSandbox(ClientCtx& c, const v1::Sandbox& s) {
     << "codebase:  " << s.codebase_id() << "\n"
     << "runtime:   " << (s.runtime() == v1::RUNTIME_TYPE_DOCKER ? "docker" : "bwrap")
     << (s.image().empty() ? "" : " " + s.image()) << "\n"
-    << "network:   " << (s.network() ? "yes" : "no") << "\n"
+    << "network:   " << (s.network() ? "yes" : "no") << "\n";
+  if (s.network()) {
+    o << "egress:    " << (s.egress().any_public() ? "every public destination" : "only the rules");
+    for (const auto& rule : s.egress().allow()) o << " " << rule;
+    o << "\n";
+  }
+  o
     << "created:   " << Ts(s.created_at()) << "\n";
   o << "rules:\n";
   for (const auto& r : s.permissions()) {
@@ -71,7 +77,7 @@ void AddSandboxCommands(CLI::App& app, const ClientRegistrar& r) {
   CLI::App* sandbox = r.Group(&app, "sandbox", "Sandboxes on a server (client mode)");
   struct CreateArgs {
     std::string codebase, preset, rules_file, runtime, image, memory, expires, sync_mode;
-    std::vector<std::string> rules, labels, env;
+    std::vector<std::string> rules, labels, env, allow_net;
     double cpus = 0;
     int64_t pids = 0;
     bool network = false, start = false;
@@ -88,7 +94,13 @@ void AddSandboxCommands(CLI::App& app, const ClientRegistrar& r) {
   create->add_option("--memory", a->memory, "Memory limit, e.g. 512M");
   create->add_option("--cpus", a->cpus, "CPU limit in CPUs");
   create->add_option("--pids", a->pids, "Maximum number of processes");
-  create->add_flag("--network", a->network, "Network access");
+  create->add_flag("--network", a->network,
+                   "Network on: every public destination (with --allow-net: plus those)");
+  create->add_option("--allow-net", a->allow_net,
+                     "Allow egress to HOST[:PORTS] (*.domain, IP, CIDR, udp:...; repeatable); "
+                     "implies network")
+      ->allow_extra_args(false)
+      ->type_name("HOST[:PORT]");
   create->add_option("--expires", a->expires, "Destroy after DUR (e.g. 1h)");
   create->add_option("--label", a->labels, "KEY=VALUE label (repeatable)")->allow_extra_args(false);
   create->add_option("--env", a->env, "NAME=VALUE for every exec (repeatable)")
@@ -122,7 +134,10 @@ void AddSandboxCommands(CLI::App& app, const ClientRegistrar& r) {
     if (a->cpus < 0 || a->pids < 0) return Usage(*c, "--cpus and --pids must be positive");
     req.mutable_resources()->set_cpu_quota(static_cast<int64_t>(a->cpus * 100000));
     req.mutable_resources()->set_pids_limit(a->pids);
-    req.set_network(a->network);
+    // The same meaning as `agentfense run`: --network with --allow-net = public plus the rules.
+    req.set_network(a->network || !a->allow_net.empty());
+    for (const auto& rule : a->allow_net) req.mutable_egress()->add_allow(rule);
+    req.mutable_egress()->set_any_public(a->network && !a->allow_net.empty());
     if (!a->expires.empty()) {
       auto d = ToDuration(a->expires, "--expires");
       if (!d.ok()) return Fail(*c, d.error());
@@ -217,6 +232,36 @@ void AddSandboxCommands(CLI::App& app, const ClientRegistrar& r) {
            if (cx.flags.json) *cx.out << "{}\n";
            return kExitOk;
          });
+
+  struct EgressArgs {
+    std::string id;
+    std::vector<std::string> allow_net;
+    bool any_public = false;
+  };
+  auto eg = std::make_shared<EgressArgs>();
+  CLI::App* egress = r.Leaf(sandbox, "egress",
+                            "Replace a sandbox's egress allow-list (live on a running sandbox)");
+  egress->add_option("SANDBOX", eg->id, "Sandbox id")->required();
+  egress->add_option("--allow-net", eg->allow_net, "Allow egress to HOST[:PORTS] (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("HOST[:PORT]");
+  egress->add_flag("--network", eg->any_public, "Every public destination too");
+  r.commands.On(egress, [c, eg] {
+    v1::UpdateEgressRequest req;
+    req.set_sandbox_id(eg->id);
+    for (const auto& rule : eg->allow_net) req.mutable_egress()->add_allow(rule);
+    req.mutable_egress()->set_any_public(eg->any_public);
+    Client client(c->flags);
+    v1::Sandbox sb;
+    auto st = client.sandboxes().UpdateEgress(client.Context().get(), req, &sb);
+    if (!st.ok()) return GrpcFail(st, "sandbox egress " + eg->id, client.endpoint(), *c->err);
+    if (c->flags.json) {
+      *c->out << ToJson(sb) << "\n";
+    } else {
+      PrintSandbox(*c, sb);
+    }
+    return kExitOk;
+  });
 
   auto lcb = std::make_shared<std::string>();
   CLI::App* ls = r.Leaf(sandbox, "ls", "List sandboxes");

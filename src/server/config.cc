@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "base/units.h"
+#include "policy/egress.h"
 #include "runtime/identity.h"
 
 namespace agentfense::server {
@@ -29,6 +30,7 @@ const std::set<std::string>& KnownKeys() {
       "runtime.max_timeout", "runtime.max_output_bytes", "runtime.docker", "runtime.docker.host",
       "runtime.docker.default_image", "runtime.docker.network_mode",
       "runtime.docker.enable_networking",
+      "network", "network.dns_servers", "network.public_cidrs",
       "sandbox", "sandbox.default_expiration", "sandbox.max_per_user", "sandbox.cleanup_interval",
       "sandbox.uid_range", "logging", "logging.level", "logging.format"};
   return keys;
@@ -63,6 +65,33 @@ Status Read(const YAML::Node& root, const std::string& dotted, T& out) {
   if (!node.IsScalar()) return KeyError(dotted, "expected a single value");
   try {
     out = node.as<T>();
+  } catch (const YAML::Exception& e) {
+    return KeyError(dotted, fmt::format("wrong type ({})", e.what()));
+  }
+  return OkStatus();
+}
+
+// A sequence of strings (or one string) at a dotted path, if present.
+Status ReadList(const YAML::Node& root, const std::string& dotted, std::vector<std::string>& out) {
+  YAML::Node node = YAML::Clone(root);
+  std::stringstream ss(dotted);
+  std::string part;
+  while (std::getline(ss, part, '.')) {
+    if (!node.IsMap()) return OkStatus();
+    node = node[part];
+    if (!node.IsDefined() || node.IsNull()) return OkStatus();
+  }
+  try {
+    out.clear();
+    if (node.IsScalar()) {
+      out.push_back(node.as<std::string>());
+      return OkStatus();
+    }
+    if (!node.IsSequence()) return KeyError(dotted, "expected a list of strings");
+    for (const auto& item : node) {
+      if (!item.IsScalar()) return KeyError(dotted, "expected a list of strings");
+      out.push_back(item.as<std::string>());
+    }
   } catch (const YAML::Exception& e) {
     return KeyError(dotted, fmt::format("wrong type ({})", e.what()));
   }
@@ -171,6 +200,8 @@ Result<Config> ParseConfig(const std::string& yaml_text, std::string source) {
   AF_RETURN_IF_ERROR(Read(root, "runtime.docker.network_mode", c.runtime.docker.network_mode));
   AF_RETURN_IF_ERROR(
       Read(root, "runtime.docker.enable_networking", c.runtime.docker.enable_networking));
+  AF_RETURN_IF_ERROR(ReadList(root, "network.dns_servers", c.network.dns_servers));
+  AF_RETURN_IF_ERROR(ReadList(root, "network.public_cidrs", c.network.public_cidrs));
   AF_RETURN_IF_ERROR(
       ReadDuration(root, "sandbox.default_expiration", c.sandbox.default_expiration));
   AF_RETURN_IF_ERROR(Read(root, "sandbox.max_per_user", c.sandbox.max_per_user));
@@ -219,6 +250,13 @@ Status ValidateConfig(const Config& c) {
   if (!range.ok()) return KeyError("sandbox.uid_range", range.error().message());
   if (Status st = runtime::ValidateIdentityRange(*range); !st.ok()) {
     return KeyError("sandbox.uid_range", st.error().message());
+  }
+  for (const auto& d : c.network.dns_servers) {
+    auto addr = policy::ParseSocketAddress(d, 53);
+    if (!addr.ok()) return KeyError("network.dns_servers", addr.error().message());
+  }
+  if (auto p = policy::EgressPolicy::Create(false, {}, c.network.public_cidrs); !p.ok()) {
+    return KeyError("network.public_cidrs", p.error().message());
   }
   if (c.runtime.docker.network_mode != "none" && c.runtime.docker.network_mode != "bridge" &&
       c.runtime.docker.network_mode != "host") {

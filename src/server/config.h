@@ -48,6 +48,11 @@ struct Config {
       bool enable_networking = false;
     } docker;
   } runtime;
+  // The network of sandboxes with network on (docs/NETWORK.md).
+  struct Network {
+    std::vector<std::string> dns_servers;   // the sandboxes' resolver's upstreams ("IP[:PORT]")
+    std::vector<std::string> public_cidrs;  // special-purpose ranges to treat as public
+  } network;
   struct Sandbox {
     std::chrono::nanoseconds default_expiration = std::chrono::hours(24);
     int max_per_user = 100;

@@ -89,6 +89,9 @@ class SandboxGrpcService final : public v1::SandboxService::CallbackService {
   grpc::ServerUnaryReactor* UpdatePermissions(grpc::CallbackServerContext* ctx,
                                               const v1::UpdatePermissionsRequest* req,
                                               v1::Sandbox* resp) override;
+  grpc::ServerUnaryReactor* UpdateEgress(grpc::CallbackServerContext* ctx,
+                                         const v1::UpdateEgressRequest* req,
+                                         v1::Sandbox* resp) override;
   grpc::ServerUnaryReactor* ExplainPermission(grpc::CallbackServerContext* ctx,
                                               const v1::ExplainPermissionRequest* req,
                                               v1::ExplainPermissionResponse* resp) override;

@@ -53,6 +53,8 @@ service::SandboxApiOptions SandboxOptionsFrom(const Config& c) {
   o.docker_host = c.runtime.docker.host;
   o.docker_default_image = c.runtime.docker.default_image;
   o.docker_enable_networking = c.runtime.docker.enable_networking;
+  o.network_dns_servers = c.network.dns_servers;
+  o.network_public_cidrs = c.network.public_cidrs;
   o.default_expiration = c.sandbox.default_expiration;
   o.max_per_user = c.sandbox.max_per_user;
   o.cleanup_interval = c.sandbox.cleanup_interval;

@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "sandbox/v1/sandbox.pb.h"
@@ -139,6 +140,11 @@ class SandboxApi : public SandboxRegistry {
                                                             const v1::DiscardChangesRequest&) {
     return Unimplemented("DiscardChanges");
   }
+  // Replaces the egress policy (validated like CreateSandbox); on a running sandbox the
+  // supervisor's filter decides by it before the call returns.
+  virtual Result<v1::Sandbox> UpdateEgress(const CallContext&, const v1::UpdateEgressRequest&) {
+    return Unimplemented("UpdateEgress");
+  }
   // Denials (ingested from every supervisor first) and lifecycle events, oldest first.
   virtual Result<v1::GetAuditLogResponse> GetAuditLog(const CallContext&,
                                                       const v1::GetAuditLogRequest&) {
@@ -173,6 +179,10 @@ struct SandboxApiOptions {
   std::string docker_host;
   std::string docker_default_image;
   bool docker_enable_networking = false;
+  // network.dns_servers / network.public_cidrs (docs/NETWORK.md): the sandboxes' resolver's
+  // upstreams (empty: the host's resolv.conf) and special-purpose ranges treated as public.
+  std::vector<std::string> network_dns_servers;
+  std::vector<std::string> network_public_cidrs;
   std::chrono::nanoseconds default_expiration{std::chrono::hours(24)};
   int max_per_user = 100;
   std::chrono::nanoseconds cleanup_interval{std::chrono::minutes(1)};

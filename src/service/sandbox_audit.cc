@@ -33,6 +33,24 @@ std::optional<store::AuditEventRecord> ParseLine(std::string_view line,
   if (!j.is_object()) return std::nullopt;
   store::AuditEventRecord ev;
   ev.kind = "denied";
+  if (j.value("kind", std::string()) == "net") {
+    // A refused connection, lookup or datagram (net/egress_proxy.h): the destination stands
+    // where a file denial has its path, the reason where it has its rule.
+    ev.time_ns = j.value("time", int64_t{0}) * 1'000'000'000;
+    ev.operation = j.value("op", std::string());
+    ev.path = j.value("dest", std::string());
+    ev.rule = j.value("reason", std::string());
+    ev.command = j.value("command", std::string());
+    std::string addr = j.value("addr", std::string());
+    std::string name = j.value("name", std::string());
+    ev.detail = fmt::format("egress {} to {}{}{} refused (host pid {})", ev.operation,
+                            name.empty() ? "" : name + " ",
+                            addr.empty() ? "" : "address " + addr + " ",
+                            j.value("port", 0) ? "port " + std::to_string(j.value("port", 0))
+                                               : std::string(),
+                            j.value("pid", 0));
+    return ev;
+  }
   ev.time_ns = j.value("time", int64_t{0}) * 1'000'000'000;
   ev.path = j.value("path", std::string());
   ev.operation = j.value("op", std::string());

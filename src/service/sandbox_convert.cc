@@ -141,6 +141,10 @@ v1::Sandbox SandboxToProto(const store::SandboxRecord& rec) {
   }
   s.set_sync_mode(SyncModeToProto(rec.sync_mode));
   s.set_network(rec.network);
+  if (rec.network) {
+    s.mutable_egress()->set_any_public(rec.egress_any_public);
+    for (const auto& rule : rec.egress_allow) s.mutable_egress()->add_allow(rule);
+  }
   if (rec.delta_quota_bytes || rec.delta_quota_inodes) {
     s.mutable_delta_quota()->set_max_bytes(rec.delta_quota_bytes);
     s.mutable_delta_quota()->set_max_inodes(rec.delta_quota_inodes);

@@ -13,6 +13,7 @@
 
 #include "base/log.h"
 #include "fs/mount.h"
+#include "policy/egress.h"
 #include "policy/policy.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
@@ -51,6 +52,8 @@ supervisor::HostSettings HostRequest(const SandboxApiOptions& options) {
   }
   h.docker_instance = fmt::format("af{:012x}", fnv & 0xffffffffffffull);
   h.identity_range = options.identity_range;
+  h.dns_servers = options.network_dns_servers;
+  h.public_cidrs = options.network_public_cidrs;
   return h;
 }
 
@@ -184,7 +187,12 @@ Result<v1::Sandbox> SandboxManager::CreateSandbox(const CallContext&,
   rec.image = req.image();
   AF_ASSIGN_OR_RETURN(rec.resources, LimitsFromProto(req.resources()));
   AF_ASSIGN_OR_RETURN(rec.sync_mode, SyncModeFromProto(req.sync_mode()));
-  rec.network = req.network();
+  {
+    auto mode = policy::ResolveEgressMode(req.network(), req.egress().any_public(),
+                                          static_cast<size_t>(req.egress().allow_size()));
+    rec.network = mode.network;
+    if (rec.network) AF_RETURN_IF_ERROR(SetEgress(rec, mode.any_public, req.egress().allow()));
+  }
   if (rec.network && rec.runtime == store::RuntimeKind::kDocker &&
       !options_.docker_enable_networking) {
     return Error(ErrorCode::kFailedPrecondition,
@@ -260,6 +268,8 @@ Status SandboxManager::StartLocked(SandboxRecord& rec) {
                                                             : supervisor::RuntimeKind::kBwrap;
   spec.image = rec.image;
   spec.network = rec.network;
+  spec.egress.any_public = rec.egress_any_public;
+  spec.egress.allow = rec.egress_allow;  // upstreams and public ranges: host-wide (Launch)
   spec.limits.memory_bytes = static_cast<uint64_t>(rec.resources.memory_bytes);
   spec.limits.cpu_quota_us = rec.resources.cpu_quota;
   spec.limits.cpu_shares = static_cast<uint64_t>(rec.resources.cpu_shares);

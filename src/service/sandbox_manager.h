@@ -75,6 +75,8 @@ class SandboxManager final : public SandboxApi {
                                         const v1::UpdatePermissionsRequest& req) override;
   Result<v1::ExplainPermissionResponse> ExplainPermission(
       const CallContext& ctx, const v1::ExplainPermissionRequest& req) override;
+  Result<v1::Sandbox> UpdateEgress(const CallContext& ctx,
+                                   const v1::UpdateEgressRequest& req) override;
   Result<v1::ListChangesResponse> ListChanges(const CallContext& ctx,
                                               const v1::ListChangesRequest& req) override;
   Result<v1::CommitChangesResponse> CommitChanges(const CallContext& ctx,
@@ -119,6 +121,10 @@ class SandboxManager final : public SandboxApi {
   Result<std::shared_ptr<Live>> RunningSandbox(const std::string& id);
 
   Result<store::SandboxRecord> LoadSandbox(const std::string& id);
+  // Validates `egress` with the one validator (policy::EgressPolicy) and stores its normalized
+  // rules in `rec` (sandbox_policy.cc).
+  Status SetEgress(store::SandboxRecord& rec, bool any_public,
+                   const google::protobuf::RepeatedPtrField<std::string>& allow) const;
   Status StartLocked(store::SandboxRecord& rec);
   Status StopLocked(store::SandboxRecord& rec, bool destroy);
   Status DestroyLocked(const std::string& id);

@@ -53,12 +53,13 @@ std::string SandboxManager::MetricsText() {
     std::lock_guard lock(mu_);
     for (const auto& [id, l] : live_) live.push_back(l);
   }
-  std::map<std::string, uint64_t> fuse;
+  std::map<std::string, uint64_t> fuse, egress;
   for (const auto& l : live) {
     if (!l->control) continue;
     auto st = l->control->Status();
     if (!st.ok()) continue;
     for (const auto& [kind, n] : st->fuse_requests) fuse[kind] += n;
+    for (const auto& [kind, n] : st->egress) egress[kind] += n;
   }
   out += "# HELP agentfense_fuse_requests FUSE requests served by the running sandboxes' "
          "filesystems since each was mounted, by kind.\n"
@@ -66,6 +67,27 @@ std::string SandboxManager::MetricsText() {
   for (const auto& [kind, n] : fuse) {
     out += fmt::format("agentfense_fuse_requests{{op=\"{}\"}} {}\n", kind, n);
   }
+
+  // The egress filters of the running sandboxes (docs/NETWORK.md), summed like the FUSE counts.
+  out += "# HELP agentfense_egress_connections TCP connections and UDP flows the running "
+         "sandboxes' egress filters allowed or refused since each started.\n"
+         "# TYPE agentfense_egress_connections gauge\n";
+  for (const auto& [label, key] : {std::pair{"proto=\"tcp\",decision=\"allowed\"", "tcp_allowed"},
+                                   {"proto=\"tcp\",decision=\"denied\"", "tcp_denied"},
+                                   {"proto=\"udp\",decision=\"allowed\"", "udp_allowed"},
+                                   {"proto=\"udp\",decision=\"denied\"", "udp_denied"}}) {
+    out += fmt::format("agentfense_egress_connections{{{}}} {}\n", label, egress[key]);
+  }
+  out += "# HELP agentfense_egress_dns_queries DNS questions the sandboxes' resolvers answered or "
+         "refused.\n# TYPE agentfense_egress_dns_queries gauge\n";
+  out += fmt::format("agentfense_egress_dns_queries{{decision=\"answered\"}} {}\n",
+                     egress["dns_answered"]);
+  out += fmt::format("agentfense_egress_dns_queries{{decision=\"refused\"}} {}\n",
+                     egress["dns_refused"]);
+  out += "# HELP agentfense_egress_bytes Bytes relayed by the egress filters, by direction.\n"
+         "# TYPE agentfense_egress_bytes gauge\n";
+  out += fmt::format("agentfense_egress_bytes{{direction=\"out\"}} {}\n", egress["bytes_out"]);
+  out += fmt::format("agentfense_egress_bytes{{direction=\"in\"}} {}\n", egress["bytes_in"]);
 
   out += "# HELP agentfense_exec_duration_seconds Commands run in sandboxes, by kind "
          "(exec, session_exec), from request to result.\n"

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "base/path.h"
+#include "policy/egress.h"
 #include "policy/policy.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
@@ -40,6 +41,56 @@ Result<v1::Sandbox> SandboxManager::UpdatePermissions(const CallContext&,
   rec.rules = std::move(rules);
   AF_RETURN_IF_ERROR(deps_.metadata->UpdateSandbox(rec));
   Audit(rec.id, "permissions_updated", fmt::format("{} rules", rec.rules.size()));
+  return SandboxToProto(rec);
+}
+
+Status SandboxManager::SetEgress(store::SandboxRecord& rec, bool any_public,
+                                 const google::protobuf::RepeatedPtrField<std::string>& allow) const {
+  std::vector<std::string> rules(allow.begin(), allow.end());
+  AF_ASSIGN_OR_RETURN(auto egress, policy::EgressPolicy::Create(any_public, rules,
+                                                                options_.network_public_cidrs));
+  rec.egress_any_public = any_public;
+  rec.egress_allow = egress.RuleTexts();
+  return OkStatus();
+}
+
+Result<v1::Sandbox> SandboxManager::UpdateEgress(const CallContext&,
+                                                 const v1::UpdateEgressRequest& req) {
+  if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
+  AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
+  auto lock_handle = LifecycleLock(req.sandbox_id());
+  std::lock_guard lifecycle(*lock_handle);
+  AF_ASSIGN_OR_RETURN(store::SandboxRecord rec, LoadSandbox(req.sandbox_id()));
+  AF_RETURN_IF_ERROR(SetEgress(rec, req.egress().any_public(), req.egress().allow()));
+  const bool wants_network = rec.egress_any_public || !rec.egress_allow.empty();
+  const bool running = rec.status == store::SandboxStatus::kRunning;
+  if (!running) rec.network = rec.network || wants_network;
+  if (rec.network && rec.runtime == store::RuntimeKind::kDocker &&
+      !options_.docker_enable_networking) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "network access is disabled on this server (runtime.docker.enable_networking)");
+  }
+  if (running) {
+    if (!rec.network) {
+      return Error(ErrorCode::kFailedPrecondition,
+                   fmt::format("sandbox {} was started without network: stop it, update its "
+                               "egress, start it again",
+                               rec.id));
+    }
+    auto live = FindLive(rec.id);
+    if (!live) {
+      return Error(ErrorCode::kUnavailable, fmt::format("sandbox {} lost its supervisor", rec.id));
+    }
+    supervisor::EgressSpec e;
+    e.any_public = rec.egress_any_public;
+    e.allow = rec.egress_allow;
+    // Applied first: if the supervisor refuses, the stored policy stays the one it enforces.
+    AF_RETURN_IF_ERROR(live->control->SetEgress(e));
+  }
+  AF_RETURN_IF_ERROR(deps_.metadata->UpdateSandbox(rec));
+  Audit(rec.id, "egress_updated",
+        fmt::format("{}{} rules", rec.egress_any_public ? "any public + " : "",
+                    rec.egress_allow.size()));
   return SandboxToProto(rec);
 }
 

@@ -205,6 +205,7 @@ TEST_F(MetadataStoreTest, SandboxRoundTripsEveryField) {
   sb.resources = {512 << 20, 50000, 512, 100};
   sb.sync_mode = "on_stop";
   sb.network = true;
+  sb.egress_allow = {"github.com", "udp:10.0.0.53:53"};
   sb.delta_quota_bytes = 1 << 30;
   sb.delta_quota_inodes = 12345;
   sb.env = {{"PATH", "/usr/bin"}, {"X", "a=b c"}};
@@ -228,6 +229,8 @@ TEST_F(MetadataStoreTest, SandboxRoundTripsEveryField) {
   EXPECT_EQ(got->resources, sb.resources);
   EXPECT_EQ(got->sync_mode, "on_stop");
   EXPECT_TRUE(got->network);
+  EXPECT_FALSE(got->egress_any_public);
+  EXPECT_EQ(got->egress_allow, sb.egress_allow);
   EXPECT_EQ(got->delta_quota_bytes, 1 << 30);
   EXPECT_EQ(got->delta_quota_inodes, 12345);
   EXPECT_EQ(got->env, sb.env);

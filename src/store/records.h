@@ -61,6 +61,9 @@ struct SandboxRecord {
   std::string error_reason;  // why the sandbox is in kError
   std::string sync_mode;     // vocabulary owned by the service ("after_exec", "on_stop", ...)
   bool network = false;
+  // Egress with network on: every public destination, and/or these rules (normalized texts).
+  bool egress_any_public = false;
+  std::vector<std::string> egress_allow;
   int64_t delta_quota_bytes = 0;  // 0 = unlimited
   int64_t delta_quota_inodes = 0;  // 0 = unlimited
   std::map<std::string, std::string> env;

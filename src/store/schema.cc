@@ -95,6 +95,11 @@ CREATE TABLE audit_ingest (
       {3, R"sql(
 ALTER TABLE sandboxes ADD COLUMN host_uid INTEGER NOT NULL DEFAULT 0;
 )sql"},
+      // 4: the egress policy ({"any_public": bool, "allow": [...]}); '' on older rows means what
+      // `network` meant then: every public destination.
+      {4, R"sql(
+ALTER TABLE sandboxes ADD COLUMN egress_json TEXT NOT NULL DEFAULT '';
+)sql"},
   };
   return kMigrations;
 }

@@ -1,8 +1,8 @@
 """A private test network on this machine for the egress tests: never any address outside it.
 
 A network namespace `ns` joined to the host by a veth pair holds the test destinations, all in
-198.51.100.0/24 (TEST-NET-2, routed nowhere): HTTP servers on port 80 (one per "site": the reply
-names the address it was reached at) and 7000 (a plain TCP echo of a banner), a UDP echo on 7001,
+198.51.100.0/24 (TEST-NET-2, routed nowhere): HTTP servers on ports 80 and 8080 (one per "site":
+the reply names the address it was reached at) and 7000 (a plain TCP echo of a banner), a UDP echo on 7001,
 and a DNS server on 198.51.100.53 that knows the test names. Sandboxes reach these only through
 their egress filter, with the lab range declared public (network.public_cidrs) and the lab's DNS
 as the upstream resolver (network.dns_servers), so no real DNS is ever asked.
@@ -58,8 +58,8 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-def http_server():
-    S(("0.0.0.0", 80), H).serve_forever()
+def http_server(port):
+    S(("0.0.0.0", port), H).serve_forever()
 
 def banner():
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -105,8 +105,9 @@ def dns():
         hdr = struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, len(ans), 0, 0)
         s.sendto(hdr + p[12:off+4] + b"".join(ans), a)
 
-for f in (http_server, banner, udp_echo, dns):
-    threading.Thread(target=f, daemon=True).start()
+for f, args in ((http_server, (80,)), (http_server, (8080,)), (banner, ()), (udp_echo, ()),
+                (dns, ())):
+    threading.Thread(target=f, args=args, daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
 '''

@@ -15,8 +15,8 @@ from ._high import UploadProgress
 from .presets import extend_preset, get_preset, get_preset_dicts, list_presets, register_preset
 from .sandbox import Sandbox, SessionWrapper
 from .types import (AuditEvent, AuditPage, ChangeError, ChangeKind, ChangeSet, Codebase, CommitResult,
-                    DeltaQuota, ExecResult, FileChange, FileInfo, OutputChunk, OutputType, PatternType,
-                    Permission, PermissionExplanation, PermissionRule, ResourceLimits, RuleMatch,
+                    DeltaQuota, EgressPolicy, ExecResult, FileChange, FileInfo, OutputChunk, OutputType,
+                    PatternType, Permission, PermissionExplanation, PermissionRule, ResourceLimits, RuleMatch,
                     RuntimeType, SandboxInfo, SandboxStatus, Session, SessionInfo, SessionStatus,
                     SyncMode, UploadReport, UploadResult)
 
@@ -26,7 +26,7 @@ __all__ = [
     "AsyncExecStream", "AsyncSandbox", "AsyncSandboxClient", "AsyncSessionWrapper", "AuditEvent", "AuditPage",
     "AuthenticationError", "ChangeError", "ChangeKind", "ChangeSet", "Codebase", "CodebaseNotFoundError",
     "CommandExecutionError", "CommandTimeoutError", "CommitResult", "ConflictError", "ConnectionError",
-    "DeltaQuota", "ExecResult", "ExecStream", "FileChange", "FileInfo", "FileNotFoundError",
+    "DeltaQuota", "EgressPolicy", "ExecResult", "ExecStream", "FileChange", "FileInfo", "FileNotFoundError",
     "InvalidConfigurationError", "NotSupportedError", "OutputChunk", "OutputType", "PatternType", "Permission",
     "PermissionDeniedError", "PermissionExplanation", "PermissionRule", "ResourceLimitExceededError",
     "ResourceLimits", "RuleMatch", "RuntimeType", "Sandbox", "SandboxClient", "SandboxError", "SandboxInfo",

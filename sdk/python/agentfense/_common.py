@@ -75,11 +75,17 @@ def create_sandbox_request(codebase_id: str, permissions: Optional[Iterable[Perm
                            runtime: "RuntimeType | str | None", image: Optional[str],
                            resources: Optional[ResourceLimits], sync_mode: "SyncMode | str | None",
                            network: bool, delta_quota: Optional[DeltaQuota],
-                           env: Optional[Mapping[str, str]]) -> "sandbox_pb2.CreateSandboxRequest":
+                           env: Optional[Mapping[str, str]],
+                           allow_net: Optional[Iterable[str]] = None) -> "sandbox_pb2.CreateSandboxRequest":
+    rules = egress_rules(allow_net)
+    # `network` alone: every public destination; `allow_net`: only those (implies network); both:
+    # every public destination plus those (docs/NETWORK.md). The server validates each rule.
     req = sandbox_pb2.CreateSandboxRequest(
         codebase_id=need_id("codebase_id", codebase_id), permissions=cv.rules_to_pb(permissions or []),
         labels=cv.str_map("labels", labels), runtime=cv.runtime_to_pb(runtime), image=image or "",
-        sync_mode=cv.sync_to_pb(sync_mode), network=bool(network), env=cv.str_map("env", env))
+        sync_mode=cv.sync_to_pb(sync_mode), network=bool(network) or bool(rules),
+        env=cv.str_map("env", env),
+        egress=sandbox_pb2.EgressPolicy(allow=rules, any_public=bool(network) and bool(rules)))
     d = cv.duration(expires_in, "expires_in")
     if d is not None:
         req.expires_in.CopyFrom(d)
@@ -90,6 +96,27 @@ def create_sandbox_request(codebase_id: str, permissions: Optional[Iterable[Perm
     if q is not None:
         req.delta_quota.CopyFrom(q)
     return req
+
+
+def egress_rules(allow_net: Optional[Iterable[str]]) -> List[str]:
+    """The rule strings of an `allow_net` argument ("github.com", "*.pypi.org:443", ...)."""
+    if allow_net is None:
+        return []
+    if isinstance(allow_net, str):
+        raise InvalidConfigurationError(
+            f"allow_net must be a list of rules, not one string: use [{allow_net!r}]")
+    rules = list(allow_net)
+    for r in rules:
+        if not isinstance(r, str) or not r:
+            raise InvalidConfigurationError(f"allow_net entries must be non-empty strings, got {r!r}")
+    return rules
+
+
+def update_egress_request(sandbox_id: str, allow_net: Optional[Iterable[str]],
+                          any_public: bool) -> "sandbox_pb2.UpdateEgressRequest":
+    return sandbox_pb2.UpdateEgressRequest(
+        sandbox_id=need_id("sandbox_id", sandbox_id),
+        egress=sandbox_pb2.EgressPolicy(allow=egress_rules(allow_net), any_public=bool(any_public)))
 
 
 def exec_request(sandbox_id: str, command: str, stdin: Optional[str], env: Optional[Mapping[str, str]],

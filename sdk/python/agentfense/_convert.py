@@ -10,7 +10,7 @@ from ._proto import codebase_pb2, common_pb2, sandbox_pb2
 from .exceptions import InvalidConfigurationError
 from .presets import to_rules
 from .types import (AuditEvent, ChangeError, ChangeKind, ChangeSet, Codebase, CommitResult,
-                    DeltaQuota, ExecResult, FileChange, FileInfo, OutputType, PatternType,
+                    DeltaQuota, EgressPolicy, ExecResult, FileChange, FileInfo, OutputType, PatternType,
                     Permission, PermissionExplanation, PermissionLike, PermissionRule,
                     ResourceLimits, RuleMatch, RuntimeType, SandboxInfo, SandboxStatus, Session,
                     SessionStatus, SyncMode, UploadResult)
@@ -141,7 +141,8 @@ def sandbox_from_pb(s: "sandbox_pb2.Sandbox") -> SandboxInfo:
         created_at=ts(s.created_at), started_at=ts(s.started_at), stopped_at=ts(s.stopped_at),
         expires_at=ts(s.expires_at), sync_mode=_SYNC_FROM_PB.get(s.sync_mode), network=s.network,
         delta_quota=DeltaQuota(q.max_bytes or None, q.max_inodes or None) if q is not None else None,
-        status_message=s.status_message)
+        status_message=s.status_message,
+        egress=EgressPolicy(list(s.egress.allow), s.egress.any_public) if s.network else None)
 
 
 def codebase_from_pb(c: "codebase_pb2.Codebase") -> Codebase:

@@ -195,9 +195,10 @@ class AsyncSandboxClient:
                              resources: Optional[ResourceLimits] = None,
                              sync_mode: "SyncMode | str | None" = None, network: bool = False,
                              delta_quota: Optional[DeltaQuota] = None,
-                             env: Optional[Mapping[str, str]] = None) -> SandboxInfo:
+                             env: Optional[Mapping[str, str]] = None,
+                             allow_net: Optional[Iterable[str]] = None) -> SandboxInfo:
         req = c.create_sandbox_request(codebase_id, permissions, labels, expires_in, runtime, image, resources,
-                                       sync_mode, network, delta_quota, env)
+                                       sync_mode, network, delta_quota, env, allow_net)
         return cv.sandbox_from_pb(await self._unary(self._sb.CreateSandbox, req, "codebase", codebase_id,
                                                     name="create_sandbox"))
 
@@ -306,6 +307,12 @@ class AsyncSandboxClient:
                                                    permissions=cv.rules_to_pb(permissions))
         return cv.sandbox_from_pb(await self._unary(self._sb.UpdatePermissions, req, "sandbox", sandbox_id,
                                                     name="update_permissions"))
+
+    async def update_egress(self, sandbox_id: str, allow_net: Optional[Iterable[str]] = None,
+                            any_public: bool = False) -> SandboxInfo:
+        req = c.update_egress_request(sandbox_id, allow_net, any_public)
+        return cv.sandbox_from_pb(await self._unary(self._sb.UpdateEgress, req, "sandbox", sandbox_id,
+                                                    name="update_egress"))
 
     async def explain_permission(self, sandbox_id: str, path: str) -> PermissionExplanation:
         req = sandbox_pb2.ExplainPermissionRequest(sandbox_id=c.need_id("sandbox_id", sandbox_id),

@@ -109,6 +109,7 @@ class AsyncSandbox:
                          on_progress: Optional[h.ProgressCallback] = None, show_progress: Optional[bool] = None,
                          sync_mode: "SyncMode | str | None" = None, network: bool = False,
                          delta_quota: Optional[DeltaQuota] = None, env: Optional[Mapping[str, str]] = None,
+                         allow_net: Optional[Iterable[str]] = None,
                          client: Optional[AsyncSandboxClient] = None) -> "AsyncSandbox":
         root = h.check_dir(path)
         rules = h.build_rules(preset, permissions)
@@ -125,8 +126,8 @@ class AsyncSandbox:
             report = await _upload_all(cl, codebase.id, walk, workers, on_progress, show_progress)
             info = await cl.create_sandbox(codebase.id, rules, labels=labels, expires_in=expires_in,
                                            runtime=runtime, image=image, resources=resources,
-                                           sync_mode=sync_mode, network=network, delta_quota=delta_quota,
-                                           env=env)
+                                           sync_mode=sync_mode, network=network,
+                                           delta_quota=delta_quota, env=env, allow_net=allow_net)
             if auto_start:
                 info = await cl.start_sandbox(info.id)
             return cls(cl, info, await cl.get_codebase(codebase.id), owns_client, True, report)
@@ -145,6 +146,7 @@ class AsyncSandbox:
                             auto_start: bool = True, sync_mode: "SyncMode | str | None" = None,
                             network: bool = False, delta_quota: Optional[DeltaQuota] = None,
                             env: Optional[Mapping[str, str]] = None,
+                            allow_net: Optional[Iterable[str]] = None,
                             client: Optional[AsyncSandboxClient] = None) -> "AsyncSandbox":
         rules = h.build_rules(preset, permissions)
         owns_client = client is None
@@ -154,8 +156,8 @@ class AsyncSandbox:
             codebase = await cl.get_codebase(codebase_id)
             info = await cl.create_sandbox(codebase_id, rules, labels=labels, expires_in=expires_in,
                                            runtime=runtime, image=image, resources=resources,
-                                           sync_mode=sync_mode, network=network, delta_quota=delta_quota,
-                                           env=env)
+                                           sync_mode=sync_mode, network=network,
+                                           delta_quota=delta_quota, env=env, allow_net=allow_net)
             if auto_start:
                 info = await cl.start_sandbox(info.id)
             return cls(cl, info, codebase, owns_client, False)
@@ -290,6 +292,12 @@ class AsyncSandbox:
 
     async def update_permissions(self, permissions: Iterable[PermissionLike]) -> SandboxInfo:
         self._info = await self._client.update_permissions(self.id, permissions)
+        return self._info
+
+    async def update_egress(self, allow_net: Optional[Iterable[str]] = None,
+                      any_public: bool = False) -> SandboxInfo:
+        """Replaces the egress allow-list (docs/NETWORK.md); live before this returns."""
+        self._info = await self._client.update_egress(self.id, allow_net, any_public)
         return self._info
 
     async def explain(self, path: str) -> PermissionExplanation:

@@ -211,10 +211,16 @@ class SandboxClient:
                        runtime: "RuntimeType | str | None" = None, image: Optional[str] = None,
                        resources: Optional[ResourceLimits] = None, sync_mode: "SyncMode | str | None" = None,
                        network: bool = False, delta_quota: Optional[DeltaQuota] = None,
-                       env: Optional[Mapping[str, str]] = None) -> SandboxInfo:
-        """A PENDING sandbox over the codebase. `expires_in`: seconds (or timedelta)."""
+                       env: Optional[Mapping[str, str]] = None,
+                       allow_net: Optional[Iterable[str]] = None) -> SandboxInfo:
+        """A PENDING sandbox over the codebase. `expires_in`: seconds (or timedelta).
+
+        Network (docs/NETWORK.md): `network=True` reaches every public destination; `allow_net`
+        (e.g. ["pypi.org", "*.pythonhosted.org:443"]) only those, and implies network; both: every
+        public destination plus the listed ones (private ranges included).
+        """
         req = c.create_sandbox_request(codebase_id, permissions, labels, expires_in, runtime, image, resources,
-                                       sync_mode, network, delta_quota, env)
+                                       sync_mode, network, delta_quota, env, allow_net)
         return cv.sandbox_from_pb(self._unary(self._sb.CreateSandbox, req, "codebase", codebase_id,
                                               name="create_sandbox"))
 
@@ -324,6 +330,14 @@ class SandboxClient:
                                                    permissions=cv.rules_to_pb(permissions))
         return cv.sandbox_from_pb(self._unary(self._sb.UpdatePermissions, req, "sandbox", sandbox_id,
                                               name="update_permissions"))
+
+    def update_egress(self, sandbox_id: str, allow_net: Optional[Iterable[str]] = None,
+                      any_public: bool = False) -> SandboxInfo:
+        """Replaces the egress allow-list; on a running sandbox new connections follow it (and open
+        ones it no longer allows are closed) before this returns."""
+        req = c.update_egress_request(sandbox_id, allow_net, any_public)
+        return cv.sandbox_from_pb(self._unary(self._sb.UpdateEgress, req, "sandbox", sandbox_id,
+                                              name="update_egress"))
 
     def explain_permission(self, sandbox_id: str, path: str) -> PermissionExplanation:
         req = sandbox_pb2.ExplainPermissionRequest(sandbox_id=c.need_id("sandbox_id", sandbox_id),

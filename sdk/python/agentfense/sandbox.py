@@ -116,6 +116,7 @@ class Sandbox:
                    on_progress: Optional[h.ProgressCallback] = None, show_progress: Optional[bool] = None,
                    sync_mode: "SyncMode | str | None" = None, network: bool = False,
                    delta_quota: Optional[DeltaQuota] = None, env: Optional[Mapping[str, str]] = None,
+                   allow_net: Optional[Iterable[str]] = None,
                    client: Optional[SandboxClient] = None) -> "Sandbox":
         """Uploads a local directory as a new codebase and starts a sandbox over it.
 
@@ -138,7 +139,7 @@ class Sandbox:
             report = _upload_all(cl, codebase.id, walk, workers, on_progress, show_progress)
             info = cl.create_sandbox(codebase.id, rules, labels=labels, expires_in=expires_in, runtime=runtime,
                                      image=image, resources=resources, sync_mode=sync_mode, network=network,
-                                     delta_quota=delta_quota, env=env)
+                                     delta_quota=delta_quota, env=env, allow_net=allow_net)
             if auto_start:
                 info = cl.start_sandbox(info.id)
             return cls(cl, info, cl.get_codebase(codebase.id), owns_client, True, report)
@@ -158,6 +159,7 @@ class Sandbox:
                       auto_start: bool = True, sync_mode: "SyncMode | str | None" = None,
                       network: bool = False, delta_quota: Optional[DeltaQuota] = None,
                       env: Optional[Mapping[str, str]] = None,
+                      allow_net: Optional[Iterable[str]] = None,
                       client: Optional[SandboxClient] = None) -> "Sandbox":
         """A new sandbox over an existing codebase (which it will not delete)."""
         rules = h.build_rules(preset, permissions)
@@ -168,7 +170,7 @@ class Sandbox:
             codebase = cl.get_codebase(codebase_id)
             info = cl.create_sandbox(codebase_id, rules, labels=labels, expires_in=expires_in, runtime=runtime,
                                      image=image, resources=resources, sync_mode=sync_mode, network=network,
-                                     delta_quota=delta_quota, env=env)
+                                     delta_quota=delta_quota, env=env, allow_net=allow_net)
             if auto_start:
                 info = cl.start_sandbox(info.id)
             return cls(cl, info, codebase, owns_client, False)
@@ -315,6 +317,12 @@ class Sandbox:
     # ---- extensions ----
     def update_permissions(self, permissions: Iterable[PermissionLike]) -> SandboxInfo:
         self._info = self._client.update_permissions(self.id, permissions)
+        return self._info
+
+    def update_egress(self, allow_net: Optional[Iterable[str]] = None,
+                      any_public: bool = False) -> SandboxInfo:
+        """Replaces the egress allow-list (docs/NETWORK.md); live before this returns."""
+        self._info = self._client.update_egress(self.id, allow_net, any_public)
         return self._info
 
     def explain(self, path: str) -> PermissionExplanation:

@@ -117,6 +117,13 @@ class DeltaQuota:
 
 
 @dataclass
+class EgressPolicy:
+    """Where a sandbox with network on may connect (docs/NETWORK.md)."""
+    allow: List[str] = field(default_factory=list)  # normalized rules ("github.com:443", ...)
+    any_public: bool = False  # every public destination too
+
+
+@dataclass
 class SandboxInfo:
     """A sandbox as the server reports it (the reference names this type `Sandbox` in `types`)."""
     id: str
@@ -135,6 +142,7 @@ class SandboxInfo:
     network: bool = False
     delta_quota: Optional[DeltaQuota] = None
     status_message: str = ""
+    egress: Optional[EgressPolicy] = None  # with network on
 
 
 # The reference exports the info dataclass as types.Sandbox; the top-level `Sandbox` is the high-level class.
