@@ -200,6 +200,19 @@ TEST(EgressMode, WhatTheSwitchesMean) {
   EXPECT_TRUE(plus.network && plus.any_public);
 }
 
+TEST(SocketAddress, Parse) {
+  auto a = ParseSocketAddress("198.51.100.53", 53);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->address.ToString(), "198.51.100.53");
+  EXPECT_EQ(a->port, 53);
+  EXPECT_EQ(ParseSocketAddress("10.0.0.1:5353", 53)->port, 5353);
+  EXPECT_EQ(ParseSocketAddress("[2001:db8::1]:5353", 53)->port, 5353);
+  EXPECT_TRUE(ParseSocketAddress("2001:db8::1", 53).ok());
+  EXPECT_FALSE(ParseSocketAddress("dns.example", 53).ok());
+  EXPECT_FALSE(ParseSocketAddress("10.0.0.1:0", 53).ok());
+  EXPECT_FALSE(ParseSocketAddress("[2001:db8::1", 53).ok());
+}
+
 TEST(HostName, Normalize) {
   EXPECT_EQ(NormalizeHostName("WWW.Example.COM."), "www.example.com");
   EXPECT_FALSE(NormalizeHostName("10.0.0.1").has_value());
