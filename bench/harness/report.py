@@ -162,6 +162,45 @@ def start_checks(r: dict) -> list[tuple[str, float, float]]:
     return [(label, x["p50_ms"] / y["p50_ms"], goal) for x, y, goal, label in checks if x and y]
 
 
+NET_GOALS = {"start": 1.3, "connect_ms": 1.0, "gbit": 1.0}
+
+
+def net_block(r: dict) -> str:
+    rows = ["| measurement | network off / direct | network on / through the filter | pasta |",
+            "|---|---|---|---|"]
+    rows.append(f"| sandbox start + first exec, p50 ms | {r['start_off_ms']['p50']:.1f} | "
+                f"{r['start_on_ms']['p50']:.1f} | {r.get('pasta_start_ms', 0):.1f} (start alone) |")
+    rows.append(f"| new TCP connection + reply, p50 µs | {r['connect_direct_us']['p50']:.0f} | "
+                f"{r['connect_filtered_us']['p50']:.0f} | "
+                f"{r.get('pasta_connect_us', {}).get('p50', 0):.0f} |")
+    rows.append(f"| new TCP connection + reply, p99 µs | {r['connect_direct_us']['p99']:.0f} | "
+                f"{r['connect_filtered_us']['p99']:.0f} | "
+                f"{r.get('pasta_connect_us', {}).get('p99', 0):.0f} |")
+    rows.append(f"| one TCP stream, Gbit/s | {r['throughput_direct_gbit']:.2f} | "
+                f"{r['throughput_filtered_gbit']:.2f} | {r.get('pasta_throughput_gbit', 0):.2f} |")
+    rows.append(f"| supervisor PSS, KiB | {r['supervisor_pss_off_kib']:.0f} | "
+                f"{r['supervisor_pss_on_kib']:.0f} | |")
+    if "kernel_kib_per_sandbox_on" in r:
+        rows.append(f"| kernel memory per sandbox (kmem), KiB | {r['kernel_kib_per_sandbox_off']:.0f} | "
+                    f"{r['kernel_kib_per_sandbox_on']:.0f} | |")
+    return "\n".join(rows) + "\n\n" + "\n".join(
+        f"- {label}: {text} {_mark(ok)}" for label, text, ok in net_checks(r)) + "\n"
+
+
+def net_checks(r: dict) -> list[tuple[str, str, bool]]:
+    if not r:
+        return []
+    return [
+        (f"sandbox start, network on ÷ off (goal ≤ {NET_GOALS['start']}×)",
+         f"{r['start_ratio_p50']:.2f}×", r["start_ratio_p50"] <= NET_GOALS["start"]),
+        (f"added latency per new connection (goal ≤ {NET_GOALS['connect_ms']} ms)",
+         f"{r['connect_added_ms_p50']:.3f} ms", r["connect_added_ms_p50"] <= NET_GOALS["connect_ms"]),
+        (f"throughput through the filter (goal ≥ {NET_GOALS['gbit']} Gbit/s)",
+         f"{r['throughput_filtered_gbit']:.2f} Gbit/s",
+         r["throughput_filtered_gbit"] >= NET_GOALS["gbit"]),
+    ]
+
+
 def delta_block(r: dict) -> str:
     rows = ["| measurement | delta | baseline | ratio | goal |", "|---|---|---|---|---|"]
     for name, x in r.items():
@@ -262,6 +301,8 @@ def goals_block(res: dict) -> str:
                 x["ratio"] <= x["goal"])
     for label, v, goal in start_checks(res.get("start", {})):
         add("runtimes", f"{label} ≤ {goal}×", f"{v:.2f}×", v <= goal)
+    for label, text, ok in net_checks(res.get("net", {})):
+        add("network", label, text, ok)
     f = res.get("sdk", {}).get("from_local")
     if f:
         add("SDK", "`from_local` ≤ 2× `tar` + one upload", f"{f['ratio']:.2f}×", f["ratio"] <= 2)
@@ -338,6 +379,7 @@ def update_doc(results: dict, machine: dict, quick: bool, when: str) -> list[str
     blocks = {"machine": machine_block(machine, quick, when) + group_times(results, when),
               "goals": goals_block(results)}
     render = {"policy": policy_block, "fs": fs_block, "delta": delta_block, "start": start_block,
+              "net": net_block,
               "sdk": sdk_block, "density": density_block, "stress": stress_block}
     for name, fn in render.items():
         if name in results:
