@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <thread>
@@ -173,6 +174,7 @@ void Supervisor::WriteAudit(const json& line) {
 }
 
 Status Supervisor::StartEgress(UniqueFd netns) {
+  const auto t0 = std::chrono::steady_clock::now();
   AF_ASSIGN_OR_RETURN(auto policy,
                       policy::EgressPolicy::Create(spec_.egress.any_public, spec_.egress.allow,
                                                    spec_.egress.public_cidrs));
@@ -196,6 +198,11 @@ Status Supervisor::StartEgress(UniqueFd netns) {
                                        std::move(options));
   if (!proxy.ok()) return std::move(proxy).error().With("starting the egress filter");
   egress_ = std::move(*proxy);
+  AF_LOG_INFO("supervisor {}: network namespace and egress filter ready in {} us",
+              spec_.sandbox_id,
+              std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count());
   return OkStatus();
 }
 

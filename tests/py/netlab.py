@@ -2,8 +2,9 @@
 
 A network namespace `ns` joined to the host by a veth pair holds the test destinations, all in
 198.51.100.0/24 (TEST-NET-2, routed nowhere): HTTP servers on ports 80 and 8080 (one per "site":
-the reply names the address it was reached at) and 7000 (a plain TCP echo of a banner), a UDP echo on 7001,
-and a DNS server on 198.51.100.53 that knows the test names. Sandboxes reach these only through
+the reply names the address it was reached at), a banner on 7000 (sent on accept, then close), a
+UDP echo on 7001, a byte source on 7002 (throughput), and a DNS server on 198.51.100.53 that
+knows the test names. Sandboxes reach these only through
 their egress filter, with the lab range declared public (network.public_cidrs) and the lab's DNS
 as the upstream resolver (network.dns_servers), so no real DNS is ever asked.
 
@@ -71,6 +72,22 @@ def banner():
         finally:
             c.close()
 
+def source():
+    # Port 7002: the client sends 12 ASCII digits N, we send N bytes and close (throughput).
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 7002)); s.listen(64)
+    buf = b"\0" * (1 << 20)
+    def one(c):
+        try:
+            n = int(c.recv(12)); v = memoryview(buf)
+            while n > 0:
+                k = c.send(v[:min(n, len(buf))]); n -= k
+        finally:
+            c.close()
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=one, args=(c,), daemon=True).start()
+
 def udp_echo():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 7001))
     while True:
@@ -106,7 +123,7 @@ def dns():
         s.sendto(hdr + p[12:off+4] + b"".join(ans), a)
 
 for f, args in ((http_server, (80,)), (http_server, (8080,)), (banner, ()), (udp_echo, ()),
-                (dns, ())):
+                (dns, ()), (source, ())):
     threading.Thread(target=f, args=args, daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
