@@ -1,7 +1,8 @@
 // libFuzzer target: everything of the network filter that a sandboxed process or an API client
 // feeds with bytes of its choosing (docs/NETWORK.md): egress rules (CreateSandbox, UpdateEgress,
 // --allow-net), DNS questions and the answers of an upstream server, and the first bytes of a TCP
-// connection (TLS ClientHello, HTTP request, CONNECT). Besides "never crash or overread", it checks:
+// connection (TLS ClientHello, HTTP request, CONNECT). Besides "never crash or overread", it
+// checks:
 //   - a rule's canonical text parses again to the same text (what is stored means what was said);
 //   - an answer built for a parsed question parses as a question's answer of the same id and name;
 //   - a name read from a connection's first bytes is a valid, lower-case host name.

@@ -62,8 +62,7 @@ void PrintSandbox(ClientCtx& c, const v1::Sandbox& s) {
     for (const auto& rule : s.egress().allow()) o << " " << rule;
     o << "\n";
   }
-  o
-    << "created:   " << Ts(s.created_at()) << "\n";
+  o << "created:   " << Ts(s.created_at()) << "\n";
   o << "rules:\n";
   for (const auto& r : s.permissions()) {
     o << "  " << r.pattern() << "=" << LevelOf(r.permission()) << "@" << r.priority() << "\n";
@@ -96,9 +95,10 @@ void AddSandboxCommands(CLI::App& app, const ClientRegistrar& r) {
   create->add_option("--pids", a->pids, "Maximum number of processes");
   create->add_flag("--network", a->network,
                    "Network on: every public destination (with --allow-net: plus those)");
-  create->add_option("--allow-net", a->allow_net,
-                     "Allow egress to HOST[:PORTS] (*.domain, IP, CIDR, udp:...; repeatable); "
-                     "implies network")
+  create
+      ->add_option("--allow-net", a->allow_net,
+                   "Allow egress to HOST[:PORTS] (*.domain, IP, CIDR, udp:...; repeatable); "
+                   "implies network")
       ->allow_extra_args(false)
       ->type_name("HOST[:PORT]");
   create->add_option("--expires", a->expires, "Destroy after DUR (e.g. 1h)");

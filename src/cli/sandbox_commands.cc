@@ -1,7 +1,7 @@
 #include "cli/sandbox_commands.h"
 
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -17,15 +17,15 @@
 #include <cstring>
 #include <filesystem>
 #include <iterator>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "base/units.h"
-#include "policy/egress.h"
 #include "cli/exit_codes.h"
 #include "cli/interrupts.h"
 #include "cli/local_sandbox.h"
 #include "fs/changes.h"
+#include "policy/egress.h"
 
 namespace agentfense::cli {
 namespace {

@@ -22,8 +22,8 @@ struct SandboxFlags {
   std::string memory;  // SIZE, "" = no limit
   int64_t pids = 0;    // 0 = no limit
   double cpus = 0;     // 0 = no limit
-  bool network = false;                // --network: every public destination
-  std::vector<std::string> allow_net;  // --allow-net rules (imply network, default deny)
+  bool network = false;                   // --network: every public destination
+  std::vector<std::string> allow_net;     // --allow-net rules (imply network, default deny)
   std::vector<std::string> dns_servers;   // --dns-server: the sandbox resolver's upstreams
   std::vector<std::string> public_cidrs;  // --public-cidr: special ranges treated as public
   std::vector<std::string> env;  // K=V

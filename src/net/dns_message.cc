@@ -12,7 +12,8 @@ constexpr uint16_t kEdeProhibited = 18;
 constexpr size_t kMaxAnswers = 16;  // keeps every answer under 512 bytes: no truncation, no TCP
 
 uint16_t Get16(std::string_view p, size_t off) {
-  return static_cast<uint16_t>((static_cast<uint8_t>(p[off]) << 8) | static_cast<uint8_t>(p[off + 1]));
+  return static_cast<uint16_t>((static_cast<uint8_t>(p[off]) << 8) |
+                               static_cast<uint8_t>(p[off + 1]));
 }
 uint32_t Get32(std::string_view p, size_t off) {
   return (static_cast<uint32_t>(Get16(p, off)) << 16) | Get16(p, off + 2);

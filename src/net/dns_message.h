@@ -19,14 +19,20 @@ inline constexpr uint16_t kTypeCname = 5;
 inline constexpr uint16_t kTypeAaaa = 28;
 inline constexpr uint16_t kClassIn = 1;
 
-enum class Rcode : uint8_t { kNoError = 0, kFormErr = 1, kServFail = 2, kNxDomain = 3, kRefused = 5 };
+enum class Rcode : uint8_t {
+  kNoError = 0,
+  kFormErr = 1,
+  kServFail = 2,
+  kNxDomain = 3,
+  kRefused = 5
+};
 
 struct DnsQuestion {
   uint16_t id = 0;
   bool recursion_desired = false;
-  bool edns = false;        // the query carried an OPT record: we may answer with one
-  std::string name;         // lower case, no trailing dot
-  std::string raw_name;     // the wire form as sent (case kept: 0x20 randomization)
+  bool edns = false;     // the query carried an OPT record: we may answer with one
+  std::string name;      // lower case, no trailing dot
+  std::string raw_name;  // the wire form as sent (case kept: 0x20 randomization)
   uint16_t type = 0;
   uint16_t klass = 0;
 };

@@ -19,7 +19,12 @@ TEST(DnsMessage, ParsesAQuestionKeepingItsCase) {
   EXPECT_TRUE(parsed->recursion_desired);
   EXPECT_EQ(parsed->name, "example.test");
   EXPECT_EQ(parsed->type, kTypeA);
-  EXPECT_EQ(parsed->raw_name, std::string("\x07" "ExAmple" "\x04" "TEST", 13) + '\0');
+  EXPECT_EQ(parsed->raw_name, std::string("\x07"
+                                          "ExAmple"
+                                          "\x04"
+                                          "TEST",
+                                          13) +
+                                  '\0');
   EXPECT_FALSE(parsed->edns);
 }
 
@@ -73,11 +78,23 @@ std::string Upstream(uint16_t id) {
     p += std::string{static_cast<char>(rdata.size() >> 8), static_cast<char>(rdata.size())};
     p += rdata;
   };
-  std::string b_test = std::string("\x01" "b" "\x04" "test", 7) + '\0';
+  std::string b_test = std::string(
+                           "\x01"
+                           "b"
+                           "\x04"
+                           "test",
+                           7) +
+                       '\0';
   rr("\xc0\x0c", kTypeCname, 300, b_test);
   rr(b_test, kTypeA, 30, Hex("\x01\x02\x03\x04", 4));
   rr(b_test, kTypeA, 90, Hex("\x05\x06\x07\x08", 4));
-  rr(std::string("\x01" "c" "\x04" "test", 7) + '\0', kTypeA, 5, Hex("\x7f\x00\x00\x01", 4));
+  rr(std::string("\x01"
+                 "c"
+                 "\x04"
+                 "test",
+                 7) +
+         '\0',
+     kTypeA, 5, Hex("\x7f\x00\x00\x01", 4));
   return p;
 }
 

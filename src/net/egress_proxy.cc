@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,8 +25,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include <fmt/format.h>
-
 #include "base/log.h"
 #include "net/dns_message.h"
 #include "net/peek.h"
@@ -38,7 +37,6 @@ using policy::EgressPolicy;
 using policy::IpAddress;
 using policy::Transport;
 using Clock = std::chrono::steady_clock;
-using namespace std::chrono_literals;
 
 namespace {
 
@@ -47,13 +45,14 @@ constexpr size_t kMaxUdpFlows = 256;
 constexpr size_t kMaxLearned = 8192;
 constexpr size_t kMaxPendingDns = 512;
 constexpr int kPipeSize = 1 << 20;
-constexpr auto kPeekTimeout = 5s;
-constexpr auto kConnectTimeout = 10s;
-constexpr auto kDnsTimeout = 1500ms;
-constexpr auto kUdpIdle = 60s;
-constexpr auto kMinCacheTtl = 30s;
-constexpr auto kMaxCacheTtl = 600s;
-constexpr auto kReportEvery = 5s;  // a repeated lookup or datagram denial is reported once
+constexpr auto kPeekTimeout = std::chrono::seconds(5);
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr auto kDnsTimeout = std::chrono::milliseconds(1500);
+constexpr auto kUdpIdle = std::chrono::seconds(60);
+constexpr auto kMinCacheTtl = std::chrono::seconds(30);
+constexpr auto kMaxCacheTtl = std::chrono::seconds(600);
+constexpr auto kReportEvery =
+    std::chrono::seconds(5);  // a repeated lookup or datagram denial is reported once
 
 // epoll tags: the low 2 bits say which socket of an object the event is for.
 enum : uint64_t { kTagListener = 1, kTagUdp = 2, kTagDnsUpstream = 3, kTagWake = 4 };
@@ -61,7 +60,8 @@ enum Role : uint64_t { kClient = 0, kUpstream = 1, kFlow = 2 };
 constexpr uint64_t kFirstObjectId = 16;
 
 std::string HostPort(const IpAddress& a, uint16_t port) {
-  return a.v6 ? fmt::format("[{}]:{}", a.ToString(), port) : fmt::format("{}:{}", a.ToString(), port);
+  return a.v6 ? fmt::format("[{}]:{}", a.ToString(), port)
+              : fmt::format("{}:{}", a.ToString(), port);
 }
 
 struct SockAddr {
@@ -109,7 +109,7 @@ void ResetAndClose(UniqueFd& fd) {
 struct Pipe {
   UniqueFd r, w;
   size_t bytes = 0;
-  bool eof = false;  // the source said EOF
+  bool eof = false;   // the source said EOF
   bool shut = false;  // we passed the EOF on (shutdown SHUT_WR)
 };
 
@@ -233,7 +233,8 @@ class EgressProxy::Impl {
     lock.unlock();
     Wake();
     lock.lock();
-    if (!done_cv_.wait_for(lock, 10s, [&] { return applied_ >= ticket || stopping_; })) {
+    if (!done_cv_.wait_for(lock, std::chrono::seconds(10),
+                           [&] { return applied_ >= ticket || stopping_; })) {
       return Error(ErrorCode::kDeadlineExceeded, "the egress proxy did not apply the policy");
     }
     if (applied_ < ticket) return Error(ErrorCode::kUnavailable, "the egress proxy is stopping");
@@ -338,11 +339,21 @@ class EgressProxy::Impl {
         uint64_t tag = events[i].data.u64;
         uint32_t ev = events[i].events;
         switch (tag) {
-          case kTagListener: Accept(); break;
-          case kTagUdp: ReadDatagrams(); break;
-          case kTagDnsUpstream: ReadUpstreamDns(); break;
-          case kTagWake: ApplyRequests(); break;
-          default: OnObjectEvent(tag, ev); break;
+          case kTagListener:
+            Accept();
+            break;
+          case kTagUdp:
+            ReadDatagrams();
+            break;
+          case kTagDnsUpstream:
+            ReadUpstreamDns();
+            break;
+          case kTagWake:
+            ApplyRequests();
+            break;
+          default:
+            OnObjectEvent(tag, ev);
+            break;
         }
       }
       Housekeeping();
@@ -382,8 +393,9 @@ class EgressProxy::Impl {
     for (auto& [id, c] : conns_) {
       if (c->state != TcpConn::State::kRelay) continue;
       bool ok = c->name.empty()
-                    ? policy_.AllowsAddress(c->target, c->target_port, Transport::kTcp,
-                                            IsHostLocal(c->target))
+                    ? policy_
+                          .AllowsAddress(c->target, c->target_port, Transport::kTcp,
+                                         IsHostLocal(c->target))
                           .allowed
                     : policy_.AllowsName(c->name, c->target_port, Transport::kTcp).allowed &&
                           policy_.AllowsAnswer(c->target, IsHostLocal(c->target));
@@ -398,9 +410,9 @@ class EgressProxy::Impl {
     }
     std::vector<uint64_t> dead_flows;
     for (auto& [id, f] : flows_) {
-      bool ok = policy_.AllowsAddress(f->orig, f->port, Transport::kUdp, IsHostLocal(f->orig))
-                    .allowed ||
-                (!f->name.empty() && policy_.AllowsName(f->name, f->port, Transport::kUdp).allowed);
+      bool ok =
+          policy_.AllowsAddress(f->orig, f->port, Transport::kUdp, IsHostLocal(f->orig)).allowed ||
+          (!f->name.empty() && policy_.AllowsName(f->name, f->port, Transport::kUdp).allowed);
       if (!ok) dead_flows.push_back(id);
     }
     for (uint64_t id : dead_flows) CloseFlow(id);
@@ -408,7 +420,7 @@ class EgressProxy::Impl {
 
   void Housekeeping() {
     auto now = Clock::now();
-    if (now - host_addresses_at_ > 2s) RefreshHostAddresses();
+    if (now - host_addresses_at_ > std::chrono::seconds(2)) RefreshHostAddresses();
     std::vector<uint64_t> expired;
     for (auto& [id, c] : conns_) {
       if (c->state != TcpConn::State::kRelay && now >= c->deadline) expired.push_back(id);
@@ -559,8 +571,8 @@ class EgressProxy::Impl {
     char buf[4096];
     bool eof = false;
     while (c.head.size() < kMaxPeekBytes) {
-      ssize_t n = ::recv(c.client.get(), buf, std::min(sizeof(buf), kMaxPeekBytes - c.head.size()),
-                         0);
+      ssize_t n =
+          ::recv(c.client.get(), buf, std::min(sizeof(buf), kMaxPeekBytes - c.head.size()), 0);
       if (n > 0) {
         c.head.append(buf, static_cast<size_t>(n));
         continue;
@@ -633,7 +645,7 @@ class EgressProxy::Impl {
       return;
     }
     c.state = TcpConn::State::kResolve;
-    c.deadline = Clock::now() + 5s;
+    c.deadline = Clock::now() + std::chrono::seconds(5);
     Rewatch(c.client.get(), &c.client_events, 0, c.id | kClient);
     DnsWaiter w;
     w.for_conn = true;
@@ -705,7 +717,7 @@ class EgressProxy::Impl {
     // Allowed, but the destination did not answer: the client sees a reset, as it would
     // connecting directly to a closed port.
     AF_LOG_INFO("egress: {} unreachable: {}", HostPort(c.target, c.target_port),
-                 std::strerror(last_error));
+                std::strerror(last_error));
     if (c.connect_reply) {
       static constexpr char kBadGateway[] =
           "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
@@ -781,8 +793,8 @@ class EgressProxy::Impl {
         }
       }
       if (p.bytes > 0) {
-        ssize_t n = ::splice(p.r.get(), nullptr, dst, nullptr, p.bytes,
-                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        ssize_t n =
+            ::splice(p.r.get(), nullptr, dst, nullptr, p.bytes, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
           p.bytes -= static_cast<size_t>(n);
           counter += static_cast<uint64_t>(n);
@@ -802,8 +814,8 @@ class EgressProxy::Impl {
 
   bool PumpUp(TcpConn& c) {
     while (c.head_sent < c.head.size()) {
-      ssize_t n = ::send(c.upstream.get(), c.head.data() + c.head_sent,
-                         c.head.size() - c.head_sent, MSG_NOSIGNAL);
+      ssize_t n = ::send(c.upstream.get(), c.head.data() + c.head_sent, c.head.size() - c.head_sent,
+                         MSG_NOSIGNAL);
       if (n > 0) {
         c.head_sent += static_cast<size_t>(n);
         bytes_out_ += static_cast<uint64_t>(n);
@@ -828,8 +840,8 @@ class EgressProxy::Impl {
     d.address = c.orig.ToString();
     d.port = c.target_port;
     d.name = c.name;
-    d.destination = c.name.empty() ? HostPort(c.orig, c.port)
-                                   : fmt::format("{}:{}", c.name, c.target_port);
+    d.destination =
+        c.name.empty() ? HostPort(c.orig, c.port) : fmt::format("{}:{}", c.name, c.target_port);
     d.reason = reason;
     SocketTuple t{false, c.client_ip, c.client_port, c.orig, c.port};
     Report(std::move(d), &t);
@@ -911,7 +923,7 @@ class EgressProxy::Impl {
     pending_.erase(it);
     CachedName failed;
     failed.rcode = Rcode::kServFail;
-    Resolved(done.name, failed, std::move(done.waiters));
+    Resolved(done.name, failed, done.waiters);
   }
 
   void ReadUpstreamDns() {
@@ -931,8 +943,8 @@ class EgressProxy::Impl {
         auto [from_ip, from_port] = FromSockaddr(from);
         const policy::SocketAddress& s = servers_[it->second.server % servers_.size()];
         if (!(from_ip == s.address) || from_port != s.port) continue;  // not our server's answer
-        auto ans = ParseUpstreamAnswer(std::string_view(buf, static_cast<size_t>(n)),
-                                       it->second.name);
+        auto ans =
+            ParseUpstreamAnswer(std::string_view(buf, static_cast<size_t>(n)), it->second.name);
         if (!ans) continue;
         PendingLookup done = std::move(it->second);
         pending_.erase(it);
@@ -945,14 +957,14 @@ class EgressProxy::Impl {
                                                     kMaxCacheTtl);
         entry.expires = Clock::now() + ttl;
         if (entry.rcode != Rcode::kServFail) cache_[done.name] = entry;
-        Resolved(done.name, entry, std::move(done.waiters));
+        Resolved(done.name, entry, done.waiters);
       }
     }
   }
 
   void Resolved(const std::string& name, const CachedName& entry,
-                std::vector<DnsWaiter> waiters) {
-    for (auto& w : waiters) {
+                const std::vector<DnsWaiter>& waiters) {
+    for (const auto& w : waiters) {
       if (w.for_conn) {
         auto it = conns_.find(w.conn_id);
         if (it == conns_.end() || it->second->state != TcpConn::State::kResolve) continue;
@@ -975,8 +987,8 @@ class EgressProxy::Impl {
     std::vector<IpAddress> ok = Allowed(entry.addresses);
     if (ok.empty() && !entry.addresses.empty()) {
       std::string why = fmt::format(
-          "{} resolves only to addresses that are not public ({}): DNS rebinding is refused",
-          name, entry.addresses.front().ToString());
+          "{} resolves only to addresses that are not public ({}): DNS rebinding is refused", name,
+          entry.addresses.front().ToString());
       RefuseLookup(w, name, why);
       return;
     }
@@ -1023,8 +1035,8 @@ class EgressProxy::Impl {
     w.server_ip = server;
     EgressDecision d = policy_.AllowsLookup(q->name);
     if (!d.allowed || q->klass != kClassIn) {
-      RefuseLookup(w, q->name, fmt::format("{} is not in the sandbox's egress allow-list",
-                                           q->name));
+      RefuseLookup(w, q->name,
+                   fmt::format("{} is not in the sandbox's egress allow-list", q->name));
       return;
     }
     if (q->type != kTypeA) {
@@ -1044,8 +1056,8 @@ class EgressProxy::Impl {
 
   void SendDns(const DnsWaiter& w, const std::string& reply) {
     SockAddr to = SockAddr::From(w.client_ip, w.client_port);
-    IpAddress resolver = *IpAddress::Parse(kResolverAddress);
-    if (w.server_ip == resolver) {
+    static const IpAddress kResolver = IpAddress::Parse(kResolverAddress).value_or(IpAddress{});
+    if (w.server_ip == kResolver) {
       (void)::sendto(sockets_.resolver.get(), reply.data(), reply.size(), 0, to.get(), to.len);
       return;
     }
@@ -1118,8 +1130,8 @@ class EgressProxy::Impl {
     if (!d.allowed) name = LearnedName(orig, port, Transport::kUdp);
     if (!d.allowed && name.empty()) {
       ++udp_denied_;
-      if (FirstReport(fmt::format("udp {}:{} {}", client.ToString(), client_port,
-                                  HostPort(orig, port)))) {
+      if (FirstReport(
+              fmt::format("udp {}:{} {}", client.ToString(), client_port, HostPort(orig, port)))) {
         EgressDenial e;
         e.operation = "send";
         e.address = orig.ToString();

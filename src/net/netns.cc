@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <linux/fib_rules.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -18,8 +19,6 @@
 #include <optional>
 #include <string>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "base/log.h"
 
@@ -198,7 +197,8 @@ Result<UniqueFd> TransparentSocket(int type, const char* ip, uint16_t port, bool
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
     return Error::FromErrno(errno, fmt::format("bind {}:{}", ip, port));
   }
-  if (type == SOCK_STREAM && ::listen(fd.get(), 1024) != 0) return Error::FromErrno(errno, "listen");
+  if (type == SOCK_STREAM && ::listen(fd.get(), 1024) != 0)
+    return Error::FromErrno(errno, "listen");
   return fd;
 }
 
@@ -214,6 +214,7 @@ Result<T> InNetns(int netns_fd, Fn fn) {
     out.emplace(fn());
   });
   t.join();
+  if (!out) return Error(ErrorCode::kInternal, "network namespace helper thread produced nothing");
   return std::move(*out);
 }
 

@@ -68,9 +68,7 @@ PeekResult PeekTls(std::string_view p) {
   return none;
 }
 
-bool IsToken(char c) {
-  return (c >= 'A' && c <= 'Z');
-}
+bool IsToken(char c) { return (c >= 'A' && c <= 'Z'); }
 
 // "host", "host:port", "[v6]:port" → the host part; port into *port when present.
 std::string_view SplitHostPort(std::string_view s, uint16_t* port) {
@@ -80,8 +78,7 @@ std::string_view SplitHostPort(std::string_view s, uint16_t* port) {
     if (close == std::string_view::npos) return s;
     host = s.substr(1, close - 1);
     if (close + 1 < s.size() && s[close + 1] == ':') port_text = s.substr(close + 2);
-  } else if (size_t colon = s.rfind(':');
-             colon != std::string_view::npos && s.find(':') == colon) {
+  } else if (size_t colon = s.rfind(':'); colon != std::string_view::npos && s.find(':') == colon) {
     host = s.substr(0, colon);
     port_text = s.substr(colon + 1);
   }
@@ -96,7 +93,8 @@ std::string_view SplitHostPort(std::string_view s, uint16_t* port) {
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 

@@ -20,7 +20,7 @@ struct PeekResult {
     kOther,     // neither: the protocol is not one whose name we can read
   };
   Kind kind = Kind::kNeedMore;
-  std::string name;  // lower case, a valid host name, or ""
+  std::string name;     // lower case, a valid host name, or ""
   std::string literal;  // the raw host text when it is not a name (an address literal)
   uint16_t port = 0;
   size_t consumed = 0;

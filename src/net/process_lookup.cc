@@ -57,14 +57,14 @@ uint64_t SocketInode(int diag_fd, const SocketTuple& t) {
     return 0;
   }
   if (n <= 0) return 0;
-  for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<size_t>(n));
-       h = NLMSG_NEXT(h, n)) {
-    if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE) return 0;
-    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
-    auto* r = reinterpret_cast<inet_diag_msg*>(NLMSG_DATA(h));
-    return r->idiag_inode;
-  }
-  return 0;
+  // An exact lookup answers with one message: the socket, or an error.
+  nlmsghdr h{};
+  if (static_cast<size_t>(n) < NLMSG_HDRLEN + sizeof(inet_diag_msg)) return 0;
+  std::memcpy(&h, buf, sizeof(h));
+  if (h.nlmsg_type != SOCK_DIAG_BY_FAMILY || h.nlmsg_len > static_cast<size_t>(n)) return 0;
+  inet_diag_msg r{};
+  std::memcpy(&r, buf + NLMSG_HDRLEN, sizeof(r));
+  return r.idiag_inode;
 }
 
 std::string Cmdline(pid_t pid) {
@@ -87,7 +87,7 @@ std::string Cmdline(pid_t pid) {
 ProcessInfo FindSocketOwner(int diag_fd, int netns_fd, const SocketTuple& tuple) {
   ProcessInfo info;
   uint64_t inode = SocketInode(diag_fd, tuple);
-  struct stat ns{};
+  struct stat ns {};
   if (inode == 0 || ::fstat(netns_fd, &ns) != 0) return info;
   const std::string want = "socket:[" + std::to_string(inode) + "]";
   DIR* proc = ::opendir("/proc");
@@ -96,7 +96,7 @@ ProcessInfo FindSocketOwner(int diag_fd, int netns_fd, const SocketTuple& tuple)
   while (dirent* e = ::readdir(proc)) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9' || ++seen > kMaxProcesses) continue;
     std::string base = std::string("/proc/") + e->d_name;
-    struct stat st{};
+    struct stat st {};
     if (::stat((base + "/ns/net").c_str(), &st) != 0 || st.st_ino != ns.st_ino ||
         st.st_dev != ns.st_dev) {
       continue;

@@ -22,8 +22,8 @@ struct SocketTuple {
 };
 
 struct ProcessInfo {
-  pid_t pid = 0;         // host pid; 0 when unknown
-  std::string command;   // its command line, arguments joined by spaces (≤ 256 bytes)
+  pid_t pid = 0;        // host pid; 0 when unknown
+  std::string command;  // its command line, arguments joined by spaces (≤ 256 bytes)
 };
 
 // `diag_fd`: a NETLINK_SOCK_DIAG socket created in the sandbox's namespace; `netns_fd`: that

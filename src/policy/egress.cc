@@ -1,19 +1,17 @@
 #include "policy/egress.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstring>
 
-#include <fmt/format.h>
-
 namespace agentfense::policy {
 namespace {
 
 Error Bad(std::string_view rule, std::string_view why) {
-  return Error(ErrorCode::kInvalidArgument,
-               fmt::format("egress rule '{}': {}", rule, why));
+  return Error(ErrorCode::kInvalidArgument, fmt::format("egress rule '{}': {}", rule, why));
 }
 
 std::string Lower(std::string_view s) {
@@ -27,36 +25,36 @@ std::string Lower(std::string_view s) {
 // Special-purpose ranges (IANA IPv4/IPv6 special-purpose address registries, plus the ranges a
 // cloud or a host uses internally). Kept as text: the table is read once per process.
 constexpr const char* kSpecialV4[] = {
-    "0.0.0.0/8",       // "this network"
-    "10.0.0.0/8",      // private
-    "100.64.0.0/10",   // shared address space (CGNAT; some clouds' metadata: 100.100.100.200)
-    "127.0.0.0/8",     // loopback
-    "169.254.0.0/16",  // link-local: 169.254.169.254 is the cloud metadata service
-    "172.16.0.0/12",   // private
-    "192.0.0.0/24",    // IETF protocol assignments (192.0.0.192: a cloud's metadata)
-    "192.0.2.0/24",    // documentation
-    "192.88.99.0/24",  // 6to4 relay anycast
-    "192.168.0.0/16",  // private
-    "198.18.0.0/15",   // benchmarking (also used as fake-IP space by proxies)
+    "0.0.0.0/8",        // "this network"
+    "10.0.0.0/8",       // private
+    "100.64.0.0/10",    // shared address space (CGNAT; some clouds' metadata: 100.100.100.200)
+    "127.0.0.0/8",      // loopback
+    "169.254.0.0/16",   // link-local: 169.254.169.254 is the cloud metadata service
+    "172.16.0.0/12",    // private
+    "192.0.0.0/24",     // IETF protocol assignments (192.0.0.192: a cloud's metadata)
+    "192.0.2.0/24",     // documentation
+    "192.88.99.0/24",   // 6to4 relay anycast
+    "192.168.0.0/16",   // private
+    "198.18.0.0/15",    // benchmarking (also used as fake-IP space by proxies)
     "198.51.100.0/24",  // documentation
     "203.0.113.0/24",   // documentation
     "224.0.0.0/4",      // multicast
     "240.0.0.0/4",      // reserved, and 255.255.255.255
 };
 constexpr const char* kSpecialV6[] = {
-    "::/96",          // unspecified, loopback, IPv4-compatible
-    "64:ff9b::/96",   // NAT64 (embeds an IPv4 address)
+    "::/96",           // unspecified, loopback, IPv4-compatible
+    "64:ff9b::/96",    // NAT64 (embeds an IPv4 address)
     "64:ff9b:1::/48",  // local-use NAT64
-    "100::/64",       // discard-only
-    "2001::/23",      // IETF protocol assignments (Teredo 2001::/32 embeds IPv4)
-    "2001:db8::/32",  // documentation
-    "2002::/16",      // 6to4 (embeds IPv4)
-    "3fff::/20",      // documentation
-    "5f00::/16",      // segment routing
-    "fc00::/7",       // unique local (fd00:ec2::254: a cloud's metadata)
-    "fe80::/10",      // link-local
-    "fec0::/10",      // site-local (deprecated)
-    "ff00::/8",       // multicast
+    "100::/64",        // discard-only
+    "2001::/23",       // IETF protocol assignments (Teredo 2001::/32 embeds IPv4)
+    "2001:db8::/32",   // documentation
+    "2002::/16",       // 6to4 (embeds IPv4)
+    "3fff::/20",       // documentation
+    "5f00::/16",       // segment routing
+    "fc00::/7",        // unique local (fd00:ec2::254: a cloud's metadata)
+    "fe80::/10",       // link-local
+    "fec0::/10",       // site-local (deprecated)
+    "ff00::/8",        // multicast
 };
 
 // Never declared public by an operator: what a sandbox must not reach through "public" mode.
@@ -133,9 +131,8 @@ Result<std::vector<PortRange>> ParsePorts(std::string_view rule, std::string_vie
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string_view item =
-        text.substr(start, comma == std::string_view::npos ? std::string_view::npos
-                                                           : comma - start);
+    std::string_view item = text.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     size_t dash = item.find('-');
     auto num = [&](std::string_view s, uint16_t* v) {
       unsigned n = 0;
@@ -266,8 +263,8 @@ std::optional<std::string> NormalizeHostName(std::string_view name) {
     std::string_view label = std::string_view(lower).substr(
         start, dot == std::string::npos ? std::string::npos : dot - start);
     if (!ValidLabel(label)) return std::nullopt;
-    all_digits_last = std::all_of(label.begin(), label.end(),
-                                  [](char c) { return c >= '0' && c <= '9'; });
+    all_digits_last =
+        std::all_of(label.begin(), label.end(), [](char c) { return c >= '0' && c <= '9'; });
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
@@ -281,8 +278,9 @@ Result<EgressRule> ParseEgressRule(std::string_view text) {
   if (text.size() > 300) return Bad(text.substr(0, 40), "longer than 300 bytes");
   for (char c : text) {
     if (static_cast<unsigned char>(c) <= ' ' || static_cast<unsigned char>(c) >= 0x7f) {
-      return Bad(text, "only printable ASCII without spaces (write internationalized names in "
-                       "their xn-- form)");
+      return Bad(text,
+                 "only printable ASCII without spaces (write internationalized names in "
+                 "their xn-- form)");
     }
   }
   EgressRule r;
@@ -322,9 +320,8 @@ Result<EgressRule> ParseEgressRule(std::string_view text) {
 
   bool looks_like_address = target.find(':') != std::string_view::npos ||
                             target.find('/') != std::string_view::npos ||
-                            std::all_of(target.begin(), target.end(), [](char c) {
-                              return (c >= '0' && c <= '9') || c == '.';
-                            });
+                            std::all_of(target.begin(), target.end(),
+                                        [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
   std::string prefix_text;
   if (looks_like_address) {
     std::string why;
@@ -337,8 +334,9 @@ Result<EgressRule> ParseEgressRule(std::string_view text) {
   } else if (target.starts_with("*.")) {
     auto name = NormalizeHostName(target.substr(2));
     if (!name) {
-      return Bad(text, "a wildcard is '*.' followed by a domain name (letters, digits, '-', "
-                       "'_', dots)");
+      return Bad(text,
+                 "a wildcard is '*.' followed by a domain name (letters, digits, '-', "
+                 "'_', dots)");
     }
     r.kind = EgressRule::Kind::kWildcard;
     r.name = *name;
@@ -352,8 +350,9 @@ Result<EgressRule> ParseEgressRule(std::string_view text) {
     }
     auto name = NormalizeHostName(target);
     if (!name) {
-      return Bad(text, "not a host name (labels of letters, digits, '-' and '_', at most 253 "
-                       "bytes) nor an IP address or CIDR");
+      return Bad(text,
+                 "not a host name (labels of letters, digits, '-' and '_', at most 253 "
+                 "bytes) nor an IP address or CIDR");
     }
     r.kind = EgressRule::Kind::kName;
     r.name = *name;
@@ -450,8 +449,7 @@ EgressDecision EgressPolicy::AllowsAddress(const IpAddress& a, uint16_t port, Tr
                       a.v6 ? "[" + a.ToString() + "]" : a.ToString(), port, why)};
 }
 
-EgressDecision EgressPolicy::AllowsName(std::string_view name, uint16_t port,
-                                        Transport t) const {
+EgressDecision EgressPolicy::AllowsName(std::string_view name, uint16_t port, Transport t) const {
   for (size_t i = 0; i < rules_.size(); ++i) {
     const EgressRule& r = rules_[i];
     if (r.transport == t && NameMatches(r, name) && r.MatchesPort(port)) {
@@ -487,8 +485,7 @@ Result<SocketAddress> ParseSocketAddress(std::string_view text, uint16_t default
   }
   auto addr = IpAddress::Parse(host);
   if (!addr) {
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("address '{}': not an IP address", text));
+    return Error(ErrorCode::kInvalidArgument, fmt::format("address '{}': not an IP address", text));
   }
   s.address = *addr;
   if (!port.empty()) {

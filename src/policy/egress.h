@@ -37,9 +37,7 @@ struct IpAddress {
   std::string ToString() const;
   size_t size() const { return v6 ? 16 : 4; }
   bool operator==(const IpAddress&) const = default;
-  bool operator<(const IpAddress& o) const {
-    return v6 != o.v6 ? v6 < o.v6 : bytes < o.bytes;
-  }
+  bool operator<(const IpAddress& o) const { return v6 != o.v6 ? v6 < o.v6 : bytes < o.bytes; }
 };
 
 struct IpPrefix {
@@ -75,10 +73,10 @@ struct EgressRule {
   enum class Kind { kName, kWildcard, kPrefix };
   Kind kind = Kind::kName;
   Transport transport = Transport::kTcp;
-  std::string name;  // kName: the name; kWildcard: the suffix below which names match
-  IpPrefix prefix;   // kPrefix
+  std::string name;              // kName: the name; kWildcard: the suffix below which names match
+  IpPrefix prefix;               // kPrefix
   std::vector<PortRange> ports;  // empty: every port
-  std::string text;  // canonical form ("*.pypi.org:443", "udp:10.0.0.0/8:53")
+  std::string text;              // canonical form ("*.pypi.org:443", "udp:10.0.0.0/8:53")
 
   bool MatchesPort(uint16_t port) const;
 };

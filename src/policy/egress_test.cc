@@ -95,12 +95,32 @@ TEST(EgressPolicy, ErrorsNameTheRuleIndexAndLimits) {
 }
 
 TEST(SpecialPurpose, Table) {
-  for (const char* s : {"127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
-                        "169.254.169.254", "100.64.0.1", "100.100.100.200", "0.0.0.0",
-                        "255.255.255.255", "224.0.0.1", "192.0.0.192", "198.51.100.7", "::1",
-                        "::", "fe80::1", "fd00:ec2::254", "fc00::1", "ff02::1", "2001:db8::1",
-                        "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::7f00:1",
-                        "2002:7f00:1::", "2001::1", "::127.0.0.1"}) {
+  for (const char* s : {"127.0.0.1",
+                        "10.1.2.3",
+                        "172.16.0.1",
+                        "172.31.255.255",
+                        "192.168.1.1",
+                        "169.254.169.254",
+                        "100.64.0.1",
+                        "100.100.100.200",
+                        "0.0.0.0",
+                        "255.255.255.255",
+                        "224.0.0.1",
+                        "192.0.0.192",
+                        "198.51.100.7",
+                        "::1",
+                        "::",
+                        "fe80::1",
+                        "fd00:ec2::254",
+                        "fc00::1",
+                        "ff02::1",
+                        "2001:db8::1",
+                        "::ffff:127.0.0.1",
+                        "::ffff:169.254.169.254",
+                        "64:ff9b::7f00:1",
+                        "2002:7f00:1::",
+                        "2001::1",
+                        "::127.0.0.1"}) {
     EXPECT_TRUE(IsSpecialPurpose(Ip(s))) << s;
   }
   for (const char* s : {"1.1.1.1", "8.8.8.8", "140.82.112.3", "172.32.0.1", "100.128.0.1",
@@ -135,8 +155,8 @@ TEST(EgressPolicy, NamesWildcardsAndPorts) {
 }
 
 TEST(EgressPolicy, AddressesNeedAnAddressRule) {
-  auto p = EgressPolicy::Create(false, {"github.com", "10.9.0.0/16:5432", "127.0.0.1:5201",
-                                        "udp:10.9.0.53:53"});
+  auto p = EgressPolicy::Create(
+      false, {"github.com", "10.9.0.0/16:5432", "127.0.0.1:5201", "udp:10.9.0.53:53"});
   ASSERT_TRUE(p.ok());
   // A raw public address is refused with a list: names do not allow their addresses.
   EXPECT_FALSE(p->AllowsAddress(Ip("140.82.112.3"), 443, Transport::kTcp, false).allowed);

@@ -30,8 +30,9 @@ bool ValidId(const std::string& id) {
 }
 
 bool SafeResolver(const std::string& ip) {
-  return !ip.empty() && ip.size() <= 15 &&
-         std::all_of(ip.begin(), ip.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || c == '.'; });
+  return !ip.empty() && ip.size() <= 15 && std::all_of(ip.begin(), ip.end(), [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c)) || c == '.';
+  });
 }
 
 bool SafeHostPath(const std::string& p) {

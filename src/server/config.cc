@@ -1,12 +1,11 @@
 #include "server/config.h"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
 #include <set>
 #include <sstream>
-
-#include <fmt/format.h>
 
 #include "base/units.h"
 #include "policy/egress.h"

@@ -320,14 +320,14 @@ void RestServer::RegisterExtensionRoutes() {
   });
   svr_->Put(R"(/v1/sandboxes/([^/]+)/egress)",
             [&d](const Request& req, Response& res, const ContentReader& rd) {
-    ServeJson(d, req, res, "/v1/sandboxes/{id}/egress:put",
-              [&](RestCall& call) -> Result<std::string> {
-      v1::UpdateEgressRequest m;
-      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
-      m.set_sandbox_id(call.Param(1));
-      return Json(d.sandboxes->UpdateEgress(call.context(), m));
-    });
-  });
+              ServeJson(d, req, res, "/v1/sandboxes/{id}/egress:put",
+                        [&](RestCall& call) -> Result<std::string> {
+                          v1::UpdateEgressRequest m;
+                          AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+                          m.set_sandbox_id(call.Param(1));
+                          return Json(d.sandboxes->UpdateEgress(call.context(), m));
+                        });
+            });
   svr_->Get(R"(/v1/sandboxes/([^/]+)/permissions:explain)", [&d](const Request& req, Response& res) {
     ServeJson(d, req, res, "/v1/sandboxes/{id}/permissions:explain",
               [&](RestCall& call) -> Result<std::string> {

@@ -101,10 +101,11 @@ int main(int argc, char** argv) {
   }
   AF_LOG_INFO("configuration from {}", config->source);
   if (config->runtime.docker.network_mode != "none") {
-    AF_LOG_WARN("runtime.docker.network_mode {} no longer selects a Docker network: a sandbox "
-                "with network gets a namespace of its own behind its egress filter "
-                "(docs/NETWORK.md)",
-                config->runtime.docker.network_mode);
+    AF_LOG_WARN(
+        "runtime.docker.network_mode {} no longer selects a Docker network: a sandbox "
+        "with network gets a namespace of its own behind its egress filter "
+        "(docs/NETWORK.md)",
+        config->runtime.docker.network_mode);
   }
   for (const auto& key : config->unknown_keys) {
     AF_LOG_WARN("unknown configuration key ignored: {}", key);

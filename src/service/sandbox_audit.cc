@@ -43,12 +43,11 @@ std::optional<store::AuditEventRecord> ParseLine(std::string_view line,
     ev.command = j.value("command", std::string());
     std::string addr = j.value("addr", std::string());
     std::string name = j.value("name", std::string());
-    ev.detail = fmt::format("egress {} to {}{}{} refused (host pid {})", ev.operation,
-                            name.empty() ? "" : name + " ",
-                            addr.empty() ? "" : "address " + addr + " ",
-                            j.value("port", 0) ? "port " + std::to_string(j.value("port", 0))
-                                               : std::string(),
-                            j.value("pid", 0));
+    ev.detail = fmt::format(
+        "egress {} to {}{}{} refused (host pid {})", ev.operation, name.empty() ? "" : name + " ",
+        addr.empty() ? "" : "address " + addr + " ",
+        j.value("port", 0) ? "port " + std::to_string(j.value("port", 0)) : std::string(),
+        j.value("pid", 0));
     return ev;
   }
   ev.time_ns = j.value("time", int64_t{0}) * 1'000'000'000;

@@ -69,23 +69,26 @@ std::string SandboxManager::MetricsText() {
   }
 
   // The egress filters of the running sandboxes (docs/NETWORK.md), summed like the FUSE counts.
-  out += "# HELP agentfense_egress_connections TCP connections and UDP flows the running "
-         "sandboxes' egress filters allowed or refused since each started.\n"
-         "# TYPE agentfense_egress_connections gauge\n";
+  out +=
+      "# HELP agentfense_egress_connections TCP connections and UDP flows the running "
+      "sandboxes' egress filters allowed or refused since each started.\n"
+      "# TYPE agentfense_egress_connections gauge\n";
   for (const auto& [label, key] : {std::pair{"proto=\"tcp\",decision=\"allowed\"", "tcp_allowed"},
                                    {"proto=\"tcp\",decision=\"denied\"", "tcp_denied"},
                                    {"proto=\"udp\",decision=\"allowed\"", "udp_allowed"},
                                    {"proto=\"udp\",decision=\"denied\"", "udp_denied"}}) {
     out += fmt::format("agentfense_egress_connections{{{}}} {}\n", label, egress[key]);
   }
-  out += "# HELP agentfense_egress_dns_queries DNS questions the sandboxes' resolvers answered or "
-         "refused.\n# TYPE agentfense_egress_dns_queries gauge\n";
+  out +=
+      "# HELP agentfense_egress_dns_queries DNS questions the sandboxes' resolvers answered or "
+      "refused.\n# TYPE agentfense_egress_dns_queries gauge\n";
   out += fmt::format("agentfense_egress_dns_queries{{decision=\"answered\"}} {}\n",
                      egress["dns_answered"]);
   out += fmt::format("agentfense_egress_dns_queries{{decision=\"refused\"}} {}\n",
                      egress["dns_refused"]);
-  out += "# HELP agentfense_egress_bytes Bytes relayed by the egress filters, by direction.\n"
-         "# TYPE agentfense_egress_bytes gauge\n";
+  out +=
+      "# HELP agentfense_egress_bytes Bytes relayed by the egress filters, by direction.\n"
+      "# TYPE agentfense_egress_bytes gauge\n";
   out += fmt::format("agentfense_egress_bytes{{direction=\"out\"}} {}\n", egress["bytes_out"]);
   out += fmt::format("agentfense_egress_bytes{{direction=\"in\"}} {}\n", egress["bytes_in"]);
 

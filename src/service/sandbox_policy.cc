@@ -2,17 +2,16 @@
 // running sandbox: the supervisor has dropped every stale cache before we reply, SPEC §3.7);
 // ExplainPermission answers "why can (not) the agent see this path" from the stored rules.
 #include <fcntl.h>
-#include <sys/stat.h>
-
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include "base/path.h"
 #include "policy/egress.h"
 #include "policy/policy.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
-#include "store/ids.h"
 #include "store/codebase_files.h"
+#include "store/ids.h"
 #include "store/metadata_store.h"
 #include "store/safe_open.h"
 
@@ -44,11 +43,12 @@ Result<v1::Sandbox> SandboxManager::UpdatePermissions(const CallContext&,
   return SandboxToProto(rec);
 }
 
-Status SandboxManager::SetEgress(store::SandboxRecord& rec, bool any_public,
-                                 const google::protobuf::RepeatedPtrField<std::string>& allow) const {
+Status SandboxManager::SetEgress(
+    store::SandboxRecord& rec, bool any_public,
+    const google::protobuf::RepeatedPtrField<std::string>& allow) const {
   std::vector<std::string> rules(allow.begin(), allow.end());
-  AF_ASSIGN_OR_RETURN(auto egress, policy::EgressPolicy::Create(any_public, rules,
-                                                                options_.network_public_cidrs));
+  AF_ASSIGN_OR_RETURN(
+      auto egress, policy::EgressPolicy::Create(any_public, rules, options_.network_public_cidrs));
   rec.egress_any_public = any_public;
   rec.egress_allow = egress.RuleTexts();
   return OkStatus();

@@ -23,8 +23,8 @@ struct Limits {
 // The sandbox's egress when network is on (docs/NETWORK.md); validated by the supervisor with
 // policy::EgressPolicy::Create.
 struct EgressSpec {
-  bool any_public = false;          // every public destination, plus `allow`
-  std::vector<std::string> allow;   // egress rules ("github.com", "*.pypi.org:443", CIDRs...)
+  bool any_public = false;                // every public destination, plus `allow`
+  std::vector<std::string> allow;         // egress rules ("github.com", "*.pypi.org:443", CIDRs...)
   std::vector<std::string> dns_servers;   // upstream resolvers; empty: the host's resolv.conf
   std::vector<std::string> public_cidrs;  // special-purpose ranges the operator calls public
 };

@@ -12,10 +12,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/log.h"
 #include "supervisor/relay.h"
@@ -99,8 +98,8 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
   AF_ASSIGN_OR_RETURN(auto policy, policy::Policy::Compile(sp.rules));
   if (sp.network) {
     // Refused before anything is mounted or started: a bad rule is the caller's error.
-    auto egress = policy::EgressPolicy::Create(sp.egress.any_public, sp.egress.allow,
-                                               sp.egress.public_cidrs);
+    auto egress =
+        policy::EgressPolicy::Create(sp.egress.any_public, sp.egress.allow, sp.egress.public_cidrs);
     if (!egress.ok()) return std::move(egress).error().With("egress policy");
   }
   fs::FsOptions options;
@@ -152,9 +151,9 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
   netns.Reset();
   if (sp.network && sp.runtime == RuntimeKind::kDocker) {
     pid_t pid = s->runtime_->pid();
-    UniqueFd ns(pid > 0 ? ::open(("/proc/" + std::to_string(pid) + "/ns/net").c_str(),
-                                 O_RDONLY | O_CLOEXEC)
-                        : -1);
+    UniqueFd ns(
+        pid > 0 ? ::open(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC)
+                : -1);
     if (!ns) return Error(ErrorCode::kUnavailable, "the container's network namespace is gone");
     AF_RETURN_IF_ERROR(s->StartEgress(std::move(ns)));
   }
@@ -198,11 +197,10 @@ Status Supervisor::StartEgress(UniqueFd netns) {
                                        std::move(options));
   if (!proxy.ok()) return std::move(proxy).error().With("starting the egress filter");
   egress_ = std::move(*proxy);
-  AF_LOG_INFO("supervisor {}: network namespace and egress filter ready in {} us",
-              spec_.sandbox_id,
-              std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - t0)
-                  .count());
+  AF_LOG_INFO(
+      "supervisor {}: network namespace and egress filter ready in {} us", spec_.sandbox_id,
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
   return OkStatus();
 }
 
@@ -235,10 +233,14 @@ json Supervisor::EgressCounters() const {
   json out = json::object();
   if (!egress_) return out;
   net::EgressStats s = egress_->Stats();
-  out = {{"tcp_allowed", s.tcp_allowed}, {"tcp_denied", s.tcp_denied},
-         {"udp_allowed", s.udp_allowed}, {"udp_denied", s.udp_denied},
-         {"dns_answered", s.dns_answered}, {"dns_refused", s.dns_refused},
-         {"bytes_out", s.bytes_out},     {"bytes_in", s.bytes_in},
+  out = {{"tcp_allowed", s.tcp_allowed},
+         {"tcp_denied", s.tcp_denied},
+         {"udp_allowed", s.udp_allowed},
+         {"udp_denied", s.udp_denied},
+         {"dns_answered", s.dns_answered},
+         {"dns_refused", s.dns_refused},
+         {"bytes_out", s.bytes_out},
+         {"bytes_in", s.bytes_in},
          {"open_connections", s.open_connections}};
   return out;
 }
@@ -294,8 +296,8 @@ std::string Supervisor::HandleControl(const std::string& line) {
     }
     auto spec = EgressFromJson(req["egress"].dump());
     if (!spec.ok()) return ErrorReply(spec.error()).dump();
-    auto policy = policy::EgressPolicy::Create(spec->any_public, spec->allow,
-                                               spec_.egress.public_cidrs);
+    auto policy =
+        policy::EgressPolicy::Create(spec->any_public, spec->allow, spec_.egress.public_cidrs);
     if (!policy.ok()) return ErrorReply(policy.error()).dump();
     auto st = egress_->SetPolicy(std::move(*policy));  // returns once it decides
     if (!st.ok()) return ErrorReply(st.error()).dump();
