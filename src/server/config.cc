@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -49,21 +50,28 @@ void CollectUnknown(const YAML::Node& node, const std::string& prefix,
   }
 }
 
-// Reads a scalar at a dotted path if present. yaml-cpp throws on type mismatches; every access
-// goes through here so the exception becomes an error that names the key.
-template <typename T>
-Status Read(const YAML::Node& root, const std::string& dotted, T& out) {
+// The node at a dotted path, or nullopt when absent or null (then the default stays).
+std::optional<YAML::Node> Find(const YAML::Node& root, const std::string& dotted) {
   YAML::Node node = YAML::Clone(root);
   std::stringstream ss(dotted);
   std::string part;
   while (std::getline(ss, part, '.')) {
-    if (!node.IsMap()) return OkStatus();
+    if (!node.IsMap()) return std::nullopt;
     node = node[part];
-    if (!node.IsDefined() || node.IsNull()) return OkStatus();
+    if (!node.IsDefined() || node.IsNull()) return std::nullopt;
   }
-  if (!node.IsScalar()) return KeyError(dotted, "expected a single value");
+  return node;
+}
+
+// Reads a scalar at a dotted path if present. yaml-cpp throws on type mismatches; every access
+// goes through here so the exception becomes an error that names the key.
+template <typename T>
+Status Read(const YAML::Node& root, const std::string& dotted, T& out) {
+  std::optional<YAML::Node> node = Find(root, dotted);
+  if (!node) return OkStatus();
+  if (!node->IsScalar()) return KeyError(dotted, "expected a single value");
   try {
-    out = node.as<T>();
+    out = node->as<T>();
   } catch (const YAML::Exception& e) {
     return KeyError(dotted, fmt::format("wrong type ({})", e.what()));
   }
@@ -72,22 +80,16 @@ Status Read(const YAML::Node& root, const std::string& dotted, T& out) {
 
 // A sequence of strings (or one string) at a dotted path, if present.
 Status ReadList(const YAML::Node& root, const std::string& dotted, std::vector<std::string>& out) {
-  YAML::Node node = YAML::Clone(root);
-  std::stringstream ss(dotted);
-  std::string part;
-  while (std::getline(ss, part, '.')) {
-    if (!node.IsMap()) return OkStatus();
-    node = node[part];
-    if (!node.IsDefined() || node.IsNull()) return OkStatus();
-  }
+  std::optional<YAML::Node> node = Find(root, dotted);
+  if (!node) return OkStatus();
   try {
     out.clear();
-    if (node.IsScalar()) {
-      out.push_back(node.as<std::string>());
+    if (node->IsScalar()) {
+      out.push_back(node->as<std::string>());
       return OkStatus();
     }
-    if (!node.IsSequence()) return KeyError(dotted, "expected a list of strings");
-    for (const auto& item : node) {
+    if (!node->IsSequence()) return KeyError(dotted, "expected a list of strings");
+    for (const auto& item : *node) {
       if (!item.IsScalar()) return KeyError(dotted, "expected a list of strings");
       out.push_back(item.as<std::string>());
     }

@@ -107,6 +107,28 @@ TEST(Config, BadValuesNameTheKey) {
   EXPECT_FALSE(ParseConfig("- 1\n- 2\n", "t").ok());
 }
 
+TEST(Config, NetworkKeys) {
+  auto c = ParseConfig(
+      "network:\n  dns_servers: [\"198.51.100.53\", \"[2001:db8::53]:5353\"]\n"
+      "  public_cidrs: 198.51.100.0/24\n",
+      "t");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->network.dns_servers,
+            (std::vector<std::string>{"198.51.100.53", "[2001:db8::53]:5353"}));
+  EXPECT_EQ(c->network.public_cidrs, (std::vector<std::string>{"198.51.100.0/24"}));
+  EXPECT_TRUE(c->unknown_keys.empty());
+  EXPECT_TRUE(ValidateConfig(*c).ok());
+  for (const char* bad : {"network:\n  dns_servers: [dns.example]\n",
+                          "network:\n  public_cidrs: [127.0.0.0/8]\n",
+                          "network:\n  public_cidrs: [10.0.0.1/8]\n",
+                          "network:\n  dns_servers: {a: 1}\n"}) {
+    auto r = ParseConfig(bad, "t");
+    Status st = r.ok() ? ValidateConfig(*r) : Status(r.error());
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.error().message().find("network."), std::string::npos) << st.error().message();
+  }
+}
+
 TEST(Config, RemoteBindNeedsTokenOrOptIn) {
   ConfigOverrides o;
   o.grpc_addr = "0.0.0.0:9000";
