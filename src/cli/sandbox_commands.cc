@@ -1,7 +1,7 @@
 #include "cli/sandbox_commands.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -17,8 +17,8 @@
 #include <cstring>
 #include <filesystem>
 #include <iterator>
-#include <nlohmann/json.hpp>
 #include <optional>
+#include <nlohmann/json.hpp>
 
 #include "base/units.h"
 #include "cli/exit_codes.h"

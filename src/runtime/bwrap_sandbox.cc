@@ -2,8 +2,8 @@
 
 #include <grp.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>

@@ -1,12 +1,13 @@
 #include "server/config.h"
 
-#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
 #include <optional>
 #include <set>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "base/units.h"
 #include "policy/egress.h"

@@ -1,20 +1,20 @@
 #include "service/sandbox_manager.h"
 
-#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "base/log.h"
 #include "fs/mount.h"
 #include "policy/egress.h"
 #include "policy/policy.h"
-#include "runtime/docker_launcher.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
 #include "service/validation.h"

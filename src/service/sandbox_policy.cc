@@ -2,16 +2,17 @@
 // running sandbox: the supervisor has dropped every stale cache before we reply, SPEC §3.7);
 // ExplainPermission answers "why can (not) the agent see this path" from the stored rules.
 #include <fcntl.h>
-#include <fmt/format.h>
 #include <sys/stat.h>
+
+#include <fmt/format.h>
 
 #include "base/path.h"
 #include "policy/egress.h"
 #include "policy/policy.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
-#include "store/codebase_files.h"
 #include "store/ids.h"
+#include "store/codebase_files.h"
 #include "store/metadata_store.h"
 #include "store/safe_open.h"
 

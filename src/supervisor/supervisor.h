@@ -14,15 +14,16 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <shared_mutex>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "fs/mount.h"
-#include "runtime/identity.h"
 #include "net/egress_proxy.h"
+#include "runtime/identity.h"
 #include "supervisor/runtime_instance.h"
 #include "supervisor/spec.h"
 
