@@ -229,7 +229,16 @@ Result<UniqueFd> CurrentNetns() {
 Result<UniqueFd> CreateNetns() {
   return InNetns<UniqueFd>(-1, []() -> Result<UniqueFd> {
     if (::unshare(CLONE_NEWNET) != 0) {
-      return Error::FromErrno(errno, "unshare(CLONE_NEWNET) (needs CAP_SYS_ADMIN)");
+      int err = errno;
+      if (err == EPERM && ::geteuid() != 0) {
+        // Rootless (issue 19): the namespace, its rules and TPROXY would need a user namespace
+        // of the supervisor's own first (docs/NETWORK.md "Rootless").
+        return Error(ErrorCode::kFailedPrecondition,
+                     "network on needs a supervisor running as root: as an ordinary user the "
+                     "sandbox's network namespace cannot be made yet (docs/NETWORK.md, Rootless)",
+                     err);
+      }
+      return Error::FromErrno(err, "unshare(CLONE_NEWNET) (needs CAP_SYS_ADMIN)");
     }
     return CurrentNetns();
   });

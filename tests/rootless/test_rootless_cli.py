@@ -163,6 +163,14 @@ def test_docker_rootless_names_what_it_needs(user, bins, tree):
     assert "user_allow_other" in r.stderr, r.stderr
 
 
+def test_network_rootless_is_refused_never_the_hosts_namespace(user, bins, tree):
+    # The sandbox's network namespace and its filter need root today (docs/NETWORK.md,
+    # Rootless): refused with the reason, never a fallback to the host's network.
+    r = run(user, bins, tree, "true", flags=("--network",))
+    assert r.returncode == 122
+    assert "network on needs a supervisor running as root" in r.stderr, r.stderr
+
+
 # -- start failures, each named with its fix --------------------------------------------------
 
 def in_namespace(user, bins, tree, setup: str, *command: str) -> subprocess.CompletedProcess:
