@@ -49,6 +49,7 @@ SANDBOX_METHODS = {
     "CommitChanges": "unary_unary",
     "DiscardChanges": "unary_unary",
     "GetAuditLog": "unary_unary",
+    "UpdateEgress": "unary_unary",
 }
 
 CODEBASE_METHODS = {
@@ -102,7 +103,9 @@ def test_field_numbers_sample():
         "codebase_id": 1, "permissions": 2, "expires_in": 3, "labels": 4, "runtime": 5,
         "image": 6, "resources": 7,
         # extensions
-        "sync_mode": 100, "network": 101, "delta_quota": 102, "env": 103}
+        "sync_mode": 100, "network": 101, "delta_quota": 102, "env": 103, "egress": 110}
+    assert _numbers(sandbox_pb2.EgressPolicy) == {"allow": 1, "any_public": 2}
+    assert _numbers(sandbox_pb2.UpdateEgressRequest) == {"sandbox_id": 1, "egress": 2}
     assert _numbers(sandbox_pb2.ExecResult) == {
         "stdout": 1, "stderr": 2, "exit_code": 3, "duration": 4}
     assert _numbers(codebase_pb2.UploadChunk) == {"metadata": 1, "data": 2}

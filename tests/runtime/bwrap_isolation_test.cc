@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "net/netns.h"
 #include "runtime_test_env.h"
 
 namespace agentfense::runtime::testing {
@@ -12,9 +13,10 @@ namespace {
 
 class BwrapIsolation : public ::testing::Test {
  protected:
-  void Start(bool network = false) {
+  void Start(bool network = false, int netns_fd = -1) {
     SandboxSpec s = DefaultSpec(ws_.path());
     s.network = network;
+    s.netns_fd = netns_fd;
     auto sb = BwrapSandbox::Start(s);
     ASSERT_TRUE(sb.ok()) << sb.error().ToString();
     sb_ = std::move(*sb);
@@ -113,12 +115,28 @@ TEST_F(BwrapIsolation, NoNetworkByDefault) {
   EXPECT_EQ(r.stdout_data, "lo\n");
 }
 
-TEST_F(BwrapIsolation, NetworkWhenAsked) {
+TEST_F(BwrapIsolation, NetworkIsNeverTheHostsNamespace) {
+  // Network on without the namespace the supervisor prepares is refused outright.
+  SandboxSpec s = DefaultSpec(ws_.path());
+  s.network = true;
+  auto refused = BwrapSandbox::Start(s);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().ToString().find("never the host's"), std::string::npos);
+  // With one, the sandbox is in it (not the host's: only its lo), with the generated resolv.conf
+  // and the name service files. The egress filter itself is tested through the supervisor
+  // (tests/py/test_sandbox_network.py, tests/security/test_network.py).
+  auto netns = net::CreateNetns();
+  ASSERT_TRUE(netns.ok()) << netns.error().ToString();
   sb_.reset();
-  Start(/*network=*/true);
+  Start(/*network=*/true, netns->get());
+  struct stat want {}, got {};
+  ASSERT_EQ(::fstat(netns->get(), &want), 0);
+  ASSERT_EQ(::stat(("/proc/" + std::to_string(sb_->pid()) + "/ns/net").c_str(), &got), 0);
+  EXPECT_EQ(got.st_ino, want.st_ino);
   auto r = Run("cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort");
-  EXPECT_NE(r.stdout_data, "lo\n");
-  EXPECT_EQ(Run("test -e /etc/resolv.conf || test ! -e /etc/resolv.conf").exit_code, 0);
+  EXPECT_EQ(r.stdout_data, "lo\n");
+  EXPECT_EQ(Run("cat /etc/resolv.conf").stdout_data, "nameserver 10.0.2.3\n");
+  EXPECT_EQ(Run("test -r /etc/nsswitch.conf").exit_code, 0);
 }
 
 TEST_F(BwrapIsolation, OwnPidNamespaceWithAgentAsInit) {
