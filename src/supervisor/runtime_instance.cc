@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "net/netns.h"
 #include "runtime/bwrap_sandbox.h"
 #include "runtime/docker_launcher.h"
 #include "supervisor/launch.h"
@@ -105,6 +106,7 @@ Result<std::unique_ptr<RuntimeInstance>> StartBwrap(const SupervisorSpec& spec,
   s.workspace_dir = spec.mountpoint;
   s.network = spec.network;
   s.netns_fd = netns_fd;
+  s.resolver = net::kResolverAddress;  // the egress filter answers DNS there
   s.agent_path = spec.agent_path;
   s.bwrap_path = spec.bwrap_path;
   s.limits.memory_bytes = spec.limits.memory_bytes;
