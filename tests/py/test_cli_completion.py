@@ -134,12 +134,12 @@ def test_every_leaf_completes_its_options(check, tree):
 def test_prefixes_global_options_and_values(check, presets, tree):
     top = {s["path"] for s in tree["subcommands"]}
     check({
-        "agentfense sandbox e": {"exec"},
+        "agentfense sandbox e": {"egress", "exec"},
         "agentfense se": {"session"},
         "agentfense sandbox exec --t": {"--timeout", "--token"},
         "agentfense sandbox exec -i": {"-i"},
         # A global option's value is not a command word; the path continues after it.
-        "agentfense --endpoint 127.0.0.1:1 sandbox e": {"exec"},
+        "agentfense --endpoint 127.0.0.1:1 sandbox e": {"egress", "exec"},
         "agentfense --endpoint sandbox ": top,
         "agentfense sandbox create cb_1 --runtime ": {"bwrap", "docker"},
         "agentfense run --preset ": presets,
@@ -160,4 +160,4 @@ def test_zsh_sourced_after_compinit(generated, cwd):
     if ZSH is None:
         pytest.fail("zsh is not installed (scripts/bootstrap installs it)")
     assert zsh_complete(generated, cwd, ["agentfense sandbox e", "agentfense audit --kind d"],
-                        mode="source") == [{"exec"}, {"denied"}]
+                        mode="source") == [{"egress", "exec"}, {"denied"}]
