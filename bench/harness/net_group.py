@@ -186,10 +186,12 @@ def run(ctx: Context) -> dict:
             server_fixture.cleanup_server(srv)
             cg = Path("/sys/fs/cgroup/memory/agentfense-bench-net")
             if cg.exists():
-                try:
-                    cg.rmdir()
-                except OSError:
-                    pass
+                # The sandboxes' own cgroups were made beneath it (v1: under the launcher's).
+                for d in sorted((p for p in cg.rglob("*") if p.is_dir()), reverse=True) + [cg]:
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        pass
     ctx.note(f"net: start ratio {out['start_ratio_p50']:.2f}, +{out['connect_added_ms_p50']:.3f} ms"
              f" per connection, {out['throughput_filtered_gbit']:.2f} Gbit/s")
     return out
