@@ -21,6 +21,9 @@
 namespace agentfense::store {
 namespace {
 
+// The seccomp filter of this test is written for x86-64: elsewhere the test does not exist (rather
+// than skip at run time, which would look like a missing capability).
+#if defined(__x86_64__)
 bool DenyOpenat2WithEnosys() {
   struct sock_filter filter[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -38,9 +41,6 @@ bool DenyOpenat2WithEnosys() {
 }
 
 TEST(SafeOpen, FallsBackToTheWalkWhenOpenat2IsMissing) {
-#if !defined(__x86_64__)
-  GTEST_SKIP() << "seccomp filter in this test is written for x86-64";
-#endif
   testing::TempDir dir;
   std::filesystem::create_directories(dir.Sub("root/a/b"));
   std::ofstream(dir.Sub("root/a/b/f")) << "data";
@@ -67,6 +67,7 @@ TEST(SafeOpen, FallsBackToTheWalkWhenOpenat2IsMissing) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "child step failed (see exit code in the test)";
 }
+#endif  // __x86_64__
 
 TEST(SafeOpen, BothModesAgreeOnEveryKindOfPath) {
   testing::TempDir dir;

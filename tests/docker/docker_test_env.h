@@ -2,9 +2,9 @@
 // ("t<pid>") and temporary directories, so tests running in parallel never see each other's
 // containers, and TearDown proves nothing is left behind.
 //
-// dockerd or the test images missing: the test FAILS when CI=true (CI has every capability) and
-// skips loudly otherwise. scripts/run-tests starts dockerd and builds the images
-// (scripts/ensure-services) before ctest.
+// dockerd or the test images missing: the test FAILS when CI is set (CI has every capability) and
+// skips loudly otherwise (tests/support/capability.h). scripts/run-tests starts dockerd and builds
+// the images (scripts/ensure-services) before ctest.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -20,18 +20,13 @@
 #include <string>
 
 #include "../test_identity.h"
-
+#include "capability.h"
 #include "runtime/docker_launcher.h"
 
 namespace agentfense::runtime::testing {
 
 inline constexpr const char* kBusyboxImage = "agentfense-test/busybox:latest";
 inline constexpr const char* kDebianImage = "agentfense-test/debian:latest";
-
-inline bool InCi() {
-  const char* ci = std::getenv("CI");
-  return ci != nullptr && (std::string(ci) == "true" || std::string(ci) == "1");
-}
 
 // The agent binary built beside this test (CMake passes its path), or $AF_AGENT_PATH.
 inline std::string AgentPath() {
@@ -50,17 +45,11 @@ inline std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Unavailable capability: FAIL in CI, loud skip elsewhere. Use as `AF_REQUIRE(cond, why);`.
-#define AF_DOCKER_REQUIRE(cond, why)                                                       \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      if (::agentfense::runtime::testing::InCi()) {                                        \
-        FAIL() << "CI=true and " << (why);                                                 \
-      }                                                                                    \
-      GTEST_SKIP() << "SKIPPED (no docker): " << (why)                                     \
-                   << " -- run scripts/ensure-services to start dockerd and build images"; \
-    }                                                                                      \
-  } while (0)
+// Unavailable capability: FAIL in CI, loud skip elsewhere. Use as `AF_DOCKER_REQUIRE(cond, why);`.
+#define AF_DOCKER_REQUIRE(cond, why)                         \
+  AF_REQUIRE_CAPABILITY(cond,                                \
+                        std::string("no docker: ") + (why) + \
+                            " -- run scripts/ensure-services to start dockerd and build images")
 
 // The sandboxes' host uid (= gid): this test process's lease (tests/test_identity.h).
 inline uid_t HostUid() { return agentfense::testing::TestIdentity().uid(); }

@@ -133,9 +133,7 @@ std::vector<std::string> Script(const std::string& r) {
 
 class DeltaTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    if (std::string why = FuseUnavailable(); !why.empty()) GTEST_SKIP() << "SKIPPED: " << why;
-  }
+  void SetUp() override { AF_REQUIRE_FUSE(); }
   TempDir dir_;
 };
 

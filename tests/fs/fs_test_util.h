@@ -11,20 +11,20 @@
 #include <string_view>
 #include <vector>
 
+#include "capability.h"
 #include "fs/mount.h"
 #include "fs/perm_fs.h"
 #include "policy/policy.h"
 
 namespace agentfense::fs::testing {
 
-// Empty when mounts can be made here; otherwise why not (tests then GTEST_SKIP loudly).
+// Empty when mounts can be made here; otherwise why not (tests then skip loudly, or fail in CI).
 std::string FuseUnavailable();
 
-#define AF_REQUIRE_FUSE()                                                       \
-  do {                                                                          \
-    if (std::string why = ::agentfense::fs::testing::FuseUnavailable(); !why.empty()) \
-      GTEST_SKIP() << "SKIPPED (needs a real FUSE mount): " << why;             \
-  } while (0)
+#define AF_REQUIRE_FUSE()                                   \
+  AF_REQUIRE_CAPABILITY(                                    \
+      ::agentfense::fs::testing::FuseUnavailable().empty(), \
+      "needs a real FUSE mount: " + ::agentfense::fs::testing::FuseUnavailable())
 
 // A fresh directory under /tmp, removed (without crossing mounts) on destruction.
 class TempDir {

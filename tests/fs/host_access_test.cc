@@ -61,7 +61,7 @@ class HostAccess : public ::testing::Test {
  protected:
   void SetUp() override {
     AF_REQUIRE_FUSE();
-    if (::geteuid() != 0) GTEST_SKIP() << "SKIPPED: needs root to act as other users";
+    AF_REQUIRE_CAPABILITY(::geteuid() == 0, "needs root to act as other users");
   }
   // A source with a world-readable file and a root-only one, everything writable by policy.
   std::unique_ptr<MountedFs> Mount(const MountAccess& access) {

@@ -101,23 +101,20 @@ async def test_async_extensions(server):
                                      sync_mode=af.SyncMode.MANUAL)
         try:
             await c.start_sandbox(sb.id)
-            try:
-                assert "CANARY" not in (await c.exec(sb.id, "cat s.txt")).stdout
-                await c.update_permissions(sb.id, [{"pattern": "**/*", "permission": "write"}])
-                assert (await c.exec(sb.id, "cat s.txt; echo n > new.txt")).stdout == "CANARY-S"
-                ex = await c.explain_permission(sb.id, "/s.txt")
-                assert ex.permission == af.Permission.WRITE
-                ch = await c.list_changes(sb.id)
-                assert "new.txt" in {x.path.lstrip("/") for x in ch.changes}
-                assert (await c.discard_changes(sb.id)) >= 1
-                assert (await c.commit_changes(sb.id)).applied == []
-                assert isinstance((await c.get_audit_log(sandbox_id=sb.id)).events, list)
-                await c.upload_file(cb.id, "gone.txt", "x")
-                await c.delete_file(cb.id, "gone.txt")
-                with pytest.raises(af.FileNotFoundError):
-                    await c.download_file(cb.id, "gone.txt")
-            except af.NotSupportedError as e:
-                pytest.xfail(f"server lacks an extension RPC: {e}")
+            assert "CANARY" not in (await c.exec(sb.id, "cat s.txt")).stdout
+            await c.update_permissions(sb.id, [{"pattern": "**/*", "permission": "write"}])
+            assert (await c.exec(sb.id, "cat s.txt; echo n > new.txt")).stdout == "CANARY-S"
+            ex = await c.explain_permission(sb.id, "/s.txt")
+            assert ex.permission == af.Permission.WRITE
+            ch = await c.list_changes(sb.id)
+            assert "new.txt" in {x.path.lstrip("/") for x in ch.changes}
+            assert (await c.discard_changes(sb.id)) >= 1
+            assert (await c.commit_changes(sb.id)).applied == []
+            assert isinstance((await c.get_audit_log(sandbox_id=sb.id)).events, list)
+            await c.upload_file(cb.id, "gone.txt", "x")
+            await c.delete_file(cb.id, "gone.txt")
+            with pytest.raises(af.FileNotFoundError):
+                await c.download_file(cb.id, "gone.txt")
         finally:
             await c.destroy_sandbox(sb.id)
             await c.delete_codebase(cb.id)

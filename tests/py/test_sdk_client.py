@@ -1,5 +1,5 @@
 """agentfense.SandboxClient against a real server: every method, the error each misuse raises, and
-the extension RPCs (xfail with the reason while the server answers UNIMPLEMENTED)."""
+the extension RPCs (which this server implements: NotSupportedError from them is a failure)."""
 from __future__ import annotations
 
 import hashlib
@@ -56,14 +56,6 @@ def running(client, codebase):
     yield sb
 
 
-def extension(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except af.NotSupportedError as e:
-        assert e.grpc_code == 12
-        pytest.xfail(f"server does not implement {fn.__name__} yet: {e}")
-
-
 def test_endpoint_and_token_from_environment(monkeypatch, server):
     monkeypatch.setenv("AGENTFENSE_ENDPOINT", server.grpc_addr)
     monkeypatch.setenv("AGENTFENSE_TOKEN", "tok")
@@ -101,7 +93,7 @@ def test_codebase_crud_and_files(client):
 
 def test_delete_file(client, codebase):
     client.upload_file(codebase.id, "tmp/a.txt", "x")
-    extension(client.delete_file, codebase.id, "tmp/a.txt")
+    client.delete_file(codebase.id, "tmp/a.txt")
     with pytest.raises(af.FileNotFoundError):
         client.download_file(codebase.id, "tmp/a.txt")
     with pytest.raises(af.FileNotFoundError) as e:
@@ -217,7 +209,7 @@ def test_sessions(client, running):
 
 def test_update_permissions_takes_effect(client, running):
     assert "CANARY-SECRET-1" not in client.exec(running.id, "cat secret.txt").stdout
-    info = extension(client.update_permissions, running.id, [{"pattern": "**/*", "permission": "read"}])
+    info = client.update_permissions(running.id, [{"pattern": "**/*", "permission": "read"}])
     assert [r.pattern for r in info.permissions] == ["**/*"]
     assert "CANARY-SECRET-1" in client.exec(running.id, "cat secret.txt").stdout
     client.update_permissions(running.id, RULES)
@@ -226,7 +218,7 @@ def test_update_permissions_takes_effect(client, running):
 
 
 def test_explain_permission(client, running):
-    ex = extension(client.explain_permission, running.id, "/secret.txt")
+    ex = client.explain_permission(running.id, "/secret.txt")
     assert ex.permission == Permission.NONE and ex.deciding_rule == 3 and ex.reason
     assert any(m.index == 0 for m in ex.matching_rules)
     assert client.explain(running.id, "src/app.py").permission == Permission.READ
@@ -236,7 +228,7 @@ def test_changes_commit_discard(client, codebase):
     sb = client.create_sandbox(codebase.id, [{"pattern": "**/*", "permission": "write"}], sync_mode="manual")
     client.start_sandbox(sb.id)
     client.exec(sb.id, "echo one > out/a.txt; echo two > out/b.txt")
-    ch = extension(client.list_changes, sb.id)
+    ch = client.list_changes(sb.id)
     assert {c.path.lstrip("/") for c in ch.changes} >= {"out/a.txt", "out/b.txt"}
     assert all(c.kind == af.ChangeKind.ADDED for c in ch.changes if not c.is_dir)
     res = client.commit_changes(sb.id)
@@ -250,7 +242,7 @@ def test_changes_commit_discard(client, codebase):
 
 def test_audit_log_records_denials(client, running):
     client.exec(running.id, "cat secret.txt; cat meta/info.txt")
-    page = extension(client.get_audit_log, sandbox_id=running.id)
+    page = client.get_audit_log(sandbox_id=running.id)
     kinds = {(e.kind, e.path.lstrip("/")) for e in page.events}
     assert ("denied", "meta/info.txt") in kinds
     assert all(e.sandbox_id == running.id for e in page.events)

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "capability.h"
 #include "runtime/agent_client.h"
 #include "runtime/bwrap_sandbox.h"
 
@@ -17,14 +18,13 @@ namespace agentfense::runtime::testing {
 uid_t HostUid();
 
 std::string AgentPath();
-// Empty when bwrap sandboxes can run here; else why not (the test skips loudly with it).
+// Empty when bwrap sandboxes can run here; else why not (the test skips loudly with it, or fails
+// in CI).
 std::string WhyNoBwrap();
 
-#define AF_REQUIRE_BWRAP()                                           \
-  do {                                                               \
-    std::string why_ = ::agentfense::runtime::testing::WhyNoBwrap(); \
-    if (!why_.empty()) GTEST_SKIP() << "SKIPPED: " << why_;          \
-  } while (0)
+#define AF_REQUIRE_BWRAP()                                                    \
+  AF_REQUIRE_CAPABILITY(::agentfense::runtime::testing::WhyNoBwrap().empty(), \
+                        ::agentfense::runtime::testing::WhyNoBwrap())
 
 // A temporary directory owned by the sandbox's host uid; removed on destruction.
 class TempWorkspace {

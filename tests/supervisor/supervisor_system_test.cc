@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "capability.h"
 #include "fs/mount.h"
 #include "runtime/agent_client.h"
 #include "supervisor/client.h"
@@ -26,9 +27,8 @@ namespace stdfs = std::filesystem;
 class SupervisorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0 || ::access("/dev/fuse", R_OK | W_OK) != 0) {
-      GTEST_SKIP() << "needs root and /dev/fuse";
-    }
+    AF_REQUIRE_CAPABILITY(::geteuid() == 0 && ::access("/dev/fuse", R_OK | W_OK) == 0,
+                          "needs root and /dev/fuse");
     char tmpl[] = "/tmp/af-sup-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     root_ = tmpl;
