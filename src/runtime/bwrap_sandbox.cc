@@ -65,17 +65,23 @@ bool WaitExit(int pidfd, std::chrono::milliseconds timeout) {
 
 // The child between fork and exec. Only async-signal-safe calls: the parent may be a
 // multi-threaded server whose locks were copied in any state.
-[[noreturn]] void ChildExec(const char* path, char* const* argv, const int* procs, int nprocs,
+[[noreturn]] void ChildExec(const char* path, char* const* argv, int go_r, int go_w,
                             const int (*moves)[2], int nmoves, int err_w, bool drop, uid_t uid,
                             gid_t gid, pid_t parent, int stage_tree, int netns_fd) {
   auto fail = [err_w](int err) {
     (void)!::write(err_w, &err, sizeof(err));
     ::_exit(127);
   };
-  // Into the cgroup first, so bwrap and everything below it are born inside.
-  for (int i = 0; i < nprocs; ++i) {
-    if (::write(procs[i], "0", 1) != 1) fail(errno);
-  }
+  // Wait until the launcher has put this process into the sandbox's cgroup (Cgroup::Adopt), so
+  // bwrap and everything below it are born inside. EOF instead of the byte: the launcher gave up
+  // or died (our copy of the write end is closed first, or EOF could never come).
+  ::close(go_w);
+  char go = 0;
+  ssize_t n;
+  do {
+    n = ::read(go_r, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) ::_exit(127);
   if (stage_tree >= 0) {
     // A mount namespace of bwrap's own, where the workspace (a detached copy of its mount, made
     // from the descriptor the launcher opened: no path is resolved) is attached at the stage, so
@@ -261,10 +267,7 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& req
     move_arr[i][0] = moves[i].first;
     move_arr[i][1] = moves[i].second;
   }
-  std::vector<int> procs;
-  if (sb->cgroup_) {
-    for (const auto& fd : sb->cgroup_->procs_fds()) procs.push_back(fd.get());
-  }
+  AF_ASSIGN_OR_RETURN(auto go_pipe, MakePipe());
   AF_ASSIGN_OR_RETURN(auto err_pipe, MakePipe());
   std::vector<char*> argv;
   argv.reserve(plan.argv.size() + 1);
@@ -275,7 +278,7 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& req
   pid_t pid = ::fork();
   if (pid < 0) return Error::FromErrno(errno, "fork");
   if (pid == 0) {
-    ChildExec(spec.bwrap_path.c_str(), argv.data(), procs.data(), static_cast<int>(procs.size()),
+    ChildExec(spec.bwrap_path.c_str(), argv.data(), go_pipe.first.get(), go_pipe.second.get(),
               move_arr, static_cast<int>(moves.size()), err_pipe.second.get(), drop, spec.host_uid,
               spec.host_gid, parent, stage_tree.get(), spec.network ? spec.netns_fd : -1);
   }
@@ -285,6 +288,20 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& req
   if (pidfd >= 0) sb->pidfd_.Reset(pidfd);
   err_pipe.second.Reset();
   sandbox_end.Reset();
+  go_pipe.first.Reset();
+  if (sb->cgroup_) {
+    if (Status adopted = sb->cgroup_->Adopt(pid); !adopted.ok()) {
+      go_pipe.second.Reset();  // the child reads EOF and exits
+      (void)sb->Stop();
+      return std::move(adopted).error().With("sandbox " + spec.id);
+    }
+  }
+  if (::write(go_pipe.second.get(), "g", 1) != 1) {
+    int err = errno;
+    (void)sb->Stop();
+    return Error::FromErrno(err, "release the sandbox's first process");
+  }
+  go_pipe.second.Reset();
   int child_errno = 0;
   ssize_t n;
   do {
@@ -334,7 +351,8 @@ Status BwrapSandbox::Stop() {
       } else {
         ::kill(pid_, SIGKILL);
       }
-      if (cgroup_) cgroup_->KillAll();
+      // Whatever else is left (bwrap included: it is born inside) dies through the cgroup.
+      if (cgroup_) (void)cgroup_->Kill();
     }
     int status;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <map>
 
+#include "runtime/systemd_scope.h"
+
 namespace agentfense::runtime {
 namespace {
 
@@ -34,17 +36,19 @@ class TempTree : public ::testing::Test {
 
 TEST_F(TempTree, V2Layout) {
   Touch("sys/cgroup.controllers", "cpu memory pids");
-  auto l = ResolveCgroupLayout("sb1", Options());
+  CgroupLimits lim{512 << 20, 100, 1500, 2048};
+  auto l = ResolveCgroupLayout("sb1", Options(), lim);
   ASSERT_TRUE(l.ok()) << l.error().ToString();
   EXPECT_EQ(l->version, CgroupVersion::kV2);
   ASSERT_EQ(l->dirs.size(), 1u);
   EXPECT_EQ(l->dirs[0], root_ + "/sys/agentfense/sb1");
   EXPECT_EQ(l->memory_dir, l->dirs[0]);
+  EXPECT_EQ(l->kill_dir, l->dirs[0]);
   ASSERT_EQ(l->subtree_control.size(), 2u);
   EXPECT_EQ(l->subtree_control[0], root_ + "/sys/cgroup.subtree_control");
   EXPECT_EQ(l->subtree_control[1], root_ + "/sys/agentfense/cgroup.subtree_control");
+  EXPECT_EQ(l->controllers, "+memory +pids +cpu");
 
-  CgroupLimits lim{512 << 20, 100, 1500, 2048};
   auto w = PlanCgroupLimits(*l, lim);
   std::map<std::string, std::string> m;
   for (const auto& x : w) m[x.path.substr(x.path.rfind('/') + 1)] = x.value;
@@ -55,20 +59,39 @@ TEST_F(TempTree, V2Layout) {
   EXPECT_EQ(m["cpu.weight"], std::to_string(1 + (2046 * 9999) / 262142));
 }
 
+TEST_F(TempTree, V2EnablesOnlyTheControllersTheLimitsNeed) {
+  // A hierarchy without controllers (the v2 one of a hybrid host) still serves a sandbox without
+  // limits: nothing to enable, and cgroup.kill works there.
+  Touch("sys/cgroup.controllers", "");
+  auto none = ResolveCgroupLayout("sb1", Options(), {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->subtree_control.empty());
+  EXPECT_TRUE(none->controllers.empty());
+  CgroupLimits pids_only;
+  pids_only.pids_max = 10;
+  auto pids = ResolveCgroupLayout("sb1", Options(), pids_only);
+  ASSERT_TRUE(pids.ok());
+  EXPECT_EQ(pids->controllers, "+pids");
+}
+
 TEST_F(TempTree, V1LayoutNestsUnderOwnCgroup) {
   Touch("sys/memory/cgroup.procs");
   Touch("sys/pids/cgroup.procs");
   Touch("sys/cpu/cgroup.procs");
+  Touch("sys/freezer/cgroup.procs");
   Touch("self_cgroup",
-        "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/x\n0::/\n");
+        "9:name=systemd:/\n8:pids:/\n6:freezer:/f\n4:memory:/process_api/abc\n"
+        "1:cpu,cpuacct:/x\n0::/\n");
   auto l = ResolveCgroupLayout("sb-2", Options());
   ASSERT_TRUE(l.ok()) << l.error().ToString();
   EXPECT_EQ(l->version, CgroupVersion::kV1);
-  ASSERT_EQ(l->dirs.size(), 3u);
+  ASSERT_EQ(l->dirs.size(), 4u);
   EXPECT_EQ(l->dirs[0], root_ + "/sys/memory/process_api/abc/agentfense/sb-2");
   EXPECT_EQ(l->dirs[1], root_ + "/sys/pids/agentfense/sb-2");
   EXPECT_EQ(l->dirs[2], root_ + "/sys/cpu/x/agentfense/sb-2");
+  EXPECT_EQ(l->dirs[3], root_ + "/sys/freezer/f/agentfense/sb-2");
   EXPECT_EQ(l->memory_dir, l->dirs[0]);
+  EXPECT_EQ(l->kill_dir, l->dirs[3]);  // killed through the freezer
 
   CgroupLimits lim{1 << 30, 64, 500, 512};
   auto w = PlanCgroupLimits(*l, lim);
@@ -97,6 +120,22 @@ TEST_F(TempTree, MissingHierarchyIsAClearError) {
   ASSERT_FALSE(l.ok());
   EXPECT_EQ(l.error().code(), ErrorCode::kFailedPrecondition);
   EXPECT_NE(l.error().message().find("pids"), std::string::npos);
+  // Without the freezer a v1 sandbox could only be killed by chasing PIDs: refused.
+  Touch("sys/pids/cgroup.procs");
+  Touch("sys/cpu/cgroup.procs");
+  l = ResolveCgroupLayout("sb", Options());
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.error().message().find("freezer"), std::string::npos) << l.error().ToString();
+}
+
+TEST_F(TempTree, DriverFollowsWhetherSystemdIsPid1) {
+  CgroupOptions o = Options();
+  o.systemd_marker = root_ + "/run-systemd-system";
+  EXPECT_EQ(ResolveCgroupDriver(o), CgroupDriver::kCgroupfs);
+  Touch("run-systemd-system/.keep");
+  EXPECT_EQ(ResolveCgroupDriver(o), CgroupDriver::kSystemd);
+  o.driver = CgroupDriver::kCgroupfs;  // configured explicitly: the marker is not consulted
+  EXPECT_EQ(ResolveCgroupDriver(o), CgroupDriver::kCgroupfs);
 }
 
 TEST_F(TempTree, RefusesBadIds) {
@@ -104,6 +143,39 @@ TEST_F(TempTree, RefusesBadIds) {
   EXPECT_FALSE(ResolveCgroupLayout("../x", Options()).ok());
   EXPECT_FALSE(ResolveCgroupLayout("", Options()).ok());
   EXPECT_FALSE(ResolveCgroupLayout("a/b", Options()).ok());
+}
+
+std::map<std::string, UnitProperty> ByName(const std::vector<UnitProperty>& props) {
+  std::map<std::string, UnitProperty> m;
+  for (const auto& p : props) m[p.name] = p;
+  return m;
+}
+
+TEST(SystemdScope, PropertiesPerCgroupVersion) {
+  EXPECT_EQ(ScopeUnitName("sb_1"), "agentfense-sb_1.scope");
+  CgroupLimits lim{256 << 20, 64, 1500, 2048};
+  auto v2 = ByName(PlanScopeProperties("sb_1", lim, CgroupVersion::kV2));
+  EXPECT_TRUE(v2["Delegate"].flag);
+  EXPECT_EQ(v2["Delegate"].type, 'b');
+  EXPECT_EQ(v2["CollectMode"].text, "inactive-or-failed");
+  EXPECT_EQ(v2["KillSignal"].type, 'i');
+  EXPECT_EQ(v2["KillSignal"].number, 9u);
+  EXPECT_EQ(v2["MemoryMax"].number, 256u << 20);
+  EXPECT_EQ(v2["MemorySwapMax"].number, 0u);
+  EXPECT_EQ(v2.count("MemorySwapMax"), 1u);
+  EXPECT_EQ(v2["TasksMax"].number, 64u);
+  EXPECT_EQ(v2["CPUQuotaPerSecUSec"].number, 1'500'000u);
+  EXPECT_EQ(v2["CPUWeight"].number, CpuWeightFromShares(2048));
+  EXPECT_EQ(v2.count("CPUShares"), 0u);
+  auto v1 = ByName(PlanScopeProperties("sb_1", lim, CgroupVersion::kV1));
+  EXPECT_EQ(v1["MemoryLimit"].number, 256u << 20);
+  EXPECT_EQ(v1.count("MemoryMax"), 0u);
+  EXPECT_EQ(v1["CPUShares"].number, 2048u);
+  EXPECT_EQ(v1.count("CPUWeight"), 0u);
+  // No limits: no limit properties, and the scope is still delegated.
+  auto bare = ByName(PlanScopeProperties("sb_1", {}, CgroupVersion::kV2));
+  EXPECT_EQ(bare.size(), 4u);
+  EXPECT_TRUE(bare["Delegate"].flag);
 }
 
 TEST(CgroupOom, ParsesCounters) {

@@ -135,6 +135,9 @@ TEST_F(BwrapLimits, StopLeavesNothingBehind) {
 TEST_F(BwrapLimits, CgroupLeftByADeadRunIsReclaimed) {
   SandboxSpec s = DefaultSpec(ws_.path());
   s.limits.pids_max = 64;
+  // The cgroupfs driver's leftover (directories); a systemd scope left behind is
+  // SystemdScope.ScopeLeftByADeadRunIsReclaimed.
+  s.cgroup.driver = CgroupDriver::kCgroupfs;
   auto layout = ResolveCgroupLayout(s.id, s.cgroup);
   ASSERT_TRUE(layout.ok()) << layout.error().ToString();
   pid_t leftover = ::fork();
