@@ -420,13 +420,15 @@ Status Cgroup::KillV2(Clock::time_point deadline) const {
   // cgroup.kill (Linux 5.14): the kernel SIGKILLs every member and every process forked while it
   // does so, atomically: a fork bomb cannot outrun it.
   const std::string& dir = layout_.kill_dir;
+  auto populated = [&] {
+    auto events = ReadFile(dir + "/cgroup.events");
+    return events.ok() && events->find("populated 0") == std::string::npos;
+  };
+  if (!populated()) return OkStatus();  // the usual stop: the agent ended everything already
   Status st = WriteFile(dir + "/cgroup.kill", "1");
   if (!st.ok()) return st;
   // Empty once "populated 0": the dying tasks have been released (reaped), not only signalled.
-  bool empty = WaitUntil(deadline, [&] {
-    auto events = ReadFile(dir + "/cgroup.events");
-    return !events.ok() || events->find("populated 0") != std::string::npos;
-  });
+  bool empty = WaitUntil(deadline, [&] { return !populated(); });
   if (!empty) {
     return Error(ErrorCode::kDeadlineExceeded,
                  "cgroup " + dir + " still populated after cgroup.kill: " +
@@ -441,6 +443,7 @@ Status Cgroup::KillV1(Clock::time_point deadline) const {
   // when it thaws.
   const std::string& dir = layout_.kill_dir;
   const std::string state = dir + "/freezer.state";
+  if (ReadPids(dir).empty()) return OkStatus();  // the usual stop: nothing left to freeze
   for (;;) {
     Status st = WriteFile(state, "FROZEN");
     if (!st.ok()) return st;
