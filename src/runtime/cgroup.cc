@@ -239,7 +239,7 @@ std::string ScopeUnitName(const std::string& sandbox_id) {
 }
 
 Cgroup::Cgroup(std::string sandbox_id, CgroupDriver driver, CgroupOptions options,
-               CgroupLimits limits)
+               const CgroupLimits& limits)
     : sandbox_id_(std::move(sandbox_id)),
       driver_(driver),
       options_(std::move(options)),

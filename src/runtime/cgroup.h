@@ -120,7 +120,8 @@ class Cgroup {
   CgroupDriver driver() const { return driver_; }
 
  private:
-  Cgroup(std::string sandbox_id, CgroupDriver driver, CgroupOptions options, CgroupLimits limits);
+  Cgroup(std::string sandbox_id, CgroupDriver driver, CgroupOptions options,
+         const CgroupLimits& limits);
   Status KillV2(std::chrono::steady_clock::time_point deadline) const;
   Status KillV1(std::chrono::steady_clock::time_point deadline) const;
   Status AdoptSystemd(pid_t pid);

@@ -123,8 +123,9 @@ TEST(Seccomp, AllowsOrdinaryCalls) {
               int ev = ::eventfd(0, EFD_CLOEXEC);
               int tf = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
               int mf = ::memfd_create("probe", MFD_CLOEXEC);
-              void* m =
-                  ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+              void* m = mf >= 0 && ::ftruncate(mf, 4096) == 0
+                            ? ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mf, 0)
+                            : MAP_FAILED;
               struct statx sx;
               bool ok = ep >= 0 && ev >= 0 && tf >= 0 && mf >= 0 && m != MAP_FAILED &&
                         ::uname(&u) == 0 && ::clock_gettime(CLOCK_REALTIME, &ts) == 0 &&
