@@ -290,10 +290,16 @@ Result<std::unique_ptr<BwrapSandbox>> BwrapSandbox::Start(const SandboxSpec& req
   sandbox_end.Reset();
   go_pipe.first.Reset();
   if (sb->cgroup_) {
-    if (Status adopted = sb->cgroup_->Adopt(pid); !adopted.ok()) {
+    Status adopted = sb->cgroup_->Adopt(pid);
+    if (!adopted.ok() && (spec.limits.Any() || spec.require_cgroup)) {
       go_pipe.second.Reset();  // the child reads EOF and exits
       (void)sb->Stop();
       return std::move(adopted).error().With("sandbox " + spec.id);
+    }
+    if (!adopted.ok()) {
+      // As when no cgroup can be made (a launcher without rights on the systemd bus, say).
+      AF_LOG_WARN("sandbox {}: running without a cgroup: {}", spec.id, adopted.error().ToString());
+      sb->cgroup_.reset();
     }
   }
   if (::write(go_pipe.second.get(), "g", 1) != 1) {

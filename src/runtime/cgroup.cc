@@ -331,18 +331,18 @@ Status Cgroup::Adopt(pid_t pid) {
 Status Cgroup::AdoptSystemd(pid_t pid) {
   const std::string unit = ScopeUnitName(sandbox_id_);
   const auto properties = PlanScopeProperties(sandbox_id_, limits_, layout_.version);
-  Status st = StartTransientScope(unit, pid, properties);
+  Status st = StartTransientScope(unit, pid, properties, options_.systemd_bus);
   // A scope of that name outlived an earlier run (its supervisor died with processes left in it):
   // stopped (KillSignal=SIGKILL), then made afresh. Stopping is asynchronous: retried briefly.
   const auto deadline = Clock::now() + std::chrono::seconds(5);
   for (int round = 0; !st.ok() && st.error().code() == ErrorCode::kAlreadyExists; ++round) {
     if (round == 0) {
       AF_LOG_WARN("sandbox {}: stopping the scope an earlier run left: {}", sandbox_id_, unit);
-      AF_RETURN_IF_ERROR(StopUnit(unit));
+      AF_RETURN_IF_ERROR(StopUnit(unit, options_.systemd_bus));
     }
     if (Clock::now() >= deadline) break;
     Backoff(round + 10);
-    st = StartTransientScope(unit, pid, properties);
+    st = StartTransientScope(unit, pid, properties, options_.systemd_bus);
   }
   if (!st.ok()) return std::move(st).error().With("sandbox " + sandbox_id_ + ": scope " + unit);
   scope_started_ = true;
@@ -472,7 +472,7 @@ Status Cgroup::Remove() {
   Status result = Kill();
   if (scope_started_) {
     // Stopping the (now empty) scope makes systemd remove its directories and forget the unit.
-    Status st = StopUnit(ScopeUnitName(sandbox_id_));
+    Status st = StopUnit(ScopeUnitName(sandbox_id_), options_.systemd_bus);
     if (!st.ok() && result.ok()) result = st;
     for (const auto& dir : layout_.dirs) {
       if (std::find(created_.begin(), created_.end(), dir) != created_.end()) continue;

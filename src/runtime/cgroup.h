@@ -44,6 +44,8 @@ struct CgroupOptions {
   // kAuto: systemd when `systemd_marker` exists (how sd_booted(3) tells), cgroupfs otherwise.
   CgroupDriver driver = CgroupDriver::kAuto;
   std::string systemd_marker = "/run/systemd/system";
+  // D-Bus address of systemd; empty: its private socket as root, else the system bus.
+  std::string systemd_bus;
 };
 
 // Where a sandbox's cgroup lives. v2: one directory. v1: one directory per controller.

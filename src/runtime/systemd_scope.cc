@@ -79,9 +79,18 @@ Result<const SdBusApi*> LoadApi() {
 // not thread-safe); each operation opens its own: a scope starts once per sandbox start.
 class Bus {
  public:
-  static Result<Bus> Connect() {
+  static Result<Bus> Connect(const std::string& address) {
     AF_ASSIGN_OR_RETURN(const SdBusApi* api, LoadApi());
     Bus b(api);
+    if (!address.empty()) {
+      int rc = api->bus_new(&b.bus_);
+      if (rc >= 0) rc = api->bus_set_address(b.bus_, address.c_str());
+      if (rc >= 0) rc = api->bus_start(b.bus_);
+      if (rc < 0) {
+        return Error(ErrorCode::kUnavailable, "cannot connect to systemd at " + address, -rc);
+      }
+      return b;
+    }
     // As root, systemd's private socket: no dbus-daemon in the path (hosts and containers that
     // run systemd without one work too), and no bus policy to pass.
     if (::geteuid() == 0 && ::access("/run/systemd/private", F_OK) == 0) {
@@ -187,8 +196,9 @@ std::vector<UnitProperty> PlanScopeProperties(const std::string& sandbox_id,
 }
 
 Status StartTransientScope(const std::string& unit, pid_t pid,
-                           const std::vector<UnitProperty>& properties) {
-  AF_ASSIGN_OR_RETURN(Bus bus, Bus::Connect());
+                           const std::vector<UnitProperty>& properties,
+                           const std::string& bus_address) {
+  AF_ASSIGN_OR_RETURN(Bus bus, Bus::Connect(bus_address));
   return bus.CallManager("StartTransientUnit", [&](const SdBusApi& api, SdBusMessage* m) {
     // StartTransientUnit(s name, s mode, a(sv) properties, a(sa(sv)) auxiliary units)
     int rc = api.message_append(m, "ss", unit.c_str(), "fail");
@@ -203,8 +213,8 @@ Status StartTransientScope(const std::string& unit, pid_t pid,
   });
 }
 
-Status StopUnit(const std::string& unit) {
-  AF_ASSIGN_OR_RETURN(Bus bus, Bus::Connect());
+Status StopUnit(const std::string& unit, const std::string& bus_address) {
+  AF_ASSIGN_OR_RETURN(Bus bus, Bus::Connect(bus_address));
   Status st = bus.CallManager("StopUnit", [&](const SdBusApi& api, SdBusMessage* m) {
     return api.message_append(m, "ss", unit.c_str(), "replace");
   });

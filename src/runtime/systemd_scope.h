@@ -53,11 +53,13 @@ std::vector<UnitProperty> PlanScopeProperties(const std::string& sandbox_id,
 // itself happens when the job runs: callers wait for /proc/PID/cgroup to name the unit).
 // kAlreadyExists when a unit of that name exists, kUnavailable when systemd cannot be reached
 // (libsystemd missing, no bus), kFailedPrecondition for any other refusal, with systemd's words.
+// `bus`: a D-Bus address; empty: systemd's private socket as root, else the system bus.
 Status StartTransientScope(const std::string& unit, pid_t pid,
-                           const std::vector<UnitProperty>& properties);
+                           const std::vector<UnitProperty>& properties,
+                           const std::string& bus = "");
 
 // Stops `unit` (its processes get SIGKILL, its cgroup goes). A unit that does not exist (any
 // more) is not an error.
-Status StopUnit(const std::string& unit);
+Status StopUnit(const std::string& unit, const std::string& bus = "");
 
 }  // namespace agentfense::runtime

@@ -167,6 +167,29 @@ TEST_F(BwrapLimits, CgroupLeftByADeadRunIsReclaimed) {
   for (const auto& d : layout->dirs) EXPECT_FALSE(std::filesystem::exists(d)) << d;
 }
 
+// The systemd driver when systemd cannot be reached (a bus nobody listens on): with limits the
+// start fails and says why; without, the sandbox runs without a cgroup, as when none can be made
+// with cgroupfs.
+TEST_F(BwrapLimits, UnreachableSystemdFailsOnlyASandboxThatNeedsLimits) {
+  SandboxSpec s = DefaultSpec(ws_.path());
+  s.cgroup.driver = CgroupDriver::kSystemd;
+  s.cgroup.systemd_bus = "unix:path=" + ws_.path() + "/no-bus";
+  s.limits.pids_max = 32;
+  auto r = BwrapSandbox::Start(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().ToString().find("systemd"), std::string::npos) << r.error().ToString();
+  s = DefaultSpec(ws_.path());
+  s.cgroup.driver = CgroupDriver::kSystemd;
+  s.cgroup.systemd_bus = "unix:path=" + ws_.path() + "/no-bus";
+  s.require_cgroup = false;  // (the tests' default asks for one)
+  auto ok = BwrapSandbox::Start(s);
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_EQ((*ok)->cgroup(), nullptr);
+  auto e = (*ok)->Exec(Shell("echo alive"));
+  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  EXPECT_EQ(e->stdout_data, "alive\n");
+}
+
 TEST_F(BwrapLimits, LauncherErrorsAreClear) {
   SandboxSpec s = DefaultSpec(ws_.path());
   s.bwrap_path = "/nonexistent/bwrap";
