@@ -5,10 +5,18 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("AGENTFENSE_BUILD_DIR", REPO / "build"))
 BINARY = BUILD / "bin" / "agentfense"
 SECRET = "TOPSECRET-7f3a"
+
+# The Docker runtime needs root: dockerd binds the sandbox's mount as root, which a rootless mount
+# serves only with user_allow_other (docs/OPERATIONS.md, "Rootless"). As an ordinary user these
+# cases skip (and fail in CI, which runs them as root).
+needs_root_for_docker = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the Docker runtime needs root (docs/OPERATIONS.md, Rootless)")
 
 
 def assert_clean(rundir):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_fixtures import BINARY, SECRET, assert_clean
+from cli_fixtures import BINARY, SECRET, assert_clean, needs_root_for_docker
 
 
 def env_for(rundir):
@@ -276,6 +276,7 @@ def test_bwrap_missing_is_122(tree, rundir):
     assert_clean(rundir)
 
 
+@needs_root_for_docker
 def test_dockerd_down_is_122(tree, rundir):
     p = run(rundir, "run", "--runtime", "docker", "--docker-host",
             f"unix://{rundir}/dead.sock", str(tree), "--", "true")
@@ -380,6 +381,7 @@ def test_mount_bad_input(tree, tmp_path, rundir):
 
 # ---- docker runtime (needs dockerd and the local test images: scripts/ensure-services) ---------
 
+@needs_root_for_docker
 def test_docker_runtime_with_limits(tree, rundir):
     p = run(rundir, "run", "--runtime", "docker", "--image", "agentfense-test/busybox",
             "--memory", "64M", "--pids", "64", "--cpus", "0.5", str(tree), *sh(
@@ -396,6 +398,7 @@ def test_docker_runtime_with_limits(tree, rundir):
     assert [n for n in names.split() if n.startswith("agentfense-cli-")] == []
 
 
+@needs_root_for_docker
 def test_docker_missing_image_is_122(tree, rundir):
     p = run(rundir, "run", "--runtime", "docker", "--image", "agentfense-test/no-such-image",
             str(tree), "--", "true")

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from cli_fixtures import BINARY, SECRET, assert_clean
+from cli_fixtures import BINARY, SECRET, assert_clean, needs_root_for_docker
 
 
 def set_size(fd, rows, cols):
@@ -200,6 +200,7 @@ def test_shell_with_a_pipe_on_stdout_stays_in_line_mode(tree, rundir):
     assert_clean(rundir)
 
 
+@needs_root_for_docker
 def test_shell_terminal_under_docker(tree, rundir):
     # The same terminal through the Docker runtime (busybox image: `sh -i` on the container's own
     # /dev/pts). Needs dockerd and the test image (scripts/ensure-services).

@@ -78,7 +78,7 @@ def _cmdline(d: Path) -> list[str]:
 
 def test_ctrl_c_stops_the_command_applies_nothing_and_leaves_no_mount(user, bins, tree):
     p = popen_as(user, [str(bins / "agentfense"), "run", "--preset", "development", str(tree),
-                        "--", "sh", "-c", "echo started; echo x > output/half.txt; sleep 60"],
+                        "--", "sh", "-c", "echo x > output/half.txt; echo started; sleep 60"],
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "started\n"
     p.send_signal(signal.SIGINT)
