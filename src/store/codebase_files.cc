@@ -25,27 +25,6 @@ int64_t MtimeNs(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-// The names in directory `fd` (consumed), "." and ".." excluded.
-Result<std::vector<std::string>> ReadDirNames(UniqueFd fd) {
-  DIR* dir = ::fdopendir(fd.get());
-  if (dir == nullptr) return Error::FromErrno(errno, "fdopendir");
-  (void)fd.Release();  // now owned by `dir`
-  std::vector<std::string> names;
-  while (true) {
-    errno = 0;
-    struct dirent* de = ::readdir(dir);  // NOLINT(concurrency-mt-unsafe): DIR is ours alone
-    if (de == nullptr) {
-      int err = errno;
-      ::closedir(dir);
-      if (err != 0) return Error::FromErrno(err, "readdir");
-      return names;
-    }
-    std::string_view n = de->d_name;
-    if (n == "." || n == "..") continue;
-    names.emplace_back(n);
-  }
-}
-
 std::pair<std::string, std::string> SplitParent(const std::string& rel) {
   size_t slash = rel.rfind('/');
   if (slash == std::string::npos) return {"", rel};

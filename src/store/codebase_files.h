@@ -16,8 +16,8 @@
 // are serialised per CodebaseFiles so concurrent deltas add up exactly. Changes made behind the
 // store's back (a sandbox sync) are reconciled with ComputeUsage.
 //
-// Thread-safety: all methods may be called concurrently. An UploadWriter must not outlive the
-// CodebaseFiles that created it; one writer is used by one thread at a time.
+// Thread-safety: all methods may be called concurrently. An UploadWriter or ArchiveWriter must not
+// outlive the CodebaseFiles that created it; one writer is used by one thread at a time.
 #pragma once
 
 #include <sys/types.h>
@@ -51,6 +51,10 @@ struct CodebaseFilesOptions {
   bool sync_uploads = false;
   int64_t max_file_bytes = 0;        // 0 = unlimited; larger uploads are kResourceExhausted
   size_t max_list_entries = 100000;  // List() beyond this is kResourceExhausted
+  // Archive uploads: more entries than this is kResourceExhausted; so is more content in all than
+  // max_archive_bytes (0 = unlimited). Each file also obeys max_file_bytes.
+  int64_t max_archive_entries = 1000000;
+  int64_t max_archive_bytes = 0;
 };
 
 struct UsageDelta {
@@ -76,6 +80,11 @@ struct FileEntry {
 };
 
 class CodebaseFiles;
+
+// The permission bits a stored file gets for a requested `mode`: rwx bits only (setuid, setgid and
+// sticky are stripped), owner read+write always added (the store must be able to read and replace
+// its files); 0 means 0644.
+mode_t StoredFileMode(mode_t mode);
 
 // An upload in progress: bytes go to an unnamed (or hidden staging) temp file as they arrive, the
 // MD5 is computed on the way, and Commit() makes the file appear at its path in one rename.
@@ -134,6 +143,66 @@ class FileReader {
   int64_t mtime_ns_;
 };
 
+// What an archive upload did.
+struct ArchiveResult {
+  int64_t files = 0;        // regular files written (hard links are stored as copies)
+  int64_t directories = 0;  // directory entries in the archive
+  int64_t symlinks = 0;     // symbolic links stored (as links, never followed by the store)
+  int64_t bytes = 0;        // content bytes written
+  UsageDelta delta;         // to apply to the codebase record
+  // Codebase paths that appeared or were replaced where the archive met the existing tree (a new
+  // subtree is one path), for cache invalidation; at most kMaxChangedPaths of them.
+  std::vector<std::string> changed;
+  bool changed_truncated = false;
+};
+
+// An archive (tar) upload in progress. Entries are extracted as the bytes arrive, into a private
+// tree in .staging that no sandbox can see; Commit() then publishes that tree into the codebase
+// (one rename per new subtree or replaced file, each atomic). An archive that is incomplete,
+// malformed or refused leaves the codebase untouched: destroying an uncommitted writer removes
+// the staged tree.
+//
+// Names are validated with ValidateRelativePath (absolute names and ".." are refused; a leading
+// "./" is dropped); every file is created fd-relative under the staged tree with O_NOFOLLOW and
+// O_EXCL, through parents reached without following symlinks. Symlinks are stored as links when
+// their target, resolved from the link's directory, stays inside the tree; hard links become
+// copies of a file stored earlier by the same archive; devices, FIFOs and other types are
+// refused. An entry may not replace a directory (with a file or a link), and nothing is ever
+// written through a symlink, so a link cannot redirect a later entry.
+class ArchiveWriter {
+ public:
+  static constexpr size_t kMaxChangedPaths = 10000;
+
+  ~ArchiveWriter();
+  ArchiveWriter(const ArchiveWriter&) = delete;
+  ArchiveWriter& operator=(const ArchiveWriter&) = delete;
+
+  // Feeds the next bytes of the archive (any split works). The first error is final: the staged
+  // tree is removed and later calls fail.
+  Status Write(std::string_view data);
+  // Checks that the archive was complete (its end marker arrived) and publishes it. After Commit
+  // (ok or not) the writer is finished.
+  Result<ArchiveResult> Commit();
+  // Discards everything staged. Idempotent.
+  void Abort();
+
+  int64_t bytes_received() const { return received_; }
+
+ private:
+  friend class CodebaseFiles;
+  class Extractor;
+  ArchiveWriter(CodebaseFiles* owner, std::string codebase_id, std::string stage_name,
+                UniqueFd stage_fd);
+  Status Publish(ArchiveResult& result);
+
+  CodebaseFiles* owner_;
+  std::string codebase_id_;
+  std::string stage_name_;  // directory in .staging holding the extracted tree
+  std::unique_ptr<Extractor> extractor_;
+  int64_t received_ = 0;
+  bool finished_ = false;
+};
+
 class CodebaseFiles {
  public:
   static Result<std::unique_ptr<CodebaseFiles>> Open(CodebaseFilesOptions options);
@@ -162,6 +231,9 @@ class CodebaseFiles {
                                                     std::string_view rel_path,
                                                     int64_t total_size_hint, mode_t mode);
 
+  // Starts an archive upload into the codebase (see ArchiveWriter).
+  Result<std::unique_ptr<ArchiveWriter>> BeginArchive(std::string_view codebase_id);
+
   // Opens a regular file for reading. A symlink anywhere on the path (or as the file), a
   // directory, FIFO, socket or device is refused without being opened for reading (no blocking,
   // no device side effects).
@@ -187,6 +259,7 @@ class CodebaseFiles {
 
  private:
   friend class UploadWriter;
+  friend class ArchiveWriter;
   CodebaseFiles(CodebaseFilesOptions options, UniqueFd root, UniqueFd staging, ResolveMode resolve)
       : options_(std::move(options)),
         root_fd_(std::move(root)),

@@ -300,6 +300,26 @@ Status Traverse(UniqueFd start, bool remove, Usage* usage) {
 
 }  // namespace
 
+Result<std::vector<std::string>> ReadDirNames(UniqueFd fd) {
+  DIR* dir = ::fdopendir(fd.get());
+  if (dir == nullptr) return Error::FromErrno(errno, "fdopendir");
+  (void)fd.Release();  // now owned by `dir`
+  std::vector<std::string> names;
+  while (true) {
+    errno = 0;
+    struct dirent* de = ::readdir(dir);  // NOLINT(concurrency-mt-unsafe): DIR is ours alone
+    if (de == nullptr) {
+      int err = errno;
+      ::closedir(dir);
+      if (err != 0) return Error::FromErrno(err, "readdir");
+      return names;
+    }
+    std::string_view n = de->d_name;
+    if (n == "." || n == "..") continue;
+    names.emplace_back(n);
+  }
+}
+
 Result<Usage> CountTree(int dir_fd) {
   int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Error::FromErrno(errno, "openat .");

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -54,6 +55,10 @@ Result<Usage> CountTree(int dir_fd);
 // was moved under it. A missing `name` is OK (someone removed it first).
 // If `removed` is given, it receives what was removed (counted as CountTree would).
 Status RemoveTree(int parent_fd, const std::string& name, Usage* removed = nullptr);
+
+// The names in directory `fd` (consumed: an O_RDONLY directory fd), "." and ".." excluded, in
+// readdir order.
+Result<std::vector<std::string>> ReadDirNames(UniqueFd fd);
 
 // The error for a failed open/resolve, with the symlink case spelled out.
 Error ResolveError(int err, std::string_view what, std::string_view rel);

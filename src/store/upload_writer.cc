@@ -10,6 +10,13 @@
 
 namespace agentfense::store {
 
+mode_t StoredFileMode(mode_t mode) {
+  // Keep rwx bits only: a setuid/setgid file in the store would be a privilege waiting for
+  // anyone who executes it outside a nosuid mount (SECURITY-NOTES §2.1(k)).
+  mode_t keep = mode == 0 ? 0644 : (mode & 0777);
+  return keep | S_IRUSR | S_IWUSR;
+}
+
 UploadWriter::UploadWriter(CodebaseFiles* owner, std::string codebase_id, std::string rel_path,
                            mode_t mode, UniqueFd fd, std::string temp_name)
     : owner_(owner),
@@ -76,10 +83,7 @@ Result<std::unique_ptr<UploadWriter>> CodebaseFiles::BeginUpload(std::string_vie
         ErrorCode::kResourceExhausted,
         "file larger than the limit of " + std::to_string(options_.max_file_bytes) + " bytes");
   }
-  // Keep rwx bits only: a setuid/setgid file in the store would be a privilege waiting for
-  // anyone who executes it outside a nosuid mount (SECURITY-NOTES §2.1(k)).
-  mode_t keep = mode == 0 ? 0644 : (mode & 0777);
-  keep |= S_IRUSR | S_IWUSR;
+  mode_t keep = StoredFileMode(mode);
 
   UniqueFd fd;
   std::string temp_name;
