@@ -9,19 +9,22 @@ namespace {
 
 using service::CallContext;
 
-// UploadFiles: each message read is handed to the executor (disk writes never run on a gRPC
-// thread); the next read starts only when that chunk is on disk, which bounds memory to one
-// message and gives the client natural back-pressure.
-class UploadCall final : public grpc::ServerReadReactor<v1::UploadChunk> {
+// UploadFiles and UploadArchive: each message read is handed to the executor (disk writes never
+// run on a gRPC thread); the next read starts only when that chunk is on disk, which bounds memory
+// to one message and gives the client natural back-pressure. `Stream` is the service's driver of
+// the message stream (UploadStream, ArchiveStream).
+template <typename Chunk, typename Response, typename Stream>
+class UploadCall final : public grpc::ServerReadReactor<Chunk> {
  public:
-  UploadCall(const TransportDeps& deps, grpc::CallbackServerContext* ctx, v1::UploadResult* resp)
-      : deps_(deps), ctx_(ctx), resp_(resp), cc_(MakeGrpcCallContext(deps, ctx)),
+  UploadCall(const TransportDeps& deps, grpc::CallbackServerContext* ctx, Response* resp,
+             const char* method)
+      : deps_(deps), ctx_(ctx), resp_(resp), method_(method), cc_(MakeGrpcCallContext(deps, ctx)),
         stream_(deps.codebases, cc_), start_(std::chrono::steady_clock::now()) {
     if (!GrpcAuthorized(ctx, deps.auth_token)) {
       Complete(UnauthenticatedError());
       return;
     }
-    StartRead(&chunk_);
+    this->StartRead(&chunk_);
   }
 
   void OnReadDone(bool ok) override {
@@ -32,16 +35,16 @@ class UploadCall final : public grpc::ServerReadReactor<v1::UploadChunk> {
           Complete(consumed);
           return;
         }
-        StartRead(&chunk_);
+        this->StartRead(&chunk_);
         return;
       }
       // The read side ended: a clean half-close from the client, or a broken call. Only the
-      // former may land the file.
+      // former may land the upload.
       if (cc_.IsCancelled() || ctx_->IsCancelled()) {
         Complete(Error(ErrorCode::kCancelled, "upload cancelled by the client"));
         return;
       }
-      Result<v1::UploadResult> result = stream_.Finish();
+      auto result = stream_.Finish();
       if (!result.ok()) {
         Complete(std::move(result).error());
         return;
@@ -55,16 +58,17 @@ class UploadCall final : public grpc::ServerReadReactor<v1::UploadChunk> {
 
  private:
   void Complete(const Status& status) {
-    RecordGrpc(deps_, "UploadFiles", status, start_);
-    Finish(status.ok() ? grpc::Status::OK : ToGrpcStatus(status.error()));
+    RecordGrpc(deps_, method_, status, start_);
+    this->Finish(status.ok() ? grpc::Status::OK : ToGrpcStatus(status.error()));
   }
 
   const TransportDeps& deps_;
   grpc::CallbackServerContext* ctx_;
-  v1::UploadResult* resp_;
+  Response* resp_;
+  const char* method_;
   CallContext cc_;
-  service::UploadStream stream_;
-  v1::UploadChunk chunk_;
+  Stream stream_;
+  Chunk chunk_;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -163,7 +167,14 @@ grpc::ServerUnaryReactor* CodebaseGrpcService::DeleteCodebase(
 
 grpc::ServerReadReactor<v1::UploadChunk>* CodebaseGrpcService::UploadFiles(
     grpc::CallbackServerContext* ctx, v1::UploadResult* resp) {
-  return new UploadCall(deps_, ctx, resp);
+  return new UploadCall<v1::UploadChunk, v1::UploadResult, service::UploadStream>(
+      deps_, ctx, resp, "UploadFiles");
+}
+
+grpc::ServerReadReactor<v1::ArchiveChunk>* CodebaseGrpcService::UploadArchive(
+    grpc::CallbackServerContext* ctx, v1::UploadArchiveResult* resp) {
+  return new UploadCall<v1::ArchiveChunk, v1::UploadArchiveResult, service::ArchiveStream>(
+      deps_, ctx, resp, "UploadArchive");
 }
 
 grpc::ServerWriteReactor<v1::FileChunk>* CodebaseGrpcService::DownloadFile(

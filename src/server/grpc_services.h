@@ -26,6 +26,8 @@ class CodebaseGrpcService final : public v1::CodebaseService::CallbackService {
   grpc::ServerUnaryReactor* DeleteCodebase(grpc::CallbackServerContext* ctx,
                                            const v1::DeleteCodebaseRequest* req,
                                            v1::Empty* resp) override;
+  grpc::ServerReadReactor<v1::ArchiveChunk>* UploadArchive(grpc::CallbackServerContext* ctx,
+                                                          v1::UploadArchiveResult* resp) override;
   grpc::ServerReadReactor<v1::UploadChunk>* UploadFiles(grpc::CallbackServerContext* ctx,
                                                         v1::UploadResult* resp) override;
   grpc::ServerWriteReactor<v1::FileChunk>* DownloadFile(

@@ -23,39 +23,25 @@ Result<std::string> Json(Result<M> r) {
   return MessageToJson(r.value());
 }
 
-// PUT /v1/codebases/{codebase_id}/files/{path}: the body is the file, streamed to disk as it
-// arrives (never whole in memory) and landed atomically when complete.
-Result<std::string> PutFile(RestCall& call, const ContentReader& reader) {
-  const TransportDeps& deps = call.deps();
+// The Content-Length of an upload, -1 when absent.
+Result<int64_t> AnnouncedLength(RestCall& call) {
   const Request& req = call.request();
-  AF_ASSIGN_OR_RETURN(mode_t mode, service::ParseFileMode(call.Query("mode"), 0));
-  v1::UploadChunk::Metadata meta;
-  meta.set_codebase_id(call.Param(1));
-  meta.set_file_path(call.Param(2));
-  int64_t announced = -1;
-  if (req.has_header("Content-Length")) {
-    try {
-      announced = std::stoll(req.get_header_value("Content-Length"));
-    } catch (...) {
-      return Error(ErrorCode::kInvalidArgument, "malformed Content-Length");
-    }
-    meta.set_total_size(announced);
+  if (!req.has_header("Content-Length")) return int64_t{-1};
+  try {
+    return static_cast<int64_t>(std::stoll(req.get_header_value("Content-Length")));
+  } catch (...) {
+    return Error(ErrorCode::kInvalidArgument, "malformed Content-Length");
   }
-  if (deps.max_upload_bytes > 0 && announced > 0 &&
-      static_cast<uint64_t>(announced) > deps.max_upload_bytes) {
-    call.set_http_override(413);
-    call.response().set_header("Connection", "close");
-    return Error(ErrorCode::kResourceExhausted, "file larger than the upload limit");
-  }
-  auto sink = deps.codebases->BeginUpload(call.context(), meta, mode);
-  if (!sink.ok()) {
-    call.response().set_header("Connection", "close");  // the body stays unread
-    return std::move(sink).error();
-  }
-  if (HasBody(req)) {
+}
+
+// Streams the request body into `sink` (an UploadSink or ArchiveSink) as it arrives, never whole
+// in memory, then finishes it.
+template <typename Sink>
+Result<std::string> StreamBody(RestCall& call, const ContentReader& reader, Sink& sink) {
+  if (HasBody(call.request())) {
     Status written;
     bool ok = reader([&](const char* data, size_t n) {
-      written = (*sink)->Write(std::string_view(data, n));
+      written = sink.Write(std::string_view(data, n));
       return written.ok();
     });
     if (!written.ok()) {
@@ -68,7 +54,45 @@ Result<std::string> PutFile(RestCall& call, const ContentReader& reader) {
       return Error(ErrorCode::kCancelled, "upload body ended early");
     }
   }
-  return Json((*sink)->Finish());
+  return Json(sink.Finish());
+}
+
+// PUT /v1/codebases/{codebase_id}/files/{path}: the body is the file, streamed to disk as it
+// arrives (never whole in memory) and landed atomically when complete.
+Result<std::string> PutFile(RestCall& call, const ContentReader& reader) {
+  const TransportDeps& deps = call.deps();
+  AF_ASSIGN_OR_RETURN(mode_t mode, service::ParseFileMode(call.Query("mode"), 0));
+  v1::UploadChunk::Metadata meta;
+  meta.set_codebase_id(call.Param(1));
+  meta.set_file_path(call.Param(2));
+  AF_ASSIGN_OR_RETURN(int64_t announced, AnnouncedLength(call));
+  if (announced >= 0) meta.set_total_size(announced);
+  if (deps.max_upload_bytes > 0 && announced > 0 &&
+      static_cast<uint64_t>(announced) > deps.max_upload_bytes) {
+    call.set_http_override(413);
+    call.response().set_header("Connection", "close");
+    return Error(ErrorCode::kResourceExhausted, "file larger than the upload limit");
+  }
+  auto sink = deps.codebases->BeginUpload(call.context(), meta, mode);
+  if (!sink.ok()) {
+    call.response().set_header("Connection", "close");  // the body stays unread
+    return std::move(sink).error();
+  }
+  return StreamBody(call, reader, **sink);
+}
+
+// PUT /v1/codebases/{codebase_id}/archive: the body is a tar archive, extracted as it arrives and
+// published when complete (CodebaseService::BeginArchive). A body shorter than its Content-Length
+// is refused, as is one cut before the archive's end marker.
+Result<std::string> PutArchive(RestCall& call, const ContentReader& reader) {
+  AF_ASSIGN_OR_RETURN(int64_t announced, AnnouncedLength(call));
+  auto sink = call.deps().codebases->BeginArchive(call.context(), call.Param(1),
+                                                  announced > 0 ? announced : 0);
+  if (!sink.ok()) {
+    call.response().set_header("Connection", "close");
+    return std::move(sink).error();
+  }
+  return StreamBody(call, reader, **sink);
 }
 
 // GET /v1/codebases/{codebase_id}/files/{path}: streamed from an open fd (64 KiB at a time,
@@ -150,6 +174,11 @@ void RestServer::RegisterCodebaseRoutes() {
             [&d](const Request& req, Response& res, const ContentReader& rd) {
     ServeJson(d, req, res, "/v1/codebases/{id}/files/{path}:put",
               [&](RestCall& call) { return PutFile(call, rd); });
+  });
+  svr_->Put(R"(/v1/codebases/([^/]+)/archive)",
+            [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/codebases/{id}/archive:put",
+              [&](RestCall& call) { return PutArchive(call, rd); });
   });
   svr_->Get(R"(/v1/codebases/([^/]+)/files/(.+))",
             [&d](const Request& req, Response& res) { GetFile(d, req, res); });

@@ -82,6 +82,80 @@ Result<v1::UploadResult> UploadStream::Finish() {
   return sink_->Finish();
 }
 
+// ---- ArchiveSink ------------------------------------------------------------------------------
+
+Status ArchiveSink::Write(std::string_view data) {
+  if (expected_size_ > 0 &&
+      writer_->bytes_received() + static_cast<int64_t>(data.size()) > expected_size_) {
+    writer_->Abort();
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("archive exceeds the announced total_size of {} bytes",
+                             expected_size_));
+  }
+  return writer_->Write(data);
+}
+
+Result<v1::UploadArchiveResult> ArchiveSink::Finish() {
+  if (expected_size_ > 0 && writer_->bytes_received() != expected_size_) {
+    writer_->Abort();
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("received {} archive bytes but total_size announced {}",
+                             writer_->bytes_received(), expected_size_));
+  }
+  AF_ASSIGN_OR_RETURN(store::ArchiveResult landed, writer_->Commit());
+  Status usage =
+      metadata_->AddCodebaseUsage(codebase_id_, landed.delta.bytes, landed.delta.files, NowNs());
+  if (!usage.ok()) {
+    AF_LOG_WARN("codebase {}: usage update failed after an archive upload: {}", codebase_id_,
+                usage.error().ToString());
+  }
+  if (registry_ != nullptr) {
+    for (const std::string& path : landed.changed) registry_->CodebaseFileChanged(codebase_id_, path);
+  }
+  if (landed.changed_truncated) {
+    AF_LOG_WARN("codebase {}: archive changed more than {} existing paths; running sandboxes were "
+                "told about the first ones only",
+                codebase_id_, store::ArchiveWriter::kMaxChangedPaths);
+  }
+  AF_LOG_INFO("codebase {}: archive of {} files, {} bytes published", codebase_id_, landed.files,
+              landed.bytes);
+  v1::UploadArchiveResult out;
+  out.set_codebase_id(codebase_id_);
+  out.set_files(landed.files);
+  out.set_directories(landed.directories);
+  out.set_symlinks(landed.symlinks);
+  out.set_bytes(landed.bytes);
+  auto rec = metadata_->GetCodebase(codebase_id_);
+  if (rec.ok()) *out.mutable_codebase() = CodebaseToProto(*rec);
+  return out;
+}
+
+// ---- ArchiveStream ----------------------------------------------------------------------------
+
+Status ArchiveStream::Consume(const v1::ArchiveChunk& chunk) {
+  switch (chunk.content_case()) {
+    case v1::ArchiveChunk::kMetadata: {
+      if (sink_) return Error(ErrorCode::kInvalidArgument, "metadata sent twice in one archive");
+      AF_ASSIGN_OR_RETURN(sink_, service_->BeginArchive(ctx_, chunk.metadata().codebase_id(),
+                                                        chunk.metadata().total_size()));
+      return OkStatus();
+    }
+    case v1::ArchiveChunk::kData:
+      if (!sink_) {
+        return Error(ErrorCode::kInvalidArgument, "the first archive message must be metadata");
+      }
+      return sink_->Write(chunk.data());
+    case v1::ArchiveChunk::CONTENT_NOT_SET:
+      return Error(ErrorCode::kInvalidArgument, "archive message carries neither metadata nor data");
+  }
+  return Error(ErrorCode::kInvalidArgument, "unknown archive message");
+}
+
+Result<v1::UploadArchiveResult> ArchiveStream::Finish() {
+  if (!sink_) return Error(ErrorCode::kInvalidArgument, "archive stream carried no metadata");
+  return sink_->Finish();
+}
+
 // ---- DownloadSource ---------------------------------------------------------------------------
 
 Result<bool> DownloadSource::Next(v1::FileChunk* chunk) {
@@ -205,6 +279,17 @@ Result<std::unique_ptr<UploadSink>> CodebaseService::BeginUpload(
                                            meta.total_size());
   sink->set_registry(registry_);
   return sink;
+}
+
+Result<std::unique_ptr<ArchiveSink>> CodebaseService::BeginArchive(const CallContext& /*ctx*/,
+                                                                   const std::string& codebase_id,
+                                                                   int64_t total_size) {
+  AF_RETURN_IF_ERROR(RequireCodebase(codebase_id));
+  if (total_size < 0) return Error(ErrorCode::kInvalidArgument, "total_size is negative");
+  AF_ASSIGN_OR_RETURN(std::unique_ptr<store::ArchiveWriter> writer,
+                      files_->BeginArchive(codebase_id));
+  return std::make_unique<ArchiveSink>(metadata_, registry_, std::move(writer), codebase_id,
+                                       total_size);
 }
 
 Result<std::unique_ptr<DownloadSource>> CodebaseService::OpenDownload(

@@ -8,7 +8,8 @@
 // Errors: kInvalidArgument (missing/malformed id, name, owner, path, mode, a data chunk before the
 // metadata, a size that disagrees with total_size), kNotFound (unknown codebase or file),
 // kFailedPrecondition (deleting a codebase in use without force, uploading over a directory),
-// kResourceExhausted (file larger than the configured cap), kCancelled (client went away).
+// kResourceExhausted (file larger than the configured cap, archive with too many entries),
+// kCancelled (client went away). Archive uploads add the refusals of store::ArchiveWriter.
 #pragma once
 
 #include <sys/types.h>
@@ -69,6 +70,48 @@ class UploadStream {
   std::unique_ptr<UploadSink> sink_;
 };
 
+// An archive upload in progress (UploadArchive, PUT /v1/codebases/{id}/archive): the tar bytes
+// are extracted as they arrive into a staging tree and published at Finish (store::ArchiveWriter).
+// Destroying an unfinished sink discards everything staged.
+class ArchiveSink {
+ public:
+  ArchiveSink(store::MetadataStore* metadata, SandboxRegistry* registry,
+              std::unique_ptr<store::ArchiveWriter> writer, std::string codebase_id,
+              int64_t expected_size)
+      : metadata_(metadata),
+        registry_(registry),
+        writer_(std::move(writer)),
+        codebase_id_(std::move(codebase_id)),
+        expected_size_(expected_size) {}
+
+  Status Write(std::string_view data);
+  // Publishes the archive and updates the codebase's size and file_count.
+  Result<v1::UploadArchiveResult> Finish();
+  int64_t bytes_received() const { return writer_->bytes_received(); }
+
+ private:
+  store::MetadataStore* metadata_;
+  SandboxRegistry* registry_;
+  std::unique_ptr<store::ArchiveWriter> writer_;
+  std::string codebase_id_;
+  int64_t expected_size_;  // metadata.total_size / Content-Length; <= 0 means "not announced"
+};
+
+// Drives an ArchiveSink from the UploadArchive message stream: the first message must be
+// `metadata`, every later one `data`.
+class ArchiveStream {
+ public:
+  ArchiveStream(class CodebaseService* service, CallContext ctx)
+      : service_(service), ctx_(std::move(ctx)) {}
+  Status Consume(const v1::ArchiveChunk& chunk);
+  Result<v1::UploadArchiveResult> Finish();
+
+ private:
+  CodebaseService* service_;
+  CallContext ctx_;
+  std::unique_ptr<ArchiveSink> sink_;
+};
+
 // A file being downloaded, in chunks of at most kDownloadChunkBytes.
 class DownloadSource {
  public:
@@ -114,6 +157,11 @@ class CodebaseService {
   Result<std::unique_ptr<UploadSink>> BeginUpload(const CallContext& ctx,
                                                   const v1::UploadChunk::Metadata& meta,
                                                   mode_t mode = 0);
+  // Starts an archive upload into an existing codebase. `total_size` (<= 0 = unknown) is the
+  // number of archive bytes the client announced.
+  Result<std::unique_ptr<ArchiveSink>> BeginArchive(const CallContext& ctx,
+                                                    const std::string& codebase_id,
+                                                    int64_t total_size);
   Result<std::unique_ptr<DownloadSource>> OpenDownload(const CallContext& ctx,
                                                        const v1::DownloadFileRequest& req);
   Result<v1::ListFilesResponse> ListFiles(const CallContext& ctx, const v1::ListFilesRequest& req);

@@ -61,6 +61,7 @@ CODEBASE_METHODS = {
     "DownloadFile": "unary_stream",
     "ListFiles": "unary_unary",
     "DeleteFile": "unary_unary",  # extension
+    "UploadArchive": "stream_unary",  # extension
 }
 
 
