@@ -64,8 +64,10 @@ def test_from_local_agent_safe_default(ep, tmp_path):
         assert sb.status == af.SandboxStatus.RUNNING and sb.runtime == RuntimeType.BWRAP
         assert [r.pattern for r in sb.permissions] == [r.pattern for r in af.get_preset("agent-safe")]
         rep = sb.upload_report
+        assert rep.method == "archive"  # one UploadArchive stream, not one stream per file
         assert sorted(rep.uploaded) == [".gitignore", "config/secrets/db.txt", "docs/a.md", "id.pem",
                                         "keep.log", "main.py", "output/.keep"]
+        assert sb.codebase.file_count == 7
         r = sb.run("python3 main.py; ls -a; cat keep.log; cat id.pem config/secrets/db.txt")
         assert "hello from main" in r.stdout and "KEEP" in r.stdout
         for canary in ("CANARY", "x.log", "build", ".env", "id.pem", "secrets"):
@@ -254,3 +256,30 @@ def test_server_down_and_bad_endpoint(tmp_path):
         SandboxClient(endpoint="no-such-host.invalid:9000", timeout=10).list_codebases()
     with pytest.raises(af.InvalidConfigurationError):
         SandboxClient(endpoint="has space:9000")
+
+
+def test_from_local_upload_error_leaves_nothing(ep):
+    """A file that cannot be read as the walk saw it (a sysfs attribute announces 4096 bytes and
+    holds fewer): UploadError, and the cut archive left nothing on the server."""
+    import asyncio
+
+    from agentfense.async_client import AsyncSandboxClient
+    from agentfense.async_sandbox import _upload_all
+    from agentfense.ignore import LocalFile, WalkResult
+
+    short = next(p for p in ("/sys/kernel/uevent_seqnum", "/sys/kernel/profiling", "/sys/power/state")
+                 if os.path.exists(p))
+
+    async def go():
+        cl = AsyncSandboxClient(endpoint=ep)
+        cb = await cl.create_codebase("upload-error", "sdk")
+        try:
+            walk = WalkResult(files=[LocalFile("ok.txt", __file__, os.path.getsize(__file__), 0o644),
+                                     LocalFile("short", short, 4096, 0o644)])
+            with pytest.raises(af.UploadError, match="shrank"):
+                await _upload_all(cl, cb.id, walk, 1, None, False)
+            assert (await cl.get_codebase(cb.id)).file_count == 0
+        finally:
+            await cl.delete_codebase(cb.id)
+            await cl.close()
+    asyncio.run(go())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 import os
+import stat
+import tarfile
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -15,6 +17,7 @@ from .types import (DeltaQuota, ExecResult, OutputChunk, OutputType, PermissionL
 
 DEFAULT_ENDPOINT = "localhost:9000"
 CHUNK = 64 * 1024  # the wire contract's upload chunk size
+ARCHIVE_CHUNK = 1024 * 1024  # UploadArchive messages: many small files share one
 MAX_MESSAGE = 256 * 1024 * 1024  # gRPC's 4 MiB default is too small for big exec outputs
 DEFAULT_TIMEOUT = 30.0  # client deadline of every call that is not a command
 EXEC_GRACE = 15.0  # a command's own timeout is enforced by the server; this covers transport
@@ -186,6 +189,72 @@ def upload_chunks(codebase_id: str, file_path: str, data: Optional[bytes] = None
             yield codebase_pb2.UploadChunk(data=block)
     finally:
         fobj.close()
+
+
+class ArchiveStream:
+    """The UploadArchive messages of a local file list: metadata, then the tar stream (POSIX
+    ustar, pax records where a name needs them, built with tarfile.TarInfo) in ~1 MiB messages.
+    Files are opened before their header is written (O_NOFOLLOW: a file swapped for a link since the
+    walk is not followed) and read in pieces, never whole.
+
+    A file that cannot be opened is left out and reported through `on_skip`. A local failure after a
+    header was sent (a file that shrank) cannot be repaired in the stream: the stream then ends
+    without the end-of-archive marker, so the server refuses the archive and stores nothing, and
+    `error` says why. `stop()` ends the stream the same way (Ctrl-C)."""
+
+    def __init__(self, codebase_id: str, files: Iterable[Any], on_file: Callable[[Any], Any],
+                 on_skip: Callable[[Any, str], Any], stop: Any = None) -> None:
+        self._codebase_id = codebase_id
+        self._files = files
+        self._on_file = on_file
+        self._on_skip = on_skip
+        self._stop = stop
+        self.error: Optional[BaseException] = None
+
+    def __iter__(self) -> Iterator["codebase_pb2.ArchiveChunk"]:
+        yield codebase_pb2.ArchiveChunk(metadata=codebase_pb2.ArchiveChunk.Metadata(
+            codebase_id=self._codebase_id))
+        buf = bytearray()
+        try:
+            for f in self._files:
+                if self._stop is not None and self._stop.is_set():
+                    return
+                try:
+                    fd = os.open(f.abs_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+                except OSError as e:
+                    self._on_skip(f, f"vanished or unreadable during upload: {e.strerror or e}")
+                    continue
+                try:
+                    st = os.fstat(fd)
+                    if not stat.S_ISREG(st.st_mode):
+                        self._on_skip(f, "no longer a regular file; not uploaded")
+                        continue
+                    info = tarfile.TarInfo(f.rel)
+                    info.size, info.mode, info.mtime = st.st_size, st.st_mode & 0o777, 0
+                    buf += info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+                    left = st.st_size
+                    while left:
+                        block = os.read(fd, min(ARCHIVE_CHUNK, left))
+                        if not block:
+                            raise OSError(f"{f.rel} shrank while it was being uploaded "
+                                          f"({st.st_size - left} of {st.st_size} bytes)")
+                        buf += block
+                        left -= len(block)
+                        if len(buf) >= ARCHIVE_CHUNK:
+                            yield codebase_pb2.ArchiveChunk(data=bytes(buf))
+                            buf = bytearray()
+                    buf += bytes((tarfile.BLOCKSIZE - st.st_size % tarfile.BLOCKSIZE) % tarfile.BLOCKSIZE)
+                    f.size = st.st_size
+                    self._on_file(f)
+                finally:
+                    os.close(fd)
+        except Exception as e:  # noqa: BLE001 - reported by the caller once the call has failed
+            self.error = e
+            if buf:
+                yield codebase_pb2.ArchiveChunk(data=bytes(buf))
+            return
+        buf += bytes(2 * tarfile.BLOCKSIZE)  # end of archive
+        yield codebase_pb2.ArchiveChunk(data=bytes(buf))
 
 
 class OutputCollector:

@@ -9,7 +9,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from ._proto import codebase_pb2, common_pb2, sandbox_pb2
 from .exceptions import InvalidConfigurationError
 from .presets import to_rules
-from .types import (AuditEvent, ChangeError, ChangeKind, ChangeSet, Codebase, CommitResult,
+from .types import (ArchiveResult, AuditEvent, ChangeError, ChangeKind, ChangeSet, Codebase, CommitResult,
                     DeltaQuota, EgressPolicy, ExecResult, FileChange, FileInfo, OutputType, PatternType,
                     Permission, PermissionExplanation, PermissionLike, PermissionRule,
                     ResourceLimits, RuleMatch, RuntimeType, SandboxInfo, SandboxStatus, Session,
@@ -156,6 +156,12 @@ def file_info_from_pb(f: "codebase_pb2.FileInfo") -> FileInfo:
 
 def upload_from_pb(u: "codebase_pb2.UploadResult") -> UploadResult:
     return UploadResult(codebase_id=u.codebase_id, file_path=u.file_path, size=u.size, checksum=u.checksum)
+
+
+def archive_from_pb(a: "codebase_pb2.UploadArchiveResult") -> ArchiveResult:
+    return ArchiveResult(codebase_id=a.codebase_id, files=a.files, directories=a.directories,
+                         symlinks=a.symlinks, bytes=a.bytes,
+                         codebase=codebase_from_pb(a.codebase) if a.HasField("codebase") else None)
 
 
 def exec_from_pb(r: "sandbox_pb2.ExecResult", command: Optional[str]) -> ExecResult:

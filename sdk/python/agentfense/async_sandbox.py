@@ -10,7 +10,8 @@ from typing import Any, Iterable, List, Mapping, Optional
 
 from . import _high as h
 from .async_client import AsyncExecStream, AsyncSandboxClient
-from .exceptions import SandboxError, SessionClosedError
+from . import _common as c
+from .exceptions import NotSupportedError, SandboxError, SessionClosedError, UploadError
 from .ignore import WalkResult, walk_tree
 from .sandbox import Timeout
 from .types import (ChangeSet, Codebase, CommitResult, DeltaQuota, ExecResult, FileInfo,
@@ -338,11 +339,49 @@ async def _cleanup(cl: AsyncSandboxClient, sandbox_id: Optional[str], codebase_i
 async def _upload_all(cl: AsyncSandboxClient, codebase_id: str, walk: WalkResult, workers: int,
                       on_progress: Optional[h.ProgressCallback], show_progress: Optional[bool],
                       stop: Optional[Any] = None) -> UploadReport:
-    """Uploads walk.files with `workers` concurrent streams on one channel. `stop`: a
-    threading.Event the sync Sandbox sets to abandon the upload (e.g. on Ctrl-C)."""
+    """Uploads walk.files as one UploadArchive stream (the tar is built while it is sent, never
+    whole in memory); against a server without that extension, with `workers` concurrent
+    UploadFiles streams on one channel. `stop`: a threading.Event the sync Sandbox sets to abandon
+    the upload (e.g. on Ctrl-C)."""
     report = UploadReport(skipped=dict(walk.skipped), ignored=walk.ignored)
     total_files, total_bytes = len(walk.files), walk.total_bytes
     notify, bar = h.make_progress(on_progress, show_progress, total_files, total_bytes)
+
+    def done(f: Any) -> None:
+        report.uploaded.append(f.rel)
+        report.bytes_uploaded += f.size
+        notify(h.UploadProgress(len(report.uploaded), total_files, report.bytes_uploaded, total_bytes, f.rel))
+
+    def skip(f: Any, why: str) -> None:
+        report.skipped[f.rel] = why
+
+    try:
+        stream = c.ArchiveStream(codebase_id, walk.files, done, skip, stop)
+        try:
+            await cl.upload_archive(codebase_id, stream, size_hint=total_bytes)
+        except NotSupportedError:
+            # An older server: nothing was stored; start over with one stream per file.
+            report.uploaded, report.bytes_uploaded, report.method = [], 0, "files"
+            await _upload_files(cl, codebase_id, walk, workers, done, skip, stop)
+        except SandboxError as e:
+            if stop is not None and stop.is_set():
+                raise asyncio.CancelledError() from None
+            if stream.error is not None:  # the local side failed first; the server only saw a cut
+                raise UploadError(f"from_local: upload failed: {stream.error}", report) from stream.error
+            raise e
+    except BaseException as e:
+        if isinstance(e, SandboxError):
+            e.upload_report = report  # type: ignore[attr-defined]
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    report.uploaded.sort()
+    return report
+
+
+async def _upload_files(cl: AsyncSandboxClient, codebase_id: str, walk: WalkResult, workers: int,
+                        done: Any, skip: Any, stop: Optional[Any]) -> None:
     queue = list(reversed(walk.files))
 
     async def worker() -> None:
@@ -355,24 +394,15 @@ async def _upload_all(cl: AsyncSandboxClient, codebase_id: str, walk: WalkResult
             except OSError as e:
                 if isinstance(e, SandboxError):
                     raise
-                report.skipped[f.rel] = f"vanished or unreadable during upload: {e.strerror or e}"
+                skip(f, f"vanished or unreadable during upload: {e.strerror or e}")
             else:
-                report.uploaded.append(f.rel)
-                report.bytes_uploaded += f.size
-            notify(h.UploadProgress(len(report.uploaded), total_files, report.bytes_uploaded, total_bytes, f.rel))
+                done(f)
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, max(1, total_files)))]
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, max(1, len(queue))))]
     try:
         await asyncio.gather(*tasks)
-    except BaseException as e:
+    except BaseException:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if isinstance(e, SandboxError):
-            e.upload_report = report  # type: ignore[attr-defined]
         raise
-    finally:
-        if bar is not None:
-            bar.close()
-    report.uploaded.sort()
-    return report

@@ -17,7 +17,7 @@ from . import _common as c
 from . import _convert as cv
 from ._proto import codebase_pb2, codebase_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
 from .exceptions import from_grpc_error
-from .types import (AuditPage, ChangeSet, Codebase, CommitResult, DeltaQuota, ExecResult, FileInfo,
+from .types import (ArchiveResult, AuditPage, ChangeSet, Codebase, CommitResult, DeltaQuota, ExecResult, FileInfo,
                     OutputChunk, PermissionExplanation, PermissionLike, ResourceLimits, RuntimeType,
                     SandboxInfo, Session, SyncMode, UploadResult)
 
@@ -184,6 +184,20 @@ class SandboxClient:
             subject = "codebase" if e.code() == grpc.StatusCode.NOT_FOUND else None
             raise from_grpc_error(e, subject, codebase_id, f"upload_file {file_path}") from None
         return cv.upload_from_pb(resp)
+
+    def upload_archive(self, codebase_id: str, chunks: Iterable["codebase_pb2.ArchiveChunk"],
+                       size_hint: int = 0) -> ArchiveResult:
+        """Streams UploadArchive messages (metadata first, then tar bytes; see _common.ArchiveStream):
+        a whole tree in one stream, extracted by the server as it arrives and published when complete.
+        `size_hint` (bytes) only stretches the client deadline."""
+        c.need_id("codebase_id", codebase_id)
+        try:
+            resp = self._cb.UploadArchive(iter(chunks), timeout=self.timeout + size_hint / (1024 * 1024),
+                                          metadata=c.metadata(self._token))
+        except grpc.RpcError as e:
+            subject = "codebase" if e.code() == grpc.StatusCode.NOT_FOUND else None
+            raise from_grpc_error(e, subject, codebase_id, "upload_archive") from None
+        return cv.archive_from_pb(resp)
 
     def download_file(self, codebase_id: str, file_path: str) -> bytes:
         req = codebase_pb2.DownloadFileRequest(codebase_id=c.need_id("codebase_id", codebase_id),

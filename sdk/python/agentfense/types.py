@@ -308,3 +308,16 @@ class UploadReport:
     skipped: Dict[str, str] = field(default_factory=dict)  # relative path -> reason
     ignored: int = 0  # entries excluded by ignore rules (not listed individually)
     bytes_uploaded: int = 0
+    # "archive" (one UploadArchive stream) or "files" (one stream per file: a server without it)
+    method: str = "archive"
+
+
+@dataclass
+class ArchiveResult:
+    """What an archive upload did (UploadArchive extension)."""
+    codebase_id: str
+    files: int = 0
+    directories: int = 0
+    symlinks: int = 0
+    bytes: int = 0
+    codebase: Optional[Codebase] = None
