@@ -1,10 +1,12 @@
 """The client side: `agentfense run` end to end (mount, sandbox, command, change summary, teardown)
-for a trivial command, and the Python SDK's Sandbox.from_local of a 1 GiB tree against `tar` of the
-same tree plus one upload (sdk/python/bench/from_local_vs_tar.py, goal ≤ 2×)."""
+for a trivial command, and both SDKs' from_local of a 1 GiB tree against `tar` of the same tree plus
+one upload (sdk/python/bench/from_local_vs_tar.py, sdk/typescript/bench/from-local-vs-tar.mjs;
+goal ≤ 1.2×, issue 22: one UploadArchive stream per tree)."""
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -39,15 +41,31 @@ def run(ctx: Context) -> dict:
     env = dict(os.environ, AGENTFENSE_BUILD_DIR=str(ctx.build),
                PYTHONPATH=os.pathsep.join([str(ctx.build / "python"), str(ROOT / "sdk" / "python"),
                                            str(ROOT / "tests" / "py")]))
+    rounds = "1" if ctx.quick else "3"
     text = run_capture(["/usr/bin/python3", str(ROOT / "sdk" / "python" / "bench" / "from_local_vs_tar.py"),
-                        str(tree), "--rounds", "1" if ctx.quick else "3"], timeout=1800, env=env)
+                        str(tree), "--rounds", rounds], timeout=1800, env=env)
+    out["from_local"] = _parse(text, files, "from_local_vs_tar.py")
+    ctx.note(f"sdk: Python from_local ÷ tar+upload {out['from_local']['ratio']:.2f}×")
+    if shutil.which("npm"):
+        ts = ROOT / "sdk" / "typescript"
+        subprocess.run(["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=ts, check=True)
+        subprocess.run(["npm", "run", "build"], cwd=ts, check=True, stdout=subprocess.DEVNULL)
+        text = run_capture(["node", str(ts / "bench" / "from-local-vs-tar.mjs"), str(tree), "--rounds", rounds],
+                           timeout=1800, env=env)
+        out["from_local_ts"] = _parse(text, files, "from-local-vs-tar.mjs")
+        ctx.note(f"sdk: TypeScript fromLocal ÷ tar+upload {out['from_local_ts']['ratio']:.2f}×")
+    else:
+        ctx.note("sdk: npm not found; the TypeScript SDK row was not measured")
+    return out
+
+
+def _parse(text: str, files: int, script: str) -> dict:
     m = re.search(r"median: from_local ([\d.]+)s\s+tar\+upload ([\d.]+)s", text)
     if m is None:
-        raise RuntimeError(f"from_local_vs_tar.py printed no median:\n{text[-2000:]}")
+        raise RuntimeError(f"{script} printed no median:\n{text[-2000:]}")
     head = re.search(r"tree \S+: (\d+) files to upload, (\d+) MiB", text)
-    out["from_local"] = {"files": int(head.group(1)) if head else files,
-                         "mib": int(head.group(2)) if head else None,
-                         "from_local_s": float(m.group(1)), "tar_upload_s": float(m.group(2)),
-                         "ratio": float(m.group(1)) / float(m.group(2))}
-    ctx.note(f"sdk: from_local ÷ tar+upload {out['from_local']['ratio']:.2f}×")
-    return out
+    return {"files": int(head.group(1)) if head else files,
+            "mib": int(head.group(2)) if head else None,
+            "from_local_s": float(m.group(1)), "tar_upload_s": float(m.group(2)),
+            "ratio": float(m.group(1)) / float(m.group(2))}

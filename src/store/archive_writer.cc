@@ -187,21 +187,34 @@ class ArchiveWriter::Extractor final : public TarReader::Handler {
   }
 
  private:
-  // Makes room for a new non-directory at `rel` in the staged tree and returns its parent (an
-  // O_PATH fd) and name. Parents are created without following links; an earlier entry of the
-  // same name is replaced (tar semantics: the last one wins) unless it is a directory.
-  Result<std::pair<UniqueFd, std::string>> PrepareEntry(const std::string& raw,
-                                                        const std::string& rel) {
+  // The directory `parent_rel` of the staged tree (created if missing), as a borrowed O_PATH fd.
+  // Consecutive entries of an archive mostly share a directory, so the last one is kept open:
+  // only this writer changes the staged tree, and it never removes or replaces a directory, so
+  // the kept fd still names `parent_rel` (saves a component-by-component walk per file).
+  Result<int> ParentDir(const std::string& raw, const std::string& parent_rel) {
+    if (!parent_fd_.valid() || parent_rel != parent_rel_) {
+      parent_fd_.Reset();
+      auto parent = MakeDirsBeneath(stage_.get(), parent_rel);
+      if (!parent.ok()) return EntryError(parent.error().code(), raw, parent.error().message());
+      parent_fd_ = std::move(parent).value();
+      parent_rel_ = parent_rel;
+    }
+    return parent_fd_.get();
+  }
+
+  // Makes room for a new non-directory at `rel` in the staged tree and returns its parent (a
+  // borrowed O_PATH fd) and name. Parents are created without following links; an earlier entry
+  // of the same name is replaced (tar semantics: the last one wins) unless it is a directory.
+  Result<std::pair<int, std::string>> PrepareEntry(const std::string& raw, const std::string& rel) {
     auto [parent_rel, name] = SplitParentName(rel);
-    auto parent = MakeDirsBeneath(stage_.get(), parent_rel);
-    if (!parent.ok()) return EntryError(parent.error().code(), raw, parent.error().message());
+    AF_ASSIGN_OR_RETURN(int parent, ParentDir(raw, parent_rel));
     struct stat old;
-    if (::fstatat(parent->get(), name.c_str(), &old, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (::fstatat(parent, name.c_str(), &old, AT_SYMLINK_NOFOLLOW) == 0) {
       if (S_ISDIR(old.st_mode)) {
         return EntryError(ErrorCode::kFailedPrecondition, raw,
                           "would replace a directory of the same archive");
       }
-      if (::unlinkat(parent->get(), name.c_str(), 0) != 0) {
+      if (::unlinkat(parent, name.c_str(), 0) != 0) {
         return Error::FromErrno(errno, "replacing archive entry '" + raw + "'");
       }
       --staged_.files;
@@ -209,14 +222,14 @@ class ArchiveWriter::Extractor final : public TarReader::Handler {
     } else if (errno != ENOENT) {
       return Error::FromErrno(errno, "fstatat archive entry '" + raw + "'");
     }
-    return std::make_pair(std::move(parent).value(), std::move(name));
+    return std::make_pair(parent, std::move(name));
   }
 
   Result<UniqueFd> CreateEntry(const std::string& raw, const std::string& rel) {
     AF_ASSIGN_OR_RETURN(auto where, PrepareEntry(raw, rel));
     // O_EXCL|O_NOFOLLOW: the name was just made free; should anything reappear there, we fail
     // rather than write through it.
-    int fd = ::openat(where.first.get(), where.second.c_str(),
+    int fd = ::openat(where.first, where.second.c_str(),
                       O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return Error::FromErrno(errno, "creating archive entry '" + raw + "'");
     return UniqueFd(fd);
@@ -250,7 +263,7 @@ class ArchiveWriter::Extractor final : public TarReader::Handler {
   Status Symlink(const TarEntry& e, const std::string& rel) {
     AF_RETURN_IF_ERROR(LinkDestination(rel, e.linkname));
     AF_ASSIGN_OR_RETURN(auto where, PrepareEntry(e.name, rel));
-    if (::symlinkat(e.linkname.c_str(), where.first.get(), where.second.c_str()) != 0) {
+    if (::symlinkat(e.linkname.c_str(), where.first, where.second.c_str()) != 0) {
       return Error::FromErrno(errno, "creating symbolic link '" + e.name + "'");
     }
     ++staged_.files;
@@ -262,6 +275,8 @@ class ArchiveWriter::Extractor final : public TarReader::Handler {
   const ResolveMode resolve_;
   UniqueFd stage_;  // the staged tree's root (O_RDONLY | O_DIRECTORY)
   TarReader reader_;
+  UniqueFd parent_fd_;  // the last parent directory used (ParentDir)
+  std::string parent_rel_;
   UniqueFd file_;  // the file being written, if any
   std::string file_name_;
   mode_t file_mode_ = 0;
