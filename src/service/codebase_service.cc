@@ -12,25 +12,46 @@
 
 namespace agentfense::service {
 
+// ---- announced sizes (UploadSink, ArchiveSink) -------------------------------------------------
+
+namespace {
+
+// A client that announced `expected` bytes (> 0) may not send more...
+Status CheckNotBeyond(int64_t expected, int64_t received, size_t more, const char* what) {
+  if (expected > 0 && received + static_cast<int64_t>(more) > expected) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("{} exceeds the announced total_size of {} bytes", what, expected));
+  }
+  return OkStatus();
+}
+
+// ...nor less: a short stream (the client gave up half-way) must not land as if it were whole.
+Status CheckComplete(int64_t expected, int64_t received, const char* what) {
+  if (expected > 0 && received != expected) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("received {} {} bytes but total_size announced {}", received, what,
+                             expected));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 // ---- UploadSink -------------------------------------------------------------------------------
 
 Status UploadSink::Write(std::string_view data) {
-  if (expected_size_ > 0 &&
-      writer_->bytes_written() + static_cast<int64_t>(data.size()) > expected_size_) {
+  Status st = CheckNotBeyond(expected_size_, writer_->bytes_written(), data.size(), "upload");
+  if (!st.ok()) {
     writer_->Abort();
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("upload exceeds the announced total_size of {} bytes", expected_size_));
+    return st;
   }
   return writer_->Write(data);
 }
 
 Result<v1::UploadResult> UploadSink::Finish() {
-  // A short upload (client gave up half-way) must not land as if it were the whole file.
-  if (expected_size_ > 0 && writer_->bytes_written() != expected_size_) {
+  if (Status st = CheckComplete(expected_size_, writer_->bytes_written(), "file"); !st.ok()) {
     writer_->Abort();
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("received {} bytes but total_size announced {}",
-                             writer_->bytes_written(), expected_size_));
+    return st.error();
   }
   AF_ASSIGN_OR_RETURN(store::UploadResult landed, writer_->Commit());
   Status usage =
@@ -85,22 +106,18 @@ Result<v1::UploadResult> UploadStream::Finish() {
 // ---- ArchiveSink ------------------------------------------------------------------------------
 
 Status ArchiveSink::Write(std::string_view data) {
-  if (expected_size_ > 0 &&
-      writer_->bytes_received() + static_cast<int64_t>(data.size()) > expected_size_) {
+  Status st = CheckNotBeyond(expected_size_, writer_->bytes_received(), data.size(), "archive");
+  if (!st.ok()) {
     writer_->Abort();
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("archive exceeds the announced total_size of {} bytes",
-                             expected_size_));
+    return st;
   }
   return writer_->Write(data);
 }
 
 Result<v1::UploadArchiveResult> ArchiveSink::Finish() {
-  if (expected_size_ > 0 && writer_->bytes_received() != expected_size_) {
+  if (Status st = CheckComplete(expected_size_, writer_->bytes_received(), "archive"); !st.ok()) {
     writer_->Abort();
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("received {} archive bytes but total_size announced {}",
-                             writer_->bytes_received(), expected_size_));
+    return st.error();
   }
   AF_ASSIGN_OR_RETURN(store::ArchiveResult landed, writer_->Commit());
   Status usage =

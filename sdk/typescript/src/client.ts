@@ -347,18 +347,30 @@ export class SandboxClient implements AsyncDisposable {
     return cv.codebaseFromPb(await this.unary(this.cb, "getCodebase", req, "codebase", codebaseId, o));
   }
 
-  /** Every codebase (of `ownerId` if given); follows pagination. */
-  async listCodebases(ownerId?: string, o: CallOpts & { pageSize?: number } = {}): Promise<Codebase[]> {
-    const out: Codebase[] = [];
+  // Every item of a paged List call: requests with each next_page_token until there is none.
+  private async paged<T>(
+    client: object,
+    method: string,
+    req: object,
+    items: string,
+    convert: (x: never) => T,
+    o: CallOpts,
+  ): Promise<T[]> {
+    const out: T[] = [];
     let pageToken = "";
     do {
-      const req = { ownerId: ownerId ?? "", pageSize: o.pageSize ?? 0, pageToken };
-      const resp = await this.unary<{ codebases: never[]; nextPageToken: string }>(
-        this.cb, "listCodebases", req, undefined, "", o);
-      out.push(...resp.codebases.map(cv.codebaseFromPb));
+      const resp = await this.unary<Record<string, unknown> & { nextPageToken: string }>(
+        client, method, { ...req, pageToken }, undefined, "", o);
+      out.push(...(resp[items] as never[]).map(convert));
       pageToken = resp.nextPageToken;
     } while (pageToken);
     return out;
+  }
+
+  /** Every codebase (of `ownerId` if given); follows pagination. */
+  listCodebases(ownerId?: string, o: CallOpts & { pageSize?: number } = {}): Promise<Codebase[]> {
+    const req = { ownerId: ownerId ?? "", pageSize: o.pageSize ?? 0 };
+    return this.paged(this.cb, "listCodebases", req, "codebases", cv.codebaseFromPb, o);
   }
 
   async deleteCodebase(codebaseId: string, o: CallOpts = {}): Promise<void> {
@@ -554,17 +566,10 @@ export class SandboxClient implements AsyncDisposable {
     return cv.sandboxFromPb(await this.unary(this.sb, "getSandbox", req, "sandbox", sandboxId, o));
   }
 
-  async listSandboxes(codebaseId?: string, o: CallOpts & { pageSize?: number } = {}): Promise<SandboxInfo[]> {
-    const out: SandboxInfo[] = [];
-    let pageToken = "";
-    do {
-      const req = { codebaseId: codebaseId ?? "", pageSize: o.pageSize ?? 0, pageToken };
-      const resp = await this.unary<{ sandboxes: never[]; nextPageToken: string }>(
-        this.sb, "listSandboxes", req, undefined, "", o);
-      out.push(...resp.sandboxes.map(cv.sandboxFromPb));
-      pageToken = resp.nextPageToken;
-    } while (pageToken);
-    return out;
+  /** Every sandbox (of `codebaseId` if given); follows pagination. */
+  listSandboxes(codebaseId?: string, o: CallOpts & { pageSize?: number } = {}): Promise<SandboxInfo[]> {
+    const req = { codebaseId: codebaseId ?? "", pageSize: o.pageSize ?? 0 };
+    return this.paged(this.sb, "listSandboxes", req, "sandboxes", cv.sandboxFromPb, o);
   }
 
   async startSandbox(sandboxId: string, o: CallOpts = {}): Promise<SandboxInfo> {

@@ -9,6 +9,7 @@ import {
   SandboxClient,
   type CallOpts,
   type ClientOptions,
+  type CreateSandboxOptions,
   type ExecOptions,
   type ExecStream,
 } from "./client.js";
@@ -30,40 +31,27 @@ import type {
   ChangeSet,
   Codebase,
   CommitResult,
-  DeltaQuota,
   ExecResult,
   FileInfo,
   PermissionExplanation,
   PermissionRule,
   ResolvedRule,
-  ResourceLimits,
   RuntimeType,
   SandboxInfo,
   SandboxStatus,
   Session,
   SessionStatus,
-  SyncMode,
   UploadProgress,
   UploadReport,
 } from "./types.js";
 
-export interface SandboxOptions extends ClientOptions {
+export interface SandboxOptions extends ClientOptions, CreateSandboxOptions {
   /** Preset whose rules come first; default "agent-safe"; null for only `permissions`. */
   preset?: string | null;
   /** Rules added after the preset's. */
   permissions?: PermissionRule[];
-  runtime?: RuntimeType;
-  image?: string;
-  resources?: ResourceLimits;
-  labels?: Record<string, string>;
-  /** Seconds until the server destroys the sandbox. */
-  expiresIn?: number;
   /** Start the sandbox (default true). */
   autoStart?: boolean;
-  syncMode?: SyncMode;
-  network?: boolean;
-  deltaQuota?: DeltaQuota;
-  env?: Record<string, string>;
   /** Use this client (not closed by the sandbox) instead of making one. */
   client?: SandboxClient;
   /** Aborts the creation; everything created so far is removed. */
