@@ -42,6 +42,7 @@ def run(ctx: Context) -> dict:
                PYTHONPATH=os.pathsep.join([str(ctx.build / "python"), str(ROOT / "sdk" / "python"),
                                            str(ROOT / "tests" / "py")]))
     rounds = "1" if ctx.quick else "3"
+    _settle(ctx)
     text = run_capture(["/usr/bin/python3", str(ROOT / "sdk" / "python" / "bench" / "from_local_vs_tar.py"),
                         str(tree), "--rounds", rounds], timeout=1800, env=env)
     out["from_local"] = _parse(text, files, "from_local_vs_tar.py")
@@ -51,6 +52,7 @@ def run(ctx: Context) -> dict:
         subprocess.run(["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"],
                        cwd=ts, check=True)
         subprocess.run(["npm", "run", "build"], cwd=ts, check=True, stdout=subprocess.DEVNULL)
+        _settle(ctx)
         text = run_capture(["node", str(ts / "bench" / "from-local-vs-tar.mjs"), str(tree), "--rounds", rounds],
                            timeout=1800, env=env)
         out["from_local_ts"] = _parse(text, files, "from-local-vs-tar.mjs")
@@ -58,6 +60,16 @@ def run(ctx: Context) -> dict:
     else:
         ctx.note("sdk: npm not found; the TypeScript SDK row was not measured")
     return out
+
+
+def _settle(ctx: Context) -> None:
+    """Waits until inodes freed by earlier work no longer slow down file creation. On ext4 without
+    a journal (this VM's disk), the inode allocator skips every inode freed in the last 60 s (300 s
+    more while its inode table block is dirty) one by one (ext4 `recently_deleted()`); right after
+    a previous step deleted a 16k-file tree, extracting one measured 2-4x slower. Not what the
+    upload costs, so the measurement starts after a sync and that window."""
+    os.sync()
+    time.sleep(5 if ctx.quick else 65)
 
 
 def _parse(text: str, files: int, script: str) -> dict:

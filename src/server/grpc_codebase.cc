@@ -57,7 +57,11 @@ class UploadCall final : public grpc::ServerReadReactor<Chunk> {
   void OnDone() override { delete this; }
 
  private:
+  // Runs on the executor (or in the constructor, before anything was received): a failed upload
+  // is discarded here, so that removing a half-received archive never blocks a gRPC thread in
+  // OnDone.
   void Complete(const Status& status) {
+    if (!status.ok()) stream_.Abort();
     RecordGrpc(deps_, method_, status, start_);
     this->Finish(status.ok() ? grpc::Status::OK : ToGrpcStatus(status.error()));
   }

@@ -63,6 +63,8 @@ class UploadStream {
       : service_(service), ctx_(std::move(ctx)) {}
   Status Consume(const v1::UploadChunk& chunk);
   Result<v1::UploadResult> Finish();
+  // Discards what was received so far, on the calling thread. Idempotent.
+  void Abort() { sink_.reset(); }
 
  private:
   CodebaseService* service_;
@@ -105,6 +107,9 @@ class ArchiveStream {
       : service_(service), ctx_(std::move(ctx)) {}
   Status Consume(const v1::ArchiveChunk& chunk);
   Result<v1::UploadArchiveResult> Finish();
+  // Discards what was staged so far, on the calling thread (removing a big half-received tree
+  // takes time: the transports call this from their executor, not from a gRPC thread).
+  void Abort() { sink_.reset(); }
 
  private:
   CodebaseService* service_;

@@ -3,7 +3,7 @@
 // High level: Sandbox (fromLocal / fromCodebase / connect) and SessionWrapper. Low level:
 // SandboxClient (one method per RPC). Types, presets, the ignore rules of fromLocal and the error
 // hierarchy are exported here.
-export { Sandbox, SessionWrapper, raiseOnError, uploadTree } from "./sandbox.js";
+export { Sandbox, SessionWrapper, raiseOnError, readChunks, uploadTree } from "./sandbox.js";
 export type { FromLocalOptions, RunOptions, SandboxOptions } from "./sandbox.js";
 export {
   DEFAULT_ENDPOINT,

@@ -475,13 +475,19 @@ async function uploadFiles(
   await Promise.all(Array.from({ length: Math.min(8, Math.max(1, files.length)) }, worker));
 }
 
-async function* readChunks(fh: fsp.FileHandle, size: number): AsyncGenerator<Buffer> {
+/**
+ * A file's bytes as UploadFiles chunks (64 KiB, the wire contract's size), read 1 MiB at a time:
+ * one thread-pool round trip per 16 chunks instead of one per chunk.
+ */
+export async function* readChunks(fh: fsp.FileHandle, size: number): AsyncGenerator<Buffer> {
   for (let pos = 0; pos < size; ) {
-    const buf = Buffer.allocUnsafe(Math.min(64 * 1024, size - pos));
+    const buf = Buffer.allocUnsafe(Math.min(1 << 20, size - pos));
     const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
     if (bytesRead === 0) return;
     pos += bytesRead;
-    yield buf.subarray(0, bytesRead);
+    for (let off = 0; off < bytesRead; off += 64 * 1024) {
+      yield buf.subarray(off, Math.min(off + 64 * 1024, bytesRead));
+    }
   }
 }
 
