@@ -7,6 +7,7 @@ import "./dispose.js";
 import {
   ChannelCredentials,
   Metadata,
+  status,
   type CallOptions,
   type ClientReadableStream,
   type ClientWritableStream,
@@ -464,7 +465,7 @@ export class SandboxClient implements AsyncDisposable {
           if (err) {
             if (signal?.aborted) reject(abortReason(signal));
             else {
-              const subj = err.code === 5 ? subject : undefined; // NOT_FOUND: the codebase
+              const subj = err.code === status.NOT_FOUND ? subject : undefined; // the codebase
               reject(fromGrpcError(err, subj, what, name, seconds));
             }
           } else {
