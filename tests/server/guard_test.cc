@@ -65,6 +65,13 @@ TEST(AuthTest, TokenRequiredOnBothTransports) {
     EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
   }
   {
+    auto ctx = server.Ctx(false);
+    v1::UploadArchiveResult out;
+    auto w = stub->UploadArchive(ctx.get(), &out);
+    w->WritesDone();
+    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
     auto sstub = server.SandboxStub();
     auto ctx = server.Ctx(false);
     v1::ExecRequest er;
@@ -83,6 +90,8 @@ TEST(AuthTest, TokenRequiredOnBothTransports) {
   httplib::Headers wrong = {{"Authorization", "Bearer nope"}};
   EXPECT_EQ(anon->Get("/v1/codebases", wrong)->status, 401);
   EXPECT_EQ(anon->Delete("/v1/codebases/cb_0000000000000001")->status, 401);
+  EXPECT_EQ(anon->Put("/v1/codebases/cb_0000000000000001/archive", std::string(1024, '\0'),
+                      "application/x-tar")->status, 401);
   EXPECT_EQ(anon->Get("/metrics")->status, 401);
   EXPECT_EQ(anon->Get("/healthz")->status, 200);
   EXPECT_EQ(server.Http()->Get("/v1/codebases")->status, 200);
