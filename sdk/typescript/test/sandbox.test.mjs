@@ -17,6 +17,11 @@ import {
   Sandbox,
   SandboxClient,
   SessionClosedError,
+  describePreset,
+  extendPreset,
+  listPresets,
+  registerPreset,
+  tarStream,
 } from "../dist/index.js";
 import { make, tempDir } from "./helpers.mjs";
 
@@ -240,6 +245,43 @@ test("20 sandboxes at once over one codebase, one client", async (t) => {
     assert.equal((await client.getCodebase(first.codebaseId)).id, first.codebaseId);
   } finally {
     await first.destroy();
+    client.close();
+  }
+});
+
+test("the rest of the surface: connect, stop/start, lists, raw archives and files, preset helpers", async (t) => {
+  const dir = tempDir(t, "af-ts-rest-");
+  make(dir, { "keep.txt": "k\n" });
+  const client = new SandboxClient();
+  const sb = await Sandbox.fromLocal(dir, { client, preset: "read-only", labels: { suite: "ts" } });
+  try {
+    // A second handle on the same sandbox, its own client.
+    const other = await Sandbox.connect(sb.id);
+    assert.equal(other.codebaseId, sb.codebaseId);
+    assert.equal((await other.run("cat keep.txt")).stdout, "k\n");
+    other.client.close(); // closing it would destroy the sandbox: only drop the connection
+    assert.ok((await client.listSandboxes(sb.codebaseId)).some((s) => s.id === sb.id && s.labels.suite === "ts"));
+    await sb.stop();
+    assert.equal(sb.status, "stopped");
+    await sb.start();
+    assert.equal((await sb.refresh()).status, "running");
+    // A tar built by the SDK's writer, sent with the low-level call; then one file removed.
+    const files = [{ rel: "more/new.txt", absPath: join(dir, "keep.txt"), size: 2, mode: 0o644 }];
+    const res = await client.uploadArchive(sb.codebaseId, tarStream(files));
+    assert.deepEqual([res.files, res.bytes, res.codebase.fileCount], [1, 2, 2]);
+    assert.equal((await sb.run("cat more/new.txt")).stdout, "k\n"); // the mount sees it at once
+    await client.deleteFile(sb.codebaseId, "more/new.txt");
+    assert.deepEqual((await client.listFiles(sb.codebaseId, "more")).map((f) => f.name), []);
+    // Preset helpers.
+    assert.match(describePreset("agent-safe"), /hide secrets/);
+    const ext = extendPreset("read-only", { overrides: [{ pattern: "**/*", permission: "view" }],
+      additions: [{ pattern: "/out/**", permission: "write", priority: 5 }] });
+    assert.deepEqual(ext.map((r) => [r.pattern, r.permission]), [["**/*", "view"], ["/out/**", "write"]]);
+    registerPreset("ts-test-preset", ext, { description: "test" });
+    assert.ok(listPresets().includes("ts-test-preset"));
+    assert.throws(() => registerPreset("ts-test-preset", ext), /already exists/);
+  } finally {
+    await sb.destroy();
     client.close();
   }
 });
