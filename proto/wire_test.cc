@@ -343,6 +343,22 @@ const std::vector<MessageSpec>& Messages() {
       {"sandbox.v1.DeleteFileRequest",
        kCodebase,
        {{1, "codebase_id", "string"}, {2, "file_path", "string"}}},
+      // extension: archive uploads
+      {"sandbox.v1.ArchiveChunk",
+       kCodebase,
+       {{1, "metadata", "oneof(content) sandbox.v1.ArchiveChunk.Metadata"},
+        {2, "data", "oneof(content) bytes"}}},
+      {"sandbox.v1.ArchiveChunk.Metadata",
+       kCodebase,
+       {{1, "codebase_id", "string"}, {2, "total_size", "int64"}}},
+      {"sandbox.v1.UploadArchiveResult",
+       kCodebase,
+       {{1, "codebase_id", "string"},
+        {2, "files", "int64"},
+        {3, "directories", "int64"},
+        {4, "symlinks", "int64"},
+        {5, "bytes", "int64"},
+        {6, "codebase", "sandbox.v1.Codebase"}}},
   };
   return *kMessages;
 }
@@ -387,6 +403,7 @@ const std::vector<ServiceSpec>& Services() {
            {"DownloadFile", "DownloadFileRequest", "FileChunk", false, true},
            {"ListFiles", "ListFilesRequest", "ListFilesResponse", false, false},
            {"DeleteFile", "DeleteFileRequest", "Empty", false, false},  // extension
+           {"UploadArchive", "ArchiveChunk", "UploadArchiveResult", true, false},  // extension
        }},
   };
   return *kServices;
