@@ -70,7 +70,7 @@ class TarReader {
 
   State state_ = State::kHeader;
   Status error_ = OkStatus();
-  char block_[512];
+  char block_[512] = {};
   size_t block_fill_ = 0;
   int64_t remaining_ = 0;  // content bytes left of the current entry (or extended header)
   int64_t padding_ = 0;    // padding bytes left after the content
