@@ -144,7 +144,7 @@ Status TarReader::Feed(std::string_view data, Handler& handler) {
       }
       case State::kExtended: {
         size_t take = static_cast<size_t>(std::min<int64_t>(remaining_, data.size()));
-        extended_.append(data.data(), take);
+        extended_.append(data.substr(0, take));
         remaining_ -= static_cast<int64_t>(take);
         data.remove_prefix(take);
         if (remaining_ == 0) {
