@@ -59,9 +59,9 @@ Result<std::string> LinkDestination(const std::string& link_rel, const std::stri
     if (seg == ".") continue;
     if (seg == "..") {
       if (parts.empty()) {
-        return EntryError(ErrorCode::kInvalidArgument, link_rel,
-                          "symbolic link pointing outside the codebase ('" + target +
-                              "') is refused");
+        return EntryError(
+            ErrorCode::kInvalidArgument, link_rel,
+            "symbolic link pointing outside the codebase ('" + target + "') is refused");
       }
       parts.pop_back();
       continue;
@@ -81,7 +81,8 @@ Result<std::string> LinkDestination(const std::string& link_rel, const std::stri
 Status CopyFd(int from, int to, int64_t size) {
   int64_t left = size;
   while (left > 0) {
-    ssize_t n = ::sendfile(to, from, nullptr, static_cast<size_t>(std::min<int64_t>(left, 1 << 30)));
+    ssize_t n =
+        ::sendfile(to, from, nullptr, static_cast<size_t>(std::min<int64_t>(left, 1 << 30)));
     if (n < 0) {
       if (errno == EINTR) continue;
       return Error::FromErrno(errno, "copying a hard-linked file");
@@ -109,9 +110,9 @@ class ArchiveWriter::Extractor final : public TarReader::Handler {
 
   Status OnEntry(const TarEntry& e) override {
     if (options_.max_archive_entries > 0 && reader_.entries() > options_.max_archive_entries) {
-      return Error(ErrorCode::kResourceExhausted,
-                   "archive has more than " + std::to_string(options_.max_archive_entries) +
-                       " entries");
+      return Error(
+          ErrorCode::kResourceExhausted,
+          "archive has more than " + std::to_string(options_.max_archive_entries) + " entries");
     }
     AF_ASSIGN_OR_RETURN(std::string rel, EntryPath(e.name));
     if (rel.empty()) {
@@ -158,9 +159,9 @@ class ArchiveWriter::Extractor final : public TarReader::Handler {
     if (options_.max_archive_bytes > 0 &&
         staged_.bytes + file_size_ + static_cast<int64_t>(data.size()) >
             options_.max_archive_bytes) {
-      return Error(ErrorCode::kResourceExhausted,
-                   "archive content larger than the limit of " +
-                       std::to_string(options_.max_archive_bytes) + " bytes");
+      return Error(ErrorCode::kResourceExhausted, "archive content larger than the limit of " +
+                                                      std::to_string(options_.max_archive_bytes) +
+                                                      " bytes");
     }
     while (!data.empty()) {
       ssize_t n = ::write(file_.get(), data.data(), data.size());
@@ -290,8 +291,8 @@ ArchiveWriter::ArchiveWriter(CodebaseFiles* owner, std::string codebase_id, std:
     : owner_(owner),
       codebase_id_(std::move(codebase_id)),
       stage_name_(std::move(stage_name)),
-      extractor_(std::make_unique<Extractor>(owner->options_, owner->resolve_,
-                                             std::move(stage_fd))) {}
+      extractor_(
+          std::make_unique<Extractor>(owner->options_, owner->resolve_, std::move(stage_fd))) {}
 
 ArchiveWriter::~ArchiveWriter() { Abort(); }
 
@@ -343,8 +344,8 @@ Status ArchiveWriter::Publish(ArchiveResult& result) {
       pending.pop_front();
       AF_ASSIGN_OR_RETURN(UniqueFd sdir, OpenBeneath(extractor_->stage_fd(), dir,
                                                      O_RDONLY | O_DIRECTORY, 0, resolve));
-      AF_ASSIGN_OR_RETURN(UniqueFd tdir, OpenBeneath(cb.get(), dir, O_PATH | O_DIRECTORY, 0,
-                                                     resolve));
+      AF_ASSIGN_OR_RETURN(UniqueFd tdir,
+                          OpenBeneath(cb.get(), dir, O_PATH | O_DIRECTORY, 0, resolve));
       int dup_fd = ::fcntl(sdir.get(), F_DUPFD_CLOEXEC, 0);
       if (dup_fd < 0) return Error::FromErrno(errno, "dup");
       AF_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadDirNames(UniqueFd(dup_fd)));
@@ -406,8 +407,8 @@ Result<std::unique_ptr<ArchiveWriter>> CodebaseFiles::BeginArchive(std::string_v
   if (::mkdirat(staging_fd_.get(), name.c_str(), 0700) != 0) {
     return Error::FromErrno(errno, "creating archive staging directory");
   }
-  int fd = ::openat(staging_fd_.get(), name.c_str(),
-                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int fd =
+      ::openat(staging_fd_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
     (void)::unlinkat(staging_fd_.get(), name.c_str(), AT_REMOVEDIR);

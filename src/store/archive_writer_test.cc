@@ -137,7 +137,8 @@ class ArchiveTest : public ::testing::TestWithParam<ResolveMode> {
   }
   size_t StagingEntries() {
     size_t n = 0;
-    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir_.Sub("store/.staging"))) {
+    for ([[maybe_unused]] auto& e :
+         std::filesystem::directory_iterator(dir_.Sub("store/.staging"))) {
       ++n;
     }
     return n;
@@ -234,8 +235,8 @@ TEST_P(ArchiveTest, DotDotNamesAreRefused) {
 }
 
 TEST_P(ArchiveTest, SymlinksPointingOutsideAreRefused) {
-  ExpectRefused(Tar().Symlink("creds", "/root/.aws/credentials").End(),
-                ErrorCode::kInvalidArgument, "absolute");
+  ExpectRefused(Tar().Symlink("creds", "/root/.aws/credentials").End(), ErrorCode::kInvalidArgument,
+                "absolute");
   ExpectRefused(Tar().Symlink("a/b/up", "../../../etc").End(), ErrorCode::kInvalidArgument,
                 "outside");
   // Inside the tree (even through ".."): stored as a link, never followed by the store.

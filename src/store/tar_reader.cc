@@ -46,7 +46,8 @@ Result<int64_t> Number(const char* block, size_t off, size_t len, const char* wh
   int64_t v = 0;
   bool any = false;
   for (; i < len && p[i] >= '0' && p[i] <= '7'; ++i) {
-    if (v > (INT64_MAX >> 3)) return Error(ErrorCode::kInvalidArgument, std::string("tar: huge ") + what);
+    if (v > (INT64_MAX >> 3))
+      return Error(ErrorCode::kInvalidArgument, std::string("tar: huge ") + what);
     v = v * 8 + (p[i] - '0');
     any = true;
   }
@@ -206,8 +207,8 @@ Status TarReader::ParseHeader(Handler& handler) {
       if (!prefix.empty()) e.name = prefix + "/" + e.name;
     }
   }
-  e.linkname = !pending_linkpath_.empty() ? std::move(pending_linkpath_)
-                                          : Field(block_, kLinkOff, kLinkLen);
+  e.linkname =
+      !pending_linkpath_.empty() ? std::move(pending_linkpath_) : Field(block_, kLinkOff, kLinkLen);
   if (pending_size_ >= 0) size = pending_size_;
   pending_path_.clear();
   pending_linkpath_.clear();
@@ -270,7 +271,8 @@ Status TarReader::ApplyExtended() {
         return Error(ErrorCode::kInvalidArgument, "tar: malformed pax size");
       }
       for (char c : value) {
-        if (c < '0' || c > '9') return Error(ErrorCode::kInvalidArgument, "tar: malformed pax size");
+        if (c < '0' || c > '9')
+          return Error(ErrorCode::kInvalidArgument, "tar: malformed pax size");
         v = v * 10 + (c - '0');
       }
       pending_size_ = v;

@@ -72,8 +72,8 @@ class TarReader {
   Status error_ = OkStatus();
   char block_[512] = {};
   size_t block_fill_ = 0;
-  int64_t remaining_ = 0;  // content bytes left of the current entry (or extended header)
-  int64_t padding_ = 0;    // padding bytes left after the content
+  int64_t remaining_ = 0;         // content bytes left of the current entry (or extended header)
+  int64_t padding_ = 0;           // padding bytes left after the content
   char extended_type_ = 0;        // 'x', 'g', 'L' or 'K' while collecting an extended header
   std::string extended_;          // its content
   std::string pending_path_;      // from pax 'path' or GNU 'L', for the next entry

@@ -17,17 +17,19 @@ inline void Octal(char* field, size_t len, uint64_t v) {
 }
 
 inline std::string Header(const std::string& name, char type, uint64_t size, uint32_t mode = 0644,
-                   const std::string& link = "") {
+                          const std::string& link = "") {
   char b[512] = {};
-  std::memcpy(b, name.data(), std::min<size_t>(name.size(), 100));
+  // Tar fields are fixed-width, not NUL-terminated strings: copy at most the field's width.
+  name.copy(b, 100);
   Octal(b + 100, 8, mode);
   Octal(b + 108, 8, 0);
   Octal(b + 116, 8, 0);
   Octal(b + 124, 12, size);
   Octal(b + 136, 12, 0);
   b[156] = type;
-  std::memcpy(b + 157, link.data(), std::min<size_t>(link.size(), 100));
-  std::memcpy(b + 257, "ustar\0" "00", 8);
+  link.copy(b + 157, 100);
+  constexpr char kMagic[8] = {'u', 's', 't', 'a', 'r', '\0', '0', '0'};  // POSIX ustar, version 00
+  std::copy(kMagic, kMagic + 8, b + 257);
   std::memset(b + 148, ' ', 8);
   unsigned sum = 0;
   for (unsigned char c : b) sum += c;

@@ -1,15 +1,15 @@
 // UploadArchive over gRPC and PUT /v1/codebases/{id}/archive over REST, against a real server and a
 // real store: both transports give the same result, refuse the same hostile archives, leave nothing
 // behind when an archive is cut off, and stream (the server never holds the archive).
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "store/test_tar.h"
@@ -31,8 +31,8 @@ class ArchiveTransportTest : public ::testing::Test {
     EXPECT_TRUE(stub_->CreateCodebase(server_.Ctx().get(), req, &cb).ok());
     return cb.id();
   }
-  grpc::Status UploadGrpc(const std::string& cb, const std::string& tar, v1::UploadArchiveResult* out,
-                          int64_t total_size = 0) {
+  grpc::Status UploadGrpc(const std::string& cb, const std::string& tar,
+                          v1::UploadArchiveResult* out, int64_t total_size = 0) {
     auto ctx = server_.Ctx();
     auto w = stub_->UploadArchive(ctx.get(), out);
     v1::ArchiveChunk meta;
@@ -109,11 +109,10 @@ TEST_F(ArchiveTransportTest, SameResultOnBothTransports) {
 
 TEST_F(ArchiveTransportTest, HostileArchivesRefusedOnBothTransports) {
   std::string cb = Create("hostile");
-  for (const std::string& tar : {Tar().File("ok", "x").File("../escape", "x").End(),
-                                 Tar().File("/abs", "x").End(),
-                                 Tar().Symlink("l", "/etc").End(),
-                                 Tar().HardLink("h", "../../etc/passwd").End(),
-                                 Tar().Special("null", '3').End()}) {
+  for (const std::string& tar :
+       {Tar().File("ok", "x").File("../escape", "x").End(), Tar().File("/abs", "x").End(),
+        Tar().Symlink("l", "/etc").End(), Tar().HardLink("h", "../../etc/passwd").End(),
+        Tar().Special("null", '3').End()}) {
     v1::UploadArchiveResult out;
     auto st = UploadGrpc(cb, tar, &out);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
@@ -156,8 +155,9 @@ TEST_F(ArchiveTransportTest, CutOffArchivesLeaveNothing) {
   v1::UploadArchiveResult out;
   EXPECT_EQ(UploadGrpc(cb, tar.substr(0, tar.size() - 1024), &out).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(UploadGrpc(cb, tar.substr(0, 2048), &out, static_cast<int64_t>(tar.size())).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(
+      UploadGrpc(cb, tar.substr(0, 2048), &out, static_cast<int64_t>(tar.size())).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
   // REST: the connection drops before Content-Length bytes arrived.
   {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
