@@ -562,9 +562,15 @@ export class SandboxClient implements AsyncDisposable {
     return cv.sandboxFromPb(await this.unary(this.sb, "createSandbox", req, "codebase", codebaseId, o));
   }
 
-  async getSandbox(sandboxId: string, o: CallOpts = {}): Promise<SandboxInfo> {
+  // The calls whose request is the sandbox id alone; `minTimeout` (seconds) for the slow ones.
+  private bySandbox<Res>(method: string, sandboxId: string, o: CallOpts, minTimeout?: number): Promise<Res> {
     const req = { sandboxId: needId("sandboxId", sandboxId) };
-    return cv.sandboxFromPb(await this.unary(this.sb, "getSandbox", req, "sandbox", sandboxId, o));
+    const timeout = minTimeout === undefined ? undefined : Math.max(this.timeout, minTimeout);
+    return this.unary<Res>(this.sb, method, req, "sandbox", sandboxId, { ...o, timeout });
+  }
+
+  async getSandbox(sandboxId: string, o: CallOpts = {}): Promise<SandboxInfo> {
+    return cv.sandboxFromPb(await this.bySandbox("getSandbox", sandboxId, o));
   }
 
   /** Every sandbox (of `codebaseId` if given); follows pagination. */
@@ -574,28 +580,16 @@ export class SandboxClient implements AsyncDisposable {
   }
 
   async startSandbox(sandboxId: string, o: CallOpts = {}): Promise<SandboxInfo> {
-    const req = { sandboxId: needId("sandboxId", sandboxId) };
     // Starting mounts a filesystem and may pull a container image: longer than a plain call.
-    return cv.sandboxFromPb(await this.unary(this.sb, "startSandbox", req, "sandbox", sandboxId, {
-      ...o,
-      timeout: Math.max(this.timeout, 120),
-    }));
+    return cv.sandboxFromPb(await this.bySandbox("startSandbox", sandboxId, o, 120));
   }
 
   async stopSandbox(sandboxId: string, o: CallOpts = {}): Promise<SandboxInfo> {
-    const req = { sandboxId: needId("sandboxId", sandboxId) };
-    return cv.sandboxFromPb(await this.unary(this.sb, "stopSandbox", req, "sandbox", sandboxId, {
-      ...o,
-      timeout: Math.max(this.timeout, 60),
-    }));
+    return cv.sandboxFromPb(await this.bySandbox("stopSandbox", sandboxId, o, 60));
   }
 
   async destroySandbox(sandboxId: string, o: CallOpts = {}): Promise<void> {
-    const req = { sandboxId: needId("sandboxId", sandboxId) };
-    await this.unary(this.sb, "destroySandbox", req, "sandbox", sandboxId, {
-      ...o,
-      timeout: Math.max(this.timeout, 60),
-    });
+    await this.bySandbox("destroySandbox", sandboxId, o, 60);
   }
 
   // ---- exec ----
@@ -662,8 +656,7 @@ export class SandboxClient implements AsyncDisposable {
   }
 
   async listSessions(sandboxId: string, o: CallOpts = {}): Promise<Session[]> {
-    const req = { sandboxId: needId("sandboxId", sandboxId) };
-    const resp = await this.unary<{ sessions: never[] }>(this.sb, "listSessions", req, "sandbox", sandboxId, o);
+    const resp = await this.bySandbox<{ sessions: never[] }>("listSessions", sandboxId, o);
     return resp.sessions.map(cv.sessionFromPb);
   }
 
@@ -727,22 +720,16 @@ export class SandboxClient implements AsyncDisposable {
   }
 
   async listChanges(sandboxId: string, o: CallOpts = {}): Promise<ChangeSet> {
-    const req = { sandboxId: needId("sandboxId", sandboxId) };
-    return cv.changesFromPb(await this.unary(this.sb, "listChanges", req, "sandbox", sandboxId, o));
+    return cv.changesFromPb(await this.bySandbox("listChanges", sandboxId, o));
   }
 
   async commitChanges(sandboxId: string, o: CallOpts = {}): Promise<CommitResult> {
-    const req = { sandboxId: needId("sandboxId", sandboxId) };
-    return cv.commitFromPb(await this.unary(this.sb, "commitChanges", req, "sandbox", sandboxId, {
-      ...o,
-      timeout: Math.max(this.timeout, 120),
-    }));
+    return cv.commitFromPb(await this.bySandbox("commitChanges", sandboxId, o, 120));
   }
 
   /** Drops the pending changes; returns how many were discarded. */
   async discardChanges(sandboxId: string, o: CallOpts = {}): Promise<number> {
-    const req = { sandboxId: needId("sandboxId", sandboxId) };
-    const resp = await this.unary<{ discarded: number }>(this.sb, "discardChanges", req, "sandbox", sandboxId, o);
+    const resp = await this.bySandbox<{ discarded: number }>("discardChanges", sandboxId, o);
     return resp.discarded;
   }
 
