@@ -2,15 +2,13 @@
 // for names that do not fit (long or non-ASCII). Files are read in pieces and never held whole;
 // the output comes in chunks of about CHUNK bytes (many small files share one chunk), so the
 // number of gRPC messages depends on the bytes, not on the file count.
-import { closeSync, constants, fstatSync, openSync, read, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, read } from "node:fs";
 import { promisify } from "node:util";
 
 import type { LocalFile } from "./ignore.js";
 
 export const CHUNK = 1 << 20;
 const BLOCK = 512;
-/** Files up to this size are read with synchronous calls (see tarStream). */
-const SMALL_FILE = 256 * 1024;
 const readAsync = promisify(read);
 
 function octal(buf: Buffer, off: number, len: number, value: number): void {
@@ -99,9 +97,9 @@ export async function* tarStream(
   }
   for (const f of files) {
     signal?.throwIfAborted();
-    // Small files take synchronous calls: four thread-pool round trips per file (open, stat, read,
-    // close) cost more than the work itself, and a source tree is mostly small files. A big file
-    // is read asynchronously, a piece at a time, so the event loop is never held for long.
+    // open, fstat and close are synchronous: three thread-pool round trips per file cost more than
+    // the calls themselves, and a source tree is mostly small files. The data is read
+    // asynchronously, so reading overlaps with sending on the event loop.
     let fd: number;
     try {
       fd = openSync(f.absPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -122,11 +120,7 @@ export async function* tarStream(
         // Read straight into the chunk being assembled: no copy for big files.
         const want = Math.min(CHUNK - fill, left);
         let got: number;
-        if (size <= SMALL_FILE) {
-          got = readSync(fd, buf, fill, want, size - left);
-        } else {
-          got = (await readAsync(fd, buf, fill, want, size - left)).bytesRead;
-        }
+        got = (await readAsync(fd, buf, fill, want, size - left)).bytesRead;
         if (got === 0) {
           throw new Error(`${f.rel} shrank while it was being uploaded (${size - left} of ${size} bytes)`);
         }
