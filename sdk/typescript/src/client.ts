@@ -100,7 +100,10 @@ export interface CreateSandboxOptions {
   image?: string;
   resources?: ResourceLimits;
   syncMode?: SyncMode;
+  /** Every public destination (docs/NETWORK.md); with `allowNet`, those rules too. */
   network?: boolean;
+  /** Only these destinations ("pypi.org:443", "*.pythonhosted.org"); implies network. */
+  allowNet?: string[];
   deltaQuota?: DeltaQuota;
   env?: Record<string, string>;
 }
@@ -546,6 +549,7 @@ export class SandboxClient implements AsyncDisposable {
     options: CreateSandboxOptions = {},
     o: CallOpts = {},
   ): Promise<SandboxInfo> {
+    const rules = cv.egressRules(options.allowNet);
     const req = CreateSandboxRequest.fromPartial({
       codebaseId: needId("codebaseId", codebaseId),
       permissions: cv.rulesToPb(options.permissions ?? []),
@@ -555,7 +559,10 @@ export class SandboxClient implements AsyncDisposable {
       image: options.image ?? "",
       resources: cv.resourcesToPb(options.resources),
       syncMode: cv.syncToPb(options.syncMode),
-      network: options.network ?? false,
+      // `network` alone: every public destination; `allowNet`: only those (implies network);
+      // both: every public destination plus the listed ones (as the Python SDK does).
+      network: (options.network ?? false) || rules.length > 0,
+      egress: { allow: rules, anyPublic: (options.network ?? false) && rules.length > 0 },
       deltaQuota: cv.quotaToPb(options.deltaQuota),
       env: cv.strMap("env", options.env),
     });
@@ -708,6 +715,18 @@ export class SandboxClient implements AsyncDisposable {
   async updatePermissions(sandboxId: string, permissions: PermissionRule[], o: CallOpts = {}): Promise<SandboxInfo> {
     const req = { sandboxId: needId("sandboxId", sandboxId), permissions: cv.rulesToPb(permissions) };
     return cv.sandboxFromPb(await this.unary(this.sb, "updatePermissions", req, "sandbox", sandboxId, o));
+  }
+
+  /**
+   * Replaces the egress allow-list; on a running sandbox new connections follow it (and open ones
+   * it no longer allows are closed) before this returns.
+   */
+  async updateEgress(sandboxId: string, allowNet: string[], o: CallOpts & { anyPublic?: boolean } = {}): Promise<SandboxInfo> {
+    const req = {
+      sandboxId: needId("sandboxId", sandboxId),
+      egress: { allow: cv.egressRules(allowNet), anyPublic: o.anyPublic ?? false },
+    };
+    return cv.sandboxFromPb(await this.unary(this.sb, "updateEgress", req, "sandbox", sandboxId, o));
   }
 
   async explainPermission(sandboxId: string, path: string, o: CallOpts = {}): Promise<PermissionExplanation> {

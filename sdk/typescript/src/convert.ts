@@ -213,9 +213,26 @@ export function sandboxFromPb(s: PbSandbox): SandboxInfo {
     expiresAt: s.expiresAt,
     syncMode: SYNC_FROM_PB[s.syncMode],
     network: s.network,
+    egress: s.network ? { allow: [...(s.egress?.allow ?? [])], anyPublic: s.egress?.anyPublic ?? false } : undefined,
     deltaQuota: q ? { maxBytes: q.maxBytes || undefined, maxInodes: q.maxInodes || undefined } : undefined,
     statusMessage: s.statusMessage,
+    hostUid: s.hostUid,
   };
+}
+
+/** The rule strings of an `allowNet` option; one string instead of a list is refused. */
+export function egressRules(allowNet: readonly string[] | undefined): string[] {
+  if (allowNet === undefined) return [];
+  if (typeof allowNet === "string") {
+    throw new InvalidConfigurationError(`allowNet must be a list of rules, not one string: use [${JSON.stringify(allowNet)}]`);
+  }
+  if (!Array.isArray(allowNet)) throw new InvalidConfigurationError("allowNet must be a list of rule strings");
+  for (const r of allowNet) {
+    if (typeof r !== "string" || !r) {
+      throw new InvalidConfigurationError(`allowNet entries must be non-empty strings, got ${JSON.stringify(r)}`);
+    }
+  }
+  return [...allowNet];
 }
 
 export function codebaseFromPb(c: PbCodebase): Codebase {

@@ -343,6 +343,12 @@ export class Sandbox implements AsyncDisposable {
     return this._info;
   }
 
+  /** Replaces the egress allow-list (docs/NETWORK.md); new connections follow it on return. */
+  async updateEgress(allowNet: string[], o: CallOpts & { anyPublic?: boolean } = {}): Promise<SandboxInfo> {
+    this._info = await this.client.updateEgress(this.id, allowNet, o);
+    return this._info;
+  }
+
   explain(path: string, o: CallOpts = {}): Promise<PermissionExplanation> {
     return this.client.explainPermission(this.id, path, o);
   }

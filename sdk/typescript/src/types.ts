@@ -59,9 +59,21 @@ export interface SandboxInfo {
   expiresAt?: Date;
   syncMode?: SyncMode;
   network: boolean;
+  /** The effective egress policy, rules normalized; undefined without network (docs/NETWORK.md). */
+  egress?: EgressPolicy;
   deltaQuota?: DeltaQuota;
   /** Why the sandbox is in "error"; empty otherwise. */
   statusMessage: string;
+  /** The host uid (= gid) the sandbox runs as: its own while it runs (0 before its first start). */
+  hostUid: number;
+}
+
+/** Where a sandbox with network on may connect (docs/NETWORK.md). */
+export interface EgressPolicy {
+  /** "github.com", "*.pypi.org:443", "10.0.0.0/8:5432", "udp:10.1.2.3:53", ... */
+  allow: string[];
+  /** Every public destination too. */
+  anyPublic: boolean;
 }
 
 export interface Codebase {

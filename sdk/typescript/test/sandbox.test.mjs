@@ -13,6 +13,7 @@ import {
   CommandExecutionError,
   CommandTimeoutError,
   FileNotFoundError,
+  InvalidConfigurationError,
   PermissionDeniedError,
   Sandbox,
   SandboxClient,
@@ -193,6 +194,41 @@ describe("a sandbox from a local tree", () => {
     const audit = await sb.audit({ kind: "denied" });
     assert.ok(audit.events.some((e) => e.path.includes("guide.md")));
   });
+
+  test("its own host identity, and no network unless asked", () => {
+    assert.ok(sb.info.hostUid > 0 && sb.info.hostUid !== 65534);
+    assert.equal(sb.info.network, false);
+    assert.equal(sb.info.egress, undefined);
+  });
+});
+
+test("egress: allowNet on create, updateEgress, rules validated (docs/NETWORK.md)", async (t) => {
+  const client = new SandboxClient();
+  t.after(() => client.close());
+  const cb = await client.createCodebase("ts-egress", "ts");
+  // One string instead of a list is refused before any call.
+  await assert.rejects(client.createSandbox(cb.id, { allowNet: "pypi.org" }), InvalidConfigurationError);
+  let info = await client.createSandbox(cb.id, {
+    permissions: RULES,
+    allowNet: ["pypi.org:443", "*.pythonhosted.org"],
+  });
+  assert.equal(info.network, true);
+  assert.deepEqual(info.egress?.allow.length, 2);
+  assert.equal(info.egress?.anyPublic, false);
+  const sb = await Sandbox.connect(info.id, { client });
+  await sb.start();
+  info = await sb.updateEgress([]);
+  assert.deepEqual(info.egress, { allow: [], anyPublic: false });
+  info = await sb.updateEgress(["github.com:443"], { anyPublic: true });
+  assert.deepEqual(info.egress?.allow, ["github.com:443"]);
+  assert.equal(info.egress?.anyPublic, true);
+  // The server's one validator names a bad rule.
+  await assert.rejects(sb.updateEgress(["bad rule with spaces"]), InvalidConfigurationError);
+  // A bare `network: true` means every public destination (the effective policy says so).
+  const open = await client.createSandbox(cb.id, { permissions: RULES, network: true });
+  assert.deepEqual(open.egress, { allow: [], anyPublic: true });
+  for (const id of [info.id, open.id]) await client.destroySandbox(id);
+  await client.deleteCodebase(cb.id);
 });
 
 describe("changes, commit and discard", () => {
