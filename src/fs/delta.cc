@@ -311,8 +311,8 @@ Result<UniqueFd> DeltaStore::EnsureUpperDir(const std::string& dir_path, int low
     if (!next) {
       if (errno != ENOENT) return Error::FromErrno(errno, "open upper " + prefix);
       mode_t mode = 0755;
-      uid_t uid = 0;
-      gid_t gid = 0;
+      uid_t uid = owner_uid_;
+      gid_t gid = owner_gid_;
       if (auto low = OpenBeneath(lower_root, prefix, O_PATH | O_NOFOLLOW); low.ok()) {
         struct stat st;
         if (::fstat(low->get(), &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -585,7 +585,11 @@ CommitReport DeltaStore::Commit(int lower_root,
           refuse(std::string("mkdir: ") + std::strerror(errno));
           continue;
         }
-        (void)::fchmodat(parent->get(), name.c_str(), mode, 0);  // mkdir applied the umask
+        // The owner of the upper directory (the tree's owner, or the copied-up source owner),
+        // never the daemon; then the mode, which mkdir masked with the umask.
+        (void)::fchownat(parent->get(), name.c_str(), e.st.st_uid, e.st.st_gid,
+                         AT_SYMLINK_NOFOLLOW);
+        (void)::fchmodat(parent->get(), name.c_str(), mode, 0);
         report.applied.push_back({p, ChangeKind::kAdded, 0, true});
       }
       synced_dirs.push_back(p);
@@ -639,6 +643,8 @@ CommitReport DeltaStore::Commit(int lower_root,
       Status s = CopyData(in->get(), tmp.get());
       CopyUserXattrs(in->get(), tmp.get());
       struct timespec tv[2] = {e.st.st_atim, e.st.st_mtim};
+      // The upper file's owner, not the daemon's (a rootless daemon owns both: a no-op).
+      (void)::fchown(tmp.get(), e.st.st_uid, e.st.st_gid);
       if (s.ok() && (::fchmod(tmp.get(), mode) != 0 || ::futimens(tmp.get(), tv) != 0)) {
         s = Error::FromErrno(errno, "fchmod");
       }
@@ -663,6 +669,8 @@ CommitReport DeltaStore::Commit(int lower_root,
         refuse(std::string("symlink: ") + std::strerror(errno));
         continue;
       }
+      (void)::fchownat(parent->get(), tmpname.c_str(), e.st.st_uid, e.st.st_gid,
+                       AT_SYMLINK_NOFOLLOW);
     }
     // rename replaces a file or a symlink at `name` itself; it never follows it.
     if (::renameat(parent->get(), tmpname.c_str(), parent->get(), name.c_str()) != 0) {

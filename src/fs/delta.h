@@ -42,6 +42,12 @@ class DeltaStore {
   ~DeltaStore();
 
   int upper_root() const { return upper_.get(); }
+  // Owner given to directories it creates without a source counterpart (FsOptions::new_owner_uid).
+  // Objects a commit creates in the source keep the owner of their upper object. Call before use.
+  void SetOwner(uid_t uid, gid_t gid) {
+    owner_uid_ = uid;
+    owner_gid_ = gid;
+  }
 
   // --- out-of-band deletions (lower objects hidden by the delta) ---
   bool IsDeleted(const std::string& path) const;
@@ -106,6 +112,8 @@ class DeltaStore {
   int64_t inodes_ = 0;
   uint64_t quota_bytes_ = 0;
   uint64_t quota_inodes_ = 0;
+  uid_t owner_uid_ = 0;
+  gid_t owner_gid_ = 0;
   std::mutex write_mu_;  // serializes quota-checked writes (check + write + charge)
 };
 

@@ -23,6 +23,14 @@ Result<std::unique_ptr<PermFs>> PermFs::Create(const std::string& source, Policy
   // A real (not O_PATH) fd: open_by_handle_at refuses O_PATH fds as its mount fd (EBADF).
   int fd = ::open(source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Error::FromErrno(errno, "open source " + source);
+  struct stat root_st;
+  if (::fstat(fd, &root_st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return Error::FromErrno(err, "fstat source " + source);
+  }
+  if (options.new_owner_uid == static_cast<uid_t>(-1)) options.new_owner_uid = root_st.st_uid;
+  if (options.new_owner_gid == static_cast<gid_t>(-1)) options.new_owner_gid = root_st.st_gid;
   AF_ASSIGN_OR_RETURN(auto table, InodeTable::Create(UniqueFd(fd), options.fd_cache_capacity));
   std::unique_ptr<DeltaStore> delta;
   if (!options.delta_dir.empty()) {
@@ -30,6 +38,7 @@ Result<std::unique_ptr<PermFs>> PermFs::Create(const std::string& source, Policy
                               options.delta_quota_inodes);
     if (!d.ok()) return std::move(d).error().With("opening the delta");
     delta = std::move(*d);
+    delta->SetOwner(options.new_owner_uid, options.new_owner_gid);
     table->SetUpperRoot(delta->upper_root());
   }
   std::unique_ptr<PermFs> fs(new PermFs(std::move(table), std::move(policy), std::move(options)));
@@ -40,6 +49,9 @@ Result<std::unique_ptr<PermFs>> PermFs::Create(const std::string& source, Policy
 PermFs::PermFs(std::unique_ptr<InodeTable> table, Policy policy, FsOptions options)
     : table_(std::move(table)),
       options_(std::move(options)),
+      owner_uid_(options_.new_owner_uid),
+      owner_gid_(options_.new_owner_gid),
+      daemon_gid_(::getegid()),
       policy_(std::make_shared<const Policy>(std::move(policy))) {}
 
 PermFs::~PermFs() = default;
@@ -151,7 +163,7 @@ int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char*
 }
 
 int PermFs::RegisterNew(const Policy& p, Inode* parent, const char* name, int io_fd,
-                        fuse_entry_param* e, int dir_fd, bool upper) {
+                        fuse_entry_param* e, int dir_fd, bool upper, mode_t mode) {
   std::shared_ptr<UniqueFd> pfd;
   if (dir_fd < 0) {
     auto r = table_->PathFd(parent);
@@ -169,6 +181,24 @@ int PermFs::RegisterNew(const Policy& p, Inode* parent, const char* name, int io
   if (!fd) return errno;
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return errno;
+  // The daemon (root) created it: hand it to the tree's owner. Both ids are only changed when
+  // they differ (no syscall when the daemon already is the owner, e.g. a root-owned tree), and a
+  // group inherited from a setgid directory (any group but the daemon's) is kept, as natively.
+  const bool linked = mode == kLinked;
+  const uid_t uid = linked || st.st_uid == owner_uid_ ? static_cast<uid_t>(-1) : owner_uid_;
+  const gid_t gid = (linked || st.st_gid == owner_gid_ || st.st_gid != daemon_gid_)
+                        ? static_cast<gid_t>(-1)
+                        : owner_gid_;
+  if (uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1)) {
+    // On the O_PATH fd of exactly this object; a symlink's own owner (AT_EMPTY_PATH never follows).
+    if (::fchownat(fd.get(), "", uid, gid, AT_EMPTY_PATH) != 0) return errno;
+    if (::fstat(fd.get(), &st) != 0) return errno;
+  }
+  if (mode != kKeepMode && !linked && !S_ISLNK(st.st_mode) && (st.st_mode & 07777) != mode) {
+    // Only when the worker kept the daemon's umask (internal::NoDaemonUmask failed).
+    if (::chmod(ProcFdPath(fd.get()).c_str(), mode) != 0) return errno;
+    if (::fstat(fd.get(), &st) != 0) return errno;
+  }
   std::string path = table_->ChildPath(parent, name);
   auto node = table_->AddLookup(parent, name, std::move(fd), st, upper);
   if (!node.ok()) return node.error().ToErrno();
@@ -198,9 +228,11 @@ void PermFs::Init(fuse_conn_info* conn) {
   // here: pages are dropped explicitly on every change we make or are told of (notify_inval_inode
   // with the pages), and a file changed on the host between opens loses keep_cache at its next
   // open (KeepCache).
+  // Nor DONT_MASK: the kernel applies the caller's umask to new objects' modes before the request
+  // reaches us (internal::NoDaemonUmask relies on that).
   conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_ACL | FUSE_CAP_EXPORT_SUPPORT |
                   FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_SPLICE_READ |
-                  FUSE_CAP_AUTO_INVAL_DATA);
+                  FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_DONT_MASK);
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
   conn->time_gran = 1;

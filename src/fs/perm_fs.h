@@ -70,6 +70,13 @@ struct FsOptions {
   std::string delta_dir;
   uint64_t delta_quota_bytes = 0;   // 0 = unlimited; past it writes fail with ENOSPC
   uint64_t delta_quota_inodes = 0;  // 0 = unlimited
+  // Host owner of every object the sandbox creates: files, directories, symlinks and FIFOs made
+  // through the mount, the delta's upper objects, and what a commit lands in the source. -1 (the
+  // default) = the uid/gid of the source root directory, so a tree owned by a user stays that
+  // user's; never silently the daemon's (root). A new object in a setgid directory keeps the
+  // group it inherits, as natively.
+  uid_t new_owner_uid = static_cast<uid_t>(-1);
+  gid_t new_owner_gid = static_cast<gid_t>(-1);
 };
 
 class PermFs {
@@ -186,9 +193,15 @@ class PermFs {
                fuse_entry_param* e, bool audit);
   void FillEntry(const policy::Policy& p, Inode* node, const std::string& path,
                  const struct stat& st, fuse_entry_param* e) const;
-  // Opens the new name `name` in `parent` (just created by us) and registers it.
+  // Opens the new name `name` in `parent` (just created by us), hands it to the tree's owner
+  // (FsOptions::new_owner_uid), gives it `mode` when the thread could not drop the daemon's umask
+  // (internal::NoDaemonUmask), and registers it. `mode` = kKeepMode: the mode is right as it is
+  // (symlinks); kLinked: not a new object but a new name of an existing one (link), left alone.
+  static constexpr mode_t kKeepMode = static_cast<mode_t>(-1);
+  static constexpr mode_t kLinked = static_cast<mode_t>(-2);
   int RegisterNew(const policy::Policy& p, Inode* parent, const char* name, int io_fd,
-                  fuse_entry_param* e, int dir_fd = -1, bool upper = false);
+                  fuse_entry_param* e, int dir_fd = -1, bool upper = false,
+                  mode_t mode = kKeepMode);
 
   // Handlers (perm_fs.cc).
   void Init(fuse_conn_info* conn);
@@ -236,6 +249,11 @@ class PermFs {
 
   std::unique_ptr<InodeTable> table_;
   FsOptions options_;
+  // FsOptions::new_owner_uid/gid resolved at Create; daemon_gid_ = the group the kernel gives a
+  // new object we create (outside setgid directories).
+  uid_t owner_uid_ = 0;
+  gid_t owner_gid_ = 0;
+  gid_t daemon_gid_ = 0;
   // Held shared by SetPolicy/InvalidatePath for all their notifications, exclusively by
   // AttachSession. Taken with no other lock of ours held.
   std::shared_mutex session_mu_;

@@ -396,7 +396,7 @@ void PermFs::DeltaLink(fuse_req_t req, const Policy& p, Inode* n, Inode* ndir, c
     return (void)fuse_reply_err(req, errno);
   }
   fuse_entry_param e;
-  if (int err = RegisterNew(p, ndir, newname, -1, &e, nfd->get(), true)) {
+  if (int err = RegisterNew(p, ndir, newname, -1, &e, nfd->get(), true, kLinked)) {
     return (void)fuse_reply_err(req, err);
   }
   fuse_reply_entry(req, &e);

@@ -180,12 +180,15 @@ void PermFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   const int at = delta_ ? dfd.get() : (*pfd)->get();
-  if (::mkdirat(at, name, mode & ~internal::kStrippedModeBits) != 0) {
+  const mode_t want = mode & 07777 & ~internal::kStrippedModeBits;
+  const bool exact = internal::NoDaemonUmask();
+  if (::mkdirat(at, name, want) != 0) {
     if (delta_) delta_->AddUsage(0, -1);
     return (void)fuse_reply_err(req, errno);
   }
   fuse_entry_param e;
-  if (int err = RegisterNew(p, dir, name, -1, &e, delta_ ? at : -1, delta_ != nullptr)) {
+  if (int err = RegisterNew(p, dir, name, -1, &e, delta_ ? at : -1, delta_ != nullptr,
+                            exact ? kKeepMode : want)) {
     return (void)fuse_reply_err(req, err);
   }
   fuse_reply_entry(req, &e);
@@ -209,12 +212,15 @@ void PermFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   const int at = delta_ ? dfd.get() : (*pfd)->get();
-  if (::mknodat(at, name, mode & ~internal::kStrippedModeBits, 0) != 0) {
+  const mode_t want = mode & 07777 & ~internal::kStrippedModeBits;
+  const bool exact = internal::NoDaemonUmask();
+  if (::mknodat(at, name, type | want, 0) != 0) {
     if (delta_) delta_->AddUsage(0, -1);
     return (void)fuse_reply_err(req, errno);
   }
   fuse_entry_param e;
-  if (int err = RegisterNew(p, dir, name, -1, &e, delta_ ? at : -1, delta_ != nullptr)) {
+  if (int err = RegisterNew(p, dir, name, -1, &e, delta_ ? at : -1, delta_ != nullptr,
+                            exact ? kKeepMode : want)) {
     return (void)fuse_reply_err(req, err);
   }
   fuse_reply_entry(req, &e);
@@ -385,7 +391,9 @@ void PermFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const ch
     return (void)fuse_reply_err(req, errno);
   }
   fuse_entry_param e;
-  if (int err = RegisterNew(p, ndir, newname, -1, &e)) return (void)fuse_reply_err(req, err);
+  if (int err = RegisterNew(p, ndir, newname, -1, &e, -1, false, kLinked)) {
+    return (void)fuse_reply_err(req, err);
+  }
   fuse_reply_entry(req, &e);
 }
 

@@ -93,15 +93,18 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   const int at = delta_ ? dfd.get() : (*pfd)->get();
+  const mode_t want = mode & 07777 & ~internal::kStrippedModeBits;
+  const bool exact = internal::NoDaemonUmask();
   UniqueFd fd(::openat(at, name,
                        (fi->flags & ~(O_NOCTTY | O_NOATIME)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-                       mode & ~internal::kStrippedModeBits));
+                       want));
   if (!fd) {
     if (delta_) delta_->AddUsage(0, -1);
     return (void)fuse_reply_err(req, errno);
   }
   fuse_entry_param e;
-  if (int err = RegisterNew(p, dir, name, fd.get(), &e, delta_ ? at : -1, delta_ != nullptr)) {
+  if (int err = RegisterNew(p, dir, name, fd.get(), &e, delta_ ? at : -1, delta_ != nullptr,
+                            exact ? kKeepMode : want)) {
     return (void)fuse_reply_err(req, err);
   }
   Inode* n = table_->FromNodeId(e.ino);

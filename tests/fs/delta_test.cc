@@ -580,6 +580,39 @@ TEST_F(DeltaTest, OddNamesAndDeepTreesSync) {
   EXPECT_EQ(ReadFile(m->mnt(rel.substr(1) + "/leaf")), "leaf");
 }
 
+// Upper objects belong to the source tree's owner, never to the daemon (root); a copied-up
+// object keeps its source owner. (Their fate at commit: HostSide.CreatedObjectsBelongToTheTreesOwner.)
+TEST_F(DeltaTest, UpperObjectsBelongToTheTreesOwner) {
+  std::string src = dir_ / "src", delta = dir_ / "delta";
+  ::mkdir(src.c_str(), 0755);
+  ASSERT_EQ(::chown(src.c_str(), 12345, 23456), 0);
+  ::mkdir((src + "/lower").c_str(), 0755);  // root's, as is what it holds
+  WriteFile(src + "/lower/rootfile", "root's");
+  auto m = DeltaMount(src, delta);
+  ASSERT_NE(m, nullptr);
+  WriteFile(m->mnt("file"), "data");
+  ASSERT_EQ(::mkdir(m->mnt("dir").c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir(m->mnt("dir/sub").c_str(), 0700), 0);
+  WriteFile(m->mnt("dir/sub/inner"), "inner");
+  ASSERT_EQ(::symlink("file", m->mnt("link").c_str()), 0);
+  ASSERT_EQ(::mkfifo(m->mnt("fifo").c_str(), 0600), 0);
+  WriteFile(m->mnt("lower/new"), "new");            // in a copied-up root directory
+  WriteFile(m->mnt("lower/rootfile"), "changed");   // copy-up
+  struct stat st;
+  for (const char* name : {"file", "dir", "dir/sub", "dir/sub/inner", "link", "fifo",
+                           "lower/new"}) {
+    ASSERT_EQ(::lstat((delta + "/upper/" + name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_uid, 12345u) << name;
+    EXPECT_EQ(st.st_gid, 23456u) << name;
+  }
+  for (const char* name : {"lower", "lower/rootfile"}) {
+    ASSERT_EQ(::lstat((delta + "/upper/" + name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_uid, 0u) << name;
+  }
+  ASSERT_EQ(::lstat((delta + "/upper/dir").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+}
+
 TEST_F(DeltaTest, AFileOpenForWritingIsCopiedSoItsWriterStaysInTheDelta) {
   std::string src = dir_ / "src";
   ::mkdir(src.c_str(), 0755);
