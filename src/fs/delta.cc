@@ -145,14 +145,42 @@ std::string TempName() {
 
 }  // namespace
 
-Result<UniqueFd> OpenBeneath(int root_fd, const std::string& path, int flags, mode_t mode) {
-  std::string rel = path.size() <= 1 ? "." : path.substr(1);
+namespace {
+
+long OpenAt2(int dir_fd, const char* rel, int flags, mode_t mode) {
   struct open_how how;
   std::memset(&how, 0, sizeof(how));
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
   how.mode = (flags & (O_CREAT | __O_TMPFILE)) ? mode : 0;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  long fd = ::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof(how));
+  return ::syscall(SYS_openat2, dir_fd, rel, &how, sizeof(how));
+}
+
+}  // namespace
+
+Result<UniqueFd> OpenBeneath(int root_fd, const std::string& path, int flags, mode_t mode) {
+  std::string_view rel = path.size() <= 1 ? std::string_view(".") : std::string_view(path).substr(1);
+  // A path string the kernel takes is shorter than PATH_MAX, but a workspace can be deeper (a
+  // deep working directory works natively: every syscall resolves relative to it). A longer path
+  // is walked in pieces of whole components, each resolved beneath the directory the previous one
+  // opened, with the same RESOLVE_* rules: nothing is followed, nothing escapes the root.
+  constexpr size_t kPiece = PATH_MAX / 2;
+  UniqueFd cur;
+  int at = root_fd;
+  while (rel.size() >= PATH_MAX) {
+    size_t cut = rel.rfind('/', kPiece);
+    if (cut == std::string_view::npos || cut == 0) {
+      return Error::FromErrno(ENAMETOOLONG, "openat2 " + path);
+    }
+    std::string piece(rel.substr(0, cut));
+    long fd = OpenAt2(at, piece.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+    if (fd < 0) return Error::FromErrno(errno, "openat2 " + path);
+    cur.Reset(static_cast<int>(fd));
+    at = cur.get();
+    rel.remove_prefix(cut + 1);
+  }
+  std::string last(rel);
+  long fd = OpenAt2(at, last.c_str(), flags, mode);
   if (fd < 0) return Error::FromErrno(errno, "openat2 " + path);
   return UniqueFd(static_cast<int>(fd));
 }

@@ -147,8 +147,11 @@ class PermFs {
     struct stat st;
     bool upper = false;
   };
-  // With `parent` (a lower-backed directory inode) and `name`, the source object is opened
-  // relative to the parent's fd (one component, O_NOFOLLOW), as the plain mode does.
+  // With `parent` and `name`, one side is resolved one component relative to the parent's own
+  // descriptor (O_NOFOLLOW), as the plain mode does: the upper object when the parent is an upper
+  // directory, the source object when it is a source directory. The other side, and lookups
+  // without a parent, resolve `path` beneath the tree's root (OpenBeneath: in pieces when it is
+  // longer than PATH_MAX, so a deep working directory works as natively).
   int Resolve(const std::string& path, Visible* v, Inode* parent = nullptr,
               const char* name = nullptr) const;
   bool LowerVisible(const std::string& path) const;

@@ -70,16 +70,31 @@ bool PermFs::LowerVisible(const std::string& path) const {
 }
 
 int PermFs::Resolve(const std::string& path, Visible* v, Inode* parent, const char* name) const {
-  auto up = delta_->OpenUpper(path, O_PATH | O_NOFOLLOW);
-  if (up.ok()) {
-    if (::fstat(up->get(), &v->st) != 0) return errno;
-    v->fd = std::move(*up);
-    v->upper = true;
-    return 0;
+  const bool parent_upper = parent != nullptr && table_->IsUpper(parent);
+  if (parent_upper) {
+    // The parent's own descriptor is its upper directory: one component, relative to it.
+    auto pfd = table_->PathFd(parent);
+    if (!pfd.ok()) return pfd.error().ToErrno();
+    UniqueFd fd(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (fd) {
+      if (::fstat(fd.get(), &v->st) != 0) return errno;
+      v->fd = std::move(fd);
+      v->upper = true;
+      return 0;
+    }
+    if (errno != ENOENT) return errno;
+  } else {
+    auto up = delta_->OpenUpper(path, O_PATH | O_NOFOLLOW);
+    if (up.ok()) {
+      if (::fstat(up->get(), &v->st) != 0) return errno;
+      v->fd = std::move(*up);
+      v->upper = true;
+      return 0;
+    }
+    if (up.error().code() != ErrorCode::kNotFound) return up.error().ToErrno();
   }
-  if (up.error().code() != ErrorCode::kNotFound) return up.error().ToErrno();
   if (!LowerVisible(path)) return ENOENT;
-  if (parent != nullptr && !table_->IsUpper(parent)) {
+  if (parent != nullptr && !parent_upper) {
     auto pfd = table_->PathFd(parent);
     if (!pfd.ok()) return pfd.error().ToErrno();
     UniqueFd fd(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));

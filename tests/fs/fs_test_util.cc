@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 namespace agentfense::fs::testing {
 
@@ -27,15 +29,49 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() { RemoveTree(path_); }
 
+namespace {
+
+// Empties the directory `fd` (taken) fd-relative, so any depth works (nftw builds whole path
+// strings and stops at PATH_MAX); never descends into another filesystem.
+void RemoveContents(int fd, dev_t dev) {
+  DIR* dp = ::fdopendir(fd);
+  if (dp == nullptr) {
+    ::close(fd);
+    return;
+  }
+  std::vector<std::string> names;
+  while (dirent* de = ::readdir(dp)) {
+    if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0) {
+      names.emplace_back(de->d_name);
+    }
+  }
+  for (const auto& n : names) {
+    struct stat st;
+    if (::fstatat(::dirfd(dp), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      if (st.st_dev != dev) continue;  // a mount left behind: never crossed
+      int sub = ::openat(::dirfd(dp), n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub >= 0) RemoveContents(sub, dev);
+      (void)::unlinkat(::dirfd(dp), n.c_str(), AT_REMOVEDIR);
+    } else {
+      (void)::unlinkat(::dirfd(dp), n.c_str(), 0);
+    }
+  }
+  ::closedir(dp);
+}
+
+}  // namespace
+
 void RemoveTree(const std::string& path) {
-  ::nftw(
-      path.c_str(),
-      [](const char* p, const struct stat*, int type, struct FTW*) {
-        int r = (type == FTW_DP) ? ::rmdir(p) : ::unlink(p);
-        (void)r;
-        return 0;
-      },
-      64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (!S_ISDIR(st.st_mode)) {
+    (void)::unlink(path.c_str());
+    return;
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) RemoveContents(fd, st.st_dev);
+  (void)::rmdir(path.c_str());
 }
 
 void WriteFile(const std::string& path, std::string_view content, mode_t mode) {

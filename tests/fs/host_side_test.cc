@@ -1,5 +1,5 @@
 // What the mount leaves on the host (issue 17): who owns what the sandbox creates, with which
-// modes. Compared with a native directory where natively defined.
+// modes, and deep working directories. Compared with a native directory where natively defined.
 // Every case also runs delta-backed (fs_system_test_on_delta); those that look at the source then
 // commit first.
 #include <fcntl.h>
@@ -156,6 +156,87 @@ TEST(HostSide, OwnerCanBeSetExplicitly) {
   EXPECT_EQ(st.st_gid, 4343u);
   ASSERT_EQ(::lstat(m->mnt("d").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 4242u);
+}
+
+// A working directory deeper than PATH_MAX, reached with cd and relative names, works as
+// natively: every syscall names a short path relative to it.
+std::vector<std::string> DeepScript(const std::string& root) {
+  std::vector<std::string> out;
+  auto rec = [&](const std::string& label, long r) {
+    out.push_back(label + " -> " + (r < 0 ? std::string(strerrorname_np(errno)) : "ok"));
+  };
+  int saved = ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  rec("chdir root", ::chdir(root.c_str()));
+  const std::string comp(200, 'd');
+  for (int i = 0; i < 25; ++i) {  // 25 x 203 bytes: well past PATH_MAX (4096)
+    std::string name = comp + std::to_string(100 + i);
+    rec("mkdir", ::mkdir(name.c_str(), 0755));
+    rec("chdir", ::chdir(name.c_str()));
+  }
+  int fd = ::open("f", O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  rec("create", fd);
+  rec("write", ::write(fd, "deep", 4));
+  char buf[16] = {};
+  rec("pread", ::pread(fd, buf, sizeof(buf), 0));
+  out.push_back(std::string("content ") + buf);
+  ::close(fd);
+  rec("rename", ::rename("f", "g"));
+  struct stat st;
+  rec("stat g", ::lstat("g", &st));
+  out.push_back("size " + std::to_string(st.st_size) + " mode " + Octal(st.st_mode & 07777));
+  rec("stat f", ::lstat("f", &st));
+  rec("mkdir sub", ::mkdir("sub", 0700));
+  rec("rename dir", ::rename("sub", "sub2"));
+  rec("symlink", ::symlink("g", "s"));
+  ssize_t n = ::readlink("s", buf, sizeof(buf) - 1);
+  rec("readlink", n);
+  out.push_back(std::string("target ") + std::string(buf, n > 0 ? static_cast<size_t>(n) : 0));
+  rec("unlink g", ::unlink("g"));
+  rec("unlink s", ::unlink("s"));
+  rec("rmdir sub2", ::rmdir("sub2"));
+  fd = ::open("keep", O_CREAT | O_WRONLY | O_CLOEXEC, 0640);
+  rec("create keep", fd);
+  rec("write keep", ::write(fd, "kept", 4));
+  ::close(fd);
+  rec("chdir ..", ::chdir(".."));
+  rec("stat child", ::lstat((comp + "124/keep").c_str(), &st));
+  rec("back", ::fchdir(saved));
+  ::close(saved);
+  return out;
+}
+
+TEST(HostSide, WorkingDirectoryDeeperThanPathMax) {
+  AF_REQUIRE_FUSE();
+  TempDir native;
+  auto want = DeepScript(native.path());
+  auto m = MountedFs::Start(PresetPolicy("full-access"));
+  ASSERT_NE(m, nullptr);
+  auto got = DeepScript(m->mnt());
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(want[i], got[i]) << "step " << i;
+  if (m->fs().has_delta()) {
+    auto report = m->fs().CommitDelta();
+    ASSERT_TRUE(report.ok());
+    EXPECT_TRUE(report->errors.empty()) << report->errors.front().path.size() << " bytes deep: "
+                                        << report->errors.front().message;
+  }
+  // It is in the source, reached here fd-relative (its path is too long for one syscall).
+  int cur = ::open(m->src().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  const std::string comp(200, 'd');
+  for (int i = 0; i < 25 && cur >= 0; ++i) {
+    int next = ::openat(cur, (comp + std::to_string(100 + i)).c_str(),
+                        O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    ::close(cur);
+    cur = next;
+  }
+  ASSERT_GE(cur, 0);
+  int fd = ::openat(cur, "keep", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  ::close(cur);
+  ASSERT_GE(fd, 0);
+  char buf[8] = {};
+  EXPECT_EQ(::read(fd, buf, sizeof(buf)), 4);
+  EXPECT_STREQ(buf, "kept");
+  ::close(fd);
 }
 
 }  // namespace
