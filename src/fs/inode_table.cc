@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <tuple>
 
 #include "base/log.h"
 #include "base/path.h"
@@ -86,6 +87,8 @@ Result<Inode*> InodeTable::AddLookup(Inode* parent, std::string_view name, Uniqu
 
   if (node != root_) LinkName(node, parent, name);
   node->nlookup++;
+  // A regular file's link count changed (a link made or removed): its names may have too.
+  if (node->is_reg() && node->nlink_seen.exchange(st.st_nlink) != st.st_nlink) BumpEpoch();
   lock.unlock();
 
   std::lock_guard cache_lock(cache_mu_);
@@ -114,6 +117,7 @@ void InodeTable::LinkName(Inode* node, Inode* parent, std::string_view name) {
     parent->child_refs++;
     old->child_refs--;
     MaybeFree(old);
+    BumpEpoch();
     return;
   }
   for (auto& [p, n] : node->aliases) {
@@ -121,6 +125,7 @@ void InodeTable::LinkName(Inode* node, Inode* parent, std::string_view name) {
   }
   node->aliases.emplace_back(parent, std::string(name));
   parent->child_refs++;
+  BumpEpoch();
 }
 
 void InodeTable::Forget(Inode* inode, uint64_t n) {
@@ -183,14 +188,22 @@ std::string InodeTable::PathOf(const Inode* inode) const {
   return PathOfLocked(inode);
 }
 
-std::vector<std::string> InodeTable::PathsOf(const Inode* inode) const {
+InodeNames InodeTable::NamesOf(const Inode* inode) const {
   std::lock_guard lock(mu_);
-  std::vector<std::string> out{PathOfLocked(inode)};
+  InodeNames out;
+  out.paths.push_back(PathOfLocked(inode));
   for (const auto& [p, name] : inode->aliases) {
     std::string dir = PathOfLocked(p);
-    out.push_back(dir.empty() ? std::string() : JoinWorkspacePath(dir, name));
+    out.paths.push_back(dir.empty() ? std::string() : JoinWorkspacePath(dir, name));
   }
+  std::tie(out.dev, out.ino) = BackingKeyLocked(inode);
+  out.upper = inode->upper;
   return out;
+}
+
+std::pair<dev_t, ino_t> InodeTable::BackingKeyLocked(const Inode* inode) const {
+  // Written under mu_ and cache_mu_ both (SwitchBacking): mu_ suffices to read it.
+  return inode->has_alt_key ? inode->alt_key : std::make_pair(inode->dev, inode->ino);
 }
 
 std::string InodeTable::ChildPath(const Inode* parent, std::string_view name) const {
@@ -225,6 +238,7 @@ void InodeTable::Moved(dev_t dev, ino_t ino, Inode* old_parent, std::string_view
   new_parent->child_refs++;
   old_parent->child_refs--;
   MaybeFree(old_parent);
+  BumpEpoch();
 }
 
 void InodeTable::NameRemoved(dev_t dev, ino_t ino, Inode* parent, std::string_view name) {
@@ -237,6 +251,7 @@ void InodeTable::NameRemoved(dev_t dev, ino_t ino, Inode* parent, std::string_vi
       n->aliases.erase(a);
       parent->child_refs--;
       MaybeFree(parent);
+      BumpEpoch();
       return;
     }
   }
@@ -247,6 +262,7 @@ void InodeTable::NameRemoved(dev_t dev, ino_t ino, Inode* parent, std::string_vi
     n->aliases.erase(n->aliases.begin());
     parent->child_refs--;
     MaybeFree(parent);
+    BumpEpoch();
   }
   // The last name of an object stays as it was: an unlinked-but-open file keeps being decided
   // by the path it had, which was `write` (unlink needs write).
@@ -362,9 +378,11 @@ void InodeTable::SwitchBacking(Inode* node, UniqueFd fd, const struct stat& st, 
   std::lock_guard cache_lock(cache_mu_);
   node->handle = usable ? std::move(*h) : HostHandle();
   node->upper = upper;
+  node->nlink_seen = st.st_nlink;
   CacheDrop(node);
   node->pinned = node == root_ || node->handle.empty();
   CachePut(node, std::make_shared<UniqueFd>(std::move(fd)));
+  BumpEpoch();  // another object, maybe with other names: decide afresh
 }
 
 Inode* InodeTable::Find(dev_t dev, ino_t ino) {
@@ -403,11 +421,22 @@ std::vector<KnownName> InodeTable::Snapshot() const {
   out.push_back({1, 0, "", "/", true});
   for (const Inode* n : all_) {
     if (n->parent == nullptr) continue;
-    std::string path = PathOfLocked(n);
-    out.push_back({NodeId(n), NodeId(n->parent), n->name, std::move(path), n->is_dir()});
+    KnownName k;
+    k.nodeid = NodeId(n);
+    k.is_dir = n->is_dir();
+    k.is_reg = n->is_reg();
+    k.upper = n->upper;
+    std::tie(k.dev, k.ino) = BackingKeyLocked(n);
+    k.nlink = n->nlink_seen.load();
+    k.parent_nodeid = NodeId(n->parent);
+    k.name = n->name;
+    k.path = PathOfLocked(n);
+    out.push_back(k);
     for (const auto& [p, name] : n->aliases) {
-      std::string dir = PathOfLocked(p);
-      out.push_back({NodeId(n), NodeId(p), name, JoinWorkspacePath(dir, name), n->is_dir()});
+      k.parent_nodeid = NodeId(p);
+      k.name = name;
+      k.path = JoinWorkspacePath(PathOfLocked(p), name);
+      out.push_back(k);
     }
   }
   return out;

@@ -55,6 +55,13 @@ struct Inode {
   // Open file handles that can write (delta mode: a commit moves an upper file into the source
   // only when nobody can still write to it through the mount).
   std::atomic<int> open_writers{0};
+  // The backing object's st_nlink when last seen (lookup, getattr, open, setattr). A regular file
+  // seen with more than one link is decided over all its names (LinkIndex).
+  std::atomic<nlink_t> nlink_seen{1};
+  // The decision for this inode under the current policy and names, packed by PermFs with the
+  // table epoch it was computed at (valid while InodeTable::epoch() is unchanged): the data path
+  // (READ/WRITE) re-checks every request with one atomic load.
+  mutable std::atomic<uint64_t> verdict{0};
 
  private:
   friend class InodeTable;
@@ -84,6 +91,21 @@ struct KnownName {
   std::string name;
   std::string path;
   bool is_dir = false;
+  // The inode's backing object (the same for every name of one inode; names of one inode are
+  // adjacent in a Snapshot), for decisions over hard-link names.
+  bool is_reg = false;
+  bool upper = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  nlink_t nlink = 1;
+};
+
+// The names of an inode and the object that backs it now.
+struct InodeNames {
+  std::vector<std::string> paths;  // primary first, then hard-link aliases; "" = detached
+  dev_t dev = 0;                   // backing object (after a copy-up: the upper copy)
+  ino_t ino = 0;
+  bool upper = false;
 };
 
 class InodeTable {
@@ -130,9 +152,16 @@ class InodeTable {
   // Drops `n` kernel references; frees the inode (and any parent that only it kept) at zero.
   void Forget(Inode* inode, uint64_t n);
 
-  // Workspace paths of the inode: the primary first, then hard-link aliases.
+  // The primary workspace path of the inode; NamesOf: every name (hard-link aliases too) and the
+  // backing object.
   std::string PathOf(const Inode* inode) const;
-  std::vector<std::string> PathsOf(const Inode* inode) const;
+  InodeNames NamesOf(const Inode* inode) const;
+
+  // Bumped whenever a decision cached for an inode (Inode::verdict) may have become stale: a name
+  // added, moved or removed, a backing switched, and (by PermFs) a policy or link-index change.
+  // Read it *before* reading the names a decision is computed from.
+  uint64_t epoch() const { return epoch_.load(); }
+  void BumpEpoch() { epoch_.fetch_add(1); }
   // Path of the child `name` of `parent` (need not exist).
   std::string ChildPath(const Inode* parent, std::string_view name) const;
 
@@ -161,6 +190,7 @@ class InodeTable {
  private:
   InodeTable(UniqueFd root_fd, size_t capacity);
   std::string PathOfLocked(const Inode* inode) const;
+  std::pair<dev_t, ino_t> BackingKeyLocked(const Inode* inode) const;  // requires mu_
   void LinkName(Inode* inode, Inode* parent, std::string_view name);  // requires mu_
   void MaybeFree(Inode* inode);                                          // requires mu_
   void CachePut(Inode* inode, std::shared_ptr<UniqueFd> fd);             // requires cache_mu_
@@ -191,6 +221,8 @@ class InodeTable {
 
   mutable std::mutex cache_mu_;
   std::list<Inode*> lru_;  // front = most recently used
+
+  std::atomic<uint64_t> epoch_{1};
 };
 
 }  // namespace agentfense::fs

@@ -5,8 +5,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "base/log.h"
@@ -43,6 +45,12 @@ Result<std::unique_ptr<PermFs>> PermFs::Create(const std::string& source, Policy
   }
   std::unique_ptr<PermFs> fs(new PermFs(std::move(table), std::move(policy), std::move(options)));
   fs->delta_ = std::move(delta);
+  InodeTable* t = fs->table_.get();
+  auto bump = [t] { t->BumpEpoch(); };  // the index changed: cached decisions are recomputed
+  const auto rescan = fs->options_.link_rescan_interval;
+  fs->source_links_ = std::make_unique<LinkIndex>(t->root_fd(), bump, rescan);
+  fs->upper_links_ = std::make_unique<LinkIndex>(
+      fs->delta_ ? fs->delta_->upper_root() : t->root_fd(), bump, rescan);
   return fs;
 }
 
@@ -67,11 +75,43 @@ PermFs::Verdict PermFs::Decide(const Policy& p, const std::string& path, bool is
   return {d.level, d.rule};
 }
 
+namespace {
+
+// Inode::verdict: table epoch (40 bits) | rule + 1 (16 bits) | level (8 bits). 0 = nothing cached.
+constexpr int kEpochShift = 24;
+constexpr uint64_t kEpochMask = (uint64_t{1} << 40) - 1;
+constexpr int kMaxCachedRule = 0xfffe;
+
+}  // namespace
+
 PermFs::Verdict PermFs::DecideInode(const Policy& p, const Inode* inode) const {
-  std::vector<std::string> paths = table_->PathsOf(inode);
-  Verdict best = Decide(p, paths[0], inode->is_dir());
-  for (size_t i = 1; i < paths.size() && best.level != Level::kNone; ++i) {
-    Verdict v = Decide(p, paths[i], inode->is_dir());
+  // The epoch is read before the names and the link count: a change that lands meanwhile bumps
+  // it after itself, so what is stored below is then already stale and never served.
+  const uint64_t epoch = table_->epoch() & kEpochMask;
+  const uint64_t cached = inode->verdict.load(std::memory_order_acquire);
+  if (cached != 0 && (cached >> kEpochShift) == epoch) {
+    return {static_cast<Level>(cached & 0xff), static_cast<int>((cached >> 8) & 0xffff) - 1};
+  }
+  bool vouched = true;
+  Verdict v = DecideNames(p, table_->NamesOf(inode), inode->is_dir(), inode->is_reg(),
+                          inode->nlink_seen.load(), &vouched);
+  if (vouched && v.rule <= kMaxCachedRule) {
+    inode->verdict.store((epoch << kEpochShift) | (static_cast<uint64_t>(v.rule + 1) << 8) |
+                             static_cast<uint64_t>(v.level),
+                         std::memory_order_release);
+  }
+  return v;
+}
+
+PermFs::Verdict PermFs::DecideNames(const Policy& p, const InodeNames& names, bool is_dir,
+                                    bool is_reg, nlink_t nlink, bool* vouched) const {
+  Verdict best = Decide(p, names.paths[0], is_dir);
+  for (size_t i = 1; i < names.paths.size() && best.level != Level::kNone; ++i) {
+    Verdict v = Decide(p, names.paths[i], is_dir);
+    if (v.level < best.level) best = v;
+  }
+  if (is_reg && nlink > 1 && best.level != Level::kNone) {
+    Verdict v = LinkVerdict(p, names.dev, names.ino, nlink, names.upper, vouched);
     if (v.level < best.level) best = v;
   }
   return best;
@@ -83,6 +123,65 @@ bool PermFs::ServesCaller(fuse_req_t req) const {
   if (ctx == nullptr || ctx->uid == *options_.caller_uid || ctx->uid == 0) return true;
   (void)Deny(req, "", "caller", Verdict{}, EACCES);
   return false;
+}
+
+PermFs::Verdict PermFs::LinkVerdict(const Policy& p, dev_t dev, ino_t ino, nlink_t nlink,
+                                    bool upper, bool* vouched) const {
+  auto names = Links(upper).Names(dev, ino, nlink);
+  if (!names) {
+    *vouched = false;
+    return {Conservative(p), -1};
+  }
+  Verdict best{Level::kWrite, -1};  // no name in the tree (all outside it): the caller's decide
+  for (size_t i = 0; i < names->size() && best.level != Level::kNone; ++i) {
+    Verdict v = Decide(p, (*names)[i], false);
+    if (i == 0 || v.level < best.level) best = v;
+  }
+  return best;
+}
+
+Level PermFs::Conservative(const Policy& p) {
+  std::optional<Level> all = p.UniformLevelBeneath("/");
+  return all ? *all : Level::kNone;
+}
+
+nlink_t PermFs::VisibleLinks(dev_t dev, ino_t ino, nlink_t nlink, bool upper) const {
+  auto names = Links(upper).Names(dev, ino, nlink);
+  if (!names) return 1;
+  nlink_t n = 0;
+  if (!delta_ || upper) {
+    n = names->size();
+  } else {
+    // A source name the delta deleted, or shadows with an object of its own, is not this file's.
+    for (const auto& path : *names) {
+      n += LowerVisible(path) && !delta_->OpenUpper(path, O_PATH | O_NOFOLLOW).ok();
+    }
+  }
+  return std::max<nlink_t>(n, 1);
+}
+
+bool PermFs::NoteNlink(Inode* n, nlink_t nlink) {
+  if (!n->is_reg() || n->nlink_seen.exchange(nlink) == nlink) return false;
+  table_->BumpEpoch();
+  return true;
+}
+
+PermFs::Verdict PermFs::DecideFresh(const Policy& p, Inode* n, Level need) {
+  Verdict v = DecideInode(p, n);
+  if (v.level >= need || !n->is_reg() || n->nlink_seen.load() <= 1) return v;
+  struct stat st;
+  auto pfd = table_->PathFd(n);
+  if (pfd.ok() && ::fstat((*pfd)->get(), &st) == 0 && NoteNlink(n, st.st_nlink)) {
+    v = DecideInode(p, n);
+  }
+  return v;
+}
+
+int PermFs::CheckHandle(fuse_req_t req, const Inode* n, std::string_view op, Level need) const {
+  Verdict v = DecideInode(*policy_, n);
+  if (v.level >= need) return 0;
+  // EACCES even for `none`: the descriptor exists; only names can be absent.
+  return Deny(req, table_->PathOf(n), op, v, EACCES);
 }
 
 int PermFs::Deny(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
@@ -106,7 +205,11 @@ int PermFs::Check(fuse_req_t req, const std::string& path, std::string_view op, 
   return Deny(req, path, op, v, v.level == Level::kNone ? ENOENT : EACCES);
 }
 
-void PermFs::Present(const Policy& p, const std::string& path, struct stat* st) const {
+void PermFs::Present(const Policy& p, const std::string& path, struct stat* st, bool upper) const {
+  if (S_ISREG(st->st_mode) && st->st_nlink > 1) {
+    st->st_nlink = VisibleLinks(st->st_dev, st->st_ino, st->st_nlink, upper);
+    return;
+  }
   if (!S_ISDIR(st->st_mode)) return;
   std::optional<Level> beneath = path.empty() ? std::nullopt : p.UniformLevelBeneath(path);
   if (beneath && *beneath != Level::kNone) return;  // nothing beneath is hidden: true values
@@ -119,12 +222,12 @@ void PermFs::Present(const Policy& p, const std::string& path, struct stat* st) 
 }
 
 void PermFs::FillEntry(const Policy& p, Inode* node, const std::string& path,
-                       const struct stat& st, fuse_entry_param* e) const {
+                       const struct stat& st, bool upper, fuse_entry_param* e) const {
   std::memset(e, 0, sizeof(*e));
   e->ino = table_->NodeId(node);
   e->attr = st;
+  Present(p, path, &e->attr, upper);
   if (delta_) e->attr.st_ino = node->ino;  // unchanged by a copy-up
-  Present(p, path, &e->attr);
   e->attr_timeout = options_.attr_timeout_s;
   e->entry_timeout = options_.entry_timeout_s;
 }
@@ -152,13 +255,19 @@ int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char*
     if (::fstat(fd.get(), &st) != 0) return errno;
   }
   Verdict v = Decide(p, path, S_ISDIR(st.st_mode));
+  if (v.level != Level::kNone && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+    // A hard link is as hidden as its most hidden name, wherever that name is.
+    bool vouched = true;
+    Verdict lv = LinkVerdict(p, st.st_dev, st.st_ino, st.st_nlink, upper, &vouched);
+    if (lv.level < v.level) v = lv;
+  }
   if (v.level == Level::kNone) {
     // Hidden = absent: same errno as a name that does not exist.
     return audit ? Deny(req, path, "lookup", v, ENOENT) : ENOENT;
   }
   auto node = table_->AddLookup(parent, name, std::move(fd), st, upper);
   if (!node.ok()) return node.error().ToErrno();
-  FillEntry(p, *node, path, st, e);
+  FillEntry(p, *node, path, st, upper, e);
   return 0;
 }
 
@@ -202,7 +311,7 @@ int PermFs::RegisterNew(const Policy& p, Inode* parent, const char* name, int io
   std::string path = table_->ChildPath(parent, name);
   auto node = table_->AddLookup(parent, name, std::move(fd), st, upper);
   if (!node.ok()) return node.error().ToErrno();
-  FillEntry(p, *node, path, st, e);
+  FillEntry(p, *node, path, st, upper, e);
   return 0;
 }
 
@@ -267,7 +376,7 @@ void PermFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::shared_lock lock(policy_mu_);
   const Policy& p = *policy_;
   std::string path = table_->PathOf(n);
-  Verdict v = DecideInode(p, n);
+  Verdict v = DecideFresh(p, n, Level::kView);
   if (int err = Check(req, path, "getattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
   struct stat st;
   // In delta mode an fh may still be the source object a copy-up has since replaced.
@@ -278,7 +387,15 @@ void PermFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
     if (::fstat((*pfd)->get(), &st) != 0) return (void)fuse_reply_err(req, errno);
   }
-  Present(p, path, &st);
+  if (NoteNlink(n, st.st_nlink)) {
+    // A link made or removed outside the mount since we last looked: decide over its names again.
+    if (int err = Check(req, path, "getattr", DecideInode(p, n), Level::kView)) {
+      return (void)fuse_reply_err(req, err);
+    }
+  }
+  std::shared_lock<std::shared_mutex> dlock;
+  if (S_ISREG(st.st_mode) && st.st_nlink > 1) dlock = DeltaShared();  // VisibleLinks reads it
+  Present(p, path, &st, table_->IsUpper(n));
   if (delta_) st.st_ino = n->ino;
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
 }
@@ -336,17 +453,37 @@ void PermFs::SetPolicy(Policy policy) {
     std::unique_lock lock(policy_mu_);
     old = std::exchange(policy_, fresh);
     generation_++;
+    // Every cached decision is stale: from here on each request on an open file (READ, WRITE)
+    // is judged by the new policy, and handlers hold policy_mu_ shared until their reply.
+    table_->BumpEpoch();
   }
   std::shared_lock session_lock(session_mu_);
   fuse_session* se = session_;
   if (se == nullptr) return;
   // Every directory: its listing, size and link count may change. Every other inode whose level
-  // changed: its dentry (visibility), attributes and cached pages.
-  for (const KnownName& k : table_->Snapshot()) {
-    bool changed = Decide(*old, k.path, k.is_dir).level != Decide(*fresh, k.path, k.is_dir).level;
+  // changed: its dentries (visibility), attributes and cached pages, mapped ones included (the
+  // kernel unmaps them: the next access faults into a READ, which is judged anew). An inode is
+  // decided over all its names (its hard links' too), so a rule on a name the kernel never saw
+  // reaches it. The names of one inode are adjacent in the snapshot.
+  std::vector<KnownName> known = table_->Snapshot();
+  for (size_t i = 0, j = 0; i < known.size(); i = j) {
+    const KnownName& k = known[i];
+    InodeNames names;
+    names.dev = k.dev;
+    names.ino = k.ino;
+    names.upper = k.upper;
+    for (j = i; j < known.size() && known[j].nodeid == k.nodeid; ++j) {
+      names.paths.push_back(known[j].path);
+    }
+    bool vouched = true;
+    const bool changed =
+        DecideNames(*old, names, k.is_dir, k.is_reg, k.nlink, &vouched).level !=
+        DecideNames(*fresh, names, k.is_dir, k.is_reg, k.nlink, &vouched).level;
     if (!changed && !k.is_dir) continue;
-    if (changed && k.parent_nodeid != 0) {
-      fuse_lowlevel_notify_inval_entry(se, k.parent_nodeid, k.name.c_str(), k.name.size());
+    for (size_t x = i; changed && x < j; ++x) {
+      if (known[x].parent_nodeid == 0) continue;
+      fuse_lowlevel_notify_inval_entry(se, known[x].parent_nodeid, known[x].name.c_str(),
+                                       known[x].name.size());
     }
     fuse_lowlevel_notify_inval_inode(se, k.nodeid, 0, 0);
   }
@@ -355,6 +492,9 @@ void PermFs::SetPolicy(Policy policy) {
 Status PermFs::InvalidatePath(std::string_view workspace_path) {
   AF_ASSIGN_OR_RETURN(std::string target, NormalizeWorkspacePath(workspace_path));
   generation_++;
+  // The source changed outside the mount: its hard links may have too (walked again on need).
+  source_links_->Invalidate();
+  table_->BumpEpoch();
   std::shared_lock session_lock(session_mu_);
   fuse_session* se = session_;
   if (se == nullptr) return OkStatus();

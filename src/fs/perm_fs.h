@@ -14,6 +14,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -29,6 +30,7 @@
 #include "fs/changes.h"
 #include "fs/delta.h"
 #include "fs/inode_table.h"
+#include "fs/link_index.h"
 #include "policy/policy.h"
 
 namespace agentfense::fs {
@@ -77,6 +79,9 @@ struct FsOptions {
   // group it inherits, as natively.
   uid_t new_owner_uid = static_cast<uid_t>(-1);
   gid_t new_owner_gid = static_cast<gid_t>(-1);
+  // Hard links (LinkIndex): a link made outside the mount is noticed by its link count; the tree
+  // is then walked again at most this often, and the file is treated conservatively meanwhile.
+  std::chrono::milliseconds link_rescan_interval{1000};
 };
 
 class PermFs {
@@ -121,6 +126,8 @@ class PermFs {
 
   // Number of inodes the kernel currently references (for tests and diagnostics).
   size_t known_inodes() const { return table_->size(); }
+  // The hard-link index of the source (or the delta's upper tree): size and walk cost.
+  LinkIndex::Stats link_index_stats(bool upper = false) const { return Links(upper).stats(); }
 
   // Requests served since the mount, by kind ("lookup", "open", ...), for /metrics.
   std::vector<std::pair<std::string, uint64_t>> RequestCounts() const;
@@ -180,7 +187,36 @@ class PermFs {
 
   // Decisions. An empty path (detached inode) is `none`.
   Verdict Decide(const policy::Policy& p, const std::string& path, bool is_dir) const;
+  // The decision for an inode: the most restrictive over all its names, the ones the kernel
+  // looked up and, for a regular file with several links, every name the link index knows in its
+  // tree (hidden ones included). `p` must be the current policy (the caller holds policy_mu_
+  // shared): the result is cached in the inode until the table epoch moves.
   Verdict DecideInode(const policy::Policy& p, const Inode* inode) const;
+  // The same, uncached, for any policy. `*vouched` becomes false when the link index could not
+  // vouch for the names (the result is then the conservative one and must not be cached).
+  Verdict DecideNames(const policy::Policy& p, const InodeNames& names, bool is_dir, bool is_reg,
+                      nlink_t nlink, bool* vouched) const;
+  // The most restrictive decision over the names the link index knows for the regular file
+  // (dev, ino) of the source or upper tree, whose link count is `nlink` (> 1). While the index
+  // disagrees with `nlink`: Conservative(p), and *vouched = false.
+  Verdict LinkVerdict(const policy::Policy& p, dev_t dev, ino_t ino, nlink_t nlink, bool upper,
+                      bool* vouched) const;
+  // The most restrictive level `p` can give anything: the uniform level of the whole tree, else
+  // `none`.
+  static policy::Level Conservative(const policy::Policy& p);
+  // How many names of that file the sandbox sees (its presented st_nlink): the names the index
+  // knows in the tree, minus (delta mode) those the delta removed or shadows. 1 when unknown.
+  nlink_t VisibleLinks(dev_t dev, ino_t ino, nlink_t nlink, bool upper) const;
+  // Records the link count just seen for a regular file's backing object; true when it changed
+  // since the last time (its names may have too: cached decisions are dropped).
+  bool NoteNlink(Inode* n, nlink_t nlink);
+  // DecideInode, except that a hard-linked file about to be refused `need` is stat'ed again first:
+  // a link removed outside the mount may have lifted what hid it.
+  Verdict DecideFresh(const policy::Policy& p, Inode* n, policy::Level need);
+  LinkIndex& Links(bool upper) const { return upper ? *upper_links_ : *source_links_; }
+  // Revocation (SPEC §3.7): a request on an open file handle (read, write, lseek) is judged by the
+  // policy in force now, not by the one its open was judged by. 0 or EACCES (audited).
+  int CheckHandle(fuse_req_t req, const Inode* n, std::string_view op, policy::Level need) const;
   // Reports a denial to the audit sink and returns `err`.
   int Deny(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
            int err) const;
@@ -189,13 +225,16 @@ class PermFs {
             policy::Level need) const;
 
   // Presents host attributes: directories whose subtree may hide entries get a constant st_size
-  // and st_nlink so hidden children leave no trace.
-  void Present(const policy::Policy& p, const std::string& path, struct stat* st) const;
+  // and st_nlink so hidden children leave no trace; a hard-linked file shows the number of names
+  // the sandbox sees (VisibleLinks), never one that counts a hidden name. `upper`: the object is
+  // in the delta's upper tree.
+  void Present(const policy::Policy& p, const std::string& path, struct stat* st,
+               bool upper) const;
   // Looks up `name` in `parent` on the host and, if visible, fills `e` (one kernel reference).
   int DoLookup(fuse_req_t req, const policy::Policy& p, Inode* parent, const char* name,
                fuse_entry_param* e, bool audit);
   void FillEntry(const policy::Policy& p, Inode* node, const std::string& path,
-                 const struct stat& st, fuse_entry_param* e) const;
+                 const struct stat& st, bool upper, fuse_entry_param* e) const;
   // Opens the new name `name` in `parent` (just created by us), hands it to the tree's owner
   // (FsOptions::new_owner_uid), gives it `mode` when the thread could not drop the daemon's umask
   // (internal::NoDaemonUmask), and registers it. `mode` = kKeepMode: the mode is right as it is
@@ -277,6 +316,11 @@ class PermFs {
   // never while notifying the kernel.
   std::unique_ptr<DeltaStore> delta_;
   mutable std::shared_mutex delta_mu_;
+
+  // Every name of the multiply-linked regular files of the source and (delta mode) of the upper
+  // tree, built on first need. Leaf locks of their own.
+  std::unique_ptr<LinkIndex> source_links_;
+  std::unique_ptr<LinkIndex> upper_links_;
 
   // Listings being read, by directory node id (PermFs::Readdir). Bounded: a reader that stops
   // before the end (`ls | head`) leaves its listing behind until it is evicted.

@@ -35,10 +35,13 @@ struct Name {
   std::string name;
   unsigned char type;
   ino_t ino;
+  dev_t dev = 0;      // with `links`: regular files only
+  nlink_t nlink = 1;  // with `links`: regular files only
 };
 
-// Names in the directory `fd` (consumed), without "." and "..".
-std::vector<Name> ListNames(UniqueFd fd) {
+// Names in the directory `fd` (consumed), without "." and "..". With `links`, regular files are
+// stat'ed for their link count (hard links are decided over all their names).
+std::vector<Name> ListNames(UniqueFd fd, bool links = false) {
   std::vector<Name> out;
   DIR* dp = ::fdopendir(fd.get());
   if (dp == nullptr) return out;
@@ -46,12 +49,19 @@ std::vector<Name> ListNames(UniqueFd fd) {
   while (dirent* de = ::readdir(dp)) {
     if (Dots(de->d_name)) continue;
     unsigned char type = de->d_type;
+    struct stat st;
+    const bool have_st = (type == DT_UNKNOWN || (links && type == DT_REG)) &&
+                         ::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (type == DT_UNKNOWN) {
-      struct stat st;
-      if (::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (!have_st) continue;
       type = IFTODT(st.st_mode);
     }
-    out.push_back({de->d_name, type, de->d_ino});
+    Name n{de->d_name, type, de->d_ino};
+    if (have_st && S_ISREG(st.st_mode)) {
+      n.dev = st.st_dev;
+      n.nlink = st.st_nlink;
+    }
+    out.push_back(std::move(n));
   }
   ::closedir(dp);
   return out;
@@ -241,21 +251,28 @@ int PermFs::DeltaLoadDir(const Policy& p, const std::string& dir_path, DirListin
   const std::string prefix = dir_path == "/" ? "/" : dir_path + "/";
   d->entries.push_back({".", 1, DT_DIR});
   d->entries.push_back({"..", 1, DT_DIR});
-  auto add = [&](const std::string& name, unsigned char type, ino_t ino) {
-    if (!seen.insert(name).second) return;
-    if (Decide(p, prefix + name, type == DT_DIR).level == Level::kNone) return;
-    d->entries.push_back({name, ino, type});
+  auto add = [&](const Name& n, bool upper) {
+    if (!seen.insert(n.name).second) return;
+    const std::string path = prefix + n.name;
+    Verdict v = Decide(p, path, n.type == DT_DIR);
+    if (v.level != Level::kNone && n.nlink > 1) {  // a hard link: as hidden as its names
+      bool vouched = true;
+      Verdict lv = LinkVerdict(p, n.dev, n.ino, n.nlink, upper, &vouched);
+      if (lv.level < v.level) v = lv;
+    }
+    if (v.level == Level::kNone) return;
+    d->entries.push_back({n.name, n.ino, n.type});
   };
   if (auto up = delta_->OpenUpper(dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW); up.ok()) {
-    for (auto& n : ListNames(std::move(*up))) add(n.name, n.type, n.ino);
+    for (auto& n : ListNames(std::move(*up), /*links=*/true)) add(n, true);
   }
   if (LowerVisible(dir_path)) {
     if (auto low = OpenBeneath(table_->root_fd(), dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
         low.ok()) {
       const bool any_deleted = delta_->HasDeletions();
-      for (auto& n : ListNames(std::move(*low))) {
+      for (auto& n : ListNames(std::move(*low), /*links=*/true)) {
         if (any_deleted && delta_->IsDeleted(prefix + n.name)) continue;
-        add(n.name, n.type, n.ino);
+        add(n, false);
       }
     }
   }
@@ -289,6 +306,8 @@ void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char
     }
     if (v.st.st_nlink <= 1 || is_dir) {
       delta_->AddUsage(S_ISREG(v.st.st_mode) ? -v.st.st_size : 0, -1);
+    } else if (S_ISREG(v.st.st_mode)) {
+      upper_links_->Unlinked(v.st.st_dev, v.st.st_ino, v.st.st_nlink - 1, path);
     }
   }
   if (has_lower) {
@@ -376,9 +395,14 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
   if (::renameat2(ofd->get(), name, nfd->get(), newname, flags) != 0) {
     return (void)fuse_reply_err(req, errno);
   }
-  if (upper_target && !exchange && (nst.st_nlink <= 1 || S_ISDIR(nst.st_mode))) {
+  const bool upper_replaced = upper_target && !exchange &&
+                              !(ust.st_dev == nst.st_dev && ust.st_ino == nst.st_ino);
+  if (upper_replaced && (nst.st_nlink <= 1 || S_ISDIR(nst.st_mode))) {
     delta_->AddUsage(S_ISREG(nst.st_mode) ? -nst.st_size : 0, -1);
+  } else if (upper_replaced && S_ISREG(nst.st_mode)) {
+    upper_links_->Unlinked(nst.st_dev, nst.st_ino, nst.st_nlink - 1, new_path);
   }
+  upper_links_->Renamed(old_path, new_path, exchange);
   // The source object under a moved-away name is deleted. After an exchange each name holds the
   // other, complete object: a record on each name that has a source object makes it opaque, so
   // nothing of its own source tree shows through (and a commit replaces it whole).
@@ -409,6 +433,10 @@ void PermFs::DeltaLink(fuse_req_t req, const Policy& p, Inode* n, Inode* ndir, c
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   if (::linkat((*pfd)->get(), "", nfd->get(), newname, AT_EMPTY_PATH) != 0) {
     return (void)fuse_reply_err(req, errno);
+  }
+  struct stat st;
+  if (::fstat((*pfd)->get(), &st) == 0) {
+    upper_links_->Linked(st.st_dev, st.st_ino, st.st_nlink, table_->PathOf(n), new_path);
   }
   fuse_entry_param e;
   if (int err = RegisterNew(p, ndir, newname, -1, &e, nfd->get(), true, kLinked)) {
@@ -454,6 +482,7 @@ Result<CommitReport> PermFs::CommitDelta() {
       return writing;
     };
     report = delta_->Commit(table_->root_fd(), level, busy);
+    upper_links_->Invalidate();  // files moved from upper into the source (InvalidatePath: source)
     RebaseUpper();
   }
   AF_RETURN_IF_ERROR(InvalidatePath("/"));
@@ -466,6 +495,7 @@ Result<int64_t> PermFs::DiscardDelta() {
   {
     std::unique_lock lock(delta_mu_);
     n = delta_->Discard(table_->root_fd());
+    upper_links_->Invalidate();
     RebaseUpper();
   }
   AF_RETURN_IF_ERROR(InvalidatePath("/"));

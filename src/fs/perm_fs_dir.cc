@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -102,12 +103,24 @@ int PermFs::LoadDir(const Policy& p, Inode* n, DirListing* d) {
       continue;
     }
     unsigned char type = de->d_type;
+    struct stat st;
+    // Regular files are stat'ed for their link count: a hard link of a hidden file is hidden
+    // too, and a listing must not show a name its lookup then denies (plain READDIR entries are
+    // not looked up).
+    const bool have_st = (type == DT_UNKNOWN || type == DT_REG) &&
+                         ::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (type == DT_UNKNOWN) {
-      struct stat st;
-      if (::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (!have_st) continue;
       type = IFTODT(st.st_mode);
     }
-    if (Decide(p, prefix + de->d_name, type == DT_DIR).level == Level::kNone) continue;
+    std::string path = prefix + de->d_name;
+    Verdict v = Decide(p, path, type == DT_DIR);
+    if (v.level != Level::kNone && have_st && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+      bool vouched = true;
+      v = std::min(v, LinkVerdict(p, st.st_dev, st.st_ino, st.st_nlink, false, &vouched),
+                   [](const Verdict& a, const Verdict& b) { return a.level < b.level; });
+    }
+    if (v.level == Level::kNone) continue;
     d->entries.push_back({de->d_name, de->d_ino, type});
   }
   ::closedir(dp);
@@ -278,6 +291,9 @@ void PermFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool is
   if (::unlinkat((*pfd)->get(), name, is_rmdir ? AT_REMOVEDIR : 0) != 0) {
     return (void)fuse_reply_err(req, errno);
   }
+  if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+    source_links_->Unlinked(st.st_dev, st.st_ino, st.st_nlink - 1, path);
+  }
   table_->NameRemoved(st.st_dev, st.st_ino, dir, name);
   fuse_reply_err(req, 0);
 }
@@ -351,14 +367,18 @@ void PermFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
   if (::renameat2((*opfd)->get(), name, (*npfd)->get(), newname, flags) != 0) {
     return (void)fuse_reply_err(req, errno);
   }
+  const bool replaced = target_exists && !exchange &&
+                        !(ost.st_dev == nst.st_dev && ost.st_ino == nst.st_ino);
+  if (replaced && S_ISREG(nst.st_mode) && nst.st_nlink > 1) {
+    source_links_->Unlinked(nst.st_dev, nst.st_ino, nst.st_nlink - 1, new_path);
+  }
+  source_links_->Renamed(old_path, new_path, exchange);
   if (exchange) {
     // Objects are found by (dev, ino), so the two moves do not interfere.
     table_->Moved(ost.st_dev, ost.st_ino, odir, name, ndir, newname);
     table_->Moved(nst.st_dev, nst.st_ino, ndir, newname, odir, name);
   } else {
-    if (target_exists && !(ost.st_dev == nst.st_dev && ost.st_ino == nst.st_ino)) {
-      table_->NameRemoved(nst.st_dev, nst.st_ino, ndir, newname);
-    }
+    if (replaced) table_->NameRemoved(nst.st_dev, nst.st_ino, ndir, newname);
     table_->Moved(ost.st_dev, ost.st_ino, odir, name, ndir, newname);
   }
   fuse_reply_err(req, 0);
@@ -389,6 +409,10 @@ void PermFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const ch
   // AT_EMPTY_PATH links exactly the object behind the fd (needs CAP_DAC_READ_SEARCH: root).
   if (::linkat((*pfd)->get(), "", (*npfd)->get(), newname, AT_EMPTY_PATH) != 0) {
     return (void)fuse_reply_err(req, errno);
+  }
+  struct stat st;
+  if (::fstat((*pfd)->get(), &st) == 0) {
+    source_links_->Linked(st.st_dev, st.st_ino, st.st_nlink, old_path, new_path);
   }
   fuse_entry_param e;
   if (int err = RegisterNew(p, ndir, newname, -1, &e, -1, false, kLinked)) {

@@ -24,9 +24,7 @@ int64_t MtimeNs(const struct stat& st) {
 
 // keep_cache only when the file is unchanged since the last open (mtime and size): the kernel's
 // cached pages are then still the file's content. A host-side change drops them.
-bool KeepCache(Inode* n, int fd) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return false;
+bool KeepCache(Inode* n, const struct stat& st) {
   const int64_t m = MtimeNs(st);
   const int64_t s = st.st_size;
   const bool same = n->open_mtime_ns.exchange(m) == m;
@@ -50,8 +48,8 @@ void PermFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::shared_lock lock(policy_mu_);
   // Checked on every open, with the flags of this open: a reopen through /proc/self/fd/N with new
   // flags is a new OPEN and is judged afresh (SECURITY-NOTES §2.1 f, g).
-  if (int err = Check(req, table_->PathOf(n), "open", DecideInode(*policy_, n),
-                      internal::LevelForOpen(fi->flags))) {
+  const Level need = internal::LevelForOpen(fi->flags);
+  if (int err = Check(req, table_->PathOf(n), "open", DecideFresh(*policy_, n, need), need)) {
     return (void)fuse_reply_err(req, err);
   }
   if (n->is_dir()) return (void)fuse_reply_err(req, EISDIR);
@@ -69,7 +67,16 @@ void PermFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto io = table_->OpenIo(n, fi->flags & ~O_NOATIME);
   if (io.ok() && trunc_from > 0) delta_->AddUsage(-trunc_from, 0);
   if (!io.ok()) return (void)fuse_reply_err(req, io.error().ToErrno());
-  fi->keep_cache = KeepCache(n, io->get()) ? 1 : 0;
+  struct stat st;
+  const bool stat_ok = ::fstat(io->get(), &st) == 0;
+  if (stat_ok && NoteNlink(n, st.st_nlink)) {
+    // Its link count changed since we last looked (a link made outside the mount): judged again
+    // over its names before the descriptor is handed out.
+    if (int err = Check(req, table_->PathOf(n), "open", DecideInode(*policy_, n), need)) {
+      return (void)fuse_reply_err(req, err);
+    }
+  }
+  fi->keep_cache = stat_ok && KeepCache(n, st) ? 1 : 0;
   fi->fh = static_cast<uint64_t>(io->Release());
   if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers++;
   if (fuse_reply_open(req, fi) != 0) {
@@ -108,7 +115,8 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
     return (void)fuse_reply_err(req, err);
   }
   Inode* n = table_->FromNodeId(e.ino);
-  fi->keep_cache = KeepCache(n, fd.get()) ? 1 : 0;
+  struct stat st;
+  fi->keep_cache = ::fstat(fd.get(), &st) == 0 && KeepCache(n, st) ? 1 : 0;
   fi->fh = static_cast<uint64_t>(fd.Release());
   if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers++;
   if (fuse_reply_create(req, &e, fi) != 0) {
@@ -117,7 +125,12 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
   }
 }
 
-void PermFs::Read(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* fi) {
+void PermFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  // Held until the reply: once SetPolicy has swapped, no read judged by the old policy is answered.
+  std::shared_lock lock(policy_mu_);
+  if (int err = CheckHandle(req, table_->FromNodeId(ino), "read", Level::kRead)) {
+    return (void)fuse_reply_err(req, err);
+  }
   // Spliced from the host fd to /dev/fuse when the kernel allows it: no user-space copy.
   fuse_bufvec buf = SingleBuf(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -126,10 +139,15 @@ void PermFs::Read(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fu
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
-void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t /*ino*/, fuse_bufvec* in, off_t off,
+void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
                       fuse_file_info* fi) {
   // The fd was opened for writing only after the open check; the kernel refuses WRITE on an fd
-  // not open for writing before it reaches us.
+  // not open for writing before it reaches us. The policy may have changed since: judged again
+  // (revocation), holding policy_mu_ until the reply.
+  std::shared_lock lock(policy_mu_);
+  if (int err = CheckHandle(req, table_->FromNodeId(ino), "write", Level::kWrite)) {
+    return (void)fuse_reply_err(req, err);
+  }
   const int fd = static_cast<int>(fi->fh);
   size_t len = fuse_buf_size(in);
   std::unique_lock<std::mutex> qlock;
@@ -173,13 +191,9 @@ void PermFs::Fsync(fuse_req_t req, fuse_ino_t /*ino*/, int datasync, fuse_file_i
 
 void PermFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                        fuse_file_info* fi) {
-  Inode* n = table_->FromNodeId(ino);
-  {
-    std::shared_lock lock(policy_mu_);
-    if (int err = Check(req, table_->PathOf(n), "fallocate", DecideInode(*policy_, n),
-                        Level::kWrite)) {
-      return (void)fuse_reply_err(req, err);
-    }
+  std::shared_lock lock(policy_mu_);  // until the reply, as READ and WRITE
+  if (int err = CheckHandle(req, table_->FromNodeId(ino), "fallocate", Level::kWrite)) {
+    return (void)fuse_reply_err(req, err);
   }
   const int fd = static_cast<int>(fi->fh);
   if (delta_ && delta_->has_byte_quota()) {
@@ -198,7 +212,12 @@ void PermFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
-void PermFs::Lseek(fuse_req_t req, fuse_ino_t /*ino*/, off_t off, int whence, fuse_file_info* fi) {
+void PermFs::Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  // SEEK_DATA/SEEK_HOLE tell the file's layout: content, so `read` now.
+  std::shared_lock lock(policy_mu_);
+  if (int err = CheckHandle(req, table_->FromNodeId(ino), "lseek", Level::kRead)) {
+    return (void)fuse_reply_err(req, err);
+  }
   off_t r = ::lseek(static_cast<int>(fi->fh), off, whence);
   if (r < 0) return (void)fuse_reply_err(req, errno);
   fuse_reply_lseek(req, r);
@@ -289,7 +308,7 @@ void PermFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int vali
   }
   struct stat st;
   if (::fstat(have_fh ? fh : (*pfd)->get(), &st) != 0) return (void)fuse_reply_err(req, errno);
-  Present(p, path, &st);
+  Present(p, path, &st, table_->IsUpper(n));
   if (delta_) st.st_ino = n->ino;
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
 }

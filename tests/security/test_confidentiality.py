@@ -2,6 +2,8 @@
 handle, mapping, race, cache or later exec. Every exec output is scanned for the canaries (World.exec)."""
 from __future__ import annotations
 
+import os
+
 from secutil import PRELUDE, agent_safe_rules, results, P, sandbox_pb2
 
 
@@ -195,6 +197,57 @@ def test_cached_pages_after_policy_downgrade(world):
                        "print(bytes(mmap.mmap(os.open('src/app.py',0),0,prot=1)[:5]))\"",
                        sandbox_id=sid)
         assert "print('app')" not in r.stdout and "app.py" not in r.stdout
+    finally:
+        world.destroy(sid)
+
+
+def test_hard_link_planted_in_the_source_is_as_hidden_as_the_secret(world):
+    """A second name of secrets/key.pem in a readable directory of the source (made on the host:
+    the agent cannot make one). Its level is the most restrictive of its names: `none`, both for
+    a sandbox started after the link was made and for one already running when it appeared."""
+    root = world.store_root()
+    assert root is not None, "codebase store not found"
+    link = root / "src" / "public_key.txt"
+    os.link(root / "secrets" / "key.pem", link)
+    try:
+        sid = world.new_sandbox()
+        try:
+            for s in (sid, world.sandbox_id):
+                r = world.exec("cat src/public_key.txt; cat /workspace/src/public_key.txt",
+                               sandbox_id=s)
+                assert r.exit_code != 0 and "No such file" in r.stderr, r
+                r = world.exec("ls -la src; stat -c 'nlink=%h %n' src/*; grep -r . src | wc -l",
+                               sandbox_id=s)
+                assert "public_key" not in r.stdout, r.stdout
+                counts = [ln for ln in r.stdout.splitlines() if ln.startswith("nlink=")]
+                assert counts and all(ln.startswith("nlink=1 ") for ln in counts), r.stdout
+        finally:
+            world.destroy(sid)
+    finally:
+        link.unlink()
+
+
+def test_descriptor_held_by_a_session_is_revoked_by_a_downgrade(world):
+    """A session holds `exec 3< src/ro.txt` and has read part of it (the rest is in the page
+    cache). After UpdatePermissions makes src/ none, reading fd 3 fails: READ re-checks the policy."""
+    sid = world.new_sandbox()
+    try:
+        sess = world.sb.CreateSession(sandbox_pb2.CreateSessionRequest(sandbox_id=sid), timeout=60)
+        run = lambda cmd: world.sb.SessionExec(sandbox_pb2.SessionExecRequest(  # noqa: E731
+            session_id=sess.id, command=cmd), timeout=60)
+        r = run("exec 3< src/ro.txt; dd bs=1 count=8 <&3 2>/dev/null; echo")
+        assert r.stdout == "READONLY\n", r
+        rules = list(agent_safe_rules()) + [
+            P.PermissionRule(pattern="/src/**", permission=P.PERMISSION_NONE, priority=200)]
+        world.sb.UpdatePermissions(sandbox_pb2.UpdatePermissionsRequest(
+            sandbox_id=sid, permissions=rules), timeout=60)
+        # cat first fstat()s the descriptor (a `none` file has no attributes either); a bare
+        # read() at an offset whose page was cached is refused by READ itself.
+        r = run("cat <&3; echo rc=$?; python3 -c 'import os; os.pread(3, 64, 8)' 2>&1 | tail -1")
+        assert "READONLY" not in r.stdout and "ORIGINAL" not in r.stdout, r
+        assert "rc=1" in r.stdout and "PermissionError" in r.stdout, r
+        r = run("cat src/ro.txt; echo rc=$?")
+        assert "rc=1" in r.stdout, r
     finally:
         world.destroy(sid)
 
