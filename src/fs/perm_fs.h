@@ -260,6 +260,15 @@ class PermFs {
   void Releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   // Readdir helpers; run under the DirListing's lock and return an errno (0 = ok), never reply.
   int LoadDir(const policy::Policy& p, Inode* n, DirListing* d);
+  // The directories a plain READDIR stats its regular entries in (HiddenLink), opened once.
+  struct LinkProbe {
+    std::string path;                        // the directory's workspace path
+    std::shared_ptr<UniqueFd> dir[2];        // [0] source side, [1] upper side (delta)
+  };
+  // True when the regular file `name` of `dir` (`upper`: of its upper side) is a hard link that
+  // is `none` over its names.
+  bool HiddenLink(const policy::Policy& p, Inode* dir, const std::string& name, bool upper,
+                  LinkProbe* probe);
   int FillDir(fuse_req_t req, const policy::Policy& p, Inode* n, DirListing* d, off_t off, bool plus,
               std::vector<char>& buf, size_t* pos);
   void Fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);

@@ -35,13 +35,10 @@ struct Name {
   std::string name;
   unsigned char type;
   ino_t ino;
-  dev_t dev = 0;      // with `links`: regular files only
-  nlink_t nlink = 1;  // with `links`: regular files only
 };
 
-// Names in the directory `fd` (consumed), without "." and "..". With `links`, regular files are
-// stat'ed for their link count (hard links are decided over all their names).
-std::vector<Name> ListNames(UniqueFd fd, bool links = false) {
+// Names in the directory `fd` (consumed), without "." and "..".
+std::vector<Name> ListNames(UniqueFd fd) {
   std::vector<Name> out;
   DIR* dp = ::fdopendir(fd.get());
   if (dp == nullptr) return out;
@@ -49,19 +46,12 @@ std::vector<Name> ListNames(UniqueFd fd, bool links = false) {
   while (dirent* de = ::readdir(dp)) {
     if (Dots(de->d_name)) continue;
     unsigned char type = de->d_type;
-    struct stat st;
-    const bool have_st = (type == DT_UNKNOWN || (links && type == DT_REG)) &&
-                         ::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (type == DT_UNKNOWN) {
-      if (!have_st) continue;
+      struct stat st;
+      if (::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
       type = IFTODT(st.st_mode);
     }
-    Name n{de->d_name, type, de->d_ino};
-    if (have_st && S_ISREG(st.st_mode)) {
-      n.dev = st.st_dev;
-      n.nlink = st.st_nlink;
-    }
-    out.push_back(std::move(n));
+    out.push_back({de->d_name, type, de->d_ino});
   }
   ::closedir(dp);
   return out;
@@ -253,24 +243,17 @@ int PermFs::DeltaLoadDir(const Policy& p, const std::string& dir_path, DirListin
   d->entries.push_back({"..", 1, DT_DIR});
   auto add = [&](const Name& n, bool upper) {
     if (!seen.insert(n.name).second) return;
-    const std::string path = prefix + n.name;
-    Verdict v = Decide(p, path, n.type == DT_DIR);
-    if (v.level != Level::kNone && n.nlink > 1) {  // a hard link: as hidden as its names
-      bool vouched = true;
-      Verdict lv = LinkVerdict(p, n.dev, n.ino, n.nlink, upper, &vouched);
-      if (lv.level < v.level) v = lv;
-    }
-    if (v.level == Level::kNone) return;
-    d->entries.push_back({n.name, n.ino, n.type});
+    if (Decide(p, prefix + n.name, n.type == DT_DIR).level == Level::kNone) return;
+    d->entries.push_back({n.name, n.ino, n.type, upper});
   };
   if (auto up = delta_->OpenUpper(dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW); up.ok()) {
-    for (auto& n : ListNames(std::move(*up), /*links=*/true)) add(n, true);
+    for (auto& n : ListNames(std::move(*up))) add(n, true);
   }
   if (LowerVisible(dir_path)) {
     if (auto low = OpenBeneath(table_->root_fd(), dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
         low.ok()) {
       const bool any_deleted = delta_->HasDeletions();
-      for (auto& n : ListNames(std::move(*low), /*links=*/true)) {
+      for (auto& n : ListNames(std::move(*low))) {
         if (any_deleted && delta_->IsDeleted(prefix + n.name)) continue;
         add(n, false);
       }

@@ -5,12 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <vector>
 
+#include "base/path.h"
 #include "fs/perm_fs.h"
 #include "fs/perm_fs_internal.h"
 
@@ -103,24 +103,12 @@ int PermFs::LoadDir(const Policy& p, Inode* n, DirListing* d) {
       continue;
     }
     unsigned char type = de->d_type;
-    struct stat st;
-    // Regular files are stat'ed for their link count: a hard link of a hidden file is hidden
-    // too, and a listing must not show a name its lookup then denies (plain READDIR entries are
-    // not looked up).
-    const bool have_st = (type == DT_UNKNOWN || type == DT_REG) &&
-                         ::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (type == DT_UNKNOWN) {
-      if (!have_st) continue;
+      struct stat st;
+      if (::fstatat(::dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
       type = IFTODT(st.st_mode);
     }
-    std::string path = prefix + de->d_name;
-    Verdict v = Decide(p, path, type == DT_DIR);
-    if (v.level != Level::kNone && have_st && S_ISREG(st.st_mode) && st.st_nlink > 1) {
-      bool vouched = true;
-      v = std::min(v, LinkVerdict(p, st.st_dev, st.st_ino, st.st_nlink, false, &vouched),
-                   [](const Verdict& a, const Verdict& b) { return a.level < b.level; });
-    }
-    if (v.level == Level::kNone) continue;
+    if (Decide(p, prefix + de->d_name, type == DT_DIR).level == Level::kNone) continue;
     d->entries.push_back({de->d_name, de->d_ino, type});
   }
   ::closedir(dp);
@@ -133,6 +121,7 @@ int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirListing* d, of
     if (int err = LoadDir(p, n, d)) return err;
   }
   const size_t size = buf.size();
+  LinkProbe probe;  // opened on the first plain regular entry
   for (size_t i = static_cast<size_t>(off); i < d->entries.size(); ++i) {
     const auto& ent = d->entries[i];
     const off_t next = static_cast<off_t>(i + 1);
@@ -156,6 +145,10 @@ int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirListing* d, of
         break;
       }
     } else {
+      // Plain entries are not looked up (READDIRPLUS ones are, and DoLookup decides a hard link
+      // over all its names): a regular file is stat'ed here, so a hard link of a hidden file is
+      // not listed either. Only here: a cold READDIRPLUS walk pays no extra syscall per entry.
+      if (ent.type == DT_REG && HiddenLink(p, n, ent.name, ent.upper, &probe)) continue;
       struct stat st;
       std::memset(&st, 0, sizeof(st));
       st.st_ino = ent.ino;
@@ -166,6 +159,31 @@ int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirListing* d, of
     *pos += used;
   }
   return 0;
+}
+
+bool PermFs::HiddenLink(const Policy& p, Inode* dir, const std::string& name, bool upper,
+                        LinkProbe* probe) {
+  std::shared_ptr<UniqueFd>& fd = probe->dir[upper ? 1 : 0];
+  if (probe->path.empty()) probe->path = table_->PathOf(dir);
+  if (!fd) {
+    if (!delta_) {
+      if (auto pfd = table_->PathFd(dir); pfd.ok()) fd = std::move(*pfd);
+    } else if (auto opened = upper ? delta_->OpenUpper(probe->path, O_PATH | O_DIRECTORY)
+                                   : OpenBeneath(table_->root_fd(), probe->path,
+                                                 O_PATH | O_DIRECTORY);
+               opened.ok()) {
+      fd = std::make_shared<UniqueFd>(std::move(*opened));
+    }
+    if (!fd) return true;  // the directory is gone: list nothing unproven
+  }
+  struct stat st;
+  if (::fstatat(fd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+  if (!S_ISREG(st.st_mode) || st.st_nlink <= 1) return false;
+  bool vouched = true;
+  const std::string path = JoinWorkspacePath(probe->path, name);
+  return Decide(p, path, false).level == Level::kNone ||
+         LinkVerdict(p, st.st_dev, st.st_ino, st.st_nlink, upper, &vouched).level ==
+             Level::kNone;
 }
 
 void PermFs::Releasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* /*fi*/) {

@@ -27,6 +27,7 @@ class PermFs::DirListing {
     std::string name;
     ino_t ino;
     unsigned char type;  // DT_*
+    bool upper = false;  // delta mode: the object is in the upper tree
   };
   std::mutex mu;
   uint64_t generation = 0;  // 0 = not loaded yet

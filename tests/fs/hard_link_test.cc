@@ -34,8 +34,7 @@ nlink_t Links(const std::string& path) {
 }
 
 // A source tree made before the mount: /secrets/key (the canary) and /public/key, a second name of
-// it, among 200 other files of /public (a listing that long is read in several READDIR requests,
-// the later ones without lookups).
+// it, among 200 other files of /public.
 std::unique_ptr<MountedFs> MountPlanted(TempDir& dir, const std::vector<std::string>& rules) {
   std::string src = dir / "src";
   ::mkdir(src.c_str(), 0755);
@@ -68,6 +67,46 @@ TEST(HardLink, ExistingLinkOfAHiddenFileIsAsHiddenAsIt) {
   EXPECT_TRUE(s.built);
   EXPECT_EQ(s.files, 1u);
   EXPECT_EQ(s.names, 2u);
+}
+
+// Position of `name` in the host's listing order of `dir` (the mount lists in that order).
+int HostListingIndex(const std::string& dir, const std::string& name) {
+  DIR* d = ::opendir(dir.c_str());
+  int i = 0, found = -1;
+  while (dirent* de = d ? ::readdir(d) : nullptr) {
+    if (name == de->d_name) found = i;
+    ++i;
+  }
+  if (d) ::closedir(d);
+  return found;
+}
+
+// Only the first READDIR of a directory (offset 0) is a READDIRPLUS, whose entries are looked up;
+// the later ones are plain: a hard link of a hidden file listed late must be left out there too.
+TEST(HardLink, LinkOfAHiddenFileIsLeftOutOfPlainListings) {
+  AF_REQUIRE_FUSE();
+  TempDir dir;
+  std::string src = dir / "src";
+  ::mkdir(src.c_str(), 0755);
+  ::mkdir((src + "/secrets").c_str(), 0755);
+  ::mkdir((src + "/many").c_str(), 0755);
+  WriteFile(src + "/secrets/key", kSecret);
+  // A READDIR asks for as much as getdents does (32 KiB from glibc: about 190 entries with
+  // attributes), so the name must come after that.
+  for (int i = 0; i < 600; ++i) WriteFile(src + "/many/f" + std::to_string(i), "public");
+  std::string name;
+  for (int i = 0;; ++i) {  // a name the listing shows well after its first (READDIRPLUS) page
+    name = "key" + std::to_string(i);
+    ASSERT_EQ(::link((src + "/secrets/key").c_str(), (src + "/many/" + name).c_str()), 0);
+    if (HostListingIndex(src + "/many", name) >= 450) break;
+    ASSERT_EQ(::unlink((src + "/many/" + name).c_str()), 0);
+  }
+  auto m = MountedFs::StartOn(src, MakePolicy({"**/*=read", "/secrets/**=none@10"}));
+  ASSERT_NE(m, nullptr);
+  EXPECT_FALSE(Listed(m->mnt("many"), name));  // nothing in /many looked up before
+  EXPECT_TRUE(Listed(m->mnt("many"), "f599"));
+  struct stat st;
+  EXPECT_EQ(Err(::stat(m->mnt("many/" + name).c_str(), &st)), ENOENT);
 }
 
 TEST(HardLink, LinkOfAViewFileIsViewOnlyAndCountsBothNames) {
