@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -208,6 +207,15 @@ bool ScanXattrs(const std::string& p, std::string_view needle) {
 }
 
 }  // namespace
+
+bool Listed(const std::string& dir, const std::string& name) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool found = false;
+  while (dirent* de = ::readdir(d)) found = found || name == de->d_name;
+  ::closedir(d);
+  return found;
+}
 
 bool TreeContains(const std::string& root, std::string_view needle) {
   DIR* d = ::opendir(root.c_str());

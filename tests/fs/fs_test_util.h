@@ -92,6 +92,9 @@ class MountedFs {
 // under `root` through the mount (without following symlinks).
 bool TreeContains(const std::string& root, std::string_view needle);
 
+// True when a listing of `dir` (opendir/readdir through whatever serves it) shows `name`.
+bool Listed(const std::string& dir, const std::string& name);
+
 // errno of a call that returned -1, or 0 on success.
 inline int Err(long r) { return r < 0 ? errno : 0; }
 

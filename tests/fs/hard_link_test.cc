@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <initializer_list>
 #include <string>
 #include <thread>
 
@@ -19,13 +20,12 @@ namespace {
 
 constexpr char kSecret[] = "CANARY-hardlink-5d1e0";
 
-bool Listed(const std::string& dir, const std::string& name) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return false;
-  bool found = false;
-  while (dirent* de = ::readdir(d)) found = found || name == de->d_name;
-  ::closedir(d);
-  return found;
+// dir/src with the given subdirectories: a source prepared before the mount.
+std::string Source(const TempDir& dir, std::initializer_list<const char*> subdirs) {
+  std::string src = dir / "src";
+  ::mkdir(src.c_str(), 0755);
+  for (const char* d : subdirs) ::mkdir((src + "/" + d).c_str(), 0755);
+  return src;
 }
 
 nlink_t Links(const std::string& path) {
@@ -36,10 +36,7 @@ nlink_t Links(const std::string& path) {
 // A source tree made before the mount: /secrets/key (the canary) and /public/key, a second name of
 // it, among 200 other files of /public.
 std::unique_ptr<MountedFs> MountPlanted(TempDir& dir, const std::vector<std::string>& rules) {
-  std::string src = dir / "src";
-  ::mkdir(src.c_str(), 0755);
-  ::mkdir((src + "/secrets").c_str(), 0755);
-  ::mkdir((src + "/public").c_str(), 0755);
+  std::string src = Source(dir, {"secrets", "public"});
   WriteFile(src + "/secrets/key", kSecret);
   if (::link((src + "/secrets/key").c_str(), (src + "/public/key").c_str()) != 0) return nullptr;
   for (int i = 0; i < 200; ++i) WriteFile(src + "/public/f" + std::to_string(i), "public");
@@ -86,10 +83,7 @@ int HostListingIndex(const std::string& dir, const std::string& name) {
 TEST(HardLink, LinkOfAHiddenFileIsLeftOutOfPlainListings) {
   AF_REQUIRE_FUSE();
   TempDir dir;
-  std::string src = dir / "src";
-  ::mkdir(src.c_str(), 0755);
-  ::mkdir((src + "/secrets").c_str(), 0755);
-  ::mkdir((src + "/many").c_str(), 0755);
+  std::string src = Source(dir, {"secrets", "many"});
   WriteFile(src + "/secrets/key", kSecret);
   // A READDIR asks for as much as getdents does (32 KiB from glibc: about 190 entries with
   // attributes), so the name must come after that.
@@ -125,10 +119,7 @@ TEST(HardLink, LinkOfAViewFileIsViewOnlyAndCountsBothNames) {
 TEST(HardLink, LinksWithinOneAreaKeepTheirLevelAndTrueCount) {
   AF_REQUIRE_FUSE();
   TempDir dir;
-  std::string src = dir / "src";
-  ::mkdir(src.c_str(), 0755);
-  ::mkdir((src + "/a").c_str(), 0755);
-  ::mkdir((src + "/b").c_str(), 0755);
+  std::string src = Source(dir, {"a", "b"});
   WriteFile(src + "/a/f", "shared");
   ASSERT_EQ(::link((src + "/a/f").c_str(), (src + "/a/g").c_str()), 0);
   ASSERT_EQ(::link((src + "/a/f").c_str(), (src + "/b/h").c_str()), 0);
@@ -156,8 +147,7 @@ TEST(HardLink, LinksWithinOneAreaKeepTheirLevelAndTrueCount) {
 TEST(HardLink, RemovingANameThroughTheMountDropsItFromTheCount) {
   AF_REQUIRE_FUSE();
   TempDir dir;
-  std::string src = dir / "src";
-  ::mkdir(src.c_str(), 0755);
+  std::string src = Source(dir, {});
   WriteFile(src + "/a", "x");
   ASSERT_EQ(::link((src + "/a").c_str(), (src + "/b").c_str()), 0);
   auto m = MountedFs::StartOn(src, PresetPolicy("full-access"));
@@ -222,9 +212,7 @@ TEST(HardLink, PolicyChangeOnOneNameReachesTheOthers) {
 TEST(HardLink, RenamedDirectoryKeepsItsLinksNames) {
   AF_REQUIRE_FUSE();
   TempDir dir;
-  std::string src = dir / "src";
-  ::mkdir(src.c_str(), 0755);
-  ::mkdir((src + "/d").c_str(), 0755);
+  std::string src = Source(dir, {"d"});
   WriteFile(src + "/d/x", kSecret);
   ASSERT_EQ(::link((src + "/d/x").c_str(), (src + "/a").c_str()), 0);
   auto m = MountedFs::StartOn(src, PresetPolicy("full-access"));

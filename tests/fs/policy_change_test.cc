@@ -22,15 +22,6 @@ namespace {
 
 constexpr char kCanary[] = "CANARY-7f3a9-policy";
 
-bool Listed(const std::string& dir, const std::string& name) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return false;
-  bool found = false;
-  while (dirent* de = ::readdir(d)) found = found || name == de->d_name;
-  ::closedir(d);
-  return found;
-}
-
 TEST(PolicyChange, DowngradeWhileCachedIsSeenByTheNextSyscall) {
   AF_REQUIRE_FUSE();
   auto m = MountedFs::Start(PresetPolicy("full-access"));
