@@ -31,7 +31,10 @@ def user_ids(name: str) -> tuple[int, int, str]:
 def ensure_user(name: str) -> tuple[int, int, str]:
     """An ordinary local user (created when missing, with a home), as a new user of the host."""
     if subprocess.run(["id", "-u", name], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True)
+        r = subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], capture_output=True, text=True)
+        # 9: another test worker (pytest -n) created it meanwhile.
+        if r.returncode not in (0, 9):
+            raise RuntimeError(f"useradd {name}: {r.stderr}")
     return user_ids(name)
 
 

@@ -65,8 +65,8 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def attacker():
-    if subprocess.run(["id", "-u", ATTACKER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", ATTACKER], check=True)
+    from server_fixture import ensure_user
+    ensure_user(ATTACKER)
     pw = pwd.getpwnam(ATTACKER)
     assert pw.pw_uid not in RANGE
     return pw.pw_uid, pw.pw_gid
