@@ -78,8 +78,7 @@ Result<Inode*> InodeTable::AddLookup(Inode* parent, std::string_view name, Uniqu
     node->upper = upper;
     all_.insert(node);
     if (it != by_key_.end()) {
-      it->second->in_map = false;
-      it->second = node;
+      it->second = node;  // the old inode keeps its other key, if any (MaybeFree compares)
     } else {
       by_key_.emplace(key, node);
     }
@@ -141,9 +140,10 @@ void InodeTable::MaybeFree(Inode* first) {
     Inode* n = work.back();
     work.pop_back();
     if (n == root_ || n->nlookup > 0 || n->child_refs > 0) continue;
-    if (n->in_map) {
-      auto it = by_key_.find({n->dev, n->ino});
-      if (it != by_key_.end() && it->second == n) by_key_.erase(it);
+    // Both keys, each only if its entry is still this inode's: an entry taken over by another
+    // inode is that one's, and one left pointing here would be a dangling pointer.
+    if (auto it = by_key_.find({n->dev, n->ino}); it != by_key_.end() && it->second == n) {
+      by_key_.erase(it);
     }
     if (n->has_alt_key) {
       auto it = by_key_.find(n->alt_key);
@@ -369,8 +369,6 @@ void InodeTable::SwitchBacking(Inode* node, UniqueFd fd, const struct stat& st, 
   }
   const std::pair<dev_t, ino_t> key{st.st_dev, st.st_ino};
   if (key != std::make_pair(node->dev, node->ino)) {
-    auto it = by_key_.find(key);
-    if (it != by_key_.end() && it->second != node) it->second->in_map = false;
     by_key_[key] = node;
     node->has_alt_key = true;
     node->alt_key = key;

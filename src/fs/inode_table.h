@@ -71,12 +71,12 @@ struct Inode {
   // Further names of a multiply-linked non-directory (hard links). Decisions take the most
   // restrictive level over all known names, so an alias can never grant more than its siblings.
   std::vector<std::pair<Inode*, std::string>> aliases;
-  // A second key in by_key_ (the copy-up's object) mapping to this inode.
+  // A second key in by_key_ (the copy-up's object) mapping to this inode. Either key's entry
+  // may since belong to another inode: an entry is this inode's only while it points here.
   bool has_alt_key = false;
   std::pair<dev_t, ino_t> alt_key{};
   uint64_t nlookup = 0;     // kernel references (lookup count)
   uint64_t child_refs = 0;  // names of other inodes that point at this one as parent
-  bool in_map = true;
   // Guarded by InodeTable::cache_mu_.
   std::shared_ptr<UniqueFd> fd;  // O_PATH fd, in the LRU unless pinned
   bool pinned = false;

@@ -167,6 +167,12 @@ def make_server(**kwargs) -> Server:
 
 def cleanup_server(server: Server) -> None:
     server.stop()
+    keep = os.environ.get("AF_KEEP_LOGS")
+    if keep:  # a copy of every log for a post-mortem (CI sets it; the data dir goes below)
+        dest = Path(keep) / server.data_dir.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for log in server.data_dir.rglob("*.log"):
+            shutil.copy2(log, dest / str(log.relative_to(server.data_dir)).replace("/", "_"))
     # Supervisors outlive the server by design: stop any this test left (their sockets are
     # under the data dir), then remove everything.
     run = server.data_dir / "data" / "mounts" / ".run"

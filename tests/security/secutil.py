@@ -147,11 +147,27 @@ class World:
     # -- exec ---------------------------------------------------------------------------------
     def exec(self, command: str, timeout: float = 60, sandbox_id: str = "", **kw):
         """Runs `command` in the sandbox; fails the case if a canary appears in its output."""
-        r = self.sb.Exec(sandbox_pb2.ExecRequest(sandbox_id=sandbox_id or self.sandbox_id,
-                                                 command=command, timeout=dur(timeout), **kw),
-                         timeout=timeout + 60)
+        sid = sandbox_id or self.sandbox_id
+        try:
+            r = self.sb.Exec(sandbox_pb2.ExecRequest(sandbox_id=sid, command=command,
+                                                     timeout=dur(timeout), **kw),
+                             timeout=timeout + 60)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            # The runtime died: its supervisor's log says why, and it goes with the sandbox.
+            raise AssertionError(f"{e.details()}; supervisor log:\n{self.supervisor_log(sid)}") from e
         assert_no_canary(r.stdout, r.stderr)
         return r
+
+    def supervisor_log(self, sandbox_id: str) -> str:
+        log = self.server.data_dir / "data" / "mounts" / ".run" / sandbox_id / "supervisor.log"
+        try:
+            text = log.read_text(errors="replace")[-6000:]
+        except OSError as e:
+            return f"(unreadable: {e})"
+        assert_no_canary(text, "")
+        return text
 
     def py(self, code: str, timeout: float = 60, sandbox_id: str = ""):
         """Runs a Python snippet inside the sandbox (host /usr is bound read-only, python3 is there)."""
