@@ -259,6 +259,15 @@ def stress_block(r: dict) -> str:
             f"{r['before']['server_fds']} before → {a['server_fds']} after.\n")
 
 
+def rootless_block(r: dict) -> str:
+    rows = [f"As root and as the ordinary user `{r['user']}`, interleaved; medians, ms.", "",
+            "| row | rootful | rootless | rootless ÷ rootful |", "|---|---|---|---|"]
+    for name, x in r["rows"].items():
+        rows.append(f"| {name} | {x['rootful_ms']:.1f} | {x['rootless_ms']:.1f} | "
+                    f"{x['ratio']:.2f}× {_mark(x['ratio'] <= r['goal'])} |")
+    return "\n".join(rows) + "\n"
+
+
 def goals_block(res: dict) -> str:
     """Every goal this run measured, with its result: one table for the whole document."""
     rows = ["| layer | goal | this run | |", "|---|---|---|---|"]
@@ -313,6 +322,11 @@ def goals_block(res: dict) -> str:
         if f:
             add("SDK", f"{name} ≤ {SDK_GOAL}× `tar` + one upload", f"{f['ratio']:.2f}×",
                 f["ratio"] <= SDK_GOAL)
+    rl = res.get("rootless")
+    if rl:
+        worst = max(rl["rows"].items(), key=lambda kv: kv[1]["ratio"])
+        add("rootless", f"every row within {rl['goal']:.2f}× of rootful ({len(rl['rows'])} rows)",
+            f"worst {worst[1]['ratio']:.2f}× ({worst[0]})", worst[1]["ratio"] <= rl["goal"])
     den = res.get("density", {}).get("bwrap", {})
     if den:
         top = den[str(max(int(n) for n in den))]
@@ -387,7 +401,8 @@ def update_doc(results: dict, machine: dict, quick: bool, when: str) -> list[str
               "goals": goals_block(results)}
     render = {"policy": policy_block, "fs": fs_block, "delta": delta_block, "start": start_block,
               "net": net_block,
-              "sdk": sdk_block, "density": density_block, "stress": stress_block}
+              "sdk": sdk_block, "density": density_block, "stress": stress_block,
+              "rootless": rootless_block}
     for name, fn in render.items():
         if name in results:
             blocks[name] = fn(results[name])
