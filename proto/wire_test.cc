@@ -73,7 +73,8 @@ const std::vector<EnumSpec>& Enums() {
         {"PERMISSION_NONE", 1},
         {"PERMISSION_VIEW", 2},
         {"PERMISSION_READ", 3},
-        {"PERMISSION_WRITE", 4}}},
+        {"PERMISSION_WRITE", 4},
+        {"PERMISSION_ASK", 5}}},  // extension
       {"sandbox.v1.PatternType",
        kCommon,
        {{"PATTERN_TYPE_UNSPECIFIED", 0},

@@ -25,6 +25,8 @@ std::string LevelOf(v1::Permission p) {
       return "read";
     case v1::PERMISSION_WRITE:
       return "write";
+    case v1::PERMISSION_ASK:
+      return "ask";
     default:
       return "?";
   }
@@ -38,6 +40,7 @@ v1::PermissionRule ToProto(const policy::Rule& r) {
                                                        : v1::PATTERN_TYPE_GLOB);
   p.set_permission(r.level == policy::Level::kWrite  ? v1::PERMISSION_WRITE
                    : r.level == policy::Level::kRead ? v1::PERMISSION_READ
+                   : r.level == policy::Level::kAsk  ? v1::PERMISSION_ASK
                    : r.level == policy::Level::kView ? v1::PERMISSION_VIEW
                                                      : v1::PERMISSION_NONE);
   p.set_priority(r.priority);

@@ -17,8 +17,11 @@
 
 namespace agentfense::policy {
 
-// Ordered: a higher level grants everything a lower one does.
-enum class Level : uint8_t { kNone = 0, kView = 1, kRead = 2, kWrite = 3 };
+// Ordered: a higher level grants everything a lower one does. `ask` shows the path as `view` does
+// and holds every read of its content and every change until someone decides (docs/PERMISSIONS.md,
+// "ask"): it grants no more than `view` by itself, so every check that needs `read` or `write`
+// refuses it unless the filesystem turns the wait into an approval.
+enum class Level : uint8_t { kNone = 0, kView = 1, kAsk = 2, kRead = 3, kWrite = 4 };
 
 enum class PatternType : uint8_t { kGlob = 0, kDirectory = 1, kFile = 2 };
 
@@ -35,7 +38,7 @@ inline constexpr size_t kMaxPatternBytes = 4096;
 // millions of NFA states; no real policy is anywhere near 1 MiB of patterns.
 inline constexpr size_t kMaxTotalPatternBytes = size_t{1} << 20;
 
-std::string_view LevelName(Level level);        // "none" | "view" | "read" | "write"
+std::string_view LevelName(Level level);  // "none" | "view" | "ask" | "read" | "write"
 std::string_view PatternTypeName(PatternType);  // "glob" | "directory" | "file"
 Result<Level> ParseLevel(std::string_view name);
 Result<PatternType> ParsePatternType(std::string_view name);

@@ -14,6 +14,7 @@ constexpr Level N = Level::kNone;
 constexpr Level V = Level::kView;
 constexpr Level Rd = Level::kRead;
 constexpr Level W = Level::kWrite;
+constexpr Level A = Level::kAsk;
 
 struct DecisionCase {
   const char* name;
@@ -51,6 +52,11 @@ std::vector<DecisionCase> Cases() {
       {"later wins", {"/a/*=read", "/a/*=write"}, "/a/b", false, W, 1},
       {"later wins 3", {"/a/?=read", "/a/*=view", "/a/*=none"}, "/a/b", false, N, 2},
       {"later wins files", {"file:/f=read", "file:/f=write"}, "/f", false, W, 1},
+      // `ask` is one more level, decided like the others; it ranks between view and read.
+      {"ask decides", {"**/*=read", "**/.env*=ask@10"}, "/app/.env", false, A, 1},
+      {"ask loses to priority", {"/x/**=ask", "/x/y=none@5"}, "/x/y", false, N, 1},
+      {"ask makes ancestors visible", {"/secrets/**=none@1", "/secrets/k=ask@2"}, "/secrets", true,
+       V, 1},
       // Unmatched → none, rule -1.
       {"no rules", {}, "/a", false, N, -1},
       {"unmatched", {"/a=read"}, "/b", false, N, -1},

@@ -210,7 +210,7 @@ RefRule RandomRule(std::mt19937& rng) {
                 : kind == 1 ? PatternType::kDirectory
                             : PatternType::kGlob;
   r.rule.pattern = r.rule.type == PatternType::kGlob ? RandomGlob(rng) : RandomLiteral(rng);
-  r.rule.level = static_cast<Level>(rng() % 4);
+  r.rule.level = static_cast<Level>(rng() % 5);  // every level, ask included
   r.rule.priority = static_cast<int32_t>(rng() % 3);
   return r;
 }

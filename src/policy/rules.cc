@@ -35,6 +35,8 @@ std::string_view LevelName(Level level) {
       return "none";
     case Level::kView:
       return "view";
+    case Level::kAsk:
+      return "ask";
     case Level::kRead:
       return "read";
     case Level::kWrite:
@@ -56,11 +58,11 @@ std::string_view PatternTypeName(PatternType type) {
 }
 
 Result<Level> ParseLevel(std::string_view name) {
-  for (Level l : {Level::kNone, Level::kView, Level::kRead, Level::kWrite}) {
+  for (Level l : {Level::kNone, Level::kView, Level::kAsk, Level::kRead, Level::kWrite}) {
     if (EqualsIgnoreCase(name, LevelName(l))) return l;
   }
   return Invalid("unknown permission level \"" + std::string(name.substr(0, 64)) +
-                 "\" (expected none, view, read or write)");
+                 "\" (expected none, view, ask, read or write)");
 }
 
 Result<PatternType> ParsePatternType(std::string_view name) {

@@ -96,13 +96,17 @@ TEST(ParseTest, Levels) {
   EXPECT_EQ(*ParseLevel("view"), Level::kView);
   EXPECT_EQ(*ParseLevel("read"), Level::kRead);
   EXPECT_EQ(*ParseLevel("WRITE"), Level::kWrite);
+  EXPECT_EQ(*ParseLevel("ask"), Level::kAsk);
+  // `ask` grants what `view` does and no more: every check needing read or write refuses it.
+  EXPECT_LT(Level::kView, Level::kAsk);
+  EXPECT_LT(Level::kAsk, Level::kRead);
   for (const char* bad : {"", "rw", "writable", "none ", "PERMISSION_READ"}) {
     auto l = ParseLevel(bad);
     ASSERT_FALSE(l.ok()) << bad;
     EXPECT_EQ(l.error().code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(l.error().message().find("unknown permission level"), std::string::npos);
   }
-  for (Level l : {Level::kNone, Level::kView, Level::kRead, Level::kWrite}) {
+  for (Level l : {Level::kNone, Level::kView, Level::kAsk, Level::kRead, Level::kWrite}) {
     EXPECT_EQ(*ParseLevel(LevelName(l)), l);
   }
 }

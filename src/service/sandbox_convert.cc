@@ -35,6 +35,7 @@ Result<std::vector<store::RuleRecord>> RulesFromProto(
       case v1::PERMISSION_VIEW: rec.level = static_cast<int>(policy::Level::kView); break;
       case v1::PERMISSION_READ: rec.level = static_cast<int>(policy::Level::kRead); break;
       case v1::PERMISSION_WRITE: rec.level = static_cast<int>(policy::Level::kWrite); break;
+      case v1::PERMISSION_ASK: rec.level = static_cast<int>(policy::Level::kAsk); break;
       default:
         return Error(ErrorCode::kInvalidArgument,
                      fmt::format("rule {} ('{}'): permission is missing or unknown", index,
@@ -103,11 +104,22 @@ v1::SyncMode SyncModeToProto(const std::string& stored) {
   return v1::SYNC_MODE_ON_EXEC;  // "on_exec" and rows written before sync modes existed
 }
 
+v1::Permission PermissionToProto(policy::Level level) {
+  switch (level) {
+    case policy::Level::kNone: return v1::PERMISSION_NONE;
+    case policy::Level::kView: return v1::PERMISSION_VIEW;
+    case policy::Level::kAsk: return v1::PERMISSION_ASK;
+    case policy::Level::kRead: return v1::PERMISSION_READ;
+    case policy::Level::kWrite: return v1::PERMISSION_WRITE;
+  }
+  return v1::PERMISSION_UNSPECIFIED;
+}
+
 v1::PermissionRule RuleToProto(const store::RuleRecord& r) {
   v1::PermissionRule p;
   p.set_pattern(r.pattern);
   p.set_type(static_cast<v1::PatternType>(r.type + 1));
-  p.set_permission(static_cast<v1::Permission>(r.level + 1));
+  p.set_permission(PermissionToProto(static_cast<policy::Level>(r.level)));
   p.set_priority(r.priority);
   return p;
 }

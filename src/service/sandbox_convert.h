@@ -36,5 +36,6 @@ Result<std::string> SyncModeFromProto(::sandbox::v1::SyncMode mode);
 // One rule as a human reads it in the audit log: "**/.env* = none @100 (glob)".
 std::string RenderRule(const store::RuleRecord& rule);
 ::sandbox::v1::PermissionRule RuleToProto(const store::RuleRecord& rule);
+::sandbox::v1::Permission PermissionToProto(policy::Level level);
 
 }  // namespace agentfense::service

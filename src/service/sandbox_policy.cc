@@ -126,7 +126,7 @@ Result<v1::ExplainPermissionResponse> SandboxManager::ExplainPermission(
 
   v1::ExplainPermissionResponse out;
   out.set_path(path);
-  out.set_permission(static_cast<v1::Permission>(static_cast<int>(d.level) + 1));
+  out.set_permission(PermissionToProto(d.level));
   out.set_deciding_rule(d.rule);
   for (const auto& m : ex.matches) {
     if (m.rule < 0 || static_cast<size_t>(m.rule) >= rec.rules.size()) continue;

@@ -21,7 +21,7 @@ struct CodebaseRecord {
 };
 
 // A permission rule as stored. `type` and `level` use the numbering of policy::PatternType
-// (0 glob, 1 directory, 2 file) and policy::Level (0 none, 1 view, 2 read, 3 write), so the
+// (0 glob, 1 directory, 2 file) and policy::Level (0 none, 1 view, 2 ask, 3 read, 4 write), so the
 // service converts with a static_cast after range-checking; on disk they are written as names.
 struct RuleRecord {
   std::string pattern;

@@ -1,5 +1,6 @@
 // MetadataStore: sandboxes. Rules, labels and env are stored as JSON text (they are always read
 // and written whole, never queried by content).
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -12,7 +13,8 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr const char* kRuleTypeNames[] = {"glob", "directory", "file"};
-constexpr const char* kLevelNames[] = {"none", "view", "read", "write"};
+// Indexed by policy::Level; stored as names, so the numbering may change without a migration.
+constexpr const char* kLevelNames[] = {"none", "view", "ask", "read", "write"};
 
 std::string_view StatusName(SandboxStatus s) {
   switch (s) {
@@ -55,7 +57,9 @@ Result<std::string> RulesToJson(const std::vector<RuleRecord>& rules) {
   Json arr = Json::array();
   for (const RuleRecord& r : rules) {
     if (r.type < 0 || r.type > 2) return Error(ErrorCode::kInvalidArgument, "bad rule type");
-    if (r.level < 0 || r.level > 3) return Error(ErrorCode::kInvalidArgument, "bad rule level");
+    if (r.level < 0 || r.level >= static_cast<int>(std::size(kLevelNames))) {
+      return Error(ErrorCode::kInvalidArgument, "bad rule level");
+    }
     arr.push_back({{"pattern", r.pattern},
                    {"type", kRuleTypeNames[r.type]},
                    {"level", kLevelNames[r.level]},
