@@ -45,4 +45,14 @@ struct CommitReport {
   std::vector<ChangeError> errors;
 };
 
+// One named checkpoint of a delta (docs/CHECKPOINTS.md): what the delta held when it was taken.
+struct CheckpointInfo {
+  std::string name;
+  int64_t created_ns = 0;  // Unix time
+  int64_t files = 0;       // objects other than directories
+  int64_t dirs = 0;
+  int64_t bytes = 0;       // sum of the sizes of its regular files
+  int64_t deletions = 0;   // deletion records (source paths the sandbox had removed)
+};
+
 }  // namespace agentfense::fs

@@ -17,6 +17,7 @@
 #include <map>
 
 #include "base/log.h"
+#include "fs/delta_internal.h"
 #include "fs/host_handle.h"
 
 namespace agentfense::fs {
@@ -26,6 +27,12 @@ constexpr const char* kUpperDir = "upper";
 constexpr const char* kJournal = "deleted.journal";
 constexpr const char* kJournalTmp = "deleted.journal.tmp";
 constexpr uint32_t kMaxRecord = 1u << 20;
+
+bool SameKind(mode_t a, mode_t b) { return S_ISDIR(a) == S_ISDIR(b); }
+
+}  // namespace
+
+namespace internal {
 
 bool Absent(int e) { return e == ENOENT || e == ENOTDIR || e == ELOOP || e == EXDEV; }
 
@@ -38,8 +45,6 @@ std::string Join(const std::string& dir, const std::string& name) {
   return dir == "/" ? "/" + name : dir + "/" + name;
 }
 size_t Depth(const std::string& p) { return static_cast<size_t>(std::count(p.begin(), p.end(), '/')); }
-
-bool SameKind(mode_t a, mode_t b) { return S_ISDIR(a) == S_ISDIR(b); }
 
 // Copies all of `in` to `out` (both positioned at 0): reflink, else copy_file_range, else
 // read/write (different filesystems on old kernels).
@@ -70,14 +75,9 @@ Status CopyData(int in, int out) {
   }
 }
 
-struct Entry {
-  std::string path;
-  struct stat st;
-};
-
 // Pre-order walk of the directory `dir` (an fd we own), no symlink followed, entries sorted by
 // name so parents come before children and the order is stable.
-void Walk(int dir, const std::string& path, std::vector<Entry>* out, int depth = 0) {
+void Walk(int dir, const std::string& path, std::vector<Entry>* out, int depth) {
   if (depth > 4096) return;
   int fd = ::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
@@ -136,14 +136,70 @@ void CopyUserXattrs(int from, int to) {
   }
 }
 
+Result<std::string> ReadAll(int fd, const std::string& what) {
+  std::string data;
+  char buf[1 << 16];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno(errno, "read " + what);
+    if (n == 0) return data;
+    data.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void ParseJournal(const std::string& data, std::set<std::string>* deleted) {
+  size_t pos = 0;
+  while (pos + 5 <= data.size()) {
+    char op = data[pos];
+    uint32_t len;
+    std::memcpy(&len, data.data() + pos + 1, 4);
+    if (len > kMaxRecord || pos + 5 + len > data.size()) break;  // torn tail of a crash
+    std::string path = data.substr(pos + 5, len);
+    pos += 5 + len;
+    if (op == 'D') {
+      deleted->insert(path);
+    } else if (op == 'U') {
+      deleted->erase(path);
+    } else {
+      break;
+    }
+  }
+}
+
+std::string EncodeJournal(const std::set<std::string>& deleted) {
+  std::string out;
+  for (const auto& p : deleted) {
+    out += 'D';
+    uint32_t len = static_cast<uint32_t>(p.size());
+    out.append(reinterpret_cast<const char*>(&len), 4);
+    out += p;
+  }
+  return out;
+}
+
+namespace {
 std::atomic<uint64_t> g_tmp_counter{0};
+}  // namespace
 
 std::string TempName() {
   return ".agentfense-sync." + std::to_string(::getpid()) + "." +
          std::to_string(g_tmp_counter.fetch_add(1));
 }
 
-}  // namespace
+}  // namespace internal
+
+using internal::Absent;
+using internal::Base;
+using internal::CopyData;
+using internal::CopyUserXattrs;
+using internal::Depth;
+using internal::Entry;
+using internal::Join;
+using internal::Parent;
+using internal::RemoveContents;
+using internal::TempName;
+using internal::Walk;
 
 namespace {
 
@@ -203,6 +259,7 @@ Result<std::unique_ptr<DeltaStore>> DeltaStore::Open(const std::string& dir, uin
   d->upper_.Reset(::openat(d->dir_fd_.get(), kUpperDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!d->upper_) return Error::FromErrno(errno, "open " + dir + "/upper");
   AF_RETURN_IF_ERROR(d->LoadJournal());
+  AF_RETURN_IF_ERROR(d->OpenCheckpoints());  // may finish a restore: journal rewritten after it
   AF_RETURN_IF_ERROR(d->Rewrite());
   d->Rescan();
   return d;
@@ -216,31 +273,8 @@ Status DeltaStore::LoadJournal() {
     if (errno == ENOENT) return OkStatus();
     return Error::FromErrno(errno, "open delta journal");
   }
-  std::string data;
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::FromErrno(errno, "read delta journal");
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
-  }
-  size_t pos = 0;
-  while (pos + 5 <= data.size()) {
-    char op = data[pos];
-    uint32_t len;
-    std::memcpy(&len, data.data() + pos + 1, 4);
-    if (len > kMaxRecord || pos + 5 + len > data.size()) break;  // torn tail of a crash
-    std::string path = data.substr(pos + 5, len);
-    pos += 5 + len;
-    if (op == 'D') {
-      deleted_.insert(path);
-    } else if (op == 'U') {
-      deleted_.erase(path);
-    } else {
-      break;
-    }
-  }
+  AF_ASSIGN_OR_RETURN(std::string data, internal::ReadAll(fd.get(), "delta journal"));
+  internal::ParseJournal(data, &deleted_);
   return OkStatus();
 }
 
@@ -263,13 +297,7 @@ Status DeltaStore::Rewrite() {
   UniqueFd tmp(::openat(dir_fd_.get(), kJournalTmp,
                         O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!tmp) return Error::FromErrno(errno, "create delta journal");
-  std::string out;
-  for (const auto& p : deleted_) {
-    out += 'D';
-    uint32_t len = static_cast<uint32_t>(p.size());
-    out.append(reinterpret_cast<const char*>(&len), 4);
-    out += p;
-  }
+  const std::string out = internal::EncodeJournal(deleted_);
   if (::write(tmp.get(), out.data(), out.size()) != static_cast<ssize_t>(out.size()) ||
       ::fsync(tmp.get()) != 0) {
     return Error::FromErrno(errno, "write delta journal");
@@ -294,8 +322,15 @@ void DeltaStore::Rescan() {
     if (S_ISREG(e.st.st_mode)) bytes += e.st.st_size;
   }
   std::lock_guard lock(mu_);
+  // What only the checkpoints still hold counts as well (quotas count checkpoints); what they
+  // share with upper/ was counted once above.
+  for (const auto& [key, held] : frozen_) {
+    if (seen.count(key) != 0) continue;
+    inodes++;
+    bytes += held.size;
+  }
   bytes_ = bytes;
-  inodes_ = inodes;
+  inodes_ = inodes + ckpt_dirs_;
 }
 
 bool DeltaStore::IsDeleted(const std::string& path) const {
@@ -508,7 +543,7 @@ Result<ChangeSet> DeltaStore::Changes(int lower_root) {
 
 CommitReport DeltaStore::Commit(int lower_root,
                                 const std::function<policy::Level(const std::string&, bool)>& level,
-                                const std::function<bool(const struct stat&)>& busy) {
+                                const BusyFn& busy) {
   CommitReport report;
   std::vector<Entry> upper;
   Walk(upper_.get(), "/", &upper);

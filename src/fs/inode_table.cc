@@ -407,6 +407,17 @@ std::vector<Inode*> InodeTable::PinUpperInodes() {
   return out;
 }
 
+std::vector<Inode*> InodeTable::PinAllInodes() {
+  std::lock_guard lock(mu_);
+  std::vector<Inode*> out;
+  out.reserve(all_.size());
+  for (Inode* n : all_) {
+    n->nlookup++;
+    out.push_back(n);
+  }
+  return out;
+}
+
 bool InodeTable::IsUpper(const Inode* inode) const {
   std::lock_guard lock(cache_mu_);
   return inode->upper;

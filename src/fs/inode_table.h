@@ -147,6 +147,8 @@ class InodeTable {
   Inode* Find(dev_t dev, ino_t ino);
   // Every inode backed by the upper tree, each with one extra reference (drop with Forget).
   std::vector<Inode*> PinUpperInodes();
+  // Every inode but the root, each with one extra reference (drop with Forget).
+  std::vector<Inode*> PinAllInodes();
   bool IsUpper(const Inode* inode) const;
 
   // Drops `n` kernel references; frees the inode (and any parent that only it kept) at zero.

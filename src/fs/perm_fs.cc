@@ -227,6 +227,7 @@ void PermFs::FillEntry(const Policy& p, Inode* node, const std::string& path,
   e->ino = table_->NodeId(node);
   e->attr = st;
   Present(p, path, &e->attr, upper);
+  HideCheckpointLinks(&e->attr);
   if (delta_) e->attr.st_ino = node->ino;  // unchanged by a copy-up
   e->attr_timeout = options_.attr_timeout_s;
   e->entry_timeout = options_.entry_timeout_s;
@@ -396,6 +397,7 @@ void PermFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::shared_lock<std::shared_mutex> dlock;
   if (S_ISREG(st.st_mode) && st.st_nlink > 1) dlock = DeltaShared();  // VisibleLinks reads it
   Present(p, path, &st, table_->IsUpper(n));
+  HideCheckpointLinks(&st);
   if (delta_) st.st_ino = n->ino;
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
 }

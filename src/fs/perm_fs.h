@@ -82,6 +82,8 @@ struct FsOptions {
   // Hard links (LinkIndex): a link made outside the mount is noticed by its link count; the tree
   // is then walked again at most this often, and the file is treated conservatively meanwhile.
   std::chrono::milliseconds link_rescan_interval{1000};
+  // Checkpoints of the delta (docs/CHECKPOINTS.md) this sandbox may keep at once.
+  size_t max_checkpoints = 100;
 };
 
 class PermFs {
@@ -120,6 +122,16 @@ class PermFs {
   Result<ChangeSet> DeltaChanges();
   Result<CommitReport> CommitDelta();
   Result<int64_t> DiscardDelta();
+
+  // Checkpoints of the delta (docs/CHECKPOINTS.md; kFailedPrecondition without a delta).
+  // Non-request threads only. Restore invalidates the kernel caches before it returns: the very
+  // next syscall of the sandbox sees the checkpoint's workspace.
+  Result<CheckpointInfo> CreateCheckpoint(const std::string& name);
+  Result<std::vector<CheckpointInfo>> ListCheckpoints();
+  Result<CheckpointInfo> RestoreCheckpoint(const std::string& name);
+  // From checkpoint `name` to checkpoint `against` ("" = the workspace now).
+  Result<std::vector<Change>> DiffCheckpoint(const std::string& name, const std::string& against);
+  Status DeleteCheckpoint(const std::string& name);
 
   InodeTable& table() { return *table_; }
   const FsOptions& options() const { return options_; }
@@ -181,6 +193,17 @@ class PermFs {
                  const char* newname);
   // After a commit or discard: inodes whose upper object is gone are rebased on the source.
   void RebaseUpper();
+  // After a restore: every inode at or beneath one of `touched` (workspace paths) is rebased on
+  // the object the merged view shows there now (when it is of the same type).
+  void RebaseTouched(const std::vector<std::string>& touched);
+  // An upper regular file still open for writing through the mount (commit and checkpoints copy
+  // it rather than move or link it).
+  bool UpperBusy(const struct stat& st);
+  // A frozen upper object (shared with a checkpoint) is replaced by a private copy for inode `n`.
+  int UnshareInode(Inode* n, const struct stat& st, bool empty);
+  // st_nlink as the sandbox sees it: the names the checkpoints hold of an upper object are not
+  // its links.
+  void HideCheckpointLinks(struct stat* st) const;
   std::shared_lock<std::shared_mutex> DeltaShared() const {
     return delta_ ? std::shared_lock(delta_mu_) : std::shared_lock<std::shared_mutex>();
   }
@@ -325,6 +348,7 @@ class PermFs {
   // never while notifying the kernel.
   std::unique_ptr<DeltaStore> delta_;
   mutable std::shared_mutex delta_mu_;
+  std::mutex unshare_mu_;  // one unshare at a time (under delta_mu_ shared); leaf lock
 
   // Every name of the multiply-linked regular files of the source and (delta mode) of the upper
   // tree, built on first need. Leaf locks of their own.

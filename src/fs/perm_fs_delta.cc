@@ -174,8 +174,19 @@ int PermFs::CopyUpPath(const std::string& path, int lower_fd, const struct stat&
 }
 
 int PermFs::CopyUpInode(Inode* n, bool empty) {
-  if (table_->IsUpper(n)) return 0;
   if (n == table_->root()) return 0;  // the root is the upper root's merge point
+  if (table_->IsUpper(n)) {
+    // Already the delta's own, unless a checkpoint shares it (docs/CHECKPOINTS.md): then it is
+    // copied now, before the change, so that the checkpoint never changes.
+    if (n->is_dir() || !delta_->has_checkpoints()) return 0;
+    std::lock_guard unshare(unshare_mu_);  // two opens for writing copy it once
+    auto pfd = table_->PathFd(n);
+    if (!pfd.ok()) return pfd.error().ToErrno();
+    struct stat st;
+    if (::fstat((*pfd)->get(), &st) != 0) return errno;
+    if (!delta_->Frozen(st.st_dev, st.st_ino)) return 0;
+    return UnshareInode(n, st, empty);
+  }
   std::string path = table_->PathOf(n);
   if (path.empty()) return ESTALE;
   auto pfd = table_->PathFd(n);
@@ -191,6 +202,46 @@ int PermFs::CopyUpInode(Inode* n, bool empty) {
   }
   if (int err = CopyUpPath(path, (*pfd)->get(), st, empty)) return err;
   return table_->IsUpper(n) ? 0 : ESTALE;
+}
+
+int PermFs::UnshareInode(Inode* n, const struct stat& st, bool empty) {
+  std::string path = table_->PathOf(n);
+  if (path.empty()) return ESTALE;
+  // Only while the path still shows this very object: an inode whose name went away (a restore
+  // removed it, a rename replaced it) must not bring a copy of itself back under that name.
+  Visible v;
+  if (Resolve(path, &v) != 0 || !v.upper || v.st.st_dev != st.st_dev || v.st.st_ino != st.st_ino) {
+    return ESTALE;
+  }
+  auto dir = delta_->OpenUpper(ParentOf(path), O_PATH | O_DIRECTORY);
+  if (!dir.ok()) return dir.error().ToErrno();
+  auto copy = delta_->Unshare(dir->get(), BaseOf(path), st, empty);
+  if (!copy.ok()) return copy.error().ToErrno();
+  struct stat cst;
+  if (::fstat(copy->get(), &cst) != 0) return errno;
+  table_->SwitchBacking(n, std::move(*copy), cst, true);
+  // The name now holds a file of one link; the index still had the shared one under it.
+  upper_links_->Invalidate();
+  return 0;
+}
+
+void PermFs::HideCheckpointLinks(struct stat* st) const {
+  // Regular files show the names the link index knows in the upper tree (Present: VisibleLinks),
+  // which never include a checkpoint's; symlinks, FIFOs and sockets are not indexed.
+  if (!delta_ || S_ISDIR(st->st_mode) || S_ISREG(st->st_mode) || st->st_nlink <= 1 ||
+      !delta_->has_checkpoints()) {
+    return;
+  }
+  const nlink_t held = delta_->CheckpointLinks(st->st_dev, st->st_ino);
+  st->st_nlink = held < st->st_nlink ? st->st_nlink - held : 1;
+}
+
+bool PermFs::UpperBusy(const struct stat& st) {
+  Inode* n = table_->Find(st.st_dev, st.st_ino);
+  if (n == nullptr) return false;
+  const bool writing = n->open_writers.load() > 0;
+  table_->Forget(n, 1);
+  return writing;
 }
 
 int PermFs::CopyUpTree(const std::string& path) {
@@ -440,6 +491,77 @@ void PermFs::RebaseUpper() {
   }
 }
 
+void PermFs::RebaseTouched(const std::vector<std::string>& touched) {
+  if (touched.empty()) return;
+  std::set<std::string> at(touched.begin(), touched.end());
+  auto affected = [&at](const std::string& path) {
+    for (std::string p = path; !p.empty(); p = p == "/" ? std::string() : ParentOf(p)) {
+      if (at.count(p) != 0) return true;
+    }
+    return false;
+  };
+  for (Inode* n : table_->PinAllInodes()) {
+    std::string path = table_->PathOf(n);
+    Visible v;
+    if (!path.empty() && affected(path) && Resolve(path, &v) == 0 &&
+        (v.st.st_mode & S_IFMT) == n->type) {
+      struct stat cur;
+      auto pfd = table_->PathFd(n);
+      const bool same = pfd.ok() && ::fstat((*pfd)->get(), &cur) == 0 &&
+                        cur.st_dev == v.st.st_dev && cur.st_ino == v.st.st_ino;
+      if (!same) table_->SwitchBacking(n, std::move(v.fd), v.st, v.upper);
+    }
+    table_->Forget(n, 1);
+  }
+}
+
+Result<CheckpointInfo> PermFs::CreateCheckpoint(const std::string& name) {
+  if (!delta_) return Error(ErrorCode::kFailedPrecondition, "this sandbox has no delta");
+  std::unique_lock lock(delta_mu_);
+  auto info = delta_->CreateCheckpoint(name, options_.max_checkpoints,
+                                       [this](const struct stat& st) { return UpperBusy(st); });
+  // Link counts of upper files changed behind the index: it is walked again on next use (a
+  // disagreeing count would otherwise be treated conservatively until the rescan interval).
+  upper_links_->Invalidate();
+  return info;
+}
+
+Result<std::vector<CheckpointInfo>> PermFs::ListCheckpoints() {
+  if (!delta_) return Error(ErrorCode::kFailedPrecondition, "this sandbox has no delta");
+  std::shared_lock lock(delta_mu_);
+  return delta_->ListCheckpoints();
+}
+
+Result<CheckpointInfo> PermFs::RestoreCheckpoint(const std::string& name) {
+  if (!delta_) return Error(ErrorCode::kFailedPrecondition, "this sandbox has no delta");
+  Result<CheckpointInfo> info = Error(ErrorCode::kInternal, "restore did not run");
+  {
+    std::unique_lock lock(delta_mu_);
+    std::vector<std::string> touched;
+    info = delta_->RestoreCheckpoint(name, &touched);
+    // Also after a failure half-way: what did change must not be served from stale backings.
+    RebaseTouched(touched);
+    upper_links_->Invalidate();
+  }
+  AF_RETURN_IF_ERROR(InvalidatePath("/"));
+  return info;
+}
+
+Result<std::vector<Change>> PermFs::DiffCheckpoint(const std::string& name,
+                                                   const std::string& against) {
+  if (!delta_) return Error(ErrorCode::kFailedPrecondition, "this sandbox has no delta");
+  std::unique_lock lock(delta_mu_);
+  return delta_->DiffCheckpoints(name, against, table_->root_fd());
+}
+
+Status PermFs::DeleteCheckpoint(const std::string& name) {
+  if (!delta_) return Error(ErrorCode::kFailedPrecondition, "this sandbox has no delta");
+  std::unique_lock lock(delta_mu_);
+  Status st = delta_->DeleteCheckpoint(name);
+  upper_links_->Invalidate();
+  return st;
+}
+
 Result<ChangeSet> PermFs::DeltaChanges() {
   if (!delta_) return Error(ErrorCode::kFailedPrecondition, "this sandbox has no delta");
   std::unique_lock lock(delta_mu_);
@@ -457,14 +579,8 @@ Result<CommitReport> PermFs::CommitDelta() {
     };
     // An upper file still open for writing is copied, not moved, and kept: its writer must keep
     // writing into the delta, never into the source.
-    auto busy = [this](const struct stat& st) {
-      Inode* n = table_->Find(st.st_dev, st.st_ino);
-      if (n == nullptr) return false;
-      const bool writing = n->open_writers.load() > 0;
-      table_->Forget(n, 1);
-      return writing;
-    };
-    report = delta_->Commit(table_->root_fd(), level, busy);
+    report = delta_->Commit(table_->root_fd(), level,
+                            [this](const struct stat& st) { return UpperBusy(st); });
     upper_links_->Invalidate();  // files moved from upper into the source (InvalidatePath: source)
     RebaseUpper();
   }

@@ -309,6 +309,7 @@ void PermFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int vali
   struct stat st;
   if (::fstat(have_fh ? fh : (*pfd)->get(), &st) != 0) return (void)fuse_reply_err(req, errno);
   Present(p, path, &st, table_->IsUpper(n));
+  HideCheckpointLinks(&st);
   if (delta_) st.st_ino = n->ino;
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
 }

@@ -268,4 +268,57 @@ Result<int64_t> SupervisorControl::Discard() const {
   return j.value("discarded", static_cast<int64_t>(0));
 }
 
+namespace {
+
+fs::CheckpointInfo CheckpointFromJson(const json& j) {
+  fs::CheckpointInfo c;
+  if (!j.is_object()) return c;
+  c.name = j.value("name", std::string());
+  c.created_ns = j.value("created_ns", int64_t{0});
+  c.files = j.value("files", int64_t{0});
+  c.dirs = j.value("dirs", int64_t{0});
+  c.bytes = j.value("bytes", int64_t{0});
+  c.deletions = j.value("deletions", int64_t{0});
+  return c;
+}
+
+}  // namespace
+
+Result<fs::CheckpointInfo> SupervisorControl::CreateCheckpoint(const std::string& name) const {
+  AF_ASSIGN_OR_RETURN(std::string reply, Call(json({{"op", "checkpoint"}, {"name", name}}).dump(),
+                                              std::chrono::minutes(5)));
+  return CheckpointFromJson(json::parse(reply, nullptr, false)["checkpoint"]);
+}
+
+Result<std::vector<fs::CheckpointInfo>> SupervisorControl::ListCheckpoints() const {
+  AF_ASSIGN_OR_RETURN(std::string reply, Call(R"({"op":"checkpoints"})", std::chrono::minutes(1)));
+  json j = json::parse(reply, nullptr, false);
+  std::vector<fs::CheckpointInfo> out;
+  if (j.contains("checkpoints") && j["checkpoints"].is_array()) {
+    for (const auto& c : j["checkpoints"]) out.push_back(CheckpointFromJson(c));
+  }
+  return out;
+}
+
+Result<fs::CheckpointInfo> SupervisorControl::RestoreCheckpoint(const std::string& name) const {
+  AF_ASSIGN_OR_RETURN(std::string reply, Call(json({{"op", "restore"}, {"name", name}}).dump(),
+                                              std::chrono::minutes(10)));
+  return CheckpointFromJson(json::parse(reply, nullptr, false)["checkpoint"]);
+}
+
+Result<std::vector<fs::Change>> SupervisorControl::DiffCheckpoint(
+    const std::string& name, const std::string& against) const {
+  AF_ASSIGN_OR_RETURN(std::string reply,
+                      Call(json({{"op", "checkpoint_diff"}, {"name", name}, {"against", against}})
+                               .dump(),
+                           std::chrono::minutes(5)));
+  return ChangesFromJson(json::parse(reply, nullptr, false), "changes");
+}
+
+agentfense::Status SupervisorControl::DeleteCheckpoint(const std::string& name) const {
+  AF_RETURN_IF_ERROR(
+      Call(json({{"op", "checkpoint_delete"}, {"name", name}}).dump(), std::chrono::minutes(5)));
+  return OkStatus();
+}
+
 }  // namespace agentfense::supervisor

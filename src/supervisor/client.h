@@ -61,6 +61,15 @@ class SupervisorControl {
   // Discard: drops every pending change; returns how many were discarded.
   Result<int64_t> Discard() const;
 
+  // Checkpoints of the delta (docs/CHECKPOINTS.md).
+  Result<fs::CheckpointInfo> CreateCheckpoint(const std::string& name) const;
+  Result<std::vector<fs::CheckpointInfo>> ListCheckpoints() const;
+  Result<fs::CheckpointInfo> RestoreCheckpoint(const std::string& name) const;
+  // From checkpoint `name` to checkpoint `against` ("" = the workspace now).
+  Result<std::vector<fs::Change>> DiffCheckpoint(const std::string& name,
+                                                 const std::string& against) const;
+  agentfense::Status DeleteCheckpoint(const std::string& name) const;
+
   std::string agent_socket() const { return run_dir_ + "/" + kAgentSocket; }
 
  private:

@@ -127,6 +127,8 @@ std::string SpecToJson(const SupervisorSpec& s) {
             {"delta_dir", s.delta_dir},
             {"delta_quota_bytes", s.delta_quota_bytes},
             {"delta_quota_inodes", s.delta_quota_inodes},
+            {"max_checkpoints", s.max_checkpoints},
+            {"ask_timeout_ms", s.ask_timeout_ms},
             {"limits",
              {{"memory_bytes", s.limits.memory_bytes},
               {"cpu_quota_us", s.limits.cpu_quota_us},
@@ -186,6 +188,10 @@ Result<SupervisorSpec> SpecFromJson(const std::string& text) {
     s.delta_quota_bytes = j.value("delta_quota_bytes", uint64_t{0});
     field = "delta_quota_inodes";
     s.delta_quota_inodes = j.value("delta_quota_inodes", uint64_t{0});
+    field = "max_checkpoints";
+    s.max_checkpoints = j.value("max_checkpoints", uint64_t{0});
+    field = "ask_timeout_ms";
+    s.ask_timeout_ms = j.value("ask_timeout_ms", uint64_t{0});
     field = "limits";
     if (j.contains("limits")) {
       const auto& l = j.at("limits");

@@ -39,6 +39,10 @@ struct SupervisorSpec {
   std::string delta_dir;
   uint64_t delta_quota_bytes = 0;   // 0 = unlimited
   uint64_t delta_quota_inodes = 0;  // 0 = unlimited
+  uint64_t max_checkpoints = 0;     // checkpoints of the delta kept at once; 0 = the default (100)
+  // How long an access to an `ask` path waits for a decision before it is denied (EACCES);
+  // 0 = the default (60 s). docs/PERMISSIONS.md, "ask".
+  uint64_t ask_timeout_ms = 0;
   std::vector<policy::Rule> rules;
   RuntimeKind runtime = RuntimeKind::kBwrap;
   std::string image;  // docker only; empty = configured default

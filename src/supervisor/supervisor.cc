@@ -39,6 +39,11 @@ json ChangeJson(const fs::Change& c) {
           {"is_dir", c.is_dir}};
 }
 
+json CheckpointJson(const fs::CheckpointInfo& c) {
+  return {{"name", c.name},   {"created_ns", c.created_ns}, {"files", c.files},
+          {"dirs", c.dirs},   {"bytes", c.bytes},           {"deletions", c.deletions}};
+}
+
 // Paths are host file names (any bytes): invalid UTF-8 is replaced in the JSON, never an error.
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -121,6 +126,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
     options.delta_dir = sp.delta_dir;
     options.delta_quota_bytes = sp.delta_quota_bytes;
     options.delta_quota_inodes = sp.delta_quota_inodes;
+    if (sp.max_checkpoints > 0) options.max_checkpoints = sp.max_checkpoints;
   }
   AF_ASSIGN_OR_RETURN(s->identity_, AcquireIdentity(sp, &s->lease_));
   AF_RETURN_IF_ERROR(fs::CleanupStaleMount(sp.mountpoint));
@@ -337,6 +343,39 @@ std::string Supervisor::HandleControl(const std::string& line) {
     auto n = mount_->fs().DiscardDelta();
     if (!n.ok()) return ErrorReply(n.error()).dump();
     return Dump({{"ok", true}, {"discarded", *n}});
+  }
+  if (op == "checkpoint" || op == "restore" || op == "checkpoint_delete") {
+    // Checkpoints (docs/CHECKPOINTS.md). Like a commit, these run on this connection's thread
+    // while the FUSE loop keeps serving; requests that change the delta wait for them.
+    if (!req.contains("name") || !req["name"].is_string()) {
+      return ErrorReply(Error(ErrorCode::kInvalidArgument, op + " needs a name")).dump();
+    }
+    const std::string name = req["name"].get<std::string>();
+    if (op == "checkpoint_delete") {
+      auto st = mount_->fs().DeleteCheckpoint(name);
+      if (!st.ok()) return ErrorReply(st.error()).dump();
+      return json({{"ok", true}}).dump();
+    }
+    auto info = op == "checkpoint" ? mount_->fs().CreateCheckpoint(name)
+                                   : mount_->fs().RestoreCheckpoint(name);
+    if (!info.ok()) return ErrorReply(info.error()).dump();
+    return Dump({{"ok", true}, {"checkpoint", CheckpointJson(*info)}});
+  }
+  if (op == "checkpoints") {
+    auto list = mount_->fs().ListCheckpoints();
+    if (!list.ok()) return ErrorReply(list.error()).dump();
+    json out = json::array();
+    for (const auto& c : *list) out.push_back(CheckpointJson(c));
+    return Dump({{"ok", true}, {"checkpoints", std::move(out)}});
+  }
+  if (op == "checkpoint_diff") {
+    const std::string name = req.value("name", "");
+    const std::string against = req.value("against", "");
+    auto diff = mount_->fs().DiffCheckpoint(name, against);
+    if (!diff.ok()) return ErrorReply(diff.error()).dump();
+    json list = json::array();
+    for (const auto& c : *diff) list.push_back(ChangeJson(c));
+    return Dump({{"ok", true}, {"changes", std::move(list)}});
   }
   if (op == "stop") {
     destroy_.store(req.value("destroy", false));

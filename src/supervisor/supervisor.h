@@ -4,7 +4,10 @@
 //   control.sock  one JSON request per line, one JSON reply per line:
 //                 {"op":"status"} | {"op":"set_policy","rules":[...]} |
 //                 {"op":"set_egress","egress":{"any_public":false,"allow":[...]}} |
-//                 {"op":"invalidate","path":"/x"} | {"op":"stop","destroy":false}
+//                 {"op":"invalidate","path":"/x"} | {"op":"stop","destroy":false} |
+//                 changes | commit | discard (docs/DELTA.md) |
+//                 checkpoint | checkpoints | restore | checkpoint_diff | checkpoint_delete
+//                 (docs/CHECKPOINTS.md)
 // With network on it also owns the sandbox's network namespace and its egress filter (net/): the
 // only way out of that namespace, so every connection is decided here, outside the sandbox.
 // It runs as its own session (setsid), so the API server can die and restart without touching it;
