@@ -344,6 +344,10 @@ void Mount::Wait() {
 void Mount::Unmount() {
   std::lock_guard guard(unmount_mu_);
   if (session_ == nullptr) return;
+  // 0. Accesses to `ask` paths waiting for a decision are denied (EACCES) now, and no new one is
+  //    held: a stopping sandbox releases every waiter, and the broker's thread (which re-runs
+  //    allowed ones) is gone before /dev/fuse closes.
+  fs_->StopAsks();
   // 1. Notifications (SetPolicy, InvalidatePath on other threads) write to /dev/fuse: none may
   //    start now, and this waits for those in flight. The workers still serve meanwhile, so a
   //    notification waiting on a page lock held by a read in progress completes.

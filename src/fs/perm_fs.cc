@@ -60,7 +60,8 @@ PermFs::PermFs(std::unique_ptr<InodeTable> table, Policy policy, FsOptions optio
       owner_uid_(options_.new_owner_uid),
       owner_gid_(options_.new_owner_gid),
       daemon_gid_(::getegid()),
-      policy_(std::make_shared<const Policy>(std::move(policy))) {}
+      policy_(std::make_shared<const Policy>(std::move(policy))),
+      asks_(std::make_unique<AskBroker>(options_.ask_timeout, options_.ask_events)) {}
 
 PermFs::~PermFs() = default;
 
@@ -177,9 +178,13 @@ PermFs::Verdict PermFs::DecideFresh(const Policy& p, Inode* n, Level need) {
   return v;
 }
 
-int PermFs::CheckHandle(fuse_req_t req, const Inode* n, std::string_view op, Level need) const {
+int PermFs::CheckHandle(fuse_req_t req, const Inode* n, std::string_view op, Level need,
+                        uint64_t fh) const {
   Verdict v = DecideInode(*policy_, n);
   if (v.level >= need) return 0;
+  // At `ask`, a handle an approval opened keeps what it was granted (it never asks again); once
+  // the policy takes the path below `ask`, the grant goes with it.
+  if (v.level == Level::kAsk && HandleGrant(fh) >= need) return 0;
   // EACCES even for `none`: the descriptor exists; only names can be absent.
   return Deny(req, table_->PathOf(n), op, v, EACCES);
 }
@@ -200,9 +205,42 @@ int PermFs::Deny(fuse_req_t req, const std::string& path, std::string_view op, c
 }
 
 int PermFs::Check(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
-                  Level need) const {
+                  Level need, const Retry* retry, int denied) const {
   if (v.level >= need) return 0;
-  return Deny(req, path, op, v, v.level == Level::kNone ? ENOENT : EACCES);
+  if (v.level == Level::kAsk) {
+    // `ask` is one more outcome of this check: granted (a decision re-running this request),
+    // held until a decision, or, when nobody can wait for one, denied like `view`.
+    if (asks_->GrantFor(req, path) >= need) return 0;
+    if (retry != nullptr && *retry) {
+      AccessRequest r;
+      r.path = path;
+      r.op = std::string(op);
+      r.need = need;
+      if (const fuse_ctx* ctx = fuse_req_ctx(req); ctx != nullptr) {
+        r.pid = ctx->pid;
+        r.uid = ctx->uid;
+      }
+      if (asks_->Hold(req, std::move(r), *retry)) return kHeld;
+    }
+  }
+  if (denied == 0) denied = v.level == Level::kNone ? ENOENT : EACCES;
+  return Deny(req, path, op, v, denied);
+}
+
+void PermFs::GrantHandle(uint64_t fh, Level level) {
+  std::lock_guard lock(handle_grants_mu_);
+  handle_grants_[fh] = level;
+}
+
+Level PermFs::HandleGrant(uint64_t fh) const {
+  std::lock_guard lock(handle_grants_mu_);
+  auto it = handle_grants_.find(fh);
+  return it == handle_grants_.end() ? Level::kNone : it->second;
+}
+
+void PermFs::DropHandle(uint64_t fh) {
+  std::lock_guard lock(handle_grants_mu_);
+  handle_grants_.erase(fh);
 }
 
 void PermFs::Present(const Policy& p, const std::string& path, struct stat* st, bool upper) const {
@@ -406,8 +444,9 @@ void PermFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
   Inode* n = table_->FromNodeId(ino);
   std::shared_lock lock(policy_mu_);
   std::string path = table_->PathOf(n);
-  if (int err = Check(req, path, "readlink", DecideInode(*policy_, n), Level::kRead)) {
-    return (void)fuse_reply_err(req, err);
+  const Retry retry = [this, ino](fuse_req_t r) { Readlink(r, ino); };
+  if (int err = Check(req, path, "readlink", DecideInode(*policy_, n), Level::kRead, &retry)) {
+    return ReplyErr(req, err);
   }
   auto pfd = table_->PathFd(n);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
@@ -431,6 +470,9 @@ void PermFs::Access(fuse_req_t req, fuse_ino_t ino, int mask) {
   } else if ((mask & (R_OK | X_OK)) && !n->is_dir()) {
     need = Level::kRead;
   }
+  // access(2) never waits: at `ask` it answers as if the access were granted, and the operation
+  // that follows asks (a program that tests before it opens still reaches the prompt).
+  if (v.level == Level::kAsk) need = Level::kAsk;
   if (int err = Check(req, path, "access", v, need)) return (void)fuse_reply_err(req, err);
   if ((mask & X_OK) && !n->is_dir()) {
     // Like root natively: executable only when some x bit is set.
@@ -459,6 +501,7 @@ void PermFs::SetPolicy(Policy policy) {
     // is judged by the new policy, and handlers hold policy_mu_ shared until their reply.
     table_->BumpEpoch();
   }
+  ReconsiderAsks(*fresh);
   std::shared_lock session_lock(session_mu_);
   fuse_session* se = session_;
   if (se == nullptr) return;
@@ -489,6 +532,19 @@ void PermFs::SetPolicy(Policy policy) {
     }
     fuse_lowlevel_notify_inval_inode(se, k.nodeid, 0, 0);
   }
+}
+
+void PermFs::ReconsiderAsks(const Policy& p) {
+  // Held accesses the new rules decide by themselves (a remembered decision, an edited rule) are
+  // re-run: the policy answers them now, not a person.
+  asks_->Reconsider([this, &p](const AccessRequest& r) {
+    Level level = Level::kAsk;
+    for (bool is_dir : {false, true}) {
+      Level l = p.Decide(r.path, is_dir).level;
+      if (l != Level::kAsk) level = l;
+    }
+    return level;
+  });
 }
 
 Status PermFs::InvalidatePath(std::string_view workspace_path) {

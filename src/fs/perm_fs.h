@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "fs/approvals.h"
 #include "fs/changes.h"
 #include "fs/delta.h"
 #include "fs/inode_table.h"
@@ -84,6 +85,10 @@ struct FsOptions {
   std::chrono::milliseconds link_rescan_interval{1000};
   // Checkpoints of the delta (docs/CHECKPOINTS.md) this sandbox may keep at once.
   size_t max_checkpoints = 100;
+  // `ask` paths (docs/PERMISSIONS.md): how long an access waits for a decision (0 = the default,
+  // kDefaultAskTimeout), and who hears of every access held and of how it ended.
+  std::chrono::milliseconds ask_timeout{0};
+  AskSink ask_events;
 };
 
 class PermFs {
@@ -133,6 +138,15 @@ class PermFs {
   Result<std::vector<Change>> DiffCheckpoint(const std::string& name, const std::string& against);
   Status DeleteCheckpoint(const std::string& name);
 
+  // Accesses to `ask` paths waiting for a decision (approvals.h). Answer re-runs or denies one;
+  // StopAsks denies all of them (EACCES) and refuses new ones: a stopping mount calls it while
+  // it still serves requests.
+  std::vector<AccessRequest> PendingAsks() const { return asks_->Pending(); }
+  Status AnswerAsk(const std::string& id, const AskAnswer& answer) {
+    return asks_->Answer(id, answer);
+  }
+  void StopAsks() { asks_->Stop(); }
+
   InodeTable& table() { return *table_; }
   const FsOptions& options() const { return options_; }
 
@@ -151,6 +165,8 @@ class PermFs {
   bool ServesCaller(fuse_req_t req) const;
 
  private:
+  // Runs a held request's handler again, with the same arguments (AskBroker::Resume).
+  using Retry = AskBroker::Resume;
   struct Verdict {
     policy::Level level = policy::Level::kNone;
     int rule = -1;
@@ -186,9 +202,9 @@ class PermFs {
   int PrepareCreate(const std::string& path, UniqueFd* dir_fd);
   int DeltaLoadDir(const policy::Policy& p, const std::string& dir_path, DirListing* d);
   void DeltaUnlink(fuse_req_t req, const policy::Policy& p, Inode* dir, const char* name,
-                   bool is_rmdir);
+                   bool is_rmdir, const Retry& retry);
   void DeltaRename(fuse_req_t req, const policy::Policy& p, Inode* odir, const char* name,
-                   Inode* ndir, const char* newname, unsigned int flags);
+                   Inode* ndir, const char* newname, unsigned int flags, const Retry& retry);
   void DeltaLink(fuse_req_t req, const policy::Policy& p, Inode* n, Inode* ndir,
                  const char* newname);
   // After a commit or discard: inodes whose upper object is gone are rebased on the source.
@@ -238,14 +254,32 @@ class PermFs {
   Verdict DecideFresh(const policy::Policy& p, Inode* n, policy::Level need);
   LinkIndex& Links(bool upper) const { return upper ? *upper_links_ : *source_links_; }
   // Revocation (SPEC §3.7): a request on an open file handle (read, write, lseek) is judged by the
-  // policy in force now, not by the one its open was judged by. 0 or EACCES (audited).
-  int CheckHandle(fuse_req_t req, const Inode* n, std::string_view op, policy::Level need) const;
+  // policy in force now, not by the one its open was judged by. 0 or EACCES (audited). `fh`: the
+  // handle, for what an `ask` decision granted it (HandleGrant).
+  int CheckHandle(fuse_req_t req, const Inode* n, std::string_view op, policy::Level need,
+                  uint64_t fh) const;
   // Reports a denial to the audit sink and returns `err`.
   int Deny(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
            int err) const;
-  // 0 when `v` reaches `need`; else ENOENT for `none` (hidden = absent), EACCES otherwise, audited.
+  // After a policy change: held accesses the new rules decide are re-run (AskBroker::Reconsider).
+  void ReconsiderAsks(const policy::Policy& p);
+  // Check's answer for a request it handed to the broker: the handler must not reply.
+  static constexpr int kHeld = -1;
+  // 0 when `v` reaches `need`; else ENOENT for `none` (hidden = absent), EACCES otherwise (or
+  // `denied` when set), audited. At `ask` (docs/PERMISSIONS.md): 0 when the broker granted this
+  // request `need` on `path`; else, given a `retry`, the request is held until a decision and
+  // kHeld returned (the handler returns without replying; `retry` runs it again once allowed).
   int Check(fuse_req_t req, const std::string& path, std::string_view op, const Verdict& v,
-            policy::Level need) const;
+            policy::Level need, const Retry* retry = nullptr, int denied = 0) const;
+  // fuse_reply_err, except for kHeld (the broker answers that request later).
+  static void ReplyErr(fuse_req_t req, int err) {
+    if (err != kHeld) fuse_reply_err(req, err);
+  }
+  // Open file handles that an `ask` decision opened, with the level granted: requests on the
+  // handle (fallocate, ftruncate) are judged by it rather than asking again.
+  void GrantHandle(uint64_t fh, policy::Level level);
+  policy::Level HandleGrant(uint64_t fh) const;
+  void DropHandle(uint64_t fh);
 
   // Presents host attributes: directories whose subtree may hide entries get a constant st_size
   // and st_nlink so hidden children leave no trace; a hard-linked file shows the number of names
@@ -348,7 +382,12 @@ class PermFs {
   // never while notifying the kernel.
   std::unique_ptr<DeltaStore> delta_;
   mutable std::shared_mutex delta_mu_;
-  std::mutex unshare_mu_;  // one unshare at a time (under delta_mu_ shared); leaf lock
+  std::mutex unshare_mu_;  // one unshare at a time (under delta_mu_ shared, before table locks)
+
+  // Accesses to `ask` paths held for a decision. Created with the PermFs, never null.
+  std::unique_ptr<AskBroker> asks_;
+  mutable std::mutex handle_grants_mu_;  // leaf lock
+  std::unordered_map<uint64_t, policy::Level> handle_grants_;
 
   // Every name of the multiply-linked regular files of the source and (delta mode) of the upper
   // tree, built on first need. Leaf locks of their own.

@@ -314,7 +314,7 @@ int PermFs::DeltaLoadDir(const Policy& p, const std::string& dir_path, DirListin
 }
 
 void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char* name,
-                         bool is_rmdir) {
+                         bool is_rmdir, const Retry& retry) {
   const char* op = is_rmdir ? "rmdir" : "unlink";
   std::string path = table_->ChildPath(dir, name);
   if (path.empty()) return (void)fuse_reply_err(req, ENOENT);
@@ -322,7 +322,7 @@ void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char
   if (int err = Resolve(path, &v)) return (void)fuse_reply_err(req, err);
   const bool is_dir = S_ISDIR(v.st.st_mode);
   Verdict verdict = Decide(p, path, is_dir);
-  if (int err = Check(req, path, op, verdict, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  if (int err = Check(req, path, op, verdict, Level::kWrite, &retry)) return ReplyErr(req, err);
   if (is_rmdir && !is_dir) return (void)fuse_reply_err(req, ENOTDIR);
   if (!is_rmdir && is_dir) return (void)fuse_reply_err(req, EISDIR);
   if (is_dir) {
@@ -352,7 +352,8 @@ void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char
 }
 
 void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const char* name,
-                         Inode* ndir, const char* newname, unsigned int flags) {
+                         Inode* ndir, const char* newname, unsigned int flags,
+                         const Retry& retry) {
   const bool exchange = flags & RENAME_EXCHANGE;
   std::string old_path = table_->ChildPath(odir, name);
   std::string new_path = table_->ChildPath(ndir, newname);
@@ -361,7 +362,7 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
   if (int err = Resolve(old_path, &ov)) return (void)fuse_reply_err(req, err);
   const bool old_dir = S_ISDIR(ov.st.st_mode);
   Verdict ovd = Decide(p, old_path, old_dir);
-  if (int err = Check(req, old_path, "rename", ovd, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  if (int err = Check(req, old_path, "rename", ovd, Level::kWrite, &retry)) return ReplyErr(req, err);
   Visible tv;
   int terr = Resolve(new_path, &tv);
   if (terr != 0 && terr != ENOENT) return (void)fuse_reply_err(req, terr);
@@ -373,15 +374,21 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
     if (tvd.level == Level::kNone) {
       return (void)fuse_reply_err(req, Deny(req, new_path, "rename", tvd, exchange ? ENOENT : EACCES));
     }
-    if (tvd.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, new_path, "rename", tvd, EACCES));
+    if (int err = Check(req, new_path, "rename", tvd, Level::kWrite, &retry, EACCES)) {
+      return ReplyErr(req, err);
+    }
   } else if (exchange) {
     return (void)fuse_reply_err(req, ENOENT);
   }
   Verdict mv = Decide(p, new_path, old_dir);
-  if (mv.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, new_path, "rename", mv, EACCES));
+  if (int err = Check(req, new_path, "rename", mv, Level::kWrite, &retry, EACCES)) {
+    return ReplyErr(req, err);
+  }
   if (exchange) {
     Verdict back = Decide(p, old_path, new_dir);
-    if (back.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, old_path, "rename", back, EACCES));
+    if (int err = Check(req, old_path, "rename", back, Level::kWrite, &retry, EACCES)) {
+      return ReplyErr(req, err);
+    }
   }
   auto subtree_writable = [&](const std::string& a, const std::string& b) {
     auto ua = p.UniformLevelBeneath(a);

@@ -204,7 +204,12 @@ void PermFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   std::string path = table_->ChildPath(dir, name);
   Verdict v = Decide(p, path, true);
   // A name that would be `none` gets EACCES whether or not it exists (no existence oracle).
-  if (v.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, path, "mkdir", v, EACCES));
+  const Retry retry = [this, parent, nm = std::string(name), mode](fuse_req_t r) {
+    Mkdir(r, parent, nm.c_str(), mode);
+  };
+  if (int err = Check(req, path, "mkdir", v, Level::kWrite, &retry, EACCES)) {
+    return ReplyErr(req, err);
+  }
   auto dlock = DeltaShared();
   UniqueFd dfd;
   if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
@@ -225,13 +230,18 @@ void PermFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   fuse_reply_entry(req, &e);
 }
 
-void PermFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t /*rdev*/) {
+void PermFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   Inode* dir = table_->FromNodeId(parent);
   std::shared_lock lock(policy_mu_);
   const Policy& p = *policy_;
   std::string path = table_->ChildPath(dir, name);
   Verdict v = Decide(p, path, false);
-  if (v.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, path, "mknod", v, EACCES));
+  const Retry retry = [this, parent, nm = std::string(name), mode, rdev](fuse_req_t r) {
+    Mknod(r, parent, nm.c_str(), mode, rdev);
+  };
+  if (int err = Check(req, path, "mknod", v, Level::kWrite, &retry, EACCES)) {
+    return ReplyErr(req, err);
+  }
   const mode_t type = mode & S_IFMT;
   if (type != S_IFIFO && type != S_IFSOCK && type != S_IFREG) {
     // Device nodes never: the daemon is root and would create real ones on the host.
@@ -263,8 +273,10 @@ void PermFs::Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, cons
   const Policy& p = *policy_;
   std::string path = table_->ChildPath(dir, name);
   Verdict v = Decide(p, path, false);
-  if (v.level < Level::kWrite) {
-    return (void)fuse_reply_err(req, Deny(req, path, "symlink", v, EACCES));
+  const Retry retry = [this, tgt = std::string(target), parent, nm = std::string(name)](
+                          fuse_req_t r) { Symlink(r, tgt.c_str(), parent, nm.c_str()); };
+  if (int err = Check(req, path, "symlink", v, Level::kWrite, &retry, EACCES)) {
+    return ReplyErr(req, err);
   }
   auto dlock = DeltaShared();
   UniqueFd dfd;
@@ -289,9 +301,12 @@ void PermFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool is
   std::shared_lock lock(policy_mu_);
   const Policy& p = *policy_;
   const char* op = is_rmdir ? "rmdir" : "unlink";
+  const Retry retry = [this, parent, nm = std::string(name), is_rmdir](fuse_req_t r) {
+    Unlink(r, parent, nm.c_str(), is_rmdir);
+  };
   if (delta_) {
     auto dlock = DeltaShared();
-    return DeltaUnlink(req, p, dir, name, is_rmdir);
+    return DeltaUnlink(req, p, dir, name, is_rmdir, retry);
   }
   std::string path = table_->ChildPath(dir, name);
   auto pfd = table_->PathFd(dir);
@@ -303,7 +318,7 @@ void PermFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool is
     return (void)fuse_reply_err(req, errno);
   }
   Verdict v = Decide(p, path, S_ISDIR(st.st_mode));
-  if (int err = Check(req, path, op, v, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  if (int err = Check(req, path, op, v, Level::kWrite, &retry)) return ReplyErr(req, err);
   // rmdir of a directory that still holds hidden entries fails with ENOTEMPTY on the host, as
   // SPEC §3.5 requires; nothing is ever removed recursively on the agent's behalf.
   if (::unlinkat((*pfd)->get(), name, is_rmdir ? AT_REMOVEDIR : 0) != 0) {
@@ -326,9 +341,13 @@ void PermFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
   Inode* ndir = table_->FromNodeId(newparent);
   std::shared_lock lock(policy_mu_);
   const Policy& p = *policy_;
+  const Retry retry = [this, parent, nm = std::string(name), newparent,
+                       nn = std::string(newname), flags](fuse_req_t r) {
+    Rename(r, parent, nm.c_str(), newparent, nn.c_str(), flags);
+  };
   if (delta_) {
     auto dlock = DeltaShared();
-    return DeltaRename(req, p, odir, name, ndir, newname, flags);
+    return DeltaRename(req, p, odir, name, ndir, newname, flags, retry);
   }
   std::string old_path = table_->ChildPath(odir, name);
   std::string new_path = table_->ChildPath(ndir, newname);
@@ -342,7 +361,7 @@ void PermFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
   }
   const bool old_dir = S_ISDIR(ost.st_mode);
   Verdict ov = Decide(p, old_path, old_dir);
-  if (int err = Check(req, old_path, "rename", ov, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  if (int err = Check(req, old_path, "rename", ov, Level::kWrite, &retry)) return ReplyErr(req, err);
 
   bool target_exists = ::fstatat((*npfd)->get(), newname, &nst, AT_SYMLINK_NOFOLLOW) == 0;
   Verdict tv{};  // the existing target object at its own place
@@ -353,19 +372,21 @@ void PermFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
       return (void)fuse_reply_err(
           req, Deny(req, new_path, "rename", tv, exchange ? ENOENT : EACCES));
     }
-    if (tv.level < Level::kWrite) {
-      return (void)fuse_reply_err(req, Deny(req, new_path, "rename", tv, EACCES));
+    if (int err = Check(req, new_path, "rename", tv, Level::kWrite, &retry, EACCES)) {
+      return ReplyErr(req, err);
     }
   } else if (exchange) {
     return (void)fuse_reply_err(req, ENOENT);
   }
   // The moved object at its new place.
   Verdict mv = Decide(p, new_path, old_dir);
-  if (mv.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, new_path, "rename", mv, EACCES));
+  if (int err = Check(req, new_path, "rename", mv, Level::kWrite, &retry, EACCES)) {
+    return ReplyErr(req, err);
+  }
   if (exchange) {
     Verdict back = Decide(p, old_path, S_ISDIR(nst.st_mode));
-    if (back.level < Level::kWrite) {
-      return (void)fuse_reply_err(req, Deny(req, old_path, "rename", back, EACCES));
+    if (int err = Check(req, old_path, "rename", back, Level::kWrite, &retry, EACCES)) {
+      return ReplyErr(req, err);
     }
   }
   // The directory rule: a directory moves only if everything beneath it is `write` both where it
@@ -410,11 +431,16 @@ void PermFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const ch
   std::string old_path = table_->PathOf(n);
   std::string new_path = table_->ChildPath(ndir, newname);
   // Write on both ends: a second name must never grant more than the first (SECURITY-NOTES §2.1 b).
-  if (int err = Check(req, old_path, "link", DecideInode(p, n), Level::kWrite)) {
-    return (void)fuse_reply_err(req, err);
+  const Retry retry = [this, ino, newparent, nn = std::string(newname)](fuse_req_t r) {
+    Link(r, ino, newparent, nn.c_str());
+  };
+  if (int err = Check(req, old_path, "link", DecideInode(p, n), Level::kWrite, &retry)) {
+    return ReplyErr(req, err);
   }
   Verdict nv = Decide(p, new_path, false);
-  if (nv.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, new_path, "link", nv, EACCES));
+  if (int err = Check(req, new_path, "link", nv, Level::kWrite, &retry, EACCES)) {
+    return ReplyErr(req, err);
+  }
   if (n->is_dir()) return (void)fuse_reply_err(req, EPERM);
   if (delta_) {
     auto dlock = DeltaShared();

@@ -49,9 +49,9 @@ void PermFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // Checked on every open, with the flags of this open: a reopen through /proc/self/fd/N with new
   // flags is a new OPEN and is judged afresh (SECURITY-NOTES §2.1 f, g).
   const Level need = internal::LevelForOpen(fi->flags);
-  if (int err = Check(req, table_->PathOf(n), "open", DecideFresh(*policy_, n, need), need)) {
-    return (void)fuse_reply_err(req, err);
-  }
+  const Verdict v = DecideFresh(*policy_, n, need);
+  const Retry retry = [this, ino, f = *fi](fuse_req_t r) mutable { Open(r, ino, &f); };
+  if (int err = Check(req, table_->PathOf(n), "open", v, need, &retry)) return ReplyErr(req, err);
   if (n->is_dir()) return (void)fuse_reply_err(req, EISDIR);
   auto dlock = DeltaShared();
   int64_t trunc_from = -1;  // quota accounting of an O_TRUNC open
@@ -79,7 +79,9 @@ void PermFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fi->keep_cache = stat_ok && KeepCache(n, st) ? 1 : 0;
   fi->fh = static_cast<uint64_t>(io->Release());
   if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers++;
+  if (v.level == Level::kAsk) GrantHandle(fi->fh, need);  // opened by a decision
   if (fuse_reply_open(req, fi) != 0) {
+    DropHandle(fi->fh);
     ::close(static_cast<int>(fi->fh));
     if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers--;
   }
@@ -93,7 +95,12 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
   std::string path = table_->ChildPath(dir, name);
   Verdict v = Decide(p, path, false);
   // EACCES for any name below write, `none` included, existing or not (no existence oracle).
-  if (v.level < Level::kWrite) return (void)fuse_reply_err(req, Deny(req, path, "create", v, EACCES));
+  const Retry retry = [this, parent, nm = std::string(name), mode, f = *fi](fuse_req_t r) mutable {
+    Create(r, parent, nm.c_str(), mode, &f);
+  };
+  if (int err = Check(req, path, "create", v, Level::kWrite, &retry, EACCES)) {
+    return ReplyErr(req, err);
+  }
   auto dlock = DeltaShared();
   UniqueFd dfd;
   if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
@@ -119,7 +126,9 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
   fi->keep_cache = ::fstat(fd.get(), &st) == 0 && KeepCache(n, st) ? 1 : 0;
   fi->fh = static_cast<uint64_t>(fd.Release());
   if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers++;
+  if (v.level == Level::kAsk) GrantHandle(fi->fh, Level::kWrite);
   if (fuse_reply_create(req, &e, fi) != 0) {
+    DropHandle(fi->fh);
     ::close(static_cast<int>(fi->fh));
     if ((fi->flags & O_ACCMODE) != O_RDONLY) n->open_writers--;
   }
@@ -128,7 +137,7 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
 void PermFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   // Held until the reply: once SetPolicy has swapped, no read judged by the old policy is answered.
   std::shared_lock lock(policy_mu_);
-  if (int err = CheckHandle(req, table_->FromNodeId(ino), "read", Level::kRead)) {
+  if (int err = CheckHandle(req, table_->FromNodeId(ino), "read", Level::kRead, fi->fh)) {
     return (void)fuse_reply_err(req, err);
   }
   // Spliced from the host fd to /dev/fuse when the kernel allows it: no user-space copy.
@@ -145,7 +154,7 @@ void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off
   // not open for writing before it reaches us. The policy may have changed since: judged again
   // (revocation), holding policy_mu_ until the reply.
   std::shared_lock lock(policy_mu_);
-  if (int err = CheckHandle(req, table_->FromNodeId(ino), "write", Level::kWrite)) {
+  if (int err = CheckHandle(req, table_->FromNodeId(ino), "write", Level::kWrite, fi->fh)) {
     return (void)fuse_reply_err(req, err);
   }
   const int fd = static_cast<int>(fi->fh);
@@ -178,6 +187,7 @@ void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off
 }
 
 void PermFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  DropHandle(fi->fh);  // before the close: the number may be reused at once
   ::close(static_cast<int>(fi->fh));
   if ((fi->flags & O_ACCMODE) != O_RDONLY) table_->FromNodeId(ino)->open_writers--;
   fuse_reply_err(req, 0);
@@ -192,7 +202,8 @@ void PermFs::Fsync(fuse_req_t req, fuse_ino_t /*ino*/, int datasync, fuse_file_i
 void PermFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                        fuse_file_info* fi) {
   std::shared_lock lock(policy_mu_);  // until the reply, as READ and WRITE
-  if (int err = CheckHandle(req, table_->FromNodeId(ino), "fallocate", Level::kWrite)) {
+  if (int err = CheckHandle(req, table_->FromNodeId(ino), "fallocate", Level::kWrite,
+                            fi->fh)) {
     return (void)fuse_reply_err(req, err);
   }
   const int fd = static_cast<int>(fi->fh);
@@ -215,7 +226,7 @@ void PermFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_
 void PermFs::Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
   // SEEK_DATA/SEEK_HOLE tell the file's layout: content, so `read` now.
   std::shared_lock lock(policy_mu_);
-  if (int err = CheckHandle(req, table_->FromNodeId(ino), "lseek", Level::kRead)) {
+  if (int err = CheckHandle(req, table_->FromNodeId(ino), "lseek", Level::kRead, fi->fh)) {
     return (void)fuse_reply_err(req, err);
   }
   off_t r = ::lseek(static_cast<int>(fi->fh), off, whence);
@@ -234,8 +245,16 @@ void PermFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int vali
   if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     return (void)fuse_reply_err(req, Deny(req, path, "chown", v, EPERM));
   }
-  // Every other field (mode, size, times, ctime) is a write.
-  if (int err = Check(req, path, "setattr", v, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  // Every other field (mode, size, times, ctime) is a write. ftruncate on a handle an `ask`
+  // decision opened for writing does not ask again.
+  if (v.level == Level::kAsk && fi != nullptr && HandleGrant(fi->fh) >= Level::kWrite) {
+    v.level = Level::kWrite;
+  }
+  const Retry retry = [this, ino, a = *attr, valid, has_fi = fi != nullptr,
+                       f = fi ? *fi : fuse_file_info{}](fuse_req_t r) mutable {
+    Setattr(r, ino, &a, valid, has_fi ? &f : nullptr);
+  };
+  if (int err = Check(req, path, "setattr", v, Level::kWrite, &retry)) return ReplyErr(req, err);
   auto dlock = DeltaShared();
   if (delta_) {
     if (n == table_->root()) return (void)fuse_reply_err(req, EPERM);
@@ -330,7 +349,10 @@ void PermFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t s
   // caches. The kernel reads a missing security.capability the same way on exec (no capabilities).
   if (!internal::IsUserXattr(name)) return (void)fuse_reply_err(req, EOPNOTSUPP);
   if (n->is_symlink()) return (void)fuse_reply_err(req, ENODATA);
-  if (int err = Check(req, path, "getxattr", v, Level::kRead)) return (void)fuse_reply_err(req, err);
+  const Retry retry = [this, ino, nm = std::string(name), size](fuse_req_t r) {
+    Getxattr(r, ino, nm.c_str(), size);
+  };
+  if (int err = Check(req, path, "getxattr", v, Level::kRead, &retry)) return ReplyErr(req, err);
   auto pfd = table_->PathFd(n);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   std::string proc = ProcFdPath((*pfd)->get());
@@ -379,7 +401,11 @@ void PermFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
   Verdict v = DecideInode(*policy_, n);
   if (int err = Check(req, path, "setxattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
   if (!internal::IsUserXattr(name)) return (void)fuse_reply_err(req, Deny(req, path, "setxattr", v, EPERM));
-  if (int err = Check(req, path, "setxattr", v, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  const Retry retry = [this, ino, nm = std::string(name), val = std::string(value, size),
+                       flags](fuse_req_t r) {
+    Setxattr(r, ino, nm.c_str(), val.data(), val.size(), flags);
+  };
+  if (int err = Check(req, path, "setxattr", v, Level::kWrite, &retry)) return ReplyErr(req, err);
   if (n->is_symlink()) return (void)fuse_reply_err(req, EPERM);  // as the kernel does for user.*
   auto dlock = DeltaShared();
   if (delta_ && n != table_->root()) {
@@ -402,7 +428,12 @@ void PermFs::Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   if (!internal::IsUserXattr(name)) {
     return (void)fuse_reply_err(req, Deny(req, path, "removexattr", v, EPERM));
   }
-  if (int err = Check(req, path, "removexattr", v, Level::kWrite)) return (void)fuse_reply_err(req, err);
+  const Retry retry = [this, ino, nm = std::string(name)](fuse_req_t r) {
+    Removexattr(r, ino, nm.c_str());
+  };
+  if (int err = Check(req, path, "removexattr", v, Level::kWrite, &retry)) {
+    return ReplyErr(req, err);
+  }
   if (n->is_symlink()) return (void)fuse_reply_err(req, EPERM);
   auto dlock = DeltaShared();
   if (delta_ && n != table_->root()) {
