@@ -112,6 +112,15 @@ class Policy {
   std::unique_ptr<CompiledRules> impl_;
 };
 
+// The rule that remembers a decision about an `ask` access to `path` (docs/PERMISSIONS.md, "ask"):
+// `remember` is "path" (a file rule for exactly that path) or a glob pattern; the rule gives
+// `level` (read or write for an allowed access, view for a denied one). Its priority is
+// `priority` when given, else that of the rule deciding `path` now, and appended last it wins
+// ties. kInvalidArgument when the pattern is invalid or when, appended to `current`'s rules, it
+// would not decide `path` as `level` (another rule still outranks it: give a higher priority).
+Result<Rule> RememberRule(const Policy& current, std::string_view path, bool is_dir, Level level,
+                          std::string_view remember, std::optional<int32_t> priority);
+
 // Presets of SPEC §3.6.
 std::vector<std::string> PresetNames();
 Result<std::vector<Rule>> PresetRules(std::string_view name);

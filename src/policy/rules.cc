@@ -109,6 +109,41 @@ Result<Rule> ParseRuleSpec(std::string_view spec) {
   return rule;
 }
 
+Result<Rule> RememberRule(const Policy& current, std::string_view path, bool is_dir, Level level,
+                          std::string_view remember, std::optional<int32_t> priority) {
+  if (level != Level::kView && level != Level::kRead && level != Level::kWrite) {
+    return Invalid("a remembered decision is view, read or write");
+  }
+  const Decision now = current.Decide(path, is_dir);
+  Rule rule;
+  rule.level = level;
+  if (priority) {
+    rule.priority = *priority;
+  } else if (now.rule >= 0 && static_cast<size_t>(now.rule) < current.rules().size()) {
+    rule.priority = current.rules()[static_cast<size_t>(now.rule)].priority;
+  }
+  if (remember == "path") {
+    rule.pattern = std::string(path);
+    rule.type = PatternType::kFile;
+  } else {
+    rule.pattern = std::string(remember);
+    rule.type = PatternType::kGlob;
+  }
+  std::vector<Rule> rules = current.rules();
+  rules.push_back(rule);
+  auto next = Policy::Compile(std::move(rules));
+  if (!next.ok()) return Invalid("remember: " + next.error().message());
+  const Decision after = next->Decide(path, is_dir);
+  if (after.level != level) {
+    return Invalid("remember: the rule \"" + rule.pattern.substr(0, 256) + "=" +
+                   std::string(LevelName(level)) + "@" + std::to_string(rule.priority) +
+                   "\" would not decide " + std::string(path.substr(0, 256)) +
+                   " (it would stay " + std::string(LevelName(after.level)) +
+                   "): give it a higher priority");
+  }
+  return rule;
+}
+
 std::vector<std::string> PresetNames() {
   return {"agent-safe", "read-only", "full-access", "development", "view-only"};
 }

@@ -174,5 +174,35 @@ TEST(ParseTest, RuleSpecs) {
   }
 }
 
+TEST(RememberTest, ARememberedDecisionBecomesARuleThatDecidesThePath) {
+  Policy p = MustCompile({Rule{"**/*", PatternType::kGlob, Level::kRead, 0},
+                          Rule{"/src/**", PatternType::kGlob, Level::kAsk, 10},
+                          Rule{"/src/keep", PatternType::kFile, Level::kNone, 50}});
+  auto path = RememberRule(p, "/src/a.py", false, Level::kWrite, "path", std::nullopt);
+  ASSERT_TRUE(path.ok()) << path.error().ToString();
+  EXPECT_EQ(path->type, PatternType::kFile);
+  EXPECT_EQ(path->pattern, "/src/a.py");
+  EXPECT_EQ(path->priority, 10);
+  auto pattern = RememberRule(p, "/src/a.py", false, Level::kRead, "/src/*.py", std::nullopt);
+  ASSERT_TRUE(pattern.ok()) << pattern.error().ToString();
+  std::vector<Rule> rules = p.rules();
+  rules.push_back(*pattern);
+  Policy q = MustCompile(rules);
+  EXPECT_EQ(q.LevelOf("/src/b.py", false), Level::kRead);
+  EXPECT_EQ(q.LevelOf("/src/b.c", false), Level::kAsk);
+  EXPECT_EQ(q.LevelOf("/src/keep", false), Level::kNone) << "what outranked ask still does";
+  // A denial remembers view.
+  auto deny = RememberRule(p, "/src/x", false, Level::kView, "path", std::nullopt);
+  ASSERT_TRUE(deny.ok());
+  EXPECT_EQ(deny->level, Level::kView);
+  // A pattern that would not win, a bad pattern, and ask itself are refused.
+  auto loses = RememberRule(p, "/src/a.py", false, Level::kRead, "**/*.py", std::nullopt);
+  ASSERT_FALSE(loses.ok());
+  EXPECT_NE(loses.error().message().find("higher priority"), std::string::npos);
+  EXPECT_TRUE(RememberRule(p, "/src/a.py", false, Level::kRead, "**/*.py", 11).ok());
+  EXPECT_FALSE(RememberRule(p, "/src/a.py", false, Level::kRead, "/src/../x", 11).ok());
+  EXPECT_FALSE(RememberRule(p, "/src/a.py", false, Level::kAsk, "path", std::nullopt).ok());
+}
+
 }  // namespace
 }  // namespace agentfense::policy

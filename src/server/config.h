@@ -59,6 +59,7 @@ struct Config {
     std::chrono::nanoseconds cleanup_interval = std::chrono::minutes(1);
     // Host uids/gids of sandboxes, one each (runtime/identity.h, docs/OPERATIONS.md).
     std::string uid_range = "524288-589823";
+    int max_checkpoints = 100;  // checkpoints of its delta each sandbox may keep (CHECKPOINTS.md)
   } sandbox;
   struct Logging {
     std::string level = "info";

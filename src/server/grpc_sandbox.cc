@@ -11,15 +11,16 @@ namespace {
 
 using service::CallContext;
 
-// ExecStream / SessionExecStream: the command runs on the executor and pushes ExecOutput
+// ExecStream / SessionExecStream / WatchApprovals: the producer runs on the executor and pushes
 // messages through a small bounded queue; the reactor writes them one at a time. A slow client
 // therefore slows the producer (back-pressure) instead of growing memory, and a gone client makes
 // the writer return false.
-class ExecStreamCall final : public grpc::ServerWriteReactor<v1::ExecOutput> {
+template <typename Msg>
+class StreamCall final : public grpc::ServerWriteReactor<Msg> {
  public:
   static constexpr size_t kMaxQueued = 16;
 
-  ExecStreamCall(const TransportDeps& deps, grpc::CallbackServerContext* ctx, const char* route)
+  StreamCall(const TransportDeps& deps, grpc::CallbackServerContext* ctx, const char* route)
       : deps_(deps), route_(route), cc_(MakeGrpcCallContext(deps, ctx)),
         start_(std::chrono::steady_clock::now()) {}
 
@@ -31,7 +32,7 @@ class ExecStreamCall final : public grpc::ServerWriteReactor<v1::ExecOutput> {
       return;
     }
     deps_.executor->Submit([this, produce = std::move(produce)] {
-      Status status = produce(cc_, [this](const v1::ExecOutput& out) { return Push(out); });
+      Status status = produce(cc_, [this](const Msg& out) { return Push(out); });
       ProducerDone(status);
     });
   }
@@ -46,9 +47,9 @@ class ExecStreamCall final : public grpc::ServerWriteReactor<v1::ExecOutput> {
     }
     cv_.notify_all();
     if (!queue_.empty()) {
-      const v1::ExecOutput* next = &queue_.front();
+      const Msg* next = &queue_.front();
       lock.unlock();
-      StartWrite(next);
+      this->StartWrite(next);
       return;
     }
     writing_ = false;
@@ -63,7 +64,7 @@ class ExecStreamCall final : public grpc::ServerWriteReactor<v1::ExecOutput> {
 
  private:
   // Called on the producer thread. Blocks while the queue is full.
-  bool Push(const v1::ExecOutput& out) {
+  bool Push(const Msg& out) {
     std::unique_lock lock(mu_);
     // Timed: server shutdown sets cc_'s stopping flag without notifying cv_.
     while (queue_.size() >= kMaxQueued && !failed_ && !cc_.IsCancelled()) {
@@ -73,9 +74,9 @@ class ExecStreamCall final : public grpc::ServerWriteReactor<v1::ExecOutput> {
     queue_.push_back(out);  // deque: references to earlier elements stay valid
     if (writing_) return true;
     writing_ = true;
-    const v1::ExecOutput* first = &queue_.front();
+    const Msg* first = &queue_.front();
     lock.unlock();
-    StartWrite(first);
+    this->StartWrite(first);
     return true;
   }
 
@@ -95,7 +96,7 @@ class ExecStreamCall final : public grpc::ServerWriteReactor<v1::ExecOutput> {
     if (status.ok() && failed_) status = Error(ErrorCode::kCancelled, "client went away");
     lock.unlock();
     RecordGrpc(deps_, route_, status, start_);
-    Finish(status.ok() ? grpc::Status::OK : ToGrpcStatus(status.error()));
+    this->Finish(status.ok() ? grpc::Status::OK : ToGrpcStatus(status.error()));
   }
 
   const TransportDeps& deps_;
@@ -104,7 +105,7 @@ class ExecStreamCall final : public grpc::ServerWriteReactor<v1::ExecOutput> {
   std::chrono::steady_clock::time_point start_;
   std::mutex mu_;  // guards the fields below; leaf lock, never held across StartWrite/Finish
   std::condition_variable cv_;
-  std::deque<v1::ExecOutput> queue_;  // front is being written while writing_
+  std::deque<Msg> queue_;  // front is being written while writing_
   bool writing_ = false;
   bool failed_ = false;
   bool producer_done_ = false;
@@ -142,12 +143,19 @@ AF_SANDBOX_UNARY(ListChanges, ListChangesRequest, ListChangesResponse)
 AF_SANDBOX_UNARY(CommitChanges, CommitChangesRequest, CommitChangesResponse)
 AF_SANDBOX_UNARY(DiscardChanges, DiscardChangesRequest, DiscardChangesResponse)
 AF_SANDBOX_UNARY(GetAuditLog, GetAuditLogRequest, GetAuditLogResponse)
+AF_SANDBOX_UNARY(CreateCheckpoint, CreateCheckpointRequest, Checkpoint)
+AF_SANDBOX_UNARY(ListCheckpoints, ListCheckpointsRequest, ListCheckpointsResponse)
+AF_SANDBOX_UNARY(RestoreCheckpoint, RestoreCheckpointRequest, Checkpoint)
+AF_SANDBOX_UNARY(DiffCheckpoint, DiffCheckpointRequest, DiffCheckpointResponse)
+AF_SANDBOX_UNARY(DeleteCheckpoint, DeleteCheckpointRequest, Empty)
+AF_SANDBOX_UNARY(ListApprovals, ListApprovalsRequest, ListApprovalsResponse)
+AF_SANDBOX_UNARY(AnswerApproval, AnswerApprovalRequest, Approval)
 
 #undef AF_SANDBOX_UNARY
 
 grpc::ServerWriteReactor<v1::ExecOutput>* SandboxGrpcService::ExecStream(
     grpc::CallbackServerContext* ctx, const v1::ExecRequest* req) {
-  auto* call = new ExecStreamCall(deps_, ctx, "ExecStream");
+  auto* call = new StreamCall<v1::ExecOutput>(deps_, ctx, "ExecStream");
   call->Run(ctx, [s = deps_.sandboxes, req](const CallContext& cc,
                                             const service::ExecOutputWriter& write) {
     return s->ExecStream(cc, *req, write);
@@ -157,10 +165,20 @@ grpc::ServerWriteReactor<v1::ExecOutput>* SandboxGrpcService::ExecStream(
 
 grpc::ServerWriteReactor<v1::ExecOutput>* SandboxGrpcService::SessionExecStream(
     grpc::CallbackServerContext* ctx, const v1::SessionExecRequest* req) {
-  auto* call = new ExecStreamCall(deps_, ctx, "SessionExecStream");
+  auto* call = new StreamCall<v1::ExecOutput>(deps_, ctx, "SessionExecStream");
   call->Run(ctx, [s = deps_.sandboxes, req](const CallContext& cc,
                                             const service::ExecOutputWriter& write) {
     return s->SessionExecStream(cc, *req, write);
+  });
+  return call;
+}
+
+grpc::ServerWriteReactor<v1::Approval>* SandboxGrpcService::WatchApprovals(
+    grpc::CallbackServerContext* ctx, const v1::WatchApprovalsRequest* req) {
+  auto* call = new StreamCall<v1::Approval>(deps_, ctx, "WatchApprovals");
+  call->Run(ctx, [s = deps_.sandboxes, req](const CallContext& cc,
+                                            const service::ApprovalWriter& write) {
+    return s->WatchApprovals(cc, *req, write);
   });
   return call;
 }

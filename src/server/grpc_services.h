@@ -109,6 +109,29 @@ class SandboxGrpcService final : public v1::SandboxService::CallbackService {
   grpc::ServerUnaryReactor* GetAuditLog(grpc::CallbackServerContext* ctx,
                                         const v1::GetAuditLogRequest* req,
                                         v1::GetAuditLogResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateCheckpoint(grpc::CallbackServerContext* ctx,
+                                             const v1::CreateCheckpointRequest* req,
+                                             v1::Checkpoint* resp) override;
+  grpc::ServerUnaryReactor* ListCheckpoints(grpc::CallbackServerContext* ctx,
+                                            const v1::ListCheckpointsRequest* req,
+                                            v1::ListCheckpointsResponse* resp) override;
+  grpc::ServerUnaryReactor* RestoreCheckpoint(grpc::CallbackServerContext* ctx,
+                                              const v1::RestoreCheckpointRequest* req,
+                                              v1::Checkpoint* resp) override;
+  grpc::ServerUnaryReactor* DiffCheckpoint(grpc::CallbackServerContext* ctx,
+                                           const v1::DiffCheckpointRequest* req,
+                                           v1::DiffCheckpointResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteCheckpoint(grpc::CallbackServerContext* ctx,
+                                             const v1::DeleteCheckpointRequest* req,
+                                             v1::Empty* resp) override;
+  grpc::ServerUnaryReactor* ListApprovals(grpc::CallbackServerContext* ctx,
+                                          const v1::ListApprovalsRequest* req,
+                                          v1::ListApprovalsResponse* resp) override;
+  grpc::ServerUnaryReactor* AnswerApproval(grpc::CallbackServerContext* ctx,
+                                           const v1::AnswerApprovalRequest* req,
+                                           v1::Approval* resp) override;
+  grpc::ServerWriteReactor<v1::Approval>* WatchApprovals(
+      grpc::CallbackServerContext* ctx, const v1::WatchApprovalsRequest* req) override;
 
  private:
   const TransportDeps& deps_;

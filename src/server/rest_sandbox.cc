@@ -68,7 +68,7 @@ struct NdjsonBridge {
 
 // grpc-gateway's framing of server streams: {"result": <msg>} per line, {"error": {...}} last
 // when the call fails after output began.
-std::string ResultLine(const v1::ExecOutput& out) {
+std::string ResultLine(const google::protobuf::Message& out) {
   return "{\"result\":" + MessageToJson(out) + "}\n";
 }
 std::string ErrorLine(const Error& e) {
@@ -78,13 +78,13 @@ std::string ErrorLine(const Error& e) {
 // Runs `produce(cc, writer) -> Status` on the executor and streams its output as NDJSON. If the
 // call fails before producing anything, the client gets a normal HTTP error instead. A client
 // that hangs up cancels the command at once (`peers`), even while the command prints nothing.
-template <typename Produce>
+template <typename Msg = v1::ExecOutput, typename Produce>
 void StreamExec(RestCall& call, PeerWatch& peers, Produce produce) {
   auto bridge = std::make_shared<NdjsonBridge>();
   service::CallContext cc = call.context();
   std::shared_ptr<void> watch = peers.Watch(call.request(), cc.cancelled);
   call.deps().executor->Submit([bridge, cc, produce = std::move(produce)] {
-    Status status = produce(cc, [&bridge, &cc](const v1::ExecOutput& out) {
+    Status status = produce(cc, [&bridge, &cc](const Msg& out) {
       return bridge->Push(ResultLine(out), cc);
     });
     bridge->Finish(std::move(status));
@@ -270,6 +270,7 @@ void RestServer::RegisterSandboxRoutes() {
   });
 
   RegisterExtensionRoutes();
+  RegisterCheckpointRoutes();
 }
 
 namespace {
@@ -374,6 +375,113 @@ void RestServer::RegisterExtensionRoutes() {
   svr_->Get(R"(/v1/sandboxes/([^/]+)/audit)", [&d](const Request& req, Response& res) {
     ServeJson(d, req, res, "/v1/sandboxes/{id}/audit",
               [&](RestCall& call) { return AuditQuery(d, call, call.Param(1)); });
+  });
+}
+
+// Checkpoints (docs/CHECKPOINTS.md) and approvals (docs/PERMISSIONS.md, "ask"). Names and ids
+// never contain '/' or ':' (the services check them again), so a capture stops at either.
+void RestServer::RegisterCheckpointRoutes() {
+  const TransportDeps& d = deps_;
+  PeerWatch* peers = peers_.get();
+  svr_->Post(R"(/v1/sandboxes/([^/]+)/checkpoints)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/checkpoints:post",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::CreateCheckpointRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->CreateCheckpoint(call.context(), m));
+    });
+  });
+  svr_->Get(R"(/v1/sandboxes/([^/]+)/checkpoints)", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/checkpoints:get",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::ListCheckpointsRequest m;
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->ListCheckpoints(call.context(), m));
+    });
+  });
+  svr_->Post(R"(/v1/sandboxes/([^/]+)/checkpoints/([^/:]+):restore)",
+             [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/checkpoints/{name}:restore",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::RestoreCheckpointRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      m.set_name(call.Param(2));
+      return Json(d.sandboxes->RestoreCheckpoint(call.context(), m));
+    });
+  });
+  svr_->Get(R"(/v1/sandboxes/([^/]+)/checkpoints/([^/:]+)/diff)",
+            [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/checkpoints/{name}/diff",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::DiffCheckpointRequest m;
+      m.set_sandbox_id(call.Param(1));
+      m.set_name(call.Param(2));
+      m.set_against(call.Query("against"));
+      return Json(d.sandboxes->DiffCheckpoint(call.context(), m));
+    });
+  });
+  svr_->Delete(R"(/v1/sandboxes/([^/]+)/checkpoints/([^/:]+))",
+               [&d](const Request& req, Response& res, const ContentReader& rd) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/checkpoints/{name}:delete",
+              [&](RestCall& call) -> Result<std::string> {
+      v1::DeleteCheckpointRequest m;
+      AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+      m.set_sandbox_id(call.Param(1));
+      m.set_name(call.Param(2));
+      return Json(d.sandboxes->DeleteCheckpoint(call.context(), m));
+    });
+  });
+
+  svr_->Get(R"(/v1/sandboxes/([^/]+)/approvals)", [&d](const Request& req, Response& res) {
+    ServeJson(d, req, res, "/v1/sandboxes/{id}/approvals", [&](RestCall& call) -> Result<std::string> {
+      v1::ListApprovalsRequest m;
+      m.set_sandbox_id(call.Param(1));
+      return Json(d.sandboxes->ListApprovals(call.context(), m));
+    });
+  });
+  for (const char* verb : {"allow", "deny"}) {
+    const bool allow = verb[0] == 'a';
+    svr_->Post(std::string(R"(/v1/sandboxes/([^/]+)/approvals/([^/:]+):)") + verb,
+               [&d, allow](const Request& req, Response& res, const ContentReader& rd) {
+      ServeJson(d, req, res,
+                allow ? "/v1/sandboxes/{id}/approvals/{id}:allow"
+                      : "/v1/sandboxes/{id}/approvals/{id}:deny",
+                [&](RestCall& call) -> Result<std::string> {
+        v1::AnswerApprovalRequest m;
+        AF_RETURN_IF_ERROR(call.ReadJson(&rd, &m));
+        m.set_sandbox_id(call.Param(1));
+        m.set_approval_id(call.Param(2));
+        if (!allow) {
+          if (m.decision() != v1::APPROVAL_DECISION_UNSPECIFIED &&
+              m.decision() != v1::APPROVAL_DECISION_DENY) {
+            return Error(ErrorCode::kInvalidArgument, ":deny takes no allowing decision");
+          }
+          m.set_decision(v1::APPROVAL_DECISION_DENY);
+        } else if (m.decision() == v1::APPROVAL_DECISION_UNSPECIFIED) {
+          m.set_decision(v1::APPROVAL_DECISION_ALLOW);
+        } else if (m.decision() == v1::APPROVAL_DECISION_DENY) {
+          return Error(ErrorCode::kInvalidArgument, ":allow cannot deny; use :deny");
+        }
+        return Json(d.sandboxes->AnswerApproval(call.context(), m));
+      });
+    });
+  }
+  svr_->Get(R"(/v1/sandboxes/([^/]+)/approvals:watch)",
+            [&d, peers](const Request& req, Response& res) {
+    RestCall call(d, req, res, "/v1/sandboxes/{id}/approvals:watch");
+    v1::WatchApprovalsRequest m;
+    if (Status s = call.ReadJson(nullptr, &m); !s.ok()) {
+      call.ReplyError(s.error());
+      return;
+    }
+    m.set_sandbox_id(call.Param(1));
+    StreamExec<v1::Approval>(call, *peers, [api = d.sandboxes, m](const service::CallContext& cc,
+                                                         const service::ApprovalWriter& w) {
+      return api->WatchApprovals(cc, m, w);
+    });
   });
 }
 

@@ -47,6 +47,7 @@ class RestServer {
   void RegisterCodebaseRoutes();
   void RegisterSandboxRoutes();
   void RegisterExtensionRoutes();
+  void RegisterCheckpointRoutes();  // checkpoints and approvals (rest_sandbox.cc)
   void RegisterOpsRoutes();
 
   const TransportDeps& deps_;

@@ -59,6 +59,7 @@ service::SandboxApiOptions SandboxOptionsFrom(const Config& c) {
   o.max_per_user = c.sandbox.max_per_user;
   o.cleanup_interval = c.sandbox.cleanup_interval;
   o.identity_range = c.sandbox.uid_range;
+  o.max_checkpoints = c.sandbox.max_checkpoints;
   return o;
 }
 

@@ -58,6 +58,8 @@ struct CallContext {
 // then stops (kills nothing by itself: the command's own timeout and cancellation apply) and
 // returns kCancelled. Called from the producing thread only; it may block for back-pressure.
 using ExecOutputWriter = std::function<bool(const v1::ExecOutput&)>;
+// The same for the approvals stream (WatchApprovals).
+using ApprovalWriter = std::function<bool(const v1::Approval&)>;
 
 // Answers questions the codebase service asks about sandboxes, so that a codebase in use is not
 // deleted behind a live sandbox.
@@ -151,6 +153,44 @@ class SandboxApi : public SandboxRegistry {
     return Unimplemented("GetAuditLog");
   }
 
+  // Checkpoints of a running sandbox's delta (docs/CHECKPOINTS.md).
+  virtual Result<v1::Checkpoint> CreateCheckpoint(const CallContext&,
+                                                  const v1::CreateCheckpointRequest&) {
+    return Unimplemented("CreateCheckpoint");
+  }
+  virtual Result<v1::ListCheckpointsResponse> ListCheckpoints(const CallContext&,
+                                                              const v1::ListCheckpointsRequest&) {
+    return Unimplemented("ListCheckpoints");
+  }
+  virtual Result<v1::Checkpoint> RestoreCheckpoint(const CallContext&,
+                                                   const v1::RestoreCheckpointRequest&) {
+    return Unimplemented("RestoreCheckpoint");
+  }
+  virtual Result<v1::DiffCheckpointResponse> DiffCheckpoint(const CallContext&,
+                                                            const v1::DiffCheckpointRequest&) {
+    return Unimplemented("DiffCheckpoint");
+  }
+  virtual Result<v1::Empty> DeleteCheckpoint(const CallContext&,
+                                             const v1::DeleteCheckpointRequest&) {
+    return Unimplemented("DeleteCheckpoint");
+  }
+
+  // Approvals of accesses to `ask` paths (docs/PERMISSIONS.md, "ask").
+  virtual Result<v1::ListApprovalsResponse> ListApprovals(const CallContext&,
+                                                          const v1::ListApprovalsRequest&) {
+    return Unimplemented("ListApprovals");
+  }
+  virtual Result<v1::Approval> AnswerApproval(const CallContext&,
+                                              const v1::AnswerApprovalRequest&) {
+    return Unimplemented("AnswerApproval");
+  }
+  // Writes the pending approvals, then every new one and every resolution, until the client is
+  // gone (kCancelled), the sandbox stops (OK) or the server shuts down.
+  virtual Status WatchApprovals(const CallContext&, const v1::WatchApprovalsRequest&,
+                                const ApprovalWriter&) {
+    return Unimplemented("WatchApprovals");
+  }
+
   // Called once on graceful shutdown, after both transports stopped accepting calls. Running
   // sandboxes keep running (their supervisors outlive the server); only in-process state is
   // released. Default: nothing to do.
@@ -187,6 +227,7 @@ struct SandboxApiOptions {
   int max_per_user = 100;
   std::chrono::nanoseconds cleanup_interval{std::chrono::minutes(1)};
   std::string identity_range = "524288-589823";  // sandbox.uid_range
+  int max_checkpoints = 100;                      // sandbox.max_checkpoints (per sandbox)
 };
 
 // What the sandbox manager borrows from the server. Both outlive the SandboxApi.

@@ -33,6 +33,28 @@ std::optional<store::AuditEventRecord> ParseLine(std::string_view line,
   if (!j.is_object()) return std::nullopt;
   store::AuditEventRecord ev;
   ev.kind = "denied";
+  if (j.value("kind", std::string()) == "approval") {
+    // An access to an `ask` path (docs/PERMISSIONS.md): held ("pending"), then how it ended,
+    // by whom, and what was remembered. Kind "approval", operation "<op>:<state>".
+    ev.kind = "approval";
+    ev.time_ns = j.value("time_ns", int64_t{0});
+    ev.path = j.value("path", std::string());
+    ev.operation = j.value("op", std::string()) + ":" + j.value("state", std::string());
+    ev.command = j.value("command", std::string());
+    ev.rule = j.value("remember", std::string());
+    const std::string state = j.value("state", std::string());
+    const std::string id = j.value("id", std::string());
+    if (state == "pending") {
+      ev.detail = fmt::format("{} asks to {} (host pid {})", id, j.value("need", std::string()),
+                              j.value("pid", 0));
+    } else {
+      ev.detail = fmt::format("{} {} by {}{}", id, state, j.value("by", std::string()),
+                              j.value("grant", std::string()) == "none"
+                                  ? std::string()
+                                  : " (granted " + j.value("grant", std::string()) + ")");
+    }
+    return ev;
+  }
   if (j.value("kind", std::string()) == "net") {
     // A refused connection, lookup or datagram (net/egress_proxy.h): the destination stands
     // where a file denial has its path, the reason where it has its rule.

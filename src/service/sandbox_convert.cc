@@ -104,6 +104,19 @@ v1::SyncMode SyncModeToProto(const std::string& stored) {
   return v1::SYNC_MODE_ON_EXEC;  // "on_exec" and rows written before sync modes existed
 }
 
+v1::FileChange ChangeToProto(const fs::Change& c) {
+  v1::FileChange out;
+  out.set_path(c.path);
+  switch (c.kind) {
+    case fs::ChangeKind::kAdded: out.set_kind(v1::CHANGE_KIND_ADDED); break;
+    case fs::ChangeKind::kModified: out.set_kind(v1::CHANGE_KIND_MODIFIED); break;
+    case fs::ChangeKind::kDeleted: out.set_kind(v1::CHANGE_KIND_DELETED); break;
+  }
+  out.set_size(c.size);
+  out.set_is_dir(c.is_dir);
+  return out;
+}
+
 v1::Permission PermissionToProto(policy::Level level) {
   switch (level) {
     case policy::Level::kNone: return v1::PERMISSION_NONE;
@@ -163,6 +176,10 @@ v1::Sandbox SandboxToProto(const store::SandboxRecord& rec) {
   }
   if (rec.status == store::SandboxStatus::kError) s.set_status_message(rec.error_reason);
   s.set_host_uid(static_cast<uint32_t>(rec.host_uid));
+  // The effective wait of an `ask` access (the supervisor's default when none was set).
+  const int64_t ask_ms = rec.ask_timeout_ms > 0 ? rec.ask_timeout_ms : kDefaultAskTimeoutMs;
+  s.mutable_ask_timeout()->set_seconds(ask_ms / 1000);
+  s.mutable_ask_timeout()->set_nanos(static_cast<int32_t>(ask_ms % 1000) * 1'000'000);
   return s;
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "fs/changes.h"
 #include "policy/policy.h"
 #include "sandbox/v1/sandbox.pb.h"
 #include "store/records.h"
@@ -37,5 +38,9 @@ Result<std::string> SyncModeFromProto(::sandbox::v1::SyncMode mode);
 std::string RenderRule(const store::RuleRecord& rule);
 ::sandbox::v1::PermissionRule RuleToProto(const store::RuleRecord& rule);
 ::sandbox::v1::Permission PermissionToProto(policy::Level level);
+::sandbox::v1::FileChange ChangeToProto(const fs::Change& change);
+
+// How long an `ask` access waits when the sandbox sets nothing (docs/PERMISSIONS.md).
+inline constexpr int64_t kDefaultAskTimeoutMs = 60'000;
 
 }  // namespace agentfense::service

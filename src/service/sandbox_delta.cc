@@ -23,19 +23,6 @@
 namespace agentfense::service {
 namespace {
 
-v1::FileChange ChangeToProto(const fs::Change& c) {
-  v1::FileChange out;
-  out.set_path(c.path);
-  switch (c.kind) {
-    case fs::ChangeKind::kAdded: out.set_kind(v1::CHANGE_KIND_ADDED); break;
-    case fs::ChangeKind::kModified: out.set_kind(v1::CHANGE_KIND_MODIFIED); break;
-    case fs::ChangeKind::kDeleted: out.set_kind(v1::CHANGE_KIND_DELETED); break;
-  }
-  out.set_size(c.size);
-  out.set_is_dir(c.is_dir);
-  return out;
-}
-
 std::string ParentOf(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos || slash == 0) return "/";

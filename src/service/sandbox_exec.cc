@@ -94,7 +94,10 @@ Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, c
     AF_ASSIGN_OR_RETURN(e.workdir, Workdir(req.workdir()));
     e.timeout_ms = static_cast<uint32_t>(timeout.count());
     e.output_cap = options_.max_output_bytes;
-    result = live->agent->Exec(e, on_output, call);
+    {
+      Live::Running running(*live);
+      result = live->agent->Exec(e, on_output, call);
+    }
     AfterCommand(*live, "");
   } else {
     if (req.session_id().empty()) return Error(ErrorCode::kInvalidArgument, "session_id is required");
@@ -120,7 +123,10 @@ Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, c
     e.command = req.command();
     e.timeout_ms = static_cast<uint32_t>(timeout.count());
     e.output_cap = options_.max_output_bytes;
-    result = live->agent->SessionExec(e, on_output, call);
+    {
+      Live::Running running(*live);
+      result = live->agent->SessionExec(e, on_output, call);
+    }
     if (result.ok()) AfterCommand(*live, sess.id);
     if (!result.ok() && result.error().code() == ErrorCode::kFailedPrecondition) {
       // The shell is gone (the user ran `exit`): the session turns CLOSED.

@@ -201,6 +201,13 @@ Result<v1::Sandbox> SandboxManager::CreateSandbox(const CallContext&,
   if (req.delta_quota().max_bytes() < 0 || req.delta_quota().max_inodes() < 0) {
     return Error(ErrorCode::kInvalidArgument, "delta_quota limits must not be negative");
   }
+  if (req.has_ask_timeout()) {
+    const int64_t ns = DurationToNs(req.ask_timeout());
+    if (ns <= 0 || ns > int64_t{24} * 3600 * 1'000'000'000) {
+      return Error(ErrorCode::kInvalidArgument, "ask_timeout must be between 1 ms and 24 h");
+    }
+    rec.ask_timeout_ms = std::max<int64_t>(1, ns / 1'000'000);
+  }
   rec.delta_quota_bytes = req.delta_quota().max_bytes();
   rec.delta_quota_inodes = req.delta_quota().max_inodes();
   rec.env = std::map<std::string, std::string>(req.env().begin(), req.env().end());
@@ -283,6 +290,8 @@ Status SandboxManager::StartLocked(SandboxRecord& rec) {
   }
   spec.delta_quota_bytes = static_cast<uint64_t>(rec.delta_quota_bytes);
   spec.delta_quota_inodes = static_cast<uint64_t>(rec.delta_quota_inodes);
+  spec.max_checkpoints = static_cast<uint64_t>(std::max(options_.max_checkpoints, 1));
+  spec.ask_timeout_ms = static_cast<uint64_t>(rec.ask_timeout_ms);
   std::error_code ec;
   stdfs::remove(spec.run_dir + "/" + kSessionsFile, ec);  // sessions die with a stopped sandbox
 

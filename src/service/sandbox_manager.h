@@ -85,6 +85,22 @@ class SandboxManager final : public SandboxApi {
                                                     const v1::DiscardChangesRequest& req) override;
   Result<v1::GetAuditLogResponse> GetAuditLog(const CallContext& ctx,
                                               const v1::GetAuditLogRequest& req) override;
+  Result<v1::Checkpoint> CreateCheckpoint(const CallContext& ctx,
+                                          const v1::CreateCheckpointRequest& req) override;
+  Result<v1::ListCheckpointsResponse> ListCheckpoints(
+      const CallContext& ctx, const v1::ListCheckpointsRequest& req) override;
+  Result<v1::Checkpoint> RestoreCheckpoint(const CallContext& ctx,
+                                           const v1::RestoreCheckpointRequest& req) override;
+  Result<v1::DiffCheckpointResponse> DiffCheckpoint(const CallContext& ctx,
+                                                    const v1::DiffCheckpointRequest& req) override;
+  Result<v1::Empty> DeleteCheckpoint(const CallContext& ctx,
+                                     const v1::DeleteCheckpointRequest& req) override;
+  Result<v1::ListApprovalsResponse> ListApprovals(const CallContext& ctx,
+                                                  const v1::ListApprovalsRequest& req) override;
+  Result<v1::Approval> AnswerApproval(const CallContext& ctx,
+                                      const v1::AnswerApprovalRequest& req) override;
+  Status WatchApprovals(const CallContext& ctx, const v1::WatchApprovalsRequest& req,
+                        const ApprovalWriter& write) override;
 
   void Shutdown() override;
   std::string MetricsText() override;
@@ -104,6 +120,18 @@ class SandboxManager final : public SandboxApi {
     std::map<std::string, uint64_t> sessions;  // sess_ id → the agent's session id
     std::mutex commit_mu;                   // one commit of this sandbox's delta at a time
     std::atomic<bool> commit_warned{false};  // a failing commit is logged once, not per exec
+    // Exec and session commands in flight (a restore is refused meanwhile: docs/CHECKPOINTS.md).
+    std::atomic<int> commands{0};
+    class Running {
+     public:
+      explicit Running(Live& l) : live_(l) { live_.commands++; }
+      ~Running() { live_.commands--; }
+      Running(const Running&) = delete;
+      Running& operator=(const Running&) = delete;
+
+     private:
+      Live& live_;
+    };
   };
 
   SandboxManager(const SandboxApiOptions& options, const SandboxApiDeps& deps,
@@ -156,6 +184,15 @@ class SandboxManager final : public SandboxApi {
   };
   std::mutex metrics_mu_;  // guards exec_metrics_; leaf lock
   std::map<std::string, ExecHistogram> exec_metrics_;
+
+  // ---- checkpoints (sandbox_checkpoints.cc)
+  // The live sandbox whose delta a checkpoint call acts on: kFailedPrecondition when it is not
+  // running, or commits after every command (sync_mode ON_EXEC: nothing would stay to checkpoint).
+  Result<std::shared_ptr<Live>> CheckpointSandbox(const std::string& id, const std::string& what);
+
+  // ---- approvals (sandbox_approvals.cc)
+  // The live sandbox whose held accesses a call is about: kFailedPrecondition when not running.
+  Result<std::shared_ptr<Live>> AskingSandbox(const std::string& id);
 
   // ---- delta (sandbox_delta.cc)
   std::string DeltaDir(const std::string& id) const;

@@ -66,6 +66,7 @@ struct SandboxRecord {
   std::vector<std::string> egress_allow;
   int64_t delta_quota_bytes = 0;  // 0 = unlimited
   int64_t delta_quota_inodes = 0;  // 0 = unlimited
+  int64_t ask_timeout_ms = 0;      // how long an `ask` access waits for a decision; 0 = default
   std::map<std::string, std::string> env;
   // Re-adoption after a server restart: the supervisor's pid, its start time (clock ticks since
   // boot, /proc/<pid>/stat field 22, so a recycled pid is not mistaken for it) and its socket.

@@ -147,7 +147,7 @@ constexpr char kSandboxColumns[] =
     " stopped_at_ns, expires_at_ns, runtime, image, memory_bytes, cpu_quota, cpu_shares,"
     " pids_limit, error_reason, sync_mode, network, delta_quota_bytes, env_json, supervisor_pid,"
     " supervisor_start_ticks, supervisor_socket, runtime_state, updated_at_ns, delta_quota_inodes,"
-    " host_uid, egress_json";
+    " host_uid, egress_json, ask_timeout_ms";
 
 Result<SandboxRecord> ReadSandbox(const Statement& s) {
   SandboxRecord r;
@@ -180,6 +180,7 @@ Result<SandboxRecord> ReadSandbox(const Statement& s) {
   r.delta_quota_inodes = s.ColumnInt(26);
   r.host_uid = s.ColumnInt(27);
   AF_RETURN_IF_ERROR(EgressFromJson(s.ColumnText(28), r));
+  r.ask_timeout_ms = s.ColumnInt(29);
   return r;
 }
 
@@ -226,7 +227,7 @@ Status MetadataStore::WriteSandboxLocked(const SandboxRecord& rec, bool insert) 
   static const std::string insert_sql =
       std::string("INSERT INTO sandboxes(") + kSandboxColumns +
       ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
-      " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)";
+      " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
   // codebase_id and created_at are fixed at creation: ?2 and ?7 are bound but not used.
   static const std::string update_sql =
       "UPDATE sandboxes SET owner_id = ?3, rules_json = ?4, status = ?5, labels_json = ?6,"
@@ -235,7 +236,7 @@ Status MetadataStore::WriteSandboxLocked(const SandboxRecord& rec, bool insert) 
       " error_reason = ?17, sync_mode = ?18, network = ?19, delta_quota_bytes = ?20,"
       " env_json = ?21, supervisor_pid = ?22, supervisor_start_ticks = ?23,"
       " supervisor_socket = ?24, runtime_state = ?25, updated_at_ns = ?26,"
-      " delta_quota_inodes = ?27, host_uid = ?28, egress_json = ?29"
+      " delta_quota_inodes = ?27, host_uid = ?28, egress_json = ?29, ask_timeout_ms = ?30"
       " WHERE id = ?1 AND (?2 = ?2) AND (?7 = ?7)";
   AF_ASSIGN_OR_RETURN(ScopedStmt s, Stmt(insert ? insert_sql.c_str() : update_sql.c_str()));
   AF_RETURN_IF_ERROR(s->BindText(1, rec.id));
@@ -267,6 +268,7 @@ Status MetadataStore::WriteSandboxLocked(const SandboxRecord& rec, bool insert) 
   AF_RETURN_IF_ERROR(s->BindInt(27, rec.delta_quota_inodes));
   AF_RETURN_IF_ERROR(s->BindInt(28, rec.host_uid));
   AF_RETURN_IF_ERROR(s->BindText(29, EgressToJson(rec)));
+  AF_RETURN_IF_ERROR(s->BindInt(30, rec.ask_timeout_ms));
   return s->Run();
 }
 

@@ -100,6 +100,10 @@ ALTER TABLE sandboxes ADD COLUMN host_uid INTEGER NOT NULL DEFAULT 0;
       {4, R"sql(
 ALTER TABLE sandboxes ADD COLUMN egress_json TEXT NOT NULL DEFAULT '';
 )sql"},
+      // 5: how long an access to an `ask` path waits for a decision (0 = the default).
+      {5, R"sql(
+ALTER TABLE sandboxes ADD COLUMN ask_timeout_ms INTEGER NOT NULL DEFAULT 0;
+)sql"},
   };
   return kMigrations;
 }

@@ -321,4 +321,82 @@ agentfense::Status SupervisorControl::DeleteCheckpoint(const std::string& name) 
   return OkStatus();
 }
 
+Result<std::vector<fs::AccessRequest>> SupervisorControl::Approvals() const {
+  AF_ASSIGN_OR_RETURN(std::string reply, Call(R"({"op":"approvals"})", std::chrono::seconds(10)));
+  json j = json::parse(reply, nullptr, false);
+  std::vector<fs::AccessRequest> out;
+  if (j.contains("approvals") && j["approvals"].is_array()) {
+    for (const auto& a : j["approvals"]) {
+      auto e = AskEventFromJson(a.dump());
+      if (e.ok()) out.push_back(std::move(e->request));
+    }
+  }
+  return out;
+}
+
+agentfense::Status SupervisorControl::Answer(const std::string& id,
+                                             const fs::AskAnswer& answer) const {
+  json req = {{"op", "answer"},
+              {"id", id},
+              {"grant", std::string(policy::LevelName(answer.grant))},
+              {"by", answer.by},
+              {"remember", answer.remember}};
+  AF_RETURN_IF_ERROR(
+      Call(req.dump(-1, ' ', false, json::error_handler_t::replace), std::chrono::seconds(10)));
+  return OkStatus();
+}
+
+Result<ApprovalWatch> SupervisorControl::WatchApprovals() const {
+  AF_ASSIGN_OR_RETURN(UniqueFd sock, ConnectUnix(run_dir_ + "/" + kControlSocket));
+  const std::string line = "{\"op\":\"watch_approvals\"}\n";
+  if (::send(sock.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(line.size())) {
+    return Error(ErrorCode::kUnavailable, "supervisor control: send failed", errno);
+  }
+  // The first line acknowledges the stream (or says why not); events follow it.
+  std::string buf;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (buf.find('\n') == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Error(ErrorCode::kDeadlineExceeded, "watch_approvals: no reply");
+    pollfd p{sock.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) continue;
+    char chunk[4096];
+    ssize_t got = ::recv(sock.get(), chunk, sizeof(chunk), 0);
+    if (got <= 0) return Error(ErrorCode::kUnavailable, "supervisor closed the control connection");
+    buf.append(chunk, static_cast<size_t>(got));
+  }
+  json ack = json::parse(buf.substr(0, buf.find('\n')), nullptr, false);
+  if (!ack.is_object() || !ack.value("ok", false)) {
+    return Error(ErrorCode::kUnavailable, "watch_approvals refused");
+  }
+  return ApprovalWatch(std::move(sock), buf.substr(buf.find('\n') + 1));
+}
+
+Result<std::optional<fs::AskEvent>> ApprovalWatch::Next(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    if (size_t nl = buf_.find('\n'); nl != std::string::npos) {
+      std::string line = buf_.substr(0, nl);
+      buf_.erase(0, nl + 1);
+      auto e = AskEventFromJson(line);
+      if (!e.ok()) continue;
+      return std::optional<fs::AskEvent>(std::move(*e));
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() < 0) return std::optional<fs::AskEvent>();
+    pollfd p{sock_.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::optional<fs::AskEvent>();
+    char chunk[4096];
+    ssize_t got = ::recv(sock_.get(), chunk, sizeof(chunk), 0);
+    if (got <= 0) return Error(ErrorCode::kUnavailable, "the sandbox stopped: no more approvals");
+    buf_.append(chunk, static_cast<size_t>(got));
+    if (buf_.size() > (16u << 20)) return Error(ErrorCode::kInternal, "approval event too long");
+  }
+}
+
 }  // namespace agentfense::supervisor

@@ -4,11 +4,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
+#include "fs/ask_types.h"
 #include "fs/changes.h"
 #include "policy/policy.h"
 #include "supervisor/spec.h"
@@ -33,6 +36,23 @@ struct SupervisorStatus {
 // own error (mount, runtime) with its code, or kDeadlineExceeded after `timeout`.
 Status SpawnSupervisor(const SupervisorSpec& spec, const std::string& binary,
                        std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+// A watch_approvals connection: the accesses pending when it opened, then every event.
+class ApprovalWatch {
+ public:
+  ApprovalWatch(UniqueFd sock, std::string buffered)
+      : sock_(std::move(sock)), buf_(std::move(buffered)) {}
+  // The next event, or nullopt when none arrived within `timeout`. kUnavailable once the
+  // supervisor closed the stream (the sandbox stopped).
+  Result<std::optional<fs::AskEvent>> Next(std::chrono::milliseconds timeout);
+  // Readable when an event arrived; Next may also have one buffered (pending()).
+  int fd() const { return sock_.get(); }
+  bool pending() const { return buf_.find('\n') != std::string::npos; }
+
+ private:
+  UniqueFd sock_;
+  std::string buf_;
+};
 
 // One JSON request/reply over <run_dir>/control.sock. kUnavailable when no supervisor answers.
 class SupervisorControl {
@@ -69,6 +89,12 @@ class SupervisorControl {
   Result<std::vector<fs::Change>> DiffCheckpoint(const std::string& name,
                                                  const std::string& against) const;
   agentfense::Status DeleteCheckpoint(const std::string& name) const;
+
+  // Accesses to `ask` paths (docs/PERMISSIONS.md): the pending ones, a decision about one
+  // (kNotFound when it is not pending any more), and a stream of events.
+  Result<std::vector<fs::AccessRequest>> Approvals() const;
+  agentfense::Status Answer(const std::string& id, const fs::AskAnswer& answer) const;
+  Result<ApprovalWatch> WatchApprovals() const;
 
   std::string agent_socket() const { return run_dir_ + "/" + kAgentSocket; }
 

@@ -113,6 +113,56 @@ Result<std::vector<policy::Rule>> RulesFromJson(const std::string& text) {
   return ParseRulesArray(j);
 }
 
+std::string AskEventToJson(const fs::AskEvent& e) {
+  const fs::AccessRequest& r = e.request;
+  json j = {{"id", r.id},
+            {"path", r.path},
+            {"op", r.op},
+            {"need", std::string(policy::LevelName(r.need))},
+            {"pid", r.pid},
+            {"command", r.command},
+            {"since_ns", r.since_ns},
+            {"deadline_ns", r.deadline_ns},
+            {"state", std::string(fs::AskStateName(e.state))},
+            {"grant", std::string(policy::LevelName(e.grant))},
+            {"by", e.by},
+            {"remember", e.remember},
+            {"time_ns", e.time_ns}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<fs::AskEvent> AskEventFromJson(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Error(ErrorCode::kInvalidArgument, "an approval event is not a JSON object");
+  }
+  fs::AskEvent e;
+  try {
+    fs::AccessRequest& r = e.request;
+    r.id = j.value("id", std::string());
+    r.path = j.value("path", std::string());
+    r.op = j.value("op", std::string());
+    auto need = policy::ParseLevel(j.value("need", std::string("read")));
+    if (need.ok()) r.need = *need;
+    r.pid = j.value("pid", 0);
+    r.command = j.value("command", std::string());
+    r.since_ns = j.value("since_ns", int64_t{0});
+    r.deadline_ns = j.value("deadline_ns", int64_t{0});
+    const std::string state = j.value("state", std::string("pending"));
+    for (fs::AskState s : fs::kAskStates) {
+      if (fs::AskStateName(s) == state) e.state = s;
+    }
+    auto grant = policy::ParseLevel(j.value("grant", std::string("none")));
+    if (grant.ok()) e.grant = *grant;
+    e.by = j.value("by", std::string());
+    e.remember = j.value("remember", std::string());
+    e.time_ns = j.value("time_ns", int64_t{0});
+  } catch (const json::exception&) {
+    return Error(ErrorCode::kInvalidArgument, "an approval event has a field of the wrong type");
+  }
+  return e;
+}
+
 std::string SpecToJson(const SupervisorSpec& s) {
   json rules = RulesArray(s.rules);
   json j = {{"sandbox_id", s.sandbox_id},

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "fs/ask_types.h"
 #include "policy/policy.h"
 
 namespace agentfense::supervisor {
@@ -73,6 +74,14 @@ Result<std::vector<policy::Rule>> RulesFromJson(const std::string& json_array);
 // file's "egress" and the control socket's set_egress (which carries only the first two).
 std::string EgressToJson(const EgressSpec& egress);
 Result<EgressSpec> EgressFromJson(const std::string& json_object);
+// One held access to an `ask` path, or what became of it, as one JSON object of the control
+// socket (the approvals op, each line of watch_approvals, and the audit log):
+// {"id","path","op","need":"read|write","pid","command","since_ns","deadline_ns",
+//  "state":"pending|allowed|denied|timed_out|cancelled","grant":"none|read|write","by","remember",
+//  "time_ns"}. Paths and commands are any bytes: invalid UTF-8 is replaced when dumped.
+std::string AskEventToJson(const fs::AskEvent& event);
+Result<fs::AskEvent> AskEventFromJson(const std::string& json_object);
+
 // Errors name the field. Rules are validated by Policy::Compile later, not here.
 Result<SupervisorSpec> SpecFromJson(const std::string& json);
 

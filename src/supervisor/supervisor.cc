@@ -110,6 +110,8 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
   }
   fs::FsOptions options;
   Supervisor* self = s.get();
+  options.ask_timeout = std::chrono::milliseconds(sp.ask_timeout_ms);
+  options.ask_events = [self](const fs::AskEvent& e) { self->OnAskEvent(e); };
   options.audit = [self](const fs::AuditEvent& e) {
     self->WriteAudit({{"time", static_cast<int64_t>(::time(nullptr))},
                       {"path", e.path},
@@ -212,6 +214,12 @@ Status Supervisor::StartEgress(UniqueFd netns) {
 }
 
 void Supervisor::Teardown() {
+  // Accesses waiting for a decision are denied first (EACCES: the stop's answer, whatever the
+  // runtime's own ending does to their callers), and nothing waits for one any more.
+  {
+    std::shared_lock lock(state_mu_);
+    if (mount_) mount_->fs().StopAsks();
+  }
   std::unique_lock lock(state_mu_);  // after the control request in progress (a commit) ends
   // Stopping the runtime first breaks every agent connection's in-flight calls; the connections
   // keep their own reference to it, which refuses their later requests.
@@ -230,6 +238,7 @@ void Supervisor::Teardown() {
     mount_->Unmount();
     mount_.reset();
   }
+  CloseWatchers();
   // Last: the control socket's file going away tells the server (SupervisorControl::Stop) that
   // everything above is done.
   if (agent_socket) ::unlink((spec_.run_dir + "/" + kAgentSocket).c_str());
@@ -377,6 +386,32 @@ std::string Supervisor::HandleControl(const std::string& line) {
     for (const auto& c : *diff) list.push_back(ChangeJson(c));
     return Dump({{"ok", true}, {"changes", std::move(list)}});
   }
+  if (op == "approvals") {
+    json list = json::array();
+    for (const auto& r : mount_->fs().PendingAsks()) {
+      fs::AskEvent e;
+      e.request = r;
+      list.push_back(json::parse(AskEventToJson(e)));
+    }
+    return Dump({{"ok", true}, {"approvals", std::move(list)}});
+  }
+  if (op == "answer") {
+    auto grant = policy::ParseLevel(req.value("grant", std::string("none")));
+    if (!req.contains("id") || !req["id"].is_string() || !grant.ok() ||
+        (*grant != policy::Level::kNone && *grant != policy::Level::kRead &&
+         *grant != policy::Level::kWrite)) {
+      return ErrorReply(Error(ErrorCode::kInvalidArgument,
+                              "answer needs an id and a grant of none, read or write"))
+          .dump();
+    }
+    fs::AskAnswer a;
+    a.grant = *grant;
+    a.by = req.value("by", std::string()).substr(0, 512);
+    a.remember = req.value("remember", std::string()).substr(0, 4096);
+    auto st = mount_->fs().AnswerAsk(req["id"].get<std::string>(), a);
+    if (!st.ok()) return ErrorReply(st.error()).dump();
+    return json({{"ok", true}}).dump();
+  }
   if (op == "stop") {
     destroy_.store(req.value("destroy", false));
     stop_.store(true);
@@ -385,6 +420,90 @@ std::string Supervisor::HandleControl(const std::string& line) {
     return json({{"ok", true}}).dump();
   }
   return ErrorReply(Error(ErrorCode::kInvalidArgument, "unknown control op: " + op)).dump();
+}
+
+void Supervisor::OnAskEvent(const fs::AskEvent& e) {
+  const std::string text = AskEventToJson(e);
+  json line = json::parse(text);
+  line["kind"] = "approval";
+  line["time"] = e.time_ns / 1'000'000'000;
+  WriteAudit(line);
+  std::lock_guard lock(watchers_mu_);
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    Watcher& w = **it;
+    std::lock_guard wlock(w.mu);
+    if (w.closed || w.lines.size() >= kMaxWatcherBacklog) {
+      // Gone, or not reading: dropped rather than holding memory (it can list and watch again).
+      w.closed = true;
+      uint64_t one = 1;
+      (void)!::write(w.wake.get(), &one, sizeof(one));
+      it = watchers_.erase(it);
+      continue;
+    }
+    w.lines.push_back(text + "\n");
+    uint64_t one = 1;
+    (void)!::write(w.wake.get(), &one, sizeof(one));
+    ++it;
+  }
+}
+
+void Supervisor::CloseWatchers() {
+  std::lock_guard lock(watchers_mu_);
+  for (auto& w : watchers_) {
+    std::lock_guard wlock(w->mu);
+    w->closed = true;
+    uint64_t one = 1;
+    (void)!::write(w->wake.get(), &one, sizeof(one));
+  }
+  watchers_.clear();
+}
+
+void Supervisor::WatchApprovals(int conn) {
+  auto w = std::make_shared<Watcher>();
+  w->wake.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!w->wake) return;
+  {
+    std::lock_guard lock(watchers_mu_);
+    watchers_.push_back(w);
+  }
+  // The accesses pending now, then every event (one held in between may come twice: clients
+  // go by id).
+  std::string first = json({{"ok", true}}).dump() + "\n";
+  {
+    std::shared_lock lock(state_mu_);
+    if (mount_) {
+      for (const auto& r : mount_->fs().PendingAsks()) {
+        fs::AskEvent e;
+        e.request = r;
+        first += AskEventToJson(e) + "\n";
+      }
+    }
+  }
+  if (::send(conn, first.data(), first.size(), MSG_NOSIGNAL) < 0) {
+    std::lock_guard wlock(w->mu);
+    w->closed = true;
+    return;
+  }
+  while (true) {
+    pollfd fds[2] = {{conn, POLLIN, 0}, {w->wake.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    if (fds[0].revents != 0) break;  // the client closed (or wrote, which it must not)
+    uint64_t n;
+    (void)!::read(w->wake.get(), &n, sizeof(n));
+    std::deque<std::string> lines;
+    bool closed;
+    {
+      std::lock_guard wlock(w->mu);
+      lines.swap(w->lines);
+      closed = w->closed;
+    }
+    for (const auto& l : lines) {
+      if (::send(conn, l.data(), l.size(), MSG_NOSIGNAL) < 0) closed = true;
+    }
+    if (closed) break;
+  }
+  std::lock_guard wlock(w->mu);
+  w->closed = true;  // OnAskEvent drops it at its next event
 }
 
 void Supervisor::ServeControlConnection(UniqueFd conn) {
@@ -398,7 +517,12 @@ void Supervisor::ServeControlConnection(UniqueFd conn) {
     if (buf.size() > kMaxControlLine) return;
     size_t nl;
     while ((nl = buf.find('\n')) != std::string::npos) {
-      std::string reply = HandleControl(buf.substr(0, nl)) + "\n";
+      const std::string line = buf.substr(0, nl);
+      json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (req.is_object() && req.value("op", std::string()) == "watch_approvals") {
+        return WatchApprovals(conn.get());  // the connection is the stream's from here on
+      }
+      std::string reply = HandleControl(line) + "\n";
       buf.erase(0, nl + 1);
       if (::send(conn.get(), reply.data(), reply.size(), MSG_NOSIGNAL) < 0) return;
     }

@@ -7,7 +7,9 @@
 //                 {"op":"invalidate","path":"/x"} | {"op":"stop","destroy":false} |
 //                 changes | commit | discard (docs/DELTA.md) |
 //                 checkpoint | checkpoints | restore | checkpoint_diff | checkpoint_delete
-//                 (docs/CHECKPOINTS.md)
+//                 (docs/CHECKPOINTS.md) | approvals | answer | watch_approvals (the `ask`
+//                 level, docs/PERMISSIONS.md: watch_approvals turns its connection into a stream
+//                 of one approval event per line until the client closes it or the sandbox stops)
 // With network on it also owns the sandbox's network namespace and its egress filter (net/): the
 // only way out of that namespace, so every connection is decided here, outside the sandbox.
 // It runs as its own session (setsid), so the API server can die and restart without touching it;
@@ -15,6 +17,8 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
+#include <vector>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -59,6 +63,23 @@ class Supervisor {
   Status StartEgress(UniqueFd netns);
   // One line of audit.jsonl (file and network denials share the log); bounded by kMaxAuditBytes.
   void WriteAudit(const nlohmann::json& line);
+  // An access to an `ask` path was held or ended: audited, and sent to every watcher.
+  void OnAskEvent(const fs::AskEvent& event);
+  // Serves a watch_approvals connection until the client leaves or the sandbox stops.
+  void WatchApprovals(int conn);
+  // Ends every watch_approvals connection (the sandbox is stopping).
+  void CloseWatchers();
+
+  // One watch_approvals connection: lines to send, and an eventfd that wakes its thread.
+  struct Watcher {
+    std::mutex mu;  // guards lines and closed; leaf lock
+    std::deque<std::string> lines;
+    bool closed = false;
+    UniqueFd wake;
+  };
+  static constexpr size_t kMaxWatcherBacklog = 4096;  // a watcher this far behind is dropped
+  std::mutex watchers_mu_;  // guards watchers_; taken before a Watcher's mu
+  std::vector<std::shared_ptr<Watcher>> watchers_;
 
   SupervisorSpec spec_;
   runtime::IdentityLease lease_;  // held for the supervisor's whole life

@@ -50,6 +50,14 @@ SANDBOX_METHODS = {
     "DiscardChanges": "unary_unary",
     "GetAuditLog": "unary_unary",
     "UpdateEgress": "unary_unary",
+    "CreateCheckpoint": "unary_unary",
+    "ListCheckpoints": "unary_unary",
+    "RestoreCheckpoint": "unary_unary",
+    "DiffCheckpoint": "unary_unary",
+    "DeleteCheckpoint": "unary_unary",
+    "ListApprovals": "unary_unary",
+    "AnswerApproval": "unary_unary",
+    "WatchApprovals": "unary_stream",
 }
 
 CODEBASE_METHODS = {
@@ -104,7 +112,8 @@ def test_field_numbers_sample():
         "codebase_id": 1, "permissions": 2, "expires_in": 3, "labels": 4, "runtime": 5,
         "image": 6, "resources": 7,
         # extensions
-        "sync_mode": 100, "network": 101, "delta_quota": 102, "env": 103, "egress": 110}
+        "sync_mode": 100, "network": 101, "delta_quota": 102, "env": 103, "egress": 110,
+        "ask_timeout": 140}
     assert _numbers(sandbox_pb2.EgressPolicy) == {"allow": 1, "any_public": 2}
     assert _numbers(sandbox_pb2.UpdateEgressRequest) == {"sandbox_id": 1, "egress": 2}
     assert _numbers(sandbox_pb2.ExecResult) == {

@@ -1,0 +1,234 @@
+"""The `ask` level through the server (docs/PERMISSIONS.md, "ask"): allow once, deny, timeout,
+remember path, remember pattern, 50 accesses waiting at once, a stop while waiting, an unrelated
+`ls` not blocked, the watch stream (gRPC and REST), the audit log. One server for the module."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from sandbox.v1 import codebase_pb2, codebase_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc
+
+from server_fixture import http_json, running_server
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
+                                reason="needs root and /dev/fuse")
+
+P = common_pb2
+S = sandbox_pb2
+
+
+@pytest.fixture(scope="module")
+def server():
+    yield from running_server()
+
+
+class Env:
+    def __init__(self, server, ask_timeout=None, files=0):
+        self.server = server
+        ch = server.channel()
+        self.cb = codebase_pb2_grpc.CodebaseServiceStub(ch)
+        self.sb = sandbox_pb2_grpc.SandboxServiceStub(ch)
+        self.cb_id = self.cb.CreateCodebase(codebase_pb2.CreateCodebaseRequest(name="ask", owner_id="u")).id
+        for path, data in [("secret", b"s3cret\n"), ("README", b"readme\n"), ("out/.keep", b"")] + \
+                [(f"many/{i}", f"{i}\n".encode()) for i in range(files)]:
+            self.put(path, data)
+        req = S.CreateSandboxRequest(
+            codebase_id=self.cb_id, sync_mode=S.SYNC_MODE_MANUAL,
+            permissions=[P.PermissionRule(pattern="**/*", permission=P.PERMISSION_READ),
+                         P.PermissionRule(pattern="/secret", permission=P.PERMISSION_ASK, priority=10),
+                         P.PermissionRule(pattern="/many/**", permission=P.PERMISSION_ASK, priority=10),
+                         P.PermissionRule(pattern="/out/**", permission=P.PERMISSION_ASK, priority=10)])
+        if ask_timeout:
+            req.ask_timeout.FromMilliseconds(int(ask_timeout * 1000))
+        self.id = self.sb.CreateSandbox(req).id
+        self.sb.StartSandbox(S.StartSandboxRequest(sandbox_id=self.id))
+
+    def put(self, path, data):
+        def chunks():
+            yield codebase_pb2.UploadChunk(metadata=codebase_pb2.UploadChunk.Metadata(
+                codebase_id=self.cb_id, file_path=path, total_size=len(data)))
+            if data:
+                yield codebase_pb2.UploadChunk(data=data)
+        self.cb.UploadFiles(chunks())
+
+    def run(self, cmd, timeout=60):
+        return self.sb.Exec(S.ExecRequest(sandbox_id=self.id, command=cmd), timeout=timeout)
+
+    def run_later(self, cmd):
+        pool = ThreadPoolExecutor(1)
+        fut = pool.submit(self.run, cmd)
+        pool.shutdown(wait=False)
+        return fut
+
+    def pending(self, n=1, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            got = list(self.sb.ListApprovals(S.ListApprovalsRequest(sandbox_id=self.id)).approvals)
+            if len(got) >= n:
+                return got
+            time.sleep(0.02)
+        raise AssertionError(f"fewer than {n} accesses waiting")
+
+    def answer(self, approval_id, decision, remember="", priority=None, by="test"):
+        req = S.AnswerApprovalRequest(sandbox_id=self.id, approval_id=approval_id, decision=decision,
+                                      remember=remember, answered_by=by)
+        if priority is not None:
+            req.priority = priority
+        return self.sb.AnswerApproval(req)
+
+    def close(self):
+        self.sb.DestroySandbox(S.DestroySandboxRequest(sandbox_id=self.id))
+
+
+def test_allow_once_then_deny_over_rest_and_the_audit(server):
+    e = Env(server)
+    try:
+        r = e.run_later("cat /workspace/secret")
+        [a] = e.pending()
+        assert a.path == "/secret" and a.operation == "open" and a.access == S.APPROVAL_ACCESS_READ
+        assert a.pid > 0 and "cat" in a.command and a.id.startswith("ap_")
+        assert a.deadline.seconds - a.waiting_since.seconds in (59, 60, 61)
+        st, listed = http_json(server, "GET", f"/v1/sandboxes/{e.id}/approvals")
+        assert st == 200 and listed["approvals"][0]["id"] == a.id
+        assert listed["approvals"][0]["access"] == "APPROVAL_ACCESS_READ"
+        st, ans = http_json(server, "POST", f"/v1/sandboxes/{e.id}/approvals/{a.id}:allow",
+                            {"answered_by": "alice"})
+        assert st == 200 and ans["state"] == "APPROVAL_STATE_ALLOWED", ans
+        assert r.result(30).stdout == "s3cret\n"
+        # Once: the next read asks again; this time it is denied.
+        r = e.run_later("cat /workspace/secret")
+        [b] = e.pending()
+        assert b.id != a.id
+        st, ans = http_json(server, "POST", f"/v1/sandboxes/{e.id}/approvals/{b.id}:deny", {})
+        assert st == 200 and ans["state"] == "APPROVAL_STATE_DENIED"
+        res = r.result(30)
+        assert res.exit_code != 0 and "Permission denied" in res.stderr
+        # Answering twice, a bad id, a deny through :allow: refused.
+        st, _ = http_json(server, "POST", f"/v1/sandboxes/{e.id}/approvals/{a.id}:allow", {})
+        assert st == 404
+        st, _ = http_json(server, "POST", f"/v1/sandboxes/{e.id}/approvals/ap_zz:allow", {})
+        assert st == 400
+        st, _ = http_json(server, "POST", f"/v1/sandboxes/{e.id}/approvals/{a.id}:allow",
+                          {"decision": "APPROVAL_DECISION_DENY"})
+        assert st == 400
+        # Every access and its answer is in the audit log: who, when, how.
+        events = e.sb.GetAuditLog(S.GetAuditLogRequest(sandbox_id=e.id, kind="approval")).events
+        ops = [(ev.operation, ev.path) for ev in events]
+        assert ops.count(("open:pending", "/secret")) == 2
+        assert ("open:allowed", "/secret") in ops and ("open:denied", "/secret") in ops
+        allowed = next(ev for ev in events if ev.operation == "open:allowed")
+        assert "alice (rest" in allowed.detail and a.id in allowed.detail and allowed.time.seconds > 0
+    finally:
+        e.close()
+
+
+def test_remember_path_and_pattern_become_rules(server):
+    e = Env(server)
+    try:
+        r = e.run_later("cat /workspace/secret")
+        [a] = e.pending()
+        got = e.answer(a.id, S.APPROVAL_DECISION_ALLOW_READ, remember="path")
+        assert got.remembered.startswith("/secret = read")
+        assert r.result(30).stdout == "s3cret\n"
+        assert e.run("cat /workspace/secret", timeout=10).stdout == "s3cret\n"  # no question now
+        rules = e.sb.GetSandbox(S.GetSandboxRequest(sandbox_id=e.id)).permissions
+        assert any(x.pattern == "/secret" and x.type == P.PATTERN_TYPE_FILE and
+                   x.permission == P.PERMISSION_READ for x in rules)
+        # A pattern that would not decide the path is refused and the access keeps waiting.
+        r = e.run_later("echo a > /workspace/out/a.txt")
+        [w] = e.pending()
+        assert w.access == S.APPROVAL_ACCESS_WRITE and w.path == "/out/a.txt"
+        with pytest.raises(grpc.RpcError) as err:
+            e.answer(w.id, S.APPROVAL_DECISION_ALLOW, remember="**/*.txt", priority=0)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "higher priority" in err.value.details()
+        e.answer(w.id, S.APPROVAL_DECISION_ALLOW, remember="/out/*.txt")
+        assert r.result(30).exit_code == 0
+        assert e.run("echo b > /workspace/out/b.txt && cat /workspace/out/b.txt", timeout=10).stdout == "b\n"
+        r = e.run_later("echo c > /workspace/out/c.bin")
+        [c] = e.pending()
+        assert c.path == "/out/c.bin"
+        e.answer(c.id, S.APPROVAL_DECISION_DENY, remember="path")
+        assert r.result(30).exit_code != 0
+        assert e.run("echo c > /workspace/out/c.bin", timeout=10).exit_code != 0  # remembered: no question
+    finally:
+        e.close()
+
+
+def test_timeout_denies_and_the_stream_reports_it(server):
+    e = Env(server, ask_timeout=1.5)
+    try:
+        assert e.sb.GetSandbox(S.GetSandboxRequest(sandbox_id=e.id)).ask_timeout.ToMilliseconds() == 1500
+        t0 = time.time()
+        r = e.run_later("cat /workspace/secret")
+        e.pending()
+        # The stream starts with what is pending, then reports how it ends.
+        stream = sandbox_pb2_grpc.SandboxServiceStub(server.channel()).WatchApprovals(
+            S.WatchApprovalsRequest(sandbox_id=e.id), timeout=20)
+        seen = []
+        for x in stream:
+            seen.append((x.path, x.state))
+            if x.state != S.APPROVAL_STATE_PENDING:
+                break
+        stream.cancel()
+        assert seen == [("/secret", S.APPROVAL_STATE_PENDING), ("/secret", S.APPROVAL_STATE_TIMED_OUT)]
+        res = r.result(30)
+        assert res.exit_code != 0 and "Permission denied" in res.stderr
+        assert 1.4 < time.time() - t0 < 15
+        # REST: the NDJSON stream of the same (pending accesses first).
+        r = e.run_later("cat /workspace/secret")
+        e.pending()
+        with urllib.request.urlopen(server.http_base + f"/v1/sandboxes/{e.id}/approvals:watch",
+                                    timeout=10) as resp:
+            first = json.loads(resp.readline())
+        assert first["result"]["path"] == "/secret"
+        assert first["result"]["state"] == "APPROVAL_STATE_PENDING"
+        r.result(30)
+    finally:
+        e.close()
+
+
+def test_fifty_at_once_and_an_unrelated_ls_is_never_blocked(server):
+    e = Env(server, files=50)
+    try:
+        r = e.run_later("cd /workspace/many; for i in $(seq 0 49); do (cat $i > /tmp/out.$i 2>&1 || "
+                        "echo denied > /tmp/out.$i) & done; wait; cat /tmp/out.*")
+        held = e.pending(50)
+        assert len(held) == 50 and len({a.pid for a in held}) == 50
+        t0 = time.time()
+        ls = e.run("ls /workspace && cat /workspace/README", timeout=10)
+        assert ls.exit_code == 0 and "readme" in ls.stdout and time.time() - t0 < 5
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda a: e.answer(a.id, S.APPROVAL_DECISION_ALLOW if int(a.path.rsplit("/", 1)[1]) % 2 == 0
+                                             else S.APPROVAL_DECISION_DENY), held))
+        out = r.result(60).stdout.split()
+        assert out.count("denied") == 25 and len(out) == 50
+    finally:
+        e.close()
+
+
+def test_a_stop_releases_every_waiter(server):
+    e = Env(server)
+    try:
+        r = e.run_later("cat /workspace/secret; echo rc=$?")
+        e.pending()
+        e.sb.StopSandbox(S.StopSandboxRequest(sandbox_id=e.id))
+        try:
+            res = r.result(30)
+            assert "s3cret" not in res.stdout
+        except grpc.RpcError as err:
+            assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                                  grpc.StatusCode.INTERNAL)
+        events = e.sb.GetAuditLog(S.GetAuditLogRequest(sandbox_id=e.id, kind="approval")).events
+        assert "open:cancelled" in [ev.operation for ev in events]
+        with pytest.raises(grpc.RpcError) as err:
+            e.sb.ListApprovals(S.ListApprovalsRequest(sandbox_id=e.id))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        e.close()
