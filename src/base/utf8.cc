@@ -67,4 +67,52 @@ std::string ToValidUtf8(std::string_view s) {
   return out;
 }
 
+std::string ForTerminal(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  auto hex = [&out](uint8_t c) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    out += "\\x";
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  };
+  for (size_t i = 0; i < s.size();) {
+    size_t bad;
+    const size_t n = SequenceAt(s, i, &bad);
+    if (n == 0) {
+      for (size_t k = 0; k < bad; ++k) hex(static_cast<uint8_t>(s[i + k]));
+      i += bad;
+      continue;
+    }
+    const auto c = static_cast<uint8_t>(s[i]);
+    if (n == 1) {
+      if (c < 0x20 || c == 0x7f) {
+        hex(c);
+      } else if (c == '\\') {
+        out += "\\\\";
+      } else {
+        out += static_cast<char>(c);
+      }
+    } else if (n == 2 && c == 0xC2 && static_cast<uint8_t>(s[i + 1]) < 0xA0) {
+      hex(c);  // C1 controls U+0080-U+009F (CSI among them)
+      hex(static_cast<uint8_t>(s[i + 1]));
+    } else if (n == 3 && c == 0xE2 &&
+               ((static_cast<uint8_t>(s[i + 1]) == 0x80 && static_cast<uint8_t>(s[i + 2]) >= 0xAA &&
+                 static_cast<uint8_t>(s[i + 2]) <= 0xAE) ||
+                (static_cast<uint8_t>(s[i + 1]) == 0x81 && static_cast<uint8_t>(s[i + 2]) >= 0xA6 &&
+                 static_cast<uint8_t>(s[i + 2]) <= 0xA9))) {
+      const unsigned cp = ((c & 0x0Fu) << 12) | ((static_cast<uint8_t>(s[i + 1]) & 0x3Fu) << 6) |
+                          (static_cast<uint8_t>(s[i + 2]) & 0x3Fu);
+      static constexpr char kDigits[] = "0123456789abcdef";
+      out += "\\u{";
+      for (int shift = 12; shift >= 0; shift -= 4) out += kDigits[(cp >> shift) & 15];
+      out += "}";
+    } else {
+      out.append(s.substr(i, n));
+    }
+    i += n;
+  }
+  return out;
+}
+
 }  // namespace agentfense

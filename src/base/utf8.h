@@ -16,4 +16,11 @@ bool IsValidUtf8(std::string_view s);
 // Unicode standard recommends). Valid input is returned unchanged.
 std::string ToValidUtf8(std::string_view s);
 
+// `s` made safe to print on a terminal when someone else chose it (an agent's file name or command
+// line in a prompt): every byte of an ill-formed sequence, every C0/C1 control character and DEL
+// become \xNN, and the bidirectional overrides and isolates (U+202A-202E, U+2066-2069) become
+// \u{NNNN}, so the text can neither move the cursor, recolour, clear or rewrite the screen, nor
+// reorder what it is printed next to. A backslash is doubled, so the result is unambiguous.
+std::string ForTerminal(std::string_view s);
+
 }  // namespace agentfense

@@ -52,5 +52,16 @@ TEST(Utf8, EveryByteStringBecomesValid) {
   }
 }
 
+TEST(Utf8, ForTerminalNeutralizesWhatCouldRewriteTheScreen) {
+  EXPECT_EQ(ForTerminal("/src/a.py"), "/src/a.py");
+  EXPECT_EQ(ForTerminal("caf\xC3\xA9"), "caf\xC3\xA9");  // printable UTF-8 stays
+  EXPECT_EQ(ForTerminal("a\x1b[2Kb\r\n"), "a\\x1b[2Kb\\x0d\\x0a");
+  EXPECT_EQ(ForTerminal("\xC2\x9b" "31m"), "\\xc2\\x9b31m");      // C1 CSI
+  EXPECT_EQ(ForTerminal("x\xE2\x80\xAEtxt.exe"), "x\\u{202e}txt.exe");  // right-to-left override
+  EXPECT_EQ(ForTerminal("\xFF\x7f"), "\\xff\\x7f");
+  EXPECT_EQ(ForTerminal("a\\x41"), "a\\\\x41") << "a literal backslash cannot fake an escape";
+  EXPECT_EQ(ForTerminal(std::string("n\0ul", 4)), "n\\x00ul");
+}
+
 }  // namespace
 }  // namespace agentfense

@@ -140,6 +140,10 @@ struct SandboxCli {
     app->add_option("--docker-host", flags.docker_host,
                     "Docker daemon (default unix:///var/run/docker.sock)")
         ->type_name("URL");
+    app->add_flag("--ask{prompt}", flags.ask,
+                  "Answer accesses to `ask` paths on this terminal; --ask=deny denies them (the "
+                  "default without --ask)")
+        ->type_name("[=deny]");
     app->add_flag("-q,--quiet", flags.quiet, "No change summary on stderr");
     app->add_flag("--json", flags.json,
                   "Print a JSON summary (status, changes) on stdout at the end");

@@ -214,6 +214,7 @@ void AddClientCommands(CLI::App& app, CommandSet& commands,
   AddSandboxCommands(app, r);
   AddSessionCommands(app, r);
   AddChangesCommands(app, r);
+  AddCheckpointCommands(app, r);
 }
 
 }  // namespace agentfense::cli

@@ -49,6 +49,7 @@ void AddCodebaseCommands(CLI::App& app, const ClientRegistrar& r);
 void AddSandboxCommands(CLI::App& app, const ClientRegistrar& r);
 void AddSessionCommands(CLI::App& app, const ClientRegistrar& r);
 void AddChangesCommands(CLI::App& app, const ClientRegistrar& r);
+void AddCheckpointCommands(CLI::App& app, const ClientRegistrar& r);  // and `approval`
 
 // "agentfense: error: <message>" on stderr; returns kExitUsage.
 int Usage(ClientCtx& c, const std::string& message);

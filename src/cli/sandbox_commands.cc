@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/units.h"
+#include "cli/ask_prompt.h"
 #include "cli/exit_codes.h"
 #include "cli/interrupts.h"
 #include "cli/local_sandbox.h"
@@ -38,6 +39,8 @@ struct Prepared {
   LocalSandboxOptions sandbox;
   std::vector<std::pair<std::string, std::string>> env;
   std::string workdir;
+  AskMode ask = AskMode::kDeny;
+  bool has_ask = false;  // some rule is at `ask`: accesses will wait for an answer
 };
 
 Error Invalid(std::string message) {
@@ -101,7 +104,13 @@ Result<Prepared> Prepare(const SandboxFlags& f) {
   }
   AF_ASSIGN_OR_RETURN(auto rules, CollectRules(sources));
   AF_RETURN_IF_ERROR(CompileSourced(rules));
-  for (const auto& r : rules) p.sandbox.rules.push_back(r.rule);
+  for (const auto& r : rules) {
+    p.sandbox.rules.push_back(r.rule);
+    p.has_ask = p.has_ask || r.rule.level == policy::Level::kAsk;
+  }
+  if (!f.ask.empty()) {
+    AF_ASSIGN_OR_RETURN(p.ask, ParseAskMode(f.ask));
+  }
 
   if (f.runtime == "bwrap") {
     p.sandbox.runtime = supervisor::RuntimeKind::kBwrap;
@@ -406,6 +415,18 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
   LocalSandbox& sb = **sandbox;
 
   Outcome outcome;
+  std::unique_ptr<AskPrompter> asker;
+  if (prepared->has_ask) {
+    auto a = AskPrompter::Start(sb.control(), prepared->ask, prepared->sandbox.rules, false,
+                                "agentfense run (terminal)");
+    if (!a.ok()) {
+      outcome.failure = a.error().ToString();
+      outcome.failure_is_usage = a.error().code() == ErrorCode::kFailedPrecondition;
+      err << "agentfense: error: " << outcome.failure << "\n";
+      return Finish(sb, options.sandbox, prepared->sandbox.source_dir, outcome, out, err);
+    }
+    asker = std::move(*a);
+  }
   if (!InterruptGuard::interrupted()) {
     runtime::CallOptions call;
     call.cancel = InterruptGuard::flag();
@@ -575,6 +596,18 @@ enum class TerminalEnd { kDone, kUnavailable };
 // kUnavailable: no terminal could be opened there (the caller falls back to line mode).
 TerminalEnd RunTerminal(LocalSandbox& sb, const Prepared& prepared, const SandboxFlags& flags,
                         Outcome& outcome, std::ostream& err) {
+  // Accesses to `ask` paths: questions on this (raw) terminal, answered with the next key typed.
+  std::unique_ptr<AskPrompter> asker;
+  if (prepared.has_ask) {
+    auto a = AskPrompter::Start(sb.control(), prepared.ask, prepared.sandbox.rules, true,
+                                "agentfense shell (terminal)");
+    if (!a.ok()) {
+      outcome.failure = a.error().ToString();
+      err << "agentfense: error: " << outcome.failure << "\n";
+      return TerminalEnd::kDone;
+    }
+    asker = std::move(*a);
+  }
   runtime::proto::PtyOpen open;
   open.env = prepared.env;
   if (auto term = HostTerm(); term) {
@@ -648,6 +681,8 @@ TerminalEnd RunTerminal(LocalSandbox& sb, const Prepared& prepared, const Sandbo
           // Our terminal is gone (hangup): nobody can type into the shell any more.
           stdin_open = false;
           (void)call.Kill();
+        } else if (asker && asker->Active()) {
+          asker->Feed(std::string_view(buf, static_cast<size_t>(r)));  // an answer, not input
         } else if (Status st = call.Write(std::string_view(buf, static_cast<size_t>(r)));
                    !st.ok()) {
           failure = st.error().ToString();
@@ -696,6 +731,17 @@ int RunShell(const SandboxFlags& flags, std::ostream& out, std::ostream& err) {
       if (InterruptGuard::interrupted()) outcome.interrupted_by = InterruptGuard::signal_number();
       return Finish(sb, flags, prepared->sandbox.source_dir, outcome, out, err);
     }
+  }
+  std::unique_ptr<AskPrompter> asker;
+  if (prepared->has_ask) {
+    auto a = AskPrompter::Start(sb.control(), prepared->ask, prepared->sandbox.rules, false,
+                                "agentfense shell (terminal)");
+    if (!a.ok()) {
+      outcome.failure = a.error().ToString();
+      err << "agentfense: error: " << outcome.failure << "\n";
+      return Finish(sb, flags, prepared->sandbox.source_dir, outcome, out, err);
+    }
+    asker = std::move(*a);
   }
   runtime::proto::SessionOpen open;
   open.env = prepared->env;

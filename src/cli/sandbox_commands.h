@@ -33,6 +33,7 @@ struct SandboxFlags {
   std::string bwrap_path;
   std::string docker_host;
   std::string dir;     // the host directory to expose as /workspace
+  std::string ask;     // --ask: "prompt" (the terminal answers) or "deny"; "" = not given (deny)
   bool quiet = false;  // no summary on stderr
   bool json = false;   // summary as one JSON object on stdout
 };
