@@ -3,9 +3,9 @@
 High level: Sandbox / AsyncSandbox. Low level: SandboxClient / AsyncSandboxClient (one method per
 RPC). Types, presets and the exception hierarchy are re-exported here.
 """
-from .async_client import AsyncExecStream, AsyncSandboxClient
+from .async_client import AsyncApprovalStream, AsyncExecStream, AsyncSandboxClient
 from .async_sandbox import AsyncSandbox, AsyncSessionWrapper
-from .client import ExecStream, SandboxClient
+from .client import ApprovalStream, ExecStream, SandboxClient
 from .exceptions import (AuthenticationError, CodebaseNotFoundError, CommandExecutionError,
                          CommandTimeoutError, ConflictError, ConnectionError, FileNotFoundError,
                          InvalidConfigurationError, NotSupportedError, PermissionDeniedError,
@@ -14,7 +14,8 @@ from .exceptions import (AuthenticationError, CodebaseNotFoundError, CommandExec
 from ._high import UploadProgress
 from .presets import extend_preset, get_preset, get_preset_dicts, list_presets, register_preset
 from .sandbox import Sandbox, SessionWrapper
-from .types import (AuditEvent, AuditPage, ChangeError, ChangeKind, ChangeSet, Codebase, CommitResult,
+from .types import (AccessDecision, AccessRequest, ApprovalState, AuditEvent, AuditPage, ChangeError,
+                    Checkpoint, Decision, ChangeKind, ChangeSet, Codebase, CommitResult,
                     DeltaQuota, EgressPolicy, ExecResult, FileChange, FileInfo, OutputChunk, OutputType,
                     PatternType, Permission, PermissionExplanation, PermissionRule, ResourceLimits, RuleMatch,
                     RuntimeType, SandboxInfo, SandboxStatus, Session, SessionInfo, SessionStatus,
@@ -23,7 +24,8 @@ from .types import (AuditEvent, AuditPage, ChangeError, ChangeKind, ChangeSet, C
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncExecStream", "AsyncSandbox", "AsyncSandboxClient", "AsyncSessionWrapper", "AuditEvent", "AuditPage",
+    "AccessDecision", "AccessRequest", "ApprovalState", "Checkpoint", "Decision",
+    "ApprovalStream", "AsyncApprovalStream", "AsyncExecStream", "AsyncSandbox", "AsyncSandboxClient", "AsyncSessionWrapper", "AuditEvent", "AuditPage",
     "AuthenticationError", "ChangeError", "ChangeKind", "ChangeSet", "Codebase", "CodebaseNotFoundError",
     "CommandExecutionError", "CommandTimeoutError", "CommitResult", "ConflictError", "ConnectionError",
     "DeltaQuota", "EgressPolicy", "ExecResult", "ExecStream", "FileChange", "FileInfo", "FileNotFoundError",

@@ -12,7 +12,8 @@ from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Mapp
 from . import _convert as cv
 from ._proto import codebase_pb2, sandbox_pb2
 from .exceptions import InvalidConfigurationError
-from .types import (DeltaQuota, ExecResult, OutputChunk, OutputType, PermissionLike, ResourceLimits,
+from .types import (AccessDecision, Decision, DeltaQuota, ExecResult, OutputChunk, OutputType,
+                    PermissionLike, ResourceLimits,
                     RuntimeType, SyncMode)
 
 DEFAULT_ENDPOINT = "localhost:9000"
@@ -79,7 +80,8 @@ def create_sandbox_request(codebase_id: str, permissions: Optional[Iterable[Perm
                            resources: Optional[ResourceLimits], sync_mode: "SyncMode | str | None",
                            network: bool, delta_quota: Optional[DeltaQuota],
                            env: Optional[Mapping[str, str]],
-                           allow_net: Optional[Iterable[str]] = None) -> "sandbox_pb2.CreateSandboxRequest":
+                           allow_net: Optional[Iterable[str]] = None,
+                           ask_timeout: "float | timedelta | None" = None) -> "sandbox_pb2.CreateSandboxRequest":
     rules = egress_rules(allow_net)
     # `network` alone: every public destination; `allow_net`: only those (implies network); both:
     # every public destination plus those (docs/NETWORK.md). The server validates each rule.
@@ -98,6 +100,9 @@ def create_sandbox_request(codebase_id: str, permissions: Optional[Iterable[Perm
     q = cv.quota_to_pb(delta_quota)
     if q is not None:
         req.delta_quota.CopyFrom(q)
+    a = cv.duration(ask_timeout, "ask_timeout")
+    if a is not None:
+        req.ask_timeout.CopyFrom(a)
     return req
 
 
@@ -346,3 +351,42 @@ def exec_result_from_bytes(data: bytes) -> "sandbox_pb2.ExecResult":
 
 EXEC_METHOD = "/sandbox.v1.SandboxService/Exec"
 SESSION_EXEC_METHOD = "/sandbox.v1.SandboxService/SessionExec"
+
+
+# ---- checkpoints and approvals ----
+def checkpoint_request(kind: Any, sandbox_id: str, name: str) -> Any:
+    if not isinstance(name, str) or not name:
+        raise InvalidConfigurationError(f"checkpoint name must be a non-empty string, got {name!r}")
+    return kind(sandbox_id=need_id("sandbox_id", sandbox_id), name=name)
+
+
+def to_decision(value: Any) -> AccessDecision:
+    """Normalizes what an on_access_request callback returned: an AccessDecision, a Decision (or its
+    string value), True (allow) / False or None (deny)."""
+    if isinstance(value, AccessDecision):
+        return value
+    if value is True:
+        return AccessDecision(Decision.ALLOW)
+    if value is None or value is False:
+        return AccessDecision(Decision.DENY)
+    try:
+        return AccessDecision(Decision(value))
+    except ValueError:
+        raise InvalidConfigurationError(
+            f"on_access_request returned {value!r}: expected an AccessDecision, a Decision, "
+            "True or False") from None
+
+
+def answer_request(sandbox_id: str, approval_id: str, decision: "AccessDecision | Decision | str | bool",
+                   remember: Optional[str] = None, priority: Optional[int] = None,
+                   answered_by: Optional[str] = None) -> "sandbox_pb2.AnswerApprovalRequest":
+    d = to_decision(decision)
+    req = sandbox_pb2.AnswerApprovalRequest(
+        sandbox_id=need_id("sandbox_id", sandbox_id), approval_id=need_id("approval_id", approval_id),
+        decision=cv.DECISION_TO_PB[d.decision], remember=remember if remember is not None else d.remember,
+        answered_by=answered_by or "")
+    prio = priority if priority is not None else d.priority
+    if prio is not None:
+        req.priority = int(prio)
+    return req
+

@@ -9,14 +9,16 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from ._proto import codebase_pb2, common_pb2, sandbox_pb2
 from .exceptions import InvalidConfigurationError
 from .presets import to_rules
-from .types import (ArchiveResult, AuditEvent, ChangeError, ChangeKind, ChangeSet, Codebase, CommitResult,
+from .types import (AccessRequest, ApprovalState, ArchiveResult, AuditEvent, ChangeError, ChangeKind, ChangeSet,
+                    Checkpoint, Codebase, CommitResult, Decision,
                     DeltaQuota, EgressPolicy, ExecResult, FileChange, FileInfo, OutputType, PatternType,
                     Permission, PermissionExplanation, PermissionLike, PermissionRule,
                     ResourceLimits, RuleMatch, RuntimeType, SandboxInfo, SandboxStatus, Session,
                     SessionStatus, SyncMode, UploadResult)
 
 _PERM_TO_PB = {Permission.NONE: common_pb2.PERMISSION_NONE, Permission.VIEW: common_pb2.PERMISSION_VIEW,
-               Permission.READ: common_pb2.PERMISSION_READ, Permission.WRITE: common_pb2.PERMISSION_WRITE}
+               Permission.READ: common_pb2.PERMISSION_READ, Permission.WRITE: common_pb2.PERMISSION_WRITE,
+               Permission.ASK: common_pb2.PERMISSION_ASK}
 _PERM_FROM_PB = {v: k for k, v in _PERM_TO_PB.items()}
 _TYPE_TO_PB = {PatternType.GLOB: common_pb2.PATTERN_TYPE_GLOB,
                PatternType.DIRECTORY: common_pb2.PATTERN_TYPE_DIRECTORY,
@@ -35,6 +37,16 @@ _SYNC_FROM_PB = {v: k for k, v in _SYNC_TO_PB.items()}
 _KIND_FROM_PB = {sandbox_pb2.CHANGE_KIND_ADDED: ChangeKind.ADDED,
                  sandbox_pb2.CHANGE_KIND_MODIFIED: ChangeKind.MODIFIED,
                  sandbox_pb2.CHANGE_KIND_DELETED: ChangeKind.DELETED}
+_APPROVAL_STATE_FROM_PB = {sandbox_pb2.APPROVAL_STATE_PENDING: ApprovalState.PENDING,
+                           sandbox_pb2.APPROVAL_STATE_ALLOWED: ApprovalState.ALLOWED,
+                           sandbox_pb2.APPROVAL_STATE_DENIED: ApprovalState.DENIED,
+                           sandbox_pb2.APPROVAL_STATE_TIMED_OUT: ApprovalState.TIMED_OUT,
+                           sandbox_pb2.APPROVAL_STATE_CANCELLED: ApprovalState.CANCELLED}
+DECISION_TO_PB = {Decision.ALLOW: sandbox_pb2.APPROVAL_DECISION_ALLOW,
+                  Decision.ALLOW_READ: sandbox_pb2.APPROVAL_DECISION_ALLOW_READ,
+                  Decision.ALLOW_WRITE: sandbox_pb2.APPROVAL_DECISION_ALLOW_WRITE,
+                  Decision.DENY: sandbox_pb2.APPROVAL_DECISION_DENY}
+_DECISION_FROM_PB = {v: k for k, v in DECISION_TO_PB.items()}
 OUTPUT_FROM_PB = {sandbox_pb2.ExecOutput.OUTPUT_TYPE_STDOUT: OutputType.STDOUT,
                   sandbox_pb2.ExecOutput.OUTPUT_TYPE_STDERR: OutputType.STDERR}
 
@@ -142,7 +154,9 @@ def sandbox_from_pb(s: "sandbox_pb2.Sandbox") -> SandboxInfo:
         expires_at=ts(s.expires_at), sync_mode=_SYNC_FROM_PB.get(s.sync_mode), network=s.network,
         delta_quota=DeltaQuota(q.max_bytes or None, q.max_inodes or None) if q is not None else None,
         status_message=s.status_message,
-        egress=EgressPolicy(list(s.egress.allow), s.egress.any_public) if s.network else None)
+        egress=EgressPolicy(list(s.egress.allow), s.egress.any_public) if s.network else None,
+        ask_timeout=timedelta(seconds=s.ask_timeout.seconds, microseconds=s.ask_timeout.nanos // 1000)
+        if s.HasField("ask_timeout") else None)
 
 
 def codebase_from_pb(c: "codebase_pb2.Codebase") -> Codebase:
@@ -201,3 +215,18 @@ def commit_from_pb(r: "sandbox_pb2.CommitChangesResponse") -> CommitResult:
 def audit_from_pb(e: "sandbox_pb2.AuditEvent") -> AuditEvent:
     return AuditEvent(id=e.id, time=ts(e.time), sandbox_id=e.sandbox_id, kind=e.kind, operation=e.operation,
                       path=e.path, rule=e.rule, command=e.command, detail=e.detail)
+
+
+def checkpoint_from_pb(c: "sandbox_pb2.Checkpoint") -> Checkpoint:
+    return Checkpoint(name=c.name, created_at=ts(c.created_at), size=int(c.size), files=int(c.files),
+                      directories=int(c.directories), deletions=int(c.deletions))
+
+
+def approval_from_pb(a: "sandbox_pb2.Approval") -> AccessRequest:
+    return AccessRequest(id=a.id, sandbox_id=a.sandbox_id, path=a.path, operation=a.operation,
+                         access="write" if a.access == sandbox_pb2.APPROVAL_ACCESS_WRITE else "read",
+                         pid=int(a.pid), command=a.command, waiting_since=ts(a.waiting_since),
+                         deadline=ts(a.deadline),
+                         state=_APPROVAL_STATE_FROM_PB.get(a.state, ApprovalState.PENDING),
+                         decision=_DECISION_FROM_PB.get(a.decision), answered_by=a.answered_by,
+                         remembered=a.remembered)

@@ -14,7 +14,8 @@ from . import _common as c
 from . import _convert as cv
 from ._proto import codebase_pb2, codebase_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
 from .exceptions import from_grpc_error
-from .types import (ArchiveResult, AuditPage, ChangeSet, Codebase, CommitResult, DeltaQuota, ExecResult, FileInfo,
+from .types import (AccessDecision, AccessRequest, ArchiveResult, AuditPage, ChangeSet, Checkpoint, Codebase,
+                    CommitResult, Decision, DeltaQuota, ExecResult, FileChange, FileInfo,
                     OutputChunk, PermissionExplanation, PermissionLike, ResourceLimits, RuntimeType,
                     SandboxInfo, Session, SyncMode, UploadResult)
 
@@ -68,6 +69,26 @@ class AsyncExecStream:
     async def __aexit__(self, *exc: Any) -> None:
         if not self._done:
             self.cancel()
+
+
+class AsyncApprovalStream:
+    """`async for` over a sandbox's access requests (see ApprovalStream)."""
+
+    def __init__(self, call: Any, sandbox_id: str) -> None:
+        self._call = call
+        self._sandbox_id = sandbox_id
+
+    async def __aiter__(self) -> AsyncIterator[AccessRequest]:
+        try:
+            async for msg in self._call:
+                yield cv.approval_from_pb(msg)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise from_grpc_error(e, "sandbox", self._sandbox_id, "watch_approvals", None) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 class AsyncSandboxClient:
@@ -210,9 +231,10 @@ class AsyncSandboxClient:
                              sync_mode: "SyncMode | str | None" = None, network: bool = False,
                              delta_quota: Optional[DeltaQuota] = None,
                              env: Optional[Mapping[str, str]] = None,
-                             allow_net: Optional[Iterable[str]] = None) -> SandboxInfo:
+                             allow_net: Optional[Iterable[str]] = None,
+                             ask_timeout: Optional[float] = None) -> SandboxInfo:
         req = c.create_sandbox_request(codebase_id, permissions, labels, expires_in, runtime, image, resources,
-                                       sync_mode, network, delta_quota, env, allow_net)
+                                       sync_mode, network, delta_quota, env, allow_net, ask_timeout)
         return cv.sandbox_from_pb(await self._unary(self._sb.CreateSandbox, req, "codebase", codebase_id,
                                                     name="create_sandbox"))
 
@@ -359,3 +381,52 @@ class AsyncSandboxClient:
         resp = await self._unary(self._sb.GetAuditLog, req, "sandbox" if sandbox_id else None, sandbox_id or "",
                                  name="get_audit_log")
         return AuditPage(events=[cv.audit_from_pb(e) for e in resp.events], next_page_token=resp.next_page_token)
+
+    # ---- checkpoints (docs/CHECKPOINTS.md) ----
+    async def create_checkpoint(self, sandbox_id: str, name: str) -> Checkpoint:
+        req = c.checkpoint_request(sandbox_pb2.CreateCheckpointRequest, sandbox_id, name)
+        return cv.checkpoint_from_pb(await self._unary(self._sb.CreateCheckpoint, req, "sandbox", sandbox_id,
+                                                       timeout=max(self.timeout, 120.0),
+                                                       name="create_checkpoint"))
+
+    async def list_checkpoints(self, sandbox_id: str) -> List[Checkpoint]:
+        req = sandbox_pb2.ListCheckpointsRequest(sandbox_id=c.need_id("sandbox_id", sandbox_id))
+        resp = await self._unary(self._sb.ListCheckpoints, req, "sandbox", sandbox_id, name="list_checkpoints")
+        return [cv.checkpoint_from_pb(x) for x in resp.checkpoints]
+
+    async def restore_checkpoint(self, sandbox_id: str, name: str) -> Checkpoint:
+        req = c.checkpoint_request(sandbox_pb2.RestoreCheckpointRequest, sandbox_id, name)
+        return cv.checkpoint_from_pb(await self._unary(self._sb.RestoreCheckpoint, req, "sandbox", sandbox_id,
+                                                       timeout=max(self.timeout, 120.0),
+                                                       name="restore_checkpoint"))
+
+    async def diff_checkpoint(self, sandbox_id: str, name: str,
+                              against: Optional[str] = None) -> List[FileChange]:
+        req = c.checkpoint_request(sandbox_pb2.DiffCheckpointRequest, sandbox_id, name)
+        req.against = against or ""
+        resp = await self._unary(self._sb.DiffCheckpoint, req, "sandbox", sandbox_id, name="diff_checkpoint")
+        return [cv.change_from_pb(x) for x in resp.changes]
+
+    async def delete_checkpoint(self, sandbox_id: str, name: str) -> None:
+        req = c.checkpoint_request(sandbox_pb2.DeleteCheckpointRequest, sandbox_id, name)
+        await self._unary(self._sb.DeleteCheckpoint, req, "sandbox", sandbox_id, name="delete_checkpoint")
+
+    # ---- approvals of `ask` paths (docs/PERMISSIONS.md) ----
+    async def list_approvals(self, sandbox_id: str) -> List[AccessRequest]:
+        req = sandbox_pb2.ListApprovalsRequest(sandbox_id=c.need_id("sandbox_id", sandbox_id))
+        resp = await self._unary(self._sb.ListApprovals, req, "sandbox", sandbox_id, name="list_approvals")
+        return [cv.approval_from_pb(a) for a in resp.approvals]
+
+    async def answer_approval(self, sandbox_id: str, approval_id: str,
+                              decision: "AccessDecision | Decision | str | bool",
+                              remember: Optional[str] = None, priority: Optional[int] = None,
+                              answered_by: Optional[str] = None) -> AccessRequest:
+        req = c.answer_request(sandbox_id, approval_id, decision, remember, priority, answered_by)
+        return cv.approval_from_pb(await self._unary(self._sb.AnswerApproval, req, "sandbox", sandbox_id,
+                                                     name="answer_approval"))
+
+    def watch_approvals(self, sandbox_id: str) -> AsyncApprovalStream:
+        """Not a coroutine: returns the stream to `async for` over."""
+        req = sandbox_pb2.WatchApprovalsRequest(sandbox_id=c.need_id("sandbox_id", sandbox_id))
+        return AsyncApprovalStream(self._sb.WatchApprovals(req, metadata=self._md), sandbox_id)
+

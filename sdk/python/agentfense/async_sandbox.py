@@ -9,12 +9,14 @@ import os
 from typing import Any, Iterable, List, Mapping, Optional
 
 from . import _high as h
+from ._ask import AsyncAccessCallback, AsyncAccessWatcher, check_callback
 from .async_client import AsyncExecStream, AsyncSandboxClient
 from . import _common as c
 from .exceptions import NotSupportedError, SandboxError, SessionClosedError, UploadError
 from .ignore import WalkResult, walk_tree
 from .sandbox import Timeout
-from .types import (ChangeSet, Codebase, CommitResult, DeltaQuota, ExecResult, FileInfo,
+from .types import (AccessRequest, ChangeSet, Checkpoint, Codebase, CommitResult, Decision, DeltaQuota,
+                    ExecResult, FileChange, FileInfo,
                     PermissionExplanation, PermissionLike, PermissionRule, ResourceLimits, RuntimeType,
                     SandboxInfo, SandboxStatus, Session, SessionStatus, SyncMode, UploadReport)
 
@@ -96,6 +98,7 @@ class AsyncSandbox:
         self._owns_client = owns_client
         self._owns_codebase = owns_codebase
         self._destroyed = False
+        self._watcher: Optional[AsyncAccessWatcher] = None
         self.upload_report = upload_report
 
     @classmethod
@@ -110,8 +113,10 @@ class AsyncSandbox:
                          on_progress: Optional[h.ProgressCallback] = None, show_progress: Optional[bool] = None,
                          sync_mode: "SyncMode | str | None" = None, network: bool = False,
                          delta_quota: Optional[DeltaQuota] = None, env: Optional[Mapping[str, str]] = None,
-                         allow_net: Optional[Iterable[str]] = None,
+                         allow_net: Optional[Iterable[str]] = None, ask_timeout: Timeout = None,
+                         on_access_request: Optional[AsyncAccessCallback] = None,
                          client: Optional[AsyncSandboxClient] = None) -> "AsyncSandbox":
+        check_callback(on_access_request)
         root = h.check_dir(path)
         rules = h.build_rules(preset, permissions)
         if workers < 1:
@@ -128,10 +133,14 @@ class AsyncSandbox:
             info = await cl.create_sandbox(codebase.id, rules, labels=labels, expires_in=expires_in,
                                            runtime=runtime, image=image, resources=resources,
                                            sync_mode=sync_mode, network=network,
-                                           delta_quota=delta_quota, env=env, allow_net=allow_net)
+                                           delta_quota=delta_quota, env=env, allow_net=allow_net,
+                                           ask_timeout=ask_timeout)
             if auto_start:
                 info = await cl.start_sandbox(info.id)
-            return cls(cl, info, await cl.get_codebase(codebase.id), owns_client, True, report)
+            sb = cls(cl, info, await cl.get_codebase(codebase.id), owns_client, True, report)
+            if on_access_request is not None:
+                sb.on_access_request(on_access_request)
+            return sb
         except BaseException:
             await asyncio.shield(_cleanup(cl, info.id if info else None, codebase.id if codebase else None,
                                           owns_client))
@@ -147,8 +156,10 @@ class AsyncSandbox:
                             auto_start: bool = True, sync_mode: "SyncMode | str | None" = None,
                             network: bool = False, delta_quota: Optional[DeltaQuota] = None,
                             env: Optional[Mapping[str, str]] = None,
-                            allow_net: Optional[Iterable[str]] = None,
+                            allow_net: Optional[Iterable[str]] = None, ask_timeout: Timeout = None,
+                            on_access_request: Optional[AsyncAccessCallback] = None,
                             client: Optional[AsyncSandboxClient] = None) -> "AsyncSandbox":
+        check_callback(on_access_request)
         rules = h.build_rules(preset, permissions)
         owns_client = client is None
         cl = client or AsyncSandboxClient(endpoint=endpoint, secure=secure, token=token)
@@ -158,10 +169,14 @@ class AsyncSandbox:
             info = await cl.create_sandbox(codebase_id, rules, labels=labels, expires_in=expires_in,
                                            runtime=runtime, image=image, resources=resources,
                                            sync_mode=sync_mode, network=network,
-                                           delta_quota=delta_quota, env=env, allow_net=allow_net)
+                                           delta_quota=delta_quota, env=env, allow_net=allow_net,
+                                           ask_timeout=ask_timeout)
             if auto_start:
                 info = await cl.start_sandbox(info.id)
-            return cls(cl, info, codebase, owns_client, False)
+            sb = cls(cl, info, codebase, owns_client, False)
+            if on_access_request is not None:
+                sb.on_access_request(on_access_request)
+            return sb
         except BaseException:
             await asyncio.shield(_cleanup(cl, info.id if info else None, None, owns_client))
             raise
@@ -229,6 +244,9 @@ class AsyncSandbox:
         if self._destroyed:
             return
         self._destroyed = True
+        if self._watcher is not None:
+            await self._watcher.stop()
+            self._watcher = None
         try:
             await self._client.destroy_sandbox(self.id)
             if delete_codebase if delete_codebase is not None else self._owns_codebase:
@@ -315,6 +333,45 @@ class AsyncSandbox:
 
     async def audit(self, **kwargs: Any) -> Any:
         return await self._client.get_audit_log(sandbox_id=self.id, **kwargs)
+
+    # ---- checkpoints of the pending changes (docs/CHECKPOINTS.md) ----
+    async def checkpoint(self, name: str) -> Checkpoint:
+        return await self._client.create_checkpoint(self.id, name)
+
+    async def checkpoints(self) -> List[Checkpoint]:
+        return await self._client.list_checkpoints(self.id)
+
+    async def restore(self, name: str) -> Checkpoint:
+        return await self._client.restore_checkpoint(self.id, name)
+
+    async def diff(self, name: str, against: Optional[str] = None) -> List[FileChange]:
+        return await self._client.diff_checkpoint(self.id, name, against)
+
+    async def delete_checkpoint(self, name: str) -> None:
+        await self._client.delete_checkpoint(self.id, name)
+
+    # ---- accesses to `ask` paths (docs/PERMISSIONS.md) ----
+    async def approvals(self) -> List[AccessRequest]:
+        return await self._client.list_approvals(self.id)
+
+    async def allow(self, approval_id: str, decision: "Decision | str" = Decision.ALLOW,
+                    remember: str = "once", priority: Optional[int] = None) -> AccessRequest:
+        return await self._client.answer_approval(self.id, approval_id, decision, remember, priority)
+
+    async def deny(self, approval_id: str, remember: str = "once",
+                   priority: Optional[int] = None) -> AccessRequest:
+        return await self._client.answer_approval(self.id, approval_id, Decision.DENY, remember, priority)
+
+    def on_access_request(self, callback: Optional[AsyncAccessCallback]) -> None:
+        """See Sandbox.on_access_request; here a task on the running loop, and `callback` may be a
+        coroutine function. Not a coroutine itself (call it from inside the loop)."""
+        check_callback(callback)
+        if self._watcher is not None:
+            old = self._watcher
+            asyncio.get_running_loop().create_task(old.stop())
+            self._watcher = None
+        if callback is not None:
+            self._watcher = AsyncAccessWatcher(self._client, self.id, callback)
 
     def __repr__(self) -> str:
         return f"AsyncSandbox(id={self.id!r}, codebase_id={self.codebase_id!r}, status={self.status.value!r})"

@@ -17,7 +17,8 @@ from . import _common as c
 from . import _convert as cv
 from ._proto import codebase_pb2, codebase_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
 from .exceptions import from_grpc_error
-from .types import (ArchiveResult, AuditPage, ChangeSet, Codebase, CommitResult, DeltaQuota, ExecResult, FileInfo,
+from .types import (AccessDecision, AccessRequest, ArchiveResult, AuditPage, ChangeSet, Checkpoint, Codebase,
+                    CommitResult, Decision, DeltaQuota, ExecResult, FileChange, FileInfo,
                     OutputChunk, PermissionExplanation, PermissionLike, ResourceLimits, RuntimeType,
                     SandboxInfo, Session, SyncMode, UploadResult)
 
@@ -77,6 +78,33 @@ class ExecStream:
     def __exit__(self, *exc: Any) -> None:
         if not self._done:
             self.cancel()
+
+
+class ApprovalStream:
+    """Iterator over a sandbox's access requests: the pending ones, then each new one and each
+    resolution (`state`), until the sandbox stops or `cancel()` is called."""
+
+    def __init__(self, call: Any, sandbox_id: str) -> None:
+        self._call = call
+        self._sandbox_id = sandbox_id
+
+    def __iter__(self) -> Iterator[AccessRequest]:
+        try:
+            for msg in self._call:
+                yield cv.approval_from_pb(msg)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise from_grpc_error(e, "sandbox", self._sandbox_id, "watch_approvals", None) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def __enter__(self) -> "ApprovalStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cancel()
 
 
 class SandboxClient:
@@ -226,15 +254,17 @@ class SandboxClient:
                        resources: Optional[ResourceLimits] = None, sync_mode: "SyncMode | str | None" = None,
                        network: bool = False, delta_quota: Optional[DeltaQuota] = None,
                        env: Optional[Mapping[str, str]] = None,
-                       allow_net: Optional[Iterable[str]] = None) -> SandboxInfo:
+                       allow_net: Optional[Iterable[str]] = None,
+                       ask_timeout: Optional[float] = None) -> SandboxInfo:
         """A PENDING sandbox over the codebase. `expires_in`: seconds (or timedelta).
+        `ask_timeout`: how long an access to an `ask` path waits for a decision (default 60 s).
 
         Network (docs/NETWORK.md): `network=True` reaches every public destination; `allow_net`
         (e.g. ["pypi.org", "*.pythonhosted.org:443"]) only those, and implies network; both: every
         public destination plus the listed ones (private ranges included).
         """
         req = c.create_sandbox_request(codebase_id, permissions, labels, expires_in, runtime, image, resources,
-                                       sync_mode, network, delta_quota, env, allow_net)
+                                       sync_mode, network, delta_quota, env, allow_net, ask_timeout)
         return cv.sandbox_from_pb(self._unary(self._sb.CreateSandbox, req, "codebase", codebase_id,
                                               name="create_sandbox"))
 
@@ -382,3 +412,51 @@ class SandboxClient:
         resp = self._unary(self._sb.GetAuditLog, req, "sandbox" if sandbox_id else None, sandbox_id or "",
                            name="get_audit_log")
         return AuditPage(events=[cv.audit_from_pb(e) for e in resp.events], next_page_token=resp.next_page_token)
+
+    # ---- checkpoints (docs/CHECKPOINTS.md) ----
+    def create_checkpoint(self, sandbox_id: str, name: str) -> Checkpoint:
+        req = c.checkpoint_request(sandbox_pb2.CreateCheckpointRequest, sandbox_id, name)
+        return cv.checkpoint_from_pb(self._unary(self._sb.CreateCheckpoint, req, "sandbox", sandbox_id,
+                                                 timeout=max(self.timeout, 120.0), name="create_checkpoint"))
+
+    def list_checkpoints(self, sandbox_id: str) -> List[Checkpoint]:
+        req = sandbox_pb2.ListCheckpointsRequest(sandbox_id=c.need_id("sandbox_id", sandbox_id))
+        resp = self._unary(self._sb.ListCheckpoints, req, "sandbox", sandbox_id, name="list_checkpoints")
+        return [cv.checkpoint_from_pb(x) for x in resp.checkpoints]
+
+    def restore_checkpoint(self, sandbox_id: str, name: str) -> Checkpoint:
+        req = c.checkpoint_request(sandbox_pb2.RestoreCheckpointRequest, sandbox_id, name)
+        return cv.checkpoint_from_pb(self._unary(self._sb.RestoreCheckpoint, req, "sandbox", sandbox_id,
+                                                 timeout=max(self.timeout, 120.0), name="restore_checkpoint"))
+
+    def diff_checkpoint(self, sandbox_id: str, name: str, against: Optional[str] = None) -> List[FileChange]:
+        """What changed from checkpoint `name` to checkpoint `against` (None: the workspace now)."""
+        req = c.checkpoint_request(sandbox_pb2.DiffCheckpointRequest, sandbox_id, name)
+        req.against = against or ""
+        resp = self._unary(self._sb.DiffCheckpoint, req, "sandbox", sandbox_id, name="diff_checkpoint")
+        return [cv.change_from_pb(x) for x in resp.changes]
+
+    def delete_checkpoint(self, sandbox_id: str, name: str) -> None:
+        req = c.checkpoint_request(sandbox_pb2.DeleteCheckpointRequest, sandbox_id, name)
+        self._unary(self._sb.DeleteCheckpoint, req, "sandbox", sandbox_id, name="delete_checkpoint")
+
+    # ---- approvals of `ask` paths (docs/PERMISSIONS.md) ----
+    def list_approvals(self, sandbox_id: str) -> List[AccessRequest]:
+        req = sandbox_pb2.ListApprovalsRequest(sandbox_id=c.need_id("sandbox_id", sandbox_id))
+        resp = self._unary(self._sb.ListApprovals, req, "sandbox", sandbox_id, name="list_approvals")
+        return [cv.approval_from_pb(a) for a in resp.approvals]
+
+    def answer_approval(self, sandbox_id: str, approval_id: str,
+                        decision: "AccessDecision | Decision | str | bool",
+                        remember: Optional[str] = None, priority: Optional[int] = None,
+                        answered_by: Optional[str] = None) -> AccessRequest:
+        """Decides a pending access: `decision` ALLOW (what it needs), ALLOW_READ, ALLOW_WRITE or
+        DENY; `remember` "once", "path" or a glob pattern (it then becomes a permission rule)."""
+        req = c.answer_request(sandbox_id, approval_id, decision, remember, priority, answered_by)
+        return cv.approval_from_pb(self._unary(self._sb.AnswerApproval, req, "sandbox", sandbox_id,
+                                               name="answer_approval"))
+
+    def watch_approvals(self, sandbox_id: str) -> ApprovalStream:
+        req = sandbox_pb2.WatchApprovalsRequest(sandbox_id=c.need_id("sandbox_id", sandbox_id))
+        return ApprovalStream(self._sb.WatchApprovals(req, metadata=self._md), sandbox_id)
+

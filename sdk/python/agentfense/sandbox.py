@@ -11,10 +11,12 @@ from datetime import timedelta
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from . import _high as h
+from ._ask import AccessCallback, AccessWatcher, check_callback
 from .client import ExecStream, SandboxClient
 from .exceptions import SandboxError, SessionClosedError
 from .ignore import walk_tree
-from .types import (ChangeSet, Codebase, CommitResult, DeltaQuota, ExecResult, FileInfo,
+from .types import (AccessRequest, ChangeSet, Checkpoint, Codebase, CommitResult, Decision, DeltaQuota,
+                    ExecResult, FileChange, FileInfo,
                     PermissionExplanation, PermissionLike, PermissionRule, ResourceLimits, RuntimeType,
                     SandboxInfo, SandboxStatus, Session, SessionStatus, SyncMode, UploadReport)
 
@@ -101,6 +103,7 @@ class Sandbox:
         self._owns_client = owns_client
         self._owns_codebase = owns_codebase
         self._destroyed = False
+        self._watcher: Optional[AccessWatcher] = None
         self.upload_report = upload_report
 
     # ---- construction ----
@@ -116,7 +119,8 @@ class Sandbox:
                    on_progress: Optional[h.ProgressCallback] = None, show_progress: Optional[bool] = None,
                    sync_mode: "SyncMode | str | None" = None, network: bool = False,
                    delta_quota: Optional[DeltaQuota] = None, env: Optional[Mapping[str, str]] = None,
-                   allow_net: Optional[Iterable[str]] = None,
+                   allow_net: Optional[Iterable[str]] = None, ask_timeout: Timeout = None,
+                   on_access_request: Optional[AccessCallback] = None,
                    client: Optional[SandboxClient] = None) -> "Sandbox":
         """Uploads a local directory as a new codebase and starts a sandbox over it.
 
@@ -124,7 +128,9 @@ class Sandbox:
         gitignore semantics (.gitignore, .sandboxignore, defaults, `ignore_patterns`); symlinks are
         never followed out of the tree; anything not uploaded is listed in `upload_report.skipped`.
         On any failure the codebase and sandbox created so far are deleted before the error is raised.
+        `on_access_request` answers accesses to `ask` paths (see on_access_request()).
         """
+        check_callback(on_access_request)
         root = h.check_dir(path)
         rules = h.build_rules(preset, permissions)  # unknown preset: fails before anything exists
         if workers < 1:
@@ -139,10 +145,14 @@ class Sandbox:
             report = _upload_all(cl, codebase.id, walk, workers, on_progress, show_progress)
             info = cl.create_sandbox(codebase.id, rules, labels=labels, expires_in=expires_in, runtime=runtime,
                                      image=image, resources=resources, sync_mode=sync_mode, network=network,
-                                     delta_quota=delta_quota, env=env, allow_net=allow_net)
+                                     delta_quota=delta_quota, env=env, allow_net=allow_net,
+                                     ask_timeout=ask_timeout)
             if auto_start:
                 info = cl.start_sandbox(info.id)
-            return cls(cl, info, cl.get_codebase(codebase.id), owns_client, True, report)
+            sb = cls(cl, info, cl.get_codebase(codebase.id), owns_client, True, report)
+            if on_access_request is not None:
+                sb.on_access_request(on_access_request)
+            return sb
         except BaseException:
             _cleanup(cl, info.id if info else None, codebase.id if codebase else None)
             if owns_client:
@@ -159,9 +169,11 @@ class Sandbox:
                       auto_start: bool = True, sync_mode: "SyncMode | str | None" = None,
                       network: bool = False, delta_quota: Optional[DeltaQuota] = None,
                       env: Optional[Mapping[str, str]] = None,
-                      allow_net: Optional[Iterable[str]] = None,
+                      allow_net: Optional[Iterable[str]] = None, ask_timeout: Timeout = None,
+                      on_access_request: Optional[AccessCallback] = None,
                       client: Optional[SandboxClient] = None) -> "Sandbox":
         """A new sandbox over an existing codebase (which it will not delete)."""
+        check_callback(on_access_request)
         rules = h.build_rules(preset, permissions)
         owns_client = client is None
         cl = client or SandboxClient(endpoint=endpoint, secure=secure, token=token)
@@ -170,10 +182,14 @@ class Sandbox:
             codebase = cl.get_codebase(codebase_id)
             info = cl.create_sandbox(codebase_id, rules, labels=labels, expires_in=expires_in, runtime=runtime,
                                      image=image, resources=resources, sync_mode=sync_mode, network=network,
-                                     delta_quota=delta_quota, env=env, allow_net=allow_net)
+                                     delta_quota=delta_quota, env=env, allow_net=allow_net,
+                                     ask_timeout=ask_timeout)
             if auto_start:
                 info = cl.start_sandbox(info.id)
-            return cls(cl, info, codebase, owns_client, False)
+            sb = cls(cl, info, codebase, owns_client, False)
+            if on_access_request is not None:
+                sb.on_access_request(on_access_request)
+            return sb
         except BaseException:
             _cleanup(cl, info.id if info else None, None)
             if owns_client:
@@ -248,6 +264,9 @@ class Sandbox:
         if self._destroyed:
             return
         self._destroyed = True
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
         try:
             self._client.destroy_sandbox(self.id)
             if delete_codebase if delete_codebase is not None else self._owns_codebase:
@@ -339,6 +358,46 @@ class Sandbox:
 
     def audit(self, **kwargs: Any) -> Any:
         return self._client.get_audit_log(sandbox_id=self.id, **kwargs)
+
+    # ---- checkpoints of the pending changes (docs/CHECKPOINTS.md; sync_mode MANUAL, ON_STOP or NEVER) ----
+    def checkpoint(self, name: str) -> Checkpoint:
+        return self._client.create_checkpoint(self.id, name)
+
+    def checkpoints(self) -> List[Checkpoint]:
+        return self._client.list_checkpoints(self.id)
+
+    def restore(self, name: str) -> Checkpoint:
+        """The workspace becomes what it was at checkpoint `name` (refused while a command runs)."""
+        return self._client.restore_checkpoint(self.id, name)
+
+    def diff(self, name: str, against: Optional[str] = None) -> List[FileChange]:
+        return self._client.diff_checkpoint(self.id, name, against)
+
+    def delete_checkpoint(self, name: str) -> None:
+        self._client.delete_checkpoint(self.id, name)
+
+    # ---- accesses to `ask` paths (docs/PERMISSIONS.md) ----
+    def approvals(self) -> List[AccessRequest]:
+        return self._client.list_approvals(self.id)
+
+    def allow(self, approval_id: str, decision: "Decision | str" = Decision.ALLOW, remember: str = "once",
+              priority: Optional[int] = None) -> AccessRequest:
+        return self._client.answer_approval(self.id, approval_id, decision, remember, priority)
+
+    def deny(self, approval_id: str, remember: str = "once", priority: Optional[int] = None) -> AccessRequest:
+        return self._client.answer_approval(self.id, approval_id, Decision.DENY, remember, priority)
+
+    def on_access_request(self, callback: Optional[AccessCallback]) -> None:
+        """Answers every access to an `ask` path with `callback(request)`, on a background thread,
+        one at a time: return an AccessDecision (decision + remember), a Decision, True (allow) or
+        False/None (deny); a callback that raises denies. None stops answering. The watcher stops
+        with the sandbox (destroy)."""
+        check_callback(callback)
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        if callback is not None:
+            self._watcher = AccessWatcher(self._client, self.id, callback)
 
     def __repr__(self) -> str:
         return f"Sandbox(id={self.id!r}, codebase_id={self.codebase_id!r}, status={self.status.value!r})"

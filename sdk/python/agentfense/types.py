@@ -21,6 +21,7 @@ class Permission(_StrEnum):
     VIEW = "view"
     READ = "read"
     WRITE = "write"
+    ASK = "ask"  # visible as VIEW; reading or changing waits for a decision (on_access_request)
 
 
 class PatternType(_StrEnum):
@@ -143,6 +144,7 @@ class SandboxInfo:
     delta_quota: Optional[DeltaQuota] = None
     status_message: str = ""
     egress: Optional[EgressPolicy] = None  # with network on
+    ask_timeout: Optional[timedelta] = None  # how long an access to an `ask` path waits
 
 
 # The reference exports the info dataclass as types.Sandbox; the top-level `Sandbox` is the high-level class.
@@ -287,7 +289,7 @@ class AuditEvent:
     id: int
     time: Optional[datetime]
     sandbox_id: str
-    kind: str  # "denied" or "lifecycle"
+    kind: str  # "denied", "lifecycle" or "approval"
     operation: str
     path: str = ""
     rule: str = ""
@@ -321,3 +323,60 @@ class ArchiveResult:
     symlinks: int = 0
     bytes: int = 0
     codebase: Optional[Codebase] = None
+
+
+@dataclass
+class Checkpoint:
+    """A named checkpoint of a sandbox's pending changes (docs/CHECKPOINTS.md)."""
+    name: str
+    created_at: Optional[datetime] = None
+    size: int = 0  # bytes of the files it holds
+    files: int = 0
+    directories: int = 0
+    deletions: int = 0
+
+
+class ApprovalState(_StrEnum):
+    PENDING = "pending"
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class Decision(_StrEnum):
+    """An answer to an access request: ALLOW grants what the access needs."""
+    ALLOW = "allow"
+    ALLOW_READ = "allow_read"
+    ALLOW_WRITE = "allow_write"
+    DENY = "deny"
+
+
+@dataclass
+class AccessRequest:
+    """An access to an `ask` path, waiting for a decision (or what became of it)."""
+    id: str
+    sandbox_id: str
+    path: str
+    operation: str  # "open", "create", "unlink", "rename", ...
+    access: str  # "read" or "write": what the operation needs
+    pid: int = 0
+    command: str = ""  # the caller's command line (written by the agent: show it, do not trust it)
+    waiting_since: Optional[datetime] = None
+    deadline: Optional[datetime] = None
+    state: ApprovalState = ApprovalState.PENDING
+    decision: Optional[Decision] = None
+    answered_by: str = ""
+    remembered: str = ""
+
+
+@dataclass
+class AccessDecision:
+    """What an on_access_request callback may return (a bare Decision, bool or None works too).
+
+    remember: "once" (this access only), "path" (a rule for exactly this path) or a glob pattern;
+    a remembered decision becomes a permission rule of the sandbox."""
+    decision: Decision = Decision.DENY
+    remember: str = "once"
+    priority: Optional[int] = None
+

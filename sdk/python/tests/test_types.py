@@ -11,7 +11,8 @@ from agentfense import types as t
 
 def test_enum_values_match_the_reference():
     assert Permission.READ == "read" and Permission("none") is Permission.NONE
-    assert [p.value for p in Permission] == ["none", "view", "read", "write"]
+    # The reference's four, then our extension (PERMISSION_ASK = 5).
+    assert [p.value for p in Permission] == ["none", "view", "read", "write", "ask"]
     assert [p.value for p in PatternType] == ["glob", "directory", "file"]
     assert RuntimeType.DOCKER == "docker" and RuntimeType.BWRAP == "bwrap"
     assert [s.value for s in SandboxStatus] == ["pending", "running", "stopped", "error"]
