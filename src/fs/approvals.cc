@@ -138,18 +138,20 @@ Status AskBroker::Answer(const std::string& id, const AskAnswer& answer) {
     h = std::move(it->second);
     pending_.erase(it);
     by_req_.erase(h.req);
-    if (answer.grant >= h.request.need) {
-      h.grants.emplace_back(h.request.path, answer.grant);
-      tasks_.push_back({h.req, h.resume, h.grants});
-    }
   }
-  if (answer.grant >= h.request.need) {
-    cv_.notify_all();
-    Emit(h, AskState::kAllowed, answer);
-  } else {
+  // Every event is out (audited) before the caller can see the outcome.
+  const bool allowed = answer.grant >= h.request.need;
+  Emit(h, allowed ? AskState::kAllowed : AskState::kDenied, answer);
+  if (!allowed) {
     fuse_reply_err(h.req, EACCES);
-    Emit(h, AskState::kDenied, answer);
+    return OkStatus();
   }
+  h.grants.emplace_back(h.request.path, answer.grant);
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back({h.req, h.resume, h.grants});
+  }
+  cv_.notify_all();
   return OkStatus();
 }
 
@@ -163,19 +165,21 @@ void AskBroker::Reconsider(const std::function<policy::Level(const AccessRequest
         ++it;
         continue;
       }
-      Held& h = it->second;
-      by_req_.erase(h.req);
-      tasks_.push_back({h.req, h.resume, h.grants});
-      decided.emplace_back(std::move(h), level);
+      by_req_.erase(it->second.req);
+      decided.emplace_back(std::move(it->second), level);
       it = pending_.erase(it);
     }
   }
   if (decided.empty()) return;
-  cv_.notify_all();
   for (const auto& [h, level] : decided) {
     AskAnswer a{level, "policy", ""};
     Emit(h, level >= h.request.need ? AskState::kAllowed : AskState::kDenied, a);
   }
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [h, level] : decided) tasks_.push_back({h.req, h.resume, h.grants});
+  }
+  cv_.notify_all();
 }
 
 void AskBroker::OnInterrupt(fuse_req_t req, void* broker) {
@@ -198,8 +202,8 @@ void AskBroker::Interrupted(fuse_req_t req) {
     pending_.erase(it);
     by_req_.erase(id);
   }
-  fuse_reply_err(req, EINTR);
   Emit(h, AskState::kCancelled, {policy::Level::kNone, "interrupted", ""});
+  fuse_reply_err(req, EINTR);
 }
 
 void AskBroker::Stop() {
@@ -214,8 +218,8 @@ void AskBroker::Stop() {
   }
   cv_.notify_all();
   for (const Held& h : all) {
-    fuse_reply_err(h.req, EACCES);
     Emit(h, AskState::kCancelled, {policy::Level::kNone, "sandbox stopped", ""});
+    fuse_reply_err(h.req, EACCES);
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -269,8 +273,8 @@ void AskBroker::Loop() {
     if (!expired.empty()) {
       lock.unlock();
       for (const Held& h : expired) {
-        fuse_reply_err(h.req, EACCES);
         Emit(h, AskState::kTimedOut, {policy::Level::kNone, "timeout", ""});
+        fuse_reply_err(h.req, EACCES);
       }
       lock.lock();
       continue;

@@ -190,6 +190,27 @@ TEST_F(CheckpointTest, TakesNoCopyOfDataAndHidesItsLinks) {
   EXPECT_EQ(ReadFile(m->mnt() + "/big")->substr(0, 2), "Xb");
 }
 
+TEST_F(CheckpointTest, ChangingCheckpointedFilesNeverWalksTheDeltaAgain) {
+  auto m = Mount();
+  for (const char* f : {"/a", "/b"}) {
+    WriteFile(m->mnt() + f, "x\n");
+    WaitForRelease(*m, delta() + "/upper" + f);
+  }
+  ASSERT_TRUE(m->fs().CreateCheckpoint("c").ok());
+  struct stat st;
+  ASSERT_EQ(::stat((m->mnt() + "/a").c_str(), &st), 0);  // linked twice: the index is walked
+  EXPECT_EQ(st.st_nlink, 1u);
+  const size_t walks = m->fs().link_index_stats(true).walks;
+  ASSERT_EQ(walks, 1u);
+  WriteFile(m->mnt() + "/a", "changed\n");  // unshared: its upper name leaves the index exactly
+  ASSERT_EQ(::stat((m->mnt() + "/b").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 1u);
+  ASSERT_EQ(::stat((m->mnt() + "/a").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 1u);
+  EXPECT_EQ(m->fs().link_index_stats(true).walks, walks) << "an unshare must not drop the index";
+  EXPECT_EQ(ReadFile(Ckpt("c", "/a")), "x\n");
+}
+
 TEST_F(CheckpointTest, AWriterOpenAcrossTheCheckpointNeverChangesIt) {
   auto m = Mount();
   WriteFile(m->mnt() + "/log", "before\n");
