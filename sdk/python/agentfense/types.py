@@ -91,7 +91,7 @@ class PermissionRule:
             ptype = PatternType(d.get("type", PatternType.GLOB))
         except ValueError as e:
             raise InvalidConfigurationError(
-                f"permission rule {dict(d)!r}: {e} (permissions: none/view/read/write; "
+                f"permission rule {dict(d)!r}: {e} (permissions: none/view/ask/read/write; "
                 f"types: glob/directory/file)") from None
         prio = d.get("priority", 0)
         if isinstance(prio, bool) or not isinstance(prio, int):

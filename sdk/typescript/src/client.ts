@@ -31,20 +31,26 @@ import {
   type UploadResult as PbUploadResult,
 } from "./gen/sandbox/v1/codebase.js";
 import {
+  AnswerApprovalRequest,
   CreateSandboxRequest,
   ExecRequest,
   SandboxServiceClient,
   SessionExecRequest,
+  type Approval,
   type ExecOutput,
 } from "./gen/sandbox/v1/sandbox.js";
 import type {
+  AccessAnswer,
+  AccessRequest,
   ArchiveResult,
   AuditPage,
   ChangeSet,
+  Checkpoint,
   Codebase,
   CommitResult,
   DeltaQuota,
   ExecResult,
+  FileChange,
   FileInfo,
   OutputChunk,
   PermissionExplanation,
@@ -106,6 +112,8 @@ export interface CreateSandboxOptions {
   allowNet?: string[];
   deltaQuota?: DeltaQuota;
   env?: Record<string, string>;
+  /** Seconds an access to an `ask` path waits for a decision (default 60). */
+  askTimeout?: number;
 }
 
 export function resolveEndpoint(endpoint?: string): string {
@@ -256,6 +264,32 @@ export class ExecStream implements AsyncIterable<OutputChunk>, AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     if (!this.done) this.cancel();
+  }
+}
+
+/**
+ * A sandbox's access requests as an async iterable: the pending ones, then each new one and each
+ * resolution (`state`), until the sandbox stops, `cancel()` is called or the loop is left.
+ */
+export class ApprovalStream implements AsyncIterable<AccessRequest> {
+  constructor(
+    private readonly call: ClientReadableStream<Approval>,
+    private readonly sandboxId: string,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<AccessRequest> {
+    try {
+      for await (const msg of this.call as AsyncIterable<Approval>) yield cv.approvalFromPb(msg);
+    } catch (e) {
+      if ((e as ServiceError)?.code === status.CANCELLED) return;
+      throw fromGrpcError(e, "sandbox", this.sandboxId, "watchApprovals", undefined);
+    } finally {
+      this.call.cancel();
+    }
+  }
+
+  cancel(): void {
+    this.call.cancel();
   }
 }
 
@@ -565,6 +599,7 @@ export class SandboxClient implements AsyncDisposable {
       egress: { allow: rules, anyPublic: (options.network ?? false) && rules.length > 0 },
       deltaQuota: cv.quotaToPb(options.deltaQuota),
       env: cv.strMap("env", options.env),
+      askTimeout: cv.duration(options.askTimeout, "askTimeout"),
     });
     return cv.sandboxFromPb(await this.unary(this.sb, "createSandbox", req, "codebase", codebaseId, o));
   }
@@ -776,5 +811,76 @@ export class SandboxClient implements AsyncDisposable {
     const resp = await this.unary<{ events: never[]; nextPageToken: string }>(
       this.sb, "getAuditLog", req, filter.sandboxId ? "sandbox" : undefined, filter.sandboxId ?? "", o);
     return { events: resp.events.map(cv.auditFromPb), nextPageToken: resp.nextPageToken };
+  }
+
+  // ---- checkpoints (docs/CHECKPOINTS.md) ----
+
+  private byName<Res>(method: string, sandboxId: string, name: string, o: CallOpts, extra = {}): Promise<Res> {
+    if (typeof name !== "string" || !name) {
+      throw new InvalidConfigurationError(`checkpoint name must be a non-empty string, got ${JSON.stringify(name)}`);
+    }
+    const req = { sandboxId: needId("sandboxId", sandboxId), name, ...extra };
+    return this.unary<Res>(this.sb, method, req, "sandbox", sandboxId, { ...o, timeout: Math.max(this.timeout, 120) });
+  }
+
+  async createCheckpoint(sandboxId: string, name: string, o: CallOpts = {}): Promise<Checkpoint> {
+    return cv.checkpointFromPb(await this.byName("createCheckpoint", sandboxId, name, o));
+  }
+
+  async listCheckpoints(sandboxId: string, o: CallOpts = {}): Promise<Checkpoint[]> {
+    const resp = await this.bySandbox<{ checkpoints: never[] }>("listCheckpoints", sandboxId, o);
+    return resp.checkpoints.map(cv.checkpointFromPb);
+  }
+
+  /** The workspace becomes what it was at checkpoint `name` (refused while a command runs). */
+  async restoreCheckpoint(sandboxId: string, name: string, o: CallOpts = {}): Promise<Checkpoint> {
+    return cv.checkpointFromPb(await this.byName("restoreCheckpoint", sandboxId, name, o));
+  }
+
+  /** What changed from checkpoint `name` to `against` (another checkpoint; default: the workspace now). */
+  async diffCheckpoint(sandboxId: string, name: string, o: CallOpts & { against?: string } = {}): Promise<FileChange[]> {
+    const resp = await this.byName<{ changes: never[] }>("diffCheckpoint", sandboxId, name, o,
+      { against: o.against ?? "" });
+    return cv.changesFromPb({ changes: resp.changes, deltaBytes: 0, deltaInodes: 0 }).changes;
+  }
+
+  async deleteCheckpoint(sandboxId: string, name: string, o: CallOpts = {}): Promise<void> {
+    await this.byName("deleteCheckpoint", sandboxId, name, o);
+  }
+
+  // ---- approvals of `ask` paths (docs/PERMISSIONS.md) ----
+
+  async listApprovals(sandboxId: string, o: CallOpts = {}): Promise<AccessRequest[]> {
+    const resp = await this.bySandbox<{ approvals: never[] }>("listApprovals", sandboxId, o);
+    return resp.approvals.map(cv.approvalFromPb);
+  }
+
+  /**
+   * Decides a waiting access: "allow" (what it needs), "allow_read", "allow_write" or "deny", or an
+   * AccessDecision with `remember` ("once", "path" or a glob pattern: it then becomes a rule).
+   */
+  async answerApproval(
+    sandboxId: string,
+    approvalId: string,
+    decision: AccessAnswer,
+    o: CallOpts & { remember?: string; priority?: number; answeredBy?: string } = {},
+  ): Promise<AccessRequest> {
+    const d = cv.toDecision(decision);
+    const priority = o.priority ?? d.priority;
+    const req = AnswerApprovalRequest.fromPartial({
+      sandboxId: needId("sandboxId", sandboxId),
+      approvalId: needId("approvalId", approvalId),
+      decision: cv.DECISION_TO_PB[d.decision],
+      remember: o.remember ?? d.remember ?? "once",
+      answeredBy: o.answeredBy ?? "",
+      ...(priority === undefined ? {} : { priority }),
+    });
+    return cv.approvalFromPb(await this.unary(this.sb, "answerApproval", req, "sandbox", sandboxId, o));
+  }
+
+  /** The access requests as they come (see ApprovalStream). */
+  watchApprovals(sandboxId: string): ApprovalStream {
+    const call = this.sb.watchApprovals({ sandboxId: needId("sandboxId", sandboxId) }, this.md);
+    return new ApprovalStream(call, sandboxId);
   }
 }

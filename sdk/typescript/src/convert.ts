@@ -15,11 +15,16 @@ import {
   type PermissionRule as PbRule,
 } from "./gen/sandbox/v1/common.js";
 import {
+  ApprovalAccess as PbApprovalAccess,
+  ApprovalDecision as PbApprovalDecision,
+  ApprovalState as PbApprovalState,
   ChangeKind as PbChangeKind,
   ExecOutput_OutputType,
   RuntimeType as PbRuntimeType,
   SyncMode as PbSyncMode,
+  type Approval as PbApproval,
   type AuditEvent as PbAuditEvent,
+  type Checkpoint as PbCheckpoint,
   type CommitChangesResponse,
   type DeltaQuota as PbDeltaQuota,
   type ExecResult as PbExecResult,
@@ -33,8 +38,14 @@ import {
 import { InvalidConfigurationError } from "./errors.js";
 import { toRules } from "./presets.js";
 import type {
+  AccessAnswer,
+  AccessDecision,
+  AccessRequest,
+  ApprovalState,
   ArchiveResult,
   AuditEvent,
+  Checkpoint,
+  Decision,
   ChangeKind,
   ChangeSet,
   Codebase,
@@ -67,6 +78,7 @@ const PERM_TO_PB: Record<Permission, PbPermission> = {
   view: PbPermission.PERMISSION_VIEW,
   read: PbPermission.PERMISSION_READ,
   write: PbPermission.PERMISSION_WRITE,
+  ask: PbPermission.PERMISSION_ASK,
 };
 const PERM_FROM_PB = invert(PERM_TO_PB);
 const TYPE_TO_PB: Record<PatternType, PbPatternType> = {
@@ -217,6 +229,7 @@ export function sandboxFromPb(s: PbSandbox): SandboxInfo {
     deltaQuota: q ? { maxBytes: q.maxBytes || undefined, maxInodes: q.maxInodes || undefined } : undefined,
     statusMessage: s.statusMessage,
     hostUid: s.hostUid,
+    askTimeout: s.askTimeout ? s.askTimeout.seconds + s.askTimeout.nanos / 1e9 : undefined,
   };
 }
 
@@ -325,3 +338,61 @@ export function auditFromPb(e: PbAuditEvent): AuditEvent {
     detail: e.detail,
   };
 }
+
+export function checkpointFromPb(c: PbCheckpoint): Checkpoint {
+  return {
+    name: c.name,
+    createdAt: c.createdAt,
+    size: Number(c.size),
+    files: Number(c.files),
+    directories: Number(c.directories),
+    deletions: Number(c.deletions),
+  };
+}
+
+const APPROVAL_STATE_FROM_PB: Partial<Record<PbApprovalState, ApprovalState>> = {
+  [PbApprovalState.APPROVAL_STATE_PENDING]: "pending",
+  [PbApprovalState.APPROVAL_STATE_ALLOWED]: "allowed",
+  [PbApprovalState.APPROVAL_STATE_DENIED]: "denied",
+  [PbApprovalState.APPROVAL_STATE_TIMED_OUT]: "timed_out",
+  [PbApprovalState.APPROVAL_STATE_CANCELLED]: "cancelled",
+};
+export const DECISION_TO_PB: Record<Decision, PbApprovalDecision> = {
+  allow: PbApprovalDecision.APPROVAL_DECISION_ALLOW,
+  allow_read: PbApprovalDecision.APPROVAL_DECISION_ALLOW_READ,
+  allow_write: PbApprovalDecision.APPROVAL_DECISION_ALLOW_WRITE,
+  deny: PbApprovalDecision.APPROVAL_DECISION_DENY,
+};
+const DECISION_FROM_PB = invert(DECISION_TO_PB);
+
+export function approvalFromPb(a: PbApproval): AccessRequest {
+  return {
+    id: a.id,
+    sandboxId: a.sandboxId,
+    path: a.path,
+    operation: a.operation,
+    access: a.access === PbApprovalAccess.APPROVAL_ACCESS_WRITE ? "write" : "read",
+    pid: a.pid,
+    command: a.command,
+    waitingSince: a.waitingSince,
+    deadline: a.deadline,
+    state: APPROVAL_STATE_FROM_PB[a.state] ?? "pending",
+    decision: DECISION_FROM_PB[a.decision],
+    answeredBy: a.answeredBy,
+    remembered: a.remembered,
+  };
+}
+
+/** What an onAccessRequest callback returned, as an AccessDecision (anything unknown is refused). */
+export function toDecision(value: AccessAnswer): AccessDecision {
+  if (value === true) return { decision: "allow" };
+  if (value === false || value === undefined || value === null) return { decision: "deny" };
+  if (typeof value === "string") {
+    if (value in DECISION_TO_PB) return { decision: value };
+  } else if (typeof value === "object" && value.decision in DECISION_TO_PB) {
+    return value;
+  }
+  throw new InvalidConfigurationError(
+    `an access decision must be an AccessDecision, a Decision or a boolean, got ${JSON.stringify(value)}`);
+}
+

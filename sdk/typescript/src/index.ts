@@ -4,8 +4,9 @@
 // SandboxClient (one method per RPC). Types, presets, the ignore rules of fromLocal and the error
 // hierarchy are exported here.
 export { Sandbox, SessionWrapper, raiseOnError, readChunks, uploadTree } from "./sandbox.js";
-export type { FromLocalOptions, RunOptions, SandboxOptions } from "./sandbox.js";
+export type { AccessCallback, FromLocalOptions, RunOptions, SandboxOptions } from "./sandbox.js";
 export {
+  ApprovalStream,
   DEFAULT_ENDPOINT,
   DEFAULT_TIMEOUT,
   ExecStream,

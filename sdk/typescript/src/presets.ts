@@ -37,7 +37,7 @@ const registry = new Map<string, ResolvedRule[]>(
   Object.entries(BUILTIN).map(([k, v]) => [k, v.map((r) => ({ ...r }))]),
 );
 
-const PERMISSIONS: readonly Permission[] = ["none", "view", "read", "write"];
+const PERMISSIONS: readonly Permission[] = ["none", "view", "ask", "read", "write"];
 const TYPES: readonly PatternType[] = ["glob", "directory", "file"];
 const KEYS = new Set(["pattern", "permission", "type", "priority"]);
 
@@ -66,7 +66,7 @@ export function toRules(rules: Iterable<PermissionRule>): ResolvedRule[] {
     const type = r.type ?? "glob";
     if (!PERMISSIONS.includes(permission) || !TYPES.includes(type)) {
       throw new InvalidConfigurationError(
-        `permission rule ${JSON.stringify(r)}: permissions are none/view/read/write; ` +
+        `permission rule ${JSON.stringify(r)}: permissions are none/view/ask/read/write; ` +
           `types are glob/directory/file`,
       );
     }

@@ -7,6 +7,7 @@ import { basename, resolve } from "node:path";
 
 import {
   SandboxClient,
+  type ApprovalStream,
   type CallOpts,
   type ClientOptions,
   type CreateSandboxOptions,
@@ -27,11 +28,16 @@ import { walkTree, type LocalFile, type WalkResult } from "./ignore.js";
 import { buildRules } from "./presets.js";
 import { tarStream } from "./tar.js";
 import type {
+  AccessAnswer,
+  AccessRequest,
   AuditPage,
   ChangeSet,
+  Checkpoint,
   Codebase,
   CommitResult,
+  Decision,
   ExecResult,
+  FileChange,
   FileInfo,
   PermissionExplanation,
   PermissionRule,
@@ -46,6 +52,8 @@ import type {
 } from "./types.js";
 
 export interface SandboxOptions extends ClientOptions, CreateSandboxOptions {
+  /** Answers every access to an `ask` path (see Sandbox.onAccessRequest). */
+  onAccessRequest?: AccessCallback;
   /** Preset whose rules come first; default "agent-safe"; null for only `permissions`. */
   preset?: string | null;
   /** Rules added after the preset's. */
@@ -72,6 +80,62 @@ export interface FromLocalOptions extends SandboxOptions {
 export interface RunOptions extends ExecOptions {
   /** Throw CommandExecutionError on a non-zero exit. */
   raiseOnError?: boolean;
+}
+
+/** Decides one access to an `ask` path; may return a promise. */
+export type AccessCallback = (request: AccessRequest) => AccessAnswer | Promise<AccessAnswer>;
+
+const ANSWERED_BY = "typescript sdk onAccessRequest";
+const RECONNECT_MS = 500;
+
+/**
+ * Follows a sandbox's access requests and answers each with `callback`, one at a time, in the order
+ * they arrive; a callback that throws (or rejects) denies. Reconnects when the stream ends (a server
+ * restart, the sandbox stopped and started again) until stop().
+ */
+class AccessWatcher {
+  private stopped = false;
+  private stream?: ApprovalStream;
+  private readonly seen = new Set<string>();
+  private readonly done: Promise<void>;
+
+  constructor(
+    private readonly client: SandboxClient,
+    private readonly sandboxId: string,
+    private readonly callback: AccessCallback,
+  ) {
+    this.done = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        this.stream = this.client.watchApprovals(this.sandboxId);
+        for await (const req of this.stream) {
+          if (this.stopped) break;
+          if (req.state !== "pending" || this.seen.has(req.id)) continue;
+          this.seen.add(req.id);
+          let answer: AccessAnswer;
+          try {
+            answer = await this.callback(req);
+          } catch {
+            answer = "deny";
+          }
+          await this.client.answerApproval(this.sandboxId, req.id, answer, { answeredBy: ANSWERED_BY })
+            .catch(() => undefined); // answered, timed out or cancelled meanwhile
+        }
+      } catch {
+        // the stream failed: reconnect below
+      }
+      if (!this.stopped) await new Promise((r) => setTimeout(r, RECONNECT_MS).unref());
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stream?.cancel();
+    await this.done;
+  }
 }
 
 export function raiseOnError(r: ExecResult): ExecResult {
@@ -138,6 +202,7 @@ export class SessionWrapper implements AsyncDisposable {
 /** A running sandbox plus what it owns. Create it with the static methods. */
 export class Sandbox implements AsyncDisposable {
   private destroyed = false;
+  private watcher?: AccessWatcher;
 
   private constructor(
     readonly client: SandboxClient,
@@ -174,7 +239,9 @@ export class Sandbox implements AsyncDisposable {
       const report = await uploadTree(cl, codebase.id, walk, options.onProgress, signal);
       info = await cl.createSandbox(codebase.id, { ...options, permissions: rules }, { signal });
       if (options.autoStart ?? true) info = await cl.startSandbox(info.id, { signal });
-      return new Sandbox(cl, info, await cl.getCodebase(codebase.id), owns, true, report);
+      const sb = new Sandbox(cl, info, await cl.getCodebase(codebase.id), owns, true, report);
+      if (options.onAccessRequest) sb.onAccessRequest(options.onAccessRequest);
+      return sb;
     } catch (e) {
       await cleanup(cl, info?.id, codebase?.id);
       if (owns) cl.close();
@@ -193,7 +260,9 @@ export class Sandbox implements AsyncDisposable {
       const codebase = await cl.getCodebase(codebaseId, { signal });
       info = await cl.createSandbox(codebaseId, { ...options, permissions: rules }, { signal });
       if (options.autoStart ?? true) info = await cl.startSandbox(info.id, { signal });
-      return new Sandbox(cl, info, codebase, owns, false);
+      const sb = new Sandbox(cl, info, codebase, owns, false);
+      if (options.onAccessRequest) sb.onAccessRequest(options.onAccessRequest);
+      return sb;
     } catch (e) {
       await cleanup(cl, info?.id, undefined);
       if (owns) cl.close();
@@ -259,6 +328,8 @@ export class Sandbox implements AsyncDisposable {
   async destroy(o: { deleteCodebase?: boolean } = {}): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    await this.watcher?.stop();
+    this.watcher = undefined;
     try {
       await this.client.destroySandbox(this.id);
       if (o.deleteCodebase ?? this.ownsCodebase) await this.client.deleteCodebase(this.codebaseId);
@@ -368,6 +439,55 @@ export class Sandbox implements AsyncDisposable {
 
   audit(filter: { kind?: string; pathPrefix?: string; since?: Date; until?: Date; pageSize?: number; pageToken?: string } = {}): Promise<AuditPage> {
     return this.client.getAuditLog({ ...filter, sandboxId: this.id });
+  }
+
+  // ---- checkpoints of the pending changes (docs/CHECKPOINTS.md; syncMode "manual", "on_stop" or "never") ----
+
+  checkpoint(name: string, o: CallOpts = {}): Promise<Checkpoint> {
+    return this.client.createCheckpoint(this.id, name, o);
+  }
+
+  checkpoints(o: CallOpts = {}): Promise<Checkpoint[]> {
+    return this.client.listCheckpoints(this.id, o);
+  }
+
+  /** The workspace becomes what it was at checkpoint `name` (refused while a command runs). */
+  restore(name: string, o: CallOpts = {}): Promise<Checkpoint> {
+    return this.client.restoreCheckpoint(this.id, name, o);
+  }
+
+  diff(name: string, o: CallOpts & { against?: string } = {}): Promise<FileChange[]> {
+    return this.client.diffCheckpoint(this.id, name, o);
+  }
+
+  deleteCheckpoint(name: string, o: CallOpts = {}): Promise<void> {
+    return this.client.deleteCheckpoint(this.id, name, o);
+  }
+
+  // ---- accesses to `ask` paths (docs/PERMISSIONS.md) ----
+
+  approvals(o: CallOpts = {}): Promise<AccessRequest[]> {
+    return this.client.listApprovals(this.id, o);
+  }
+
+  allow(approvalId: string, o: CallOpts & { decision?: Decision; remember?: string; priority?: number } = {}): Promise<AccessRequest> {
+    return this.client.answerApproval(this.id, approvalId, o.decision ?? "allow", o);
+  }
+
+  deny(approvalId: string, o: CallOpts & { remember?: string; priority?: number } = {}): Promise<AccessRequest> {
+    return this.client.answerApproval(this.id, approvalId, "deny", o);
+  }
+
+  /**
+   * Answers every access to an `ask` path with `callback(request)`, one at a time: return (or
+   * resolve to) an AccessDecision (decision + remember), a Decision, true (allow) or false/undefined
+   * (deny); a callback that throws denies. `undefined` stops answering. Stops with the sandbox.
+   */
+  onAccessRequest(callback: AccessCallback | undefined): void {
+    const old = this.watcher;
+    this.watcher = undefined;
+    void old?.stop();
+    if (callback) this.watcher = new AccessWatcher(this.client, this.id, callback);
   }
 
   toString(): string {

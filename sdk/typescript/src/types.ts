@@ -2,7 +2,8 @@
 // so rules and settings read the same in both languages; conversion to and from protobuf lives in
 // convert.ts, not here.
 
-export type Permission = "none" | "view" | "read" | "write";
+/** "ask": visible as "view"; reading or changing waits for a decision (onAccessRequest). */
+export type Permission = "none" | "view" | "ask" | "read" | "write";
 export type PatternType = "glob" | "directory" | "file";
 export type SandboxStatus = "pending" | "running" | "stopped" | "error";
 export type SessionStatus = "active" | "closed";
@@ -66,6 +67,8 @@ export interface SandboxInfo {
   statusMessage: string;
   /** The host uid (= gid) the sandbox runs as: its own while it runs (0 before its first start). */
   hostUid: number;
+  /** Seconds an access to an `ask` path waits for a decision before it is denied. */
+  askTimeout?: number;
 }
 
 /** Where a sandbox with network on may connect (docs/NETWORK.md). */
@@ -174,7 +177,7 @@ export interface AuditEvent {
   id: number;
   time?: Date;
   sandboxId: string;
-  /** "denied" or "lifecycle". */
+  /** "denied", "lifecycle" or "approval". */
   kind: string;
   operation: string;
   path: string;
@@ -208,3 +211,51 @@ export interface UploadProgress {
   /** The file just finished. */
   path: string;
 }
+
+/** A named checkpoint of a sandbox's pending changes (docs/CHECKPOINTS.md). */
+export interface Checkpoint {
+  name: string;
+  createdAt?: Date;
+  /** Bytes of the files it holds. */
+  size: number;
+  files: number;
+  directories: number;
+  deletions: number;
+}
+
+export type ApprovalState = "pending" | "allowed" | "denied" | "timed_out" | "cancelled";
+/** "allow" grants what the access needs. */
+export type Decision = "allow" | "allow_read" | "allow_write" | "deny";
+
+/** An access to an `ask` path waiting for a decision (or what became of it). */
+export interface AccessRequest {
+  id: string;
+  sandboxId: string;
+  path: string;
+  /** "open", "create", "unlink", "rename", ... */
+  operation: string;
+  access: "read" | "write";
+  pid: number;
+  /** The caller's command line: written by the agent, show it escaped, never trust it. */
+  command: string;
+  waitingSince?: Date;
+  deadline?: Date;
+  state: ApprovalState;
+  decision?: Decision;
+  answeredBy: string;
+  remembered: string;
+}
+
+/**
+ * An answer to an access request. `remember`: "once" (default), "path" or a glob pattern; a
+ * remembered decision becomes a permission rule of the sandbox.
+ */
+export interface AccessDecision {
+  decision: Decision;
+  remember?: string;
+  priority?: number;
+}
+
+/** What an onAccessRequest callback may return (or resolve to): true = allow, false/undefined = deny. */
+export type AccessAnswer = AccessDecision | Decision | boolean | undefined | null;
+
