@@ -201,15 +201,40 @@ def net_checks(r: dict) -> list[tuple[str, str, bool]]:
     ]
 
 
+def checkpoint_rows(ck: dict) -> list[tuple[str, str, bool]]:
+    g = ck["goals"]
+    size = f"{ck['files']:,} files, {ck['bytes'] / (1 << 30):.2g} GiB"
+    return [
+        (f"checkpoint of {size} ≤ {g['checkpoint_s'] * 1000:.0f} ms", f"{ck['checkpoint_s'] * 1000:.0f} ms",
+         ck["checkpoint_s"] <= g["checkpoint_s"]),
+        (f"its extra disk ≤ {g['checkpoint_extra_bytes'] >> 10} KiB",
+         f"{ck['checkpoint_extra_bytes'] >> 10} KiB",
+         ck["checkpoint_extra_bytes"] <= g["checkpoint_extra_bytes"]),
+        (f"restore after 100 changes ≤ {g['restore_after_100_changes_s'] * 1000:.0f} ms",
+         f"{ck['restore_after_100_changes_s'] * 1000:.0f} ms",
+         ck["restore_after_100_changes_s"] <= g["restore_after_100_changes_s"]),
+        (f"restore after a discard ≤ {g['restore_after_discard_s'] * 1000:.0f} ms",
+         f"{ck['restore_after_discard_s'] * 1000:.0f} ms",
+         ck["restore_after_discard_s"] <= g["restore_after_discard_s"]),
+    ]
+
+
 def delta_block(r: dict) -> str:
     rows = ["| measurement | delta | baseline | ratio | goal |", "|---|---|---|---|---|"]
     for name, x in r.items():
-        if not isinstance(x, dict):
+        if not isinstance(x, dict) or name == "checkpoints":
             continue
         goal = f"≤ {x['goal']}× {_mark(x['ratio'] <= x['goal'])}" if x.get("goal") else ""
         rows.append(f"| {name} | {x['ours_s']:.3f} s | {x['baseline']} {x['baseline_s']:.3f} s | "
                     f"{x['ratio']:.2f}× | {goal} |")
-    return "\n".join(rows) + "\n"
+    out = "\n".join(rows) + "\n"
+    ck = r.get("checkpoints")
+    if isinstance(ck, dict):
+        out += ("\nCheckpoints (`build/bin/checkpoint_bench`, best of 3; docs/CHECKPOINTS.md): a delta of "
+                f"{ck['files']:,} files and {ck['bytes'] >> 20} MiB in 100 directories, mounted.\n\n"
+                "| measurement | result | goal met |\n|---|---|---|\n")
+        out += "".join(f"| {label} | {text} | {_mark(ok)} |\n" for label, text, ok in checkpoint_rows(ck))
+    return out
 
 
 SDK_GOAL = 1.2  # issue 22 (one archive stream per tree); issue 7's was 2× with a stream per file
@@ -309,6 +334,10 @@ def goals_block(res: dict) -> str:
                           and isinstance(t[other].get(wl), float) and v > t[other][wl]]
                 add("filesystem", f"ahead of {other} on every row",
                     "behind on " + ", ".join(behind) if behind else "every row", not behind)
+    ck = res.get("delta", {}).get("checkpoints")
+    if isinstance(ck, dict):
+        for label, text, ok in checkpoint_rows(ck):
+            add("delta", label, text, ok)
     for name, x in res.get("delta", {}).items():
         if isinstance(x, dict) and x.get("goal"):
             add("delta", f"{name} ≤ {x['goal']}× {x['baseline']}", f"{x['ratio']:.2f}×",
