@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -20,35 +19,6 @@ namespace agentfense::fs::testing {
 namespace {
 
 namespace stdfs = std::filesystem;
-
-// path -> "type mode [content|target]" of everything under `root`, no symlink followed.
-std::map<std::string, std::string> Tree(const std::string& root) {
-  std::map<std::string, std::string> out;
-  std::error_code ec;
-  for (auto it = stdfs::recursive_directory_iterator(root, ec);
-       it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) break;
-    const std::string p = it->path().string();
-    struct stat st;
-    if (::lstat(p.c_str(), &st) != 0) continue;
-    char mode[16];
-    std::snprintf(mode, sizeof(mode), "%o", st.st_mode & 07777);
-    std::string v;
-    if (S_ISDIR(st.st_mode)) {
-      v = std::string("dir ") + mode;
-    } else if (S_ISLNK(st.st_mode)) {
-      char buf[4096];
-      ssize_t n = ::readlink(p.c_str(), buf, sizeof(buf));
-      v = "link " + std::string(buf, static_cast<size_t>(std::max<ssize_t>(n, 0)));
-    } else if (S_ISREG(st.st_mode)) {
-      v = std::string("file ") + mode + " " + ReadFile(p).value_or("<unreadable>");
-    } else {
-      v = std::string("special ") + mode;
-    }
-    out[p.substr(root.size())] = v;
-  }
-  return out;
-}
 
 // The kernel sends RELEASE after close() returns, in the background: until it arrives the file
 // still counts as open for writing, and a checkpoint copies it instead of linking it.
@@ -112,7 +82,7 @@ void ChangeEverything(const std::string& m, const std::string& tag) {
 TEST_F(CheckpointTest, RestoreGivesBackExactlyTheWorkspaceOfTheCheckpoint) {
   auto m = Mount();
   ChangeEverything(m->mnt(), "1");
-  const auto at_c1 = Tree(m->mnt());
+  const auto at_c1 = Snapshot(m->mnt());
   auto c1 = m->fs().CreateCheckpoint("c1");
   ASSERT_TRUE(c1.ok()) << c1.error().ToString();
   EXPECT_GT(c1->files, 3);
@@ -131,7 +101,7 @@ TEST_F(CheckpointTest, RestoreGivesBackExactlyTheWorkspaceOfTheCheckpoint) {
   ASSERT_EQ(::mkdir((m->mnt() + "/link").c_str(), 0700), 0);
   ASSERT_EQ(::mkdir((m->mnt() + "/old").c_str(), 0700), 0);  // recreated: opaque
   ASSERT_EQ(::rename((m->mnt() + "/src").c_str(), (m->mnt() + "/src2").c_str()), 0);
-  ASSERT_NE(Tree(m->mnt()), at_c1);
+  ASSERT_NE(Snapshot(m->mnt()), at_c1);
   // The checkpoint did not change with them.
   EXPECT_EQ(ReadFile(Ckpt("c1", "/src/main.c")), "int main() { return 1; }\n");
   EXPECT_EQ(ReadFile(Ckpt("c1", "/new-1")), "1\n");
@@ -149,7 +119,7 @@ TEST_F(CheckpointTest, RestoreGivesBackExactlyTheWorkspaceOfTheCheckpoint) {
 
   auto r = m->fs().RestoreCheckpoint("c1");
   ASSERT_TRUE(r.ok()) << r.error().ToString();
-  EXPECT_EQ(Tree(m->mnt()), at_c1);
+  EXPECT_EQ(Snapshot(m->mnt()), at_c1);
   auto none = m->fs().DiffCheckpoint("c1", "");
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty()) << none->front().path;
@@ -159,7 +129,7 @@ TEST_F(CheckpointTest, RestoreGivesBackExactlyTheWorkspaceOfTheCheckpoint) {
   ASSERT_EQ(::chmod((m->mnt() + "/new-1").c_str(), 0600), 0);
   EXPECT_EQ(ReadFile(Ckpt("c1", "/src/main.c")), "int main() { return 1; }\n");
   ASSERT_TRUE(m->fs().RestoreCheckpoint("c1").ok());
-  EXPECT_EQ(Tree(m->mnt()), at_c1);
+  EXPECT_EQ(Snapshot(m->mnt()), at_c1);
   // The source saw none of it.
   EXPECT_EQ(ReadFile(src() + "/src/main.c"), "int main() { return 0; }\n");
 }
@@ -246,7 +216,7 @@ TEST_F(CheckpointTest, CheckpointsSurviveARemountAndAnInterruptedRestoreIsComple
   {
     auto m = Mount();
     ChangeEverything(m->mnt(), "1");
-    at_c = Tree(m->mnt());
+    at_c = Snapshot(m->mnt());
     ASSERT_TRUE(m->fs().CreateCheckpoint("c").ok());
     ChangeEverything(m->mnt(), "2");
   }
@@ -256,12 +226,12 @@ TEST_F(CheckpointTest, CheckpointsSurviveARemountAndAnInterruptedRestoreIsComple
     ASSERT_TRUE(list.ok());
     ASSERT_EQ(list->size(), 1u);
     EXPECT_EQ(list->front().name, "c");
-    EXPECT_NE(Tree(m->mnt()), at_c);
+    EXPECT_NE(Snapshot(m->mnt()), at_c);
   }
   // A crash right after the restore was recorded: the next open completes it.
   WriteFile(delta() + "/restore.pending", "c\n", 0600);
   auto m = Mount();
-  EXPECT_EQ(Tree(m->mnt()), at_c);
+  EXPECT_EQ(Snapshot(m->mnt()), at_c);
   EXPECT_NE(::access((delta() + "/restore.pending").c_str(), F_OK), 0);
 }
 
@@ -320,7 +290,7 @@ TEST_F(CheckpointTest, PlantedSymlinksAreRestoredAsLinksAndNeverFollowed) {
   WriteFile(m->mnt() + "/d/f", "mine\n");
   ASSERT_EQ(::symlink((outside / "victim").c_str(), (m->mnt() + "/to-victim").c_str()), 0);
   ASSERT_TRUE(m->fs().CreateCheckpoint("c").ok());
-  const auto at_c = Tree(m->mnt());
+  const auto at_c = Snapshot(m->mnt());
   // The directory is swapped for a link to a host directory, the link for a file.
   ASSERT_EQ(::unlink((m->mnt() + "/d/f").c_str()), 0);
   ASSERT_EQ(::rmdir((m->mnt() + "/d").c_str()), 0);
@@ -328,7 +298,7 @@ TEST_F(CheckpointTest, PlantedSymlinksAreRestoredAsLinksAndNeverFollowed) {
   ASSERT_EQ(::unlink((m->mnt() + "/to-victim").c_str()), 0);
   WriteFile(m->mnt() + "/to-victim", "replaced\n");
   ASSERT_TRUE(m->fs().RestoreCheckpoint("c").ok());
-  EXPECT_EQ(Tree(m->mnt()), at_c);
+  EXPECT_EQ(Snapshot(m->mnt()), at_c);
   EXPECT_EQ(ReadFile(outside / "victim"), "host file\n");
   EXPECT_TRUE(stdfs::is_empty(outside / "dir")) << "nothing was created through the link";
   auto diff = m->fs().DiffCheckpoint("c", "");

@@ -29,36 +29,6 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-// path -> "type mode content/target", without following symlinks; hard links show as content.
-std::map<std::string, std::string> Snapshot(const std::string& root) {
-  std::map<std::string, std::string> out;
-  std::error_code ec;
-  for (auto it = stdfs::recursive_directory_iterator(root, ec);
-       it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) break;
-    std::string p = it->path().string();
-    struct stat st;
-    if (::lstat(p.c_str(), &st) != 0) continue;
-    std::string rel = p.substr(root.size());
-    char mode[16];
-    std::snprintf(mode, sizeof(mode), "%o", st.st_mode & 07777);
-    std::string v;
-    if (S_ISDIR(st.st_mode)) {
-      v = std::string("dir ") + mode;
-    } else if (S_ISLNK(st.st_mode)) {
-      char buf[4096];
-      ssize_t n = ::readlink(p.c_str(), buf, sizeof(buf));
-      v = "link " + std::string(buf, static_cast<size_t>(std::max<ssize_t>(n, 0)));
-    } else if (S_ISREG(st.st_mode)) {
-      v = std::string("file ") + mode + " " + ReadFile(p).value_or("<unreadable>");
-    } else {
-      v = "special";
-    }
-    out[rel] = v;
-  }
-  return out;
-}
-
 void Seed(const std::string& root) {
   ::mkdir((root + "/src").c_str(), 0755);
   ::mkdir((root + "/src/pkg").c_str(), 0755);

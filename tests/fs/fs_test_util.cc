@@ -6,9 +6,13 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -207,6 +211,34 @@ bool ScanXattrs(const std::string& p, std::string_view needle) {
 }
 
 }  // namespace
+
+std::map<std::string, std::string> Snapshot(const std::string& root) {
+  std::map<std::string, std::string> out;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    const std::string p = it->path().string();
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0) continue;
+    char mode[16];
+    std::snprintf(mode, sizeof(mode), "%o", st.st_mode & 07777);
+    std::string v;
+    if (S_ISDIR(st.st_mode)) {
+      v = std::string("dir ") + mode;
+    } else if (S_ISLNK(st.st_mode)) {
+      char buf[4096];
+      ssize_t n = ::readlink(p.c_str(), buf, sizeof(buf));
+      v = "link " + std::string(buf, static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    } else if (S_ISREG(st.st_mode)) {
+      v = std::string("file ") + mode + " " + ReadFile(p).value_or("<unreadable>");
+    } else {
+      v = std::string("special ") + mode;
+    }
+    out[p.substr(root.size())] = v;
+  }
+  return out;
+}
 
 bool Listed(const std::string& dir, const std::string& name) {
   DIR* d = ::opendir(dir.c_str());

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -91,6 +92,11 @@ class MountedFs {
 // True when `needle` occurs in any file content, symlink target, xattr value or name reachable
 // under `root` through the mount (without following symlinks).
 bool TreeContains(const std::string& root, std::string_view needle);
+
+// path (below `root`) -> "type mode content|target" of everything under `root`, no symlink
+// followed ("dir 755", "file 644 <content>", "link <target>", "special 644"): two trees compare
+// equal when they hold the same names, types, modes, contents and targets.
+std::map<std::string, std::string> Snapshot(const std::string& root);
 
 // True when a listing of `dir` (opendir/readdir through whatever serves it) shows `name`.
 bool Listed(const std::string& dir, const std::string& name);
