@@ -222,3 +222,15 @@ def http_json(server: Server, method: str, path: str, body=None, timeout: float 
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
+
+
+def upload(codebase_stub, codebase_id: str, path: str, data: bytes) -> None:
+    """One file into a codebase over gRPC (UploadFiles: its metadata, then its data if any)."""
+    from sandbox.v1 import codebase_pb2  # generated into build/python (PYTHONPATH)
+
+    def chunks():
+        yield codebase_pb2.UploadChunk(metadata=codebase_pb2.UploadChunk.Metadata(
+            codebase_id=codebase_id, file_path=path, total_size=len(data)))
+        if data:
+            yield codebase_pb2.UploadChunk(data=data)
+    codebase_stub.UploadFiles(chunks())

@@ -13,7 +13,7 @@ import pytest
 import agentfense as af
 from agentfense import (AccessDecision, AccessRequest, AsyncSandbox, Decision, Permission, Sandbox,
                         SandboxClient)
-from server_fixture import cleanup_server, make_server
+from server_fixture import running_server
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
                                 reason="needs root and /dev/fuse")
@@ -25,10 +25,7 @@ RULES = [{"pattern": "**/*", "permission": "read"},
 
 @pytest.fixture(scope="module")
 def server():
-    s = make_server()
-    s.start()
-    yield s
-    cleanup_server(s)
+    yield from running_server()
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.v1 import codebase_pb2, codebase_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc
 
-from server_fixture import http_json, running_server
+from server_fixture import http_json, running_server, upload
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
                                 reason="needs root and /dev/fuse")
@@ -54,11 +54,7 @@ class Env:
         self.sb.StartSandbox(S.StartSandboxRequest(sandbox_id=self.id))
 
     def put(self, path, data):
-        def chunks():
-            yield codebase_pb2.UploadChunk(metadata=codebase_pb2.UploadChunk.Metadata(
-                codebase_id=self.cb_id, file_path=path, total_size=len(data)))
-            yield codebase_pb2.UploadChunk(data=data)
-        self.cb.UploadFiles(chunks())
+        upload(self.cb, self.cb_id, path, data)
 
     def run(self, cmd, ok=True):
         r = self.sb.Exec(S.ExecRequest(sandbox_id=self.id, command=cmd))
