@@ -234,3 +234,9 @@ def upload(codebase_stub, codebase_id: str, path: str, data: bytes) -> None:
         if data:
             yield codebase_pb2.UploadChunk(data=data)
     codebase_stub.UploadFiles(chunks())
+
+
+def cli(server: Server, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The `agentfense` client CLI against `server` (gRPC), its output captured as text."""
+    return subprocess.run([str(BUILD_DIR / "bin" / "agentfense"), "--endpoint", server.grpc_addr,
+                           *args], capture_output=True, text=True, timeout=timeout)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +16,7 @@ import pytest
 
 from sandbox.v1 import codebase_pb2, codebase_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc
 
-from server_fixture import http_json, running_server, upload
+from server_fixture import BUILD_DIR, cli, http_json, running_server, upload
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
                                 reason="needs root and /dev/fuse")
@@ -120,6 +122,41 @@ def test_allow_once_then_deny_over_rest_and_the_audit(server):
         allowed = next(ev for ev in events if ev.operation == "open:allowed")
         assert "alice (rest" in allowed.detail and a.id in allowed.detail and allowed.time.seconds > 0
     finally:
+        e.close()
+
+
+def test_the_cli_lists_answers_and_watches(server):
+    e = Env(server)
+    watch = subprocess.Popen([str(BUILD_DIR / "bin" / "agentfense"), "--endpoint", server.grpc_addr,
+                              "approval", "watch", e.id], stdout=subprocess.PIPE, text=True)
+    lines = []
+
+    def follow():
+        for line in watch.stdout:
+            lines.append(line)
+    threading.Thread(target=follow, daemon=True).start()
+    try:
+        r = e.run_later("cat /workspace/secret")
+        [a] = e.pending()
+        ls = cli(server, "approval", "ls", e.id)
+        assert ls.returncode == 0 and ls.stdout.startswith(a.id) and "/secret" in ls.stdout, ls
+        got = cli(server, "approval", "allow", e.id, a.id, "--read", "--by", "bob")
+        assert got.returncode == 0 and " ALLOWED " in got.stdout, got
+        assert r.result(30).stdout == "s3cret\n"
+        r = e.run_later("echo x > /workspace/out/f")
+        [b] = e.pending()
+        assert cli(server, "approval", "deny", e.id, b.id).returncode == 0
+        assert r.result(30).exit_code != 0
+        # The watch saw both accesses come and go, as they happened.
+        deadline = time.time() + 20
+        while sum(x.startswith(b.id) for x in lines) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert [x.split()[1] for x in lines if x.startswith(a.id)] == ["PENDING", "ALLOWED"], lines
+        assert [x.split()[1] for x in lines if x.startswith(b.id)] == ["PENDING", "DENIED"], lines
+        assert "by bob" in next(x for x in lines if "ALLOWED" in x)
+    finally:
+        watch.kill()
+        watch.wait()
         e.close()
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.v1 import codebase_pb2, codebase_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc
 
-from server_fixture import http_json, running_server, upload
+from server_fixture import cli, http_json, running_server, upload
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
                                 reason="needs root and /dev/fuse")
@@ -122,6 +122,28 @@ def test_round_trip_over_grpc_and_rest(server):
         ops = [ev.operation for ev in e.sb.GetAuditLog(S.GetAuditLogRequest(sandbox_id=e.id, kind="lifecycle")).events]
         for op in ("checkpoint_created", "checkpoint_restored", "checkpoint_deleted"):
             assert op in ops
+    finally:
+        e.close()
+
+
+def test_the_cli_checkpoint_commands(server):
+    e = Env(server)
+    try:
+        e.run("echo 1 > src/main.c")
+        r = cli(server, "checkpoint", "create", e.id, "one")
+        assert r.returncode == 0 and r.stdout.startswith("checkpoint one: "), r.stderr
+        e.run("echo 2 > src/main.c; echo b > b; rm README")
+        r = cli(server, "checkpoint", "diff", e.id, "one")
+        assert r.returncode == 0 and sorted(r.stdout.split("\n")) == ["", "A /b", "D /README",
+                                                                       "M /src/main.c"], r.stdout
+        r = cli(server, "checkpoint", "ls", e.id)
+        assert r.returncode == 0 and r.stdout.startswith("one "), r.stdout
+        r = cli(server, "checkpoint", "restore", e.id, "one")
+        assert r.returncode == 0 and r.stdout == "restored one\n", r.stderr
+        assert e.run("cat src/main.c README; ls b 2>&1 || true").stdout.startswith("1\nreadme\n")
+        assert cli(server, "checkpoint", "rm", e.id, "one").returncode == 0
+        r = cli(server, "checkpoint", "restore", e.id, "one")
+        assert r.returncode != 0 and "one" in r.stderr
     finally:
         e.close()
 
