@@ -124,7 +124,12 @@ class SandboxManager final : public SandboxApi {
     std::atomic<int> commands{0};
     class Running {
      public:
-      explicit Running(Live& l) : live_(l) { live_.commands++; }
+      // Counted under commit_mu, which a restore holds from its check to its end: a command never
+      // starts in the middle of a restore that found none running.
+      explicit Running(Live& l) : live_(l) {
+        std::lock_guard lock(live_.commit_mu);
+        live_.commands++;
+      }
       ~Running() { live_.commands--; }
       Running(const Running&) = delete;
       Running& operator=(const Running&) = delete;
