@@ -143,13 +143,13 @@ Result<v1::Approval> SandboxManager::AnswerApproval(const CallContext& ctx,
   AF_RETURN_IF_ERROR(live->control->Answer(req.approval_id(), answer));
   if (remembered) {
     // Through the same path as UpdatePermissions: stored, applied to the running sandbox (which
-    // re-runs the other held accesses the rule now decides), audited.
-    AF_ASSIGN_OR_RETURN(store::SandboxRecord rec, LoadSandbox(live->id));
-    v1::UpdatePermissionsRequest update;
-    update.set_sandbox_id(live->id);
-    for (const auto& r : rec.rules) *update.add_permissions() = RuleToProto(r);
-    *update.add_permissions() = RuleToProto(*remembered);
-    auto updated = UpdatePermissions(ctx, update);
+    // re-runs the other held accesses the rule now decides), audited. Appended to the rules
+    // stored when the lock is held, not to those read above: an update made meanwhile stays.
+    auto updated = ReplaceRules(live->id, [&](const std::vector<store::RuleRecord>& stored) {
+      std::vector<store::RuleRecord> rules = stored;
+      rules.push_back(*remembered);
+      return Result<std::vector<store::RuleRecord>>(std::move(rules));
+    });
     if (!updated.ok()) {
       return std::move(updated).error().With("the access was answered, but remembering it failed");
     }

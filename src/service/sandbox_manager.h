@@ -14,6 +14,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -154,6 +155,12 @@ class SandboxManager final : public SandboxApi {
   Result<std::shared_ptr<Live>> RunningSandbox(const std::string& id);
 
   Result<store::SandboxRecord> LoadSandbox(const std::string& id);
+  // Replaces a sandbox's rules with `next(stored rules)`: applied to the running sandbox, stored
+  // and audited, all under the lifecycle lock, so a read-modify-write (a remembered approval)
+  // never loses a concurrent UpdatePermissions (sandbox_policy.cc).
+  using RulesEdit = std::function<Result<std::vector<store::RuleRecord>>(
+      const std::vector<store::RuleRecord>& stored)>;
+  Result<v1::Sandbox> ReplaceRules(const std::string& id, const RulesEdit& next);
   // Validates `egress` with the one validator (policy::EgressPolicy) and stores its normalized
   // rules in `rec` (sandbox_policy.cc).
   Status SetEgress(store::SandboxRecord& rec, bool any_public,

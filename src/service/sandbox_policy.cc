@@ -23,13 +23,18 @@ Result<v1::Sandbox> SandboxManager::UpdatePermissions(const CallContext&,
   if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
   AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
   AF_ASSIGN_OR_RETURN(auto rules, RulesFromProto(req.permissions()));
-  AF_RETURN_IF_ERROR(policy::Policy::Compile(RulesToPolicy(rules)));
+  return ReplaceRules(req.sandbox_id(),
+                      [&](const std::vector<store::RuleRecord>&) { return rules; });
+}
 
+Result<v1::Sandbox> SandboxManager::ReplaceRules(const std::string& id, const RulesEdit& next) {
   // Under the lifecycle lock: a concurrent start must not launch with the old rules after we
-  // stored the new ones (or the reverse).
-  auto lock_handle = LifecycleLock(req.sandbox_id());
+  // stored the new ones (or the reverse), and two edits apply one after the other.
+  auto lock_handle = LifecycleLock(id);
   std::lock_guard lifecycle(*lock_handle);
-  AF_ASSIGN_OR_RETURN(store::SandboxRecord rec, LoadSandbox(req.sandbox_id()));
+  AF_ASSIGN_OR_RETURN(store::SandboxRecord rec, LoadSandbox(id));
+  AF_ASSIGN_OR_RETURN(std::vector<store::RuleRecord> rules, next(rec.rules));
+  AF_RETURN_IF_ERROR(policy::Policy::Compile(RulesToPolicy(rules)));
   if (rec.status == store::SandboxStatus::kRunning) {
     auto live = FindLive(rec.id);
     if (!live) {
