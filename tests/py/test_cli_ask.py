@@ -57,6 +57,12 @@ class Tmux:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.sock, "kill-server"], capture_output=True)
+        # kill-server returns before the server process has exited; the leftover check that
+        # follows (rundir) would see it, its command line naming the run directory.
+        deadline = time.time() + 10
+        while time.time() < deadline and subprocess.run(
+                ["pgrep", "-f", f"tmux -L {self.sock} "], capture_output=True).returncode == 0:
+            time.sleep(0.05)
 
 
 def command(rundir, *args):
