@@ -18,12 +18,14 @@ constexpr int kMaxDepth = 2048;
 
 }  // namespace
 
-Result<std::unique_ptr<InodeTable>> InodeTable::Create(UniqueFd root_fd, size_t fd_cache_capacity) {
+Result<std::unique_ptr<InodeTable>> InodeTable::Create(UniqueFd root_fd, size_t fd_cache_capacity,
+                                                       size_t io_cache_capacity) {
   struct stat st;
   if (::fstat(root_fd.get(), &st) != 0) return Error::FromErrno(errno, "fstat source root");
   if (!S_ISDIR(st.st_mode)) return Error(ErrorCode::kInvalidArgument, "source is not a directory");
   auto handle = HostHandle::Of(root_fd.get());
-  std::unique_ptr<InodeTable> t(new InodeTable(std::move(root_fd), fd_cache_capacity));
+  std::unique_ptr<InodeTable> t(
+      new InodeTable(std::move(root_fd), fd_cache_capacity, io_cache_capacity));
   t->root_mount_id_ = handle.ok() ? handle->mount_id() : -1;
   t->root_ = new Inode(st.st_dev, st.st_ino, S_IFDIR, HostHandle());
   t->root_->pinned = true;
@@ -39,8 +41,10 @@ Result<std::unique_ptr<InodeTable>> InodeTable::Create(UniqueFd root_fd, size_t 
   return t;
 }
 
-InodeTable::InodeTable(UniqueFd root_fd, size_t capacity)
-    : root_fd_(std::move(root_fd)), capacity_(std::max<size_t>(capacity, 16)) {}
+InodeTable::InodeTable(UniqueFd root_fd, size_t capacity, size_t io_capacity)
+    : root_fd_(std::move(root_fd)),
+      capacity_(std::max<size_t>(capacity, 16)),
+      io_capacity_(std::max<size_t>(io_capacity, 16)) {}
 
 InodeTable::~InodeTable() {
   for (Inode* n : all_) delete n;
@@ -161,6 +165,7 @@ void InodeTable::MaybeFree(Inode* first) {
     {
       std::lock_guard cache_lock(cache_mu_);
       CacheDrop(n);
+      IoDrop(n);
     }
     delete n;
   }
@@ -332,6 +337,80 @@ Result<UniqueFd> InodeTable::OpenIo(Inode* node, int flags) {
   return UniqueFd(fd);
 }
 
+void InodeTable::IoPut(Inode* node, std::shared_ptr<UniqueFd> fd, int mode) {
+  IoDrop(node);
+  node->io = std::move(fd);
+  node->io_mode = mode;
+  io_lru_.push_front(node);
+  node->io_lru_pos = io_lru_.begin();
+  node->in_io_lru = true;
+  while (io_lru_.size() > io_capacity_) {
+    Inode* victim = io_lru_.back();
+    io_lru_.pop_back();
+    victim->in_io_lru = false;
+    victim->io.reset();  // closes now, or when the last in-flight user drops its reference
+  }
+}
+
+void InodeTable::IoDrop(Inode* node) {
+  if (node->in_io_lru) {
+    io_lru_.erase(node->io_lru_pos);
+    node->in_io_lru = false;
+  }
+  node->io.reset();
+}
+
+Result<std::shared_ptr<UniqueFd>> InodeTable::IoFd(Inode* node, bool write) {
+  auto fits = [write](int mode) { return write ? mode != O_RDONLY : mode != O_WRONLY; };
+  uint64_t gen;
+  {
+    std::lock_guard lock(cache_mu_);
+    if (node->io && fits(node->io_mode)) {
+      io_lru_.splice(io_lru_.begin(), io_lru_, node->io_lru_pos);
+      return node->io;
+    }
+    gen = node->backing_gen;
+  }
+  // Read-write when writing, so that the same descriptor serves the reads that follow; a
+  // rootless daemon may only be able to write (a file of its own with mode 0200).
+  int mode = write ? O_RDWR : O_RDONLY;
+  auto fd = OpenIo(node, mode);
+  if (!fd.ok() && write && fd.error().sys_errno() == EACCES) {
+    mode = O_WRONLY;
+    fd = OpenIo(node, mode);
+  }
+  if (!fd.ok()) return std::move(fd).error();
+  auto shared = std::make_shared<UniqueFd>(std::move(*fd));
+  std::lock_guard lock(cache_mu_);
+  if (node->io && fits(node->io_mode)) return node->io;  // another thread won the race
+  // Switched to another object (copy-up) while we opened: serve this request, cache nothing.
+  if (node->backing_gen != gen) return shared;
+  IoPut(node, shared, mode);
+  return shared;
+}
+
+void InodeTable::SetIo(Inode* node, std::shared_ptr<UniqueFd> fd, int mode) {
+  std::lock_guard lock(cache_mu_);
+  IoPut(node, std::move(fd), mode);
+}
+
+void InodeTable::DropAllIo() {
+  std::lock_guard lock(cache_mu_);
+  for (Inode* n : io_lru_) {
+    n->in_io_lru = false;
+    n->io.reset();
+  }
+  io_lru_.clear();
+}
+
+void InodeTable::MarkAttrsStale(const std::vector<uint64_t>& nodeids) {
+  std::lock_guard lock(mu_);
+  for (uint64_t id : nodeids) {
+    Inode* n = FromNodeId(id);
+    if (n == root_ || all_.count(n) != 0) n->attrs_current.store(false, std::memory_order_relaxed);
+  }
+}
+
 Result<UniqueFd> InodeTable::Reresolve(Inode* node, const HostHandle& handle, bool upper) {
   const std::string path = PathOf(node);
   if (path.empty()) return Error::FromErrno(ESTALE, "detached inode lost its fd");
@@ -378,6 +457,8 @@ void InodeTable::SwitchBacking(Inode* node, UniqueFd fd, const struct stat& st, 
   node->upper = upper;
   node->nlink_seen = st.st_nlink;
   CacheDrop(node);
+  IoDrop(node);
+  node->backing_gen++;
   node->pinned = node == root_ || node->handle.empty();
   CachePut(node, std::make_shared<UniqueFd>(std::move(fd)));
   BumpEpoch();  // another object, maybe with other names: decide afresh

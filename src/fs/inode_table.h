@@ -12,6 +12,7 @@
 // Lock order: mu_ (tree links, map, reference counts) before cache_mu_ (fd LRU). Never the reverse.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -62,6 +63,11 @@ struct Inode {
   // table epoch it was computed at (valid while InodeTable::epoch() is unchanged): the data path
   // (READ/WRITE) re-checks every request with one atomic load.
   mutable std::atomic<uint64_t> verdict{0};
+  // Kernel-checked opens (PermFs::kernel_checks): true while the kernel holds attributes we sent
+  // for this inode that have not been invalidated since. A GETATTR without a file handle for such
+  // an inode is the kernel re-validating after it refused an access by the permission bits
+  // (fuse_permission), which is how those refusals reach the audit log.
+  std::atomic<bool> attrs_current{false};
 
  private:
   friend class InodeTable;
@@ -82,6 +88,13 @@ struct Inode {
   bool pinned = false;
   bool in_lru = false;
   std::list<Inode*>::iterator lru_pos;
+  // A descriptor for data requests when opens carry no handle of ours (IoFd), its access mode
+  // (O_RDONLY, O_WRONLY or O_RDWR) and its place in the I/O LRU. Guarded by cache_mu_.
+  std::shared_ptr<UniqueFd> io;
+  int io_mode = O_RDONLY;
+  bool in_io_lru = false;
+  std::list<Inode*>::iterator io_lru_pos;
+  uint64_t backing_gen = 0;  // bumped by SwitchBacking: a descriptor opened before is not cached
 };
 
 // One name of a known inode, for cache invalidation (SetPolicy / InvalidatePath).
@@ -112,7 +125,9 @@ class InodeTable {
  public:
   // `root_fd` is an O_PATH (or directory) fd of the source root; it stays pinned and doubles as the
   // mount fd for open_by_handle_at. `fd_cache_capacity` bounds the O_PATH fds kept for other inodes.
-  static Result<std::unique_ptr<InodeTable>> Create(UniqueFd root_fd, size_t fd_cache_capacity);
+  // `io_cache_capacity` bounds the descriptors kept for data requests (IoFd).
+  static Result<std::unique_ptr<InodeTable>> Create(UniqueFd root_fd, size_t fd_cache_capacity,
+                                                    size_t io_cache_capacity = 1024);
   // Delta mode: objects of the upper tree (docs/DELTA.md) are reached through this directory fd
   // (a real fd on the upper filesystem, used as open_by_handle_at's mount fd). Call once, before
   // the mount serves.
@@ -183,6 +198,20 @@ class InodeTable {
   // /proc/self/fd), never a name: see docs/FILESYSTEM.md "handle model".
   Result<UniqueFd> OpenIo(Inode* inode, int flags);
 
+  // A descriptor of the inode's current backing object for READ/WRITE/... requests that come
+  // without a handle of ours (opens decided by the kernel: PermFs::kernel_open), readable, or
+  // writable when `write`; kept per inode in a bounded LRU. Opened like OpenIo (exactly the
+  // inode, never a name). A backing switch (copy-up) or DropIo drops it; in-flight users keep
+  // their reference.
+  Result<std::shared_ptr<UniqueFd>> IoFd(Inode* inode, bool write);
+  // Makes `fd` (opened with access mode `mode`) the inode's I/O descriptor (a file just created).
+  void SetIo(Inode* inode, std::shared_ptr<UniqueFd> fd, int mode);
+  // Drops every cached I/O descriptor (a delta commit or discard moved or removed upper objects).
+  void DropAllIo();
+  // Marks the attributes the kernel holds for these node ids stale (they were just invalidated);
+  // node ids the table no longer knows are skipped.
+  void MarkAttrsStale(const std::vector<uint64_t>& nodeids);
+
   // Every name of every known inode (snapshot), for invalidation.
   std::vector<KnownName> Snapshot() const;
 
@@ -190,13 +219,15 @@ class InodeTable {
   size_t cached_fds() const;
 
  private:
-  InodeTable(UniqueFd root_fd, size_t capacity);
+  InodeTable(UniqueFd root_fd, size_t capacity, size_t io_capacity);
   std::string PathOfLocked(const Inode* inode) const;
   std::pair<dev_t, ino_t> BackingKeyLocked(const Inode* inode) const;  // requires mu_
   void LinkName(Inode* inode, Inode* parent, std::string_view name);  // requires mu_
   void MaybeFree(Inode* inode);                                          // requires mu_
   void CachePut(Inode* inode, std::shared_ptr<UniqueFd> fd);             // requires cache_mu_
   void CacheDrop(Inode* inode);                                          // requires cache_mu_
+  void IoPut(Inode* inode, std::shared_ptr<UniqueFd> fd, int mode);       // requires cache_mu_
+  void IoDrop(Inode* inode);                                             // requires cache_mu_
   // Without CAP_DAC_READ_SEARCH (a rootless daemon): the O_PATH fd of `inode`, found again by
   // walking its workspace path from the root it lives under, and kept only when it is the object
   // `handle` names. ESTALE when it moved or went away behind the table's back.
@@ -223,6 +254,8 @@ class InodeTable {
 
   mutable std::mutex cache_mu_;
   std::list<Inode*> lru_;  // front = most recently used
+  std::list<Inode*> io_lru_;  // I/O descriptors (IoFd), front = most recently used
+  const size_t io_capacity_;
 
   std::atomic<uint64_t> epoch_{1};
 };

@@ -200,7 +200,9 @@ Status Mount::MountDirect(const MountAccess& access) {
   std::string data = fmt::format("fd={},rootmode={:o},user_id={},group_id={}", dev.get(),
                                  st.st_mode & S_IFMT, access.uid, access.gid);
   if (access.allow_other || access.everyone) data += ",allow_other";
-  if (access.everyone) data += ",default_permissions";
+  // Also for opens decided by the kernel (FsOptions::kernel_open): the permission bits PermFs
+  // presents are then what the kernel checks an open against.
+  if (access.everyone || fs_->kernel_checks()) data += ",default_permissions";
   if (::mount("agentfense", mountpoint_.c_str(), "fuse.agentfense", MS_NOSUID | MS_NODEV,
               data.c_str()) != 0) {
     return Error::FromErrno(errno, "mount " + mountpoint_);
@@ -229,13 +231,20 @@ Result<std::unique_ptr<Mount>> Mount::Start(const std::string& source, const std
                  fmt::format("only root can mount for another user (uid {})", access.uid));
   }
   options.caller_uid.reset();
-  if (!access.everyone) options.caller_uid = access.uid;
+  if (!access.everyone) {
+    options.caller_uid = access.uid;
+    options.caller_gid = access.gid;
+  }
+  options.others_reach_mount = access.allow_other || access.everyone;
   AF_ASSIGN_OR_RETURN(m->fs_, PermFs::Create(source, std::move(policy), std::move(options)));
-  // Never default_permissions but for `everyone`: the kernel would check mode bits against
-  // cached attributes, which root in a container bypasses; every decision is the daemon's.
+  // default_permissions only for `everyone` (the host's bits for other users) and for opens
+  // decided by the kernel: a mount serving one unprivileged identity, which holds no capability
+  // that bypasses permission bits (sandboxes drop them all and cannot make user namespaces), and
+  // whose READ and WRITE requests are still decided by the daemon (docs/FILESYSTEM.md). A root
+  // caller would bypass the bits: a mount serving root keeps every open a request.
   std::string opts = "fsname=agentfense,subtype=agentfense,nosuid,nodev";
   if (!root && (access.allow_other || access.everyone)) opts += ",allow_other";
-  if (!root && access.everyone) opts += ",default_permissions";
+  if (!root && (access.everyone || m->fs_->kernel_checks())) opts += ",default_permissions";
   std::vector<std::string> store = {"agentfense", "-o", opts};
   std::vector<char*> argv;
   argv.reserve(store.size());

@@ -2,6 +2,7 @@
 //
 //   agentfense-mount [--preset NAME] [--rule PATTERN=LEVEL[@PRIORITY]]... [--threads N]
 //                    [--fd-cache N] [--no-xattr] [--audit] [--background]
+//                    [--serve UID:GID] [--daemon-open]
 //                    [--delta DIR [--delta-quota-bytes N] [--delta-quota-inodes N]]
 //                    SOURCE MOUNTPOINT
 //   agentfense-mount --delta DIR (--changes | --commit | --discard) [policy] SOURCE
@@ -15,6 +16,10 @@
 // other way (crash, SIGKILL) the watcher lazily unmounts the dead mount so no "Transport endpoint
 // is not connected" directory is left behind. A stale mount from an earlier run is removed first.
 // --background returns once the mount is up (what bench/run_fs_matrix.sh expects).
+//
+// --serve UID:GID (root only) makes the mount serve that identity alone, as a sandbox's mount
+// does (the kernel refuses everyone else, root included); opens are then decided by the kernel
+// (FsOptions::kernel_open) unless --daemon-open keeps every open a request.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -27,6 +32,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +55,7 @@ struct Args {
   fs::FsOptions options;
   bool audit = false;
   bool background = false;
+  std::optional<fs::MountAccess> serve;  // --serve UID:GID
   std::string log_level = "warn";
   std::string offline_op;  // "changes" | "commit" | "discard"
 };
@@ -67,6 +74,7 @@ int Usage(const char* msg) {
       stderr,
       "usage: agentfense-mount [--preset NAME] [--rule PATTERN=LEVEL[@PRIORITY]]...\n"
       "         [--threads N] [--fd-cache N] [--no-xattr] [--audit] [--background]\n"
+      "         [--serve UID:GID] [--daemon-open]\n"
       "         [--log-level LEVEL]\n"
       "         [--delta DIR [--delta-quota-bytes N] [--delta-quota-inodes N]]\n"
       "         SOURCE MOUNTPOINT\n"
@@ -108,7 +116,7 @@ int RunWorker(const Args& a, policy::Policy pol, int ready_fd) {
     };
   }
   auto m = fs::Mount::Start(a.source, a.mountpoint, std::move(pol), options,
-                            fs::MountAccess::Self());
+                            a.serve ? *a.serve : fs::MountAccess::Self());
   if (!m.ok()) {
     (void)std::fprintf(stderr, "agentfense-mount: %s\n", m.error().ToString().c_str());
     return 1;
@@ -222,6 +230,20 @@ int main(int argc, char** argv) {
       }
     } else if (s == "--changes" || s == "--commit" || s == "--discard") {
       a.offline_op = s.substr(2);
+    } else if (s == "--serve") {
+      const char* v = next();
+      const char* colon = v != nullptr ? std::strchr(v, ':') : nullptr;
+      uint64_t uid = 0, gid = 0;
+      if (colon == nullptr || !ParseNumber(std::string(v, colon).c_str(), 1, UINT32_MAX - 1, &uid) ||
+          !ParseNumber(colon + 1, 1, UINT32_MAX - 1, &gid)) {
+        return Usage("--serve needs UID:GID (not root)");
+      }
+      fs::MountAccess access;
+      access.uid = static_cast<uid_t>(uid);
+      access.gid = static_cast<gid_t>(gid);
+      a.serve = access;
+    } else if (s == "--daemon-open") {
+      a.options.kernel_open = false;
     } else if (s == "--no-xattr") {
       a.options.xattrs = false;
     } else if (s == "--audit") {

@@ -33,7 +33,8 @@ Result<std::unique_ptr<PermFs>> PermFs::Create(const std::string& source, Policy
   }
   if (options.new_owner_uid == static_cast<uid_t>(-1)) options.new_owner_uid = root_st.st_uid;
   if (options.new_owner_gid == static_cast<gid_t>(-1)) options.new_owner_gid = root_st.st_gid;
-  AF_ASSIGN_OR_RETURN(auto table, InodeTable::Create(UniqueFd(fd), options.fd_cache_capacity));
+  AF_ASSIGN_OR_RETURN(auto table, InodeTable::Create(UniqueFd(fd), options.fd_cache_capacity,
+                                                     options.io_fd_cache_capacity));
   std::unique_ptr<DeltaStore> delta;
   if (!options.delta_dir.empty()) {
     auto d = DeltaStore::Open(options.delta_dir, options.delta_quota_bytes,
@@ -54,6 +55,19 @@ Result<std::unique_ptr<PermFs>> PermFs::Create(const std::string& source, Policy
   return fs;
 }
 
+namespace {
+
+// Opens decided by the kernel cannot hold an access for a decision (the kernel refuses or opens
+// on its own): a mount whose policy asks at start keeps every open a request.
+bool HasAskRule(const Policy& p) {
+  for (const policy::Rule& r : p.rules()) {
+    if (r.level == Level::kAsk) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 PermFs::PermFs(std::unique_ptr<InodeTable> table, Policy policy, FsOptions options)
     : table_(std::move(table)),
       options_(std::move(options)),
@@ -61,7 +75,9 @@ PermFs::PermFs(std::unique_ptr<InodeTable> table, Policy policy, FsOptions optio
       owner_gid_(options_.new_owner_gid),
       daemon_gid_(::getegid()),
       policy_(std::make_shared<const Policy>(std::move(policy))),
-      asks_(std::make_unique<AskBroker>(options_.ask_timeout, options_.ask_events)) {}
+      asks_(std::make_unique<AskBroker>(options_.ask_timeout, options_.ask_events)),
+      kernel_checks_(options_.kernel_open && options_.caller_uid.has_value() &&
+                     *options_.caller_uid != 0 && !HasAskRule(*policy_)) {}
 
 PermFs::~PermFs() = default;
 
@@ -243,7 +259,25 @@ void PermFs::DropHandle(uint64_t fh) {
   handle_grants_.erase(fh);
 }
 
-void PermFs::Present(const Policy& p, const std::string& path, struct stat* st, bool upper) const {
+void PermFs::Present(const Policy& p, const std::string& path, struct stat* st, bool upper,
+                     Level level) const {
+  if (kernel_checks_) {
+    // The kernel decides opens from these bits (default_permissions), for the one identity it
+    // lets through, shown as the owner: no bit for `view`, no write bit for `read`, the host's
+    // bits for `write` (so a file the agent made read-only behaves as natively). Directories and
+    // symlinks keep theirs: every visible directory may be listed and entered, and what may be
+    // created, removed or renamed in it is decided per name by the daemon (the kernel must pass
+    // those requests on for their refusals to be audited).
+    st->st_uid = *options_.caller_uid;
+    st->st_gid = options_.caller_gid;
+    if (!S_ISDIR(st->st_mode) && !S_ISLNK(st->st_mode)) {
+      const mode_t keep = level >= Level::kWrite  ? mode_t{07777}
+                          : level == Level::kRead ? mode_t{07555}
+                                                  : mode_t{07000};
+      st->st_mode &= S_IFMT | keep;
+    }
+    if (options_.others_reach_mount) st->st_mode &= ~mode_t{077};
+  }
   if (S_ISREG(st->st_mode) && st->st_nlink > 1) {
     st->st_nlink = VisibleLinks(st->st_dev, st->st_ino, st->st_nlink, upper);
     return;
@@ -260,12 +294,14 @@ void PermFs::Present(const Policy& p, const std::string& path, struct stat* st, 
 }
 
 void PermFs::FillEntry(const Policy& p, Inode* node, const std::string& path,
-                       const struct stat& st, bool upper, fuse_entry_param* e) const {
+                       const struct stat& st, bool upper, Level level,
+                       fuse_entry_param* e) const {
   std::memset(e, 0, sizeof(*e));
   e->ino = table_->NodeId(node);
   e->attr = st;
-  Present(p, path, &e->attr, upper);
+  Present(p, path, &e->attr, upper, level);
   HideCheckpointLinks(&e->attr);
+  SentAttrs(node);
   if (delta_) e->attr.st_ino = node->ino;  // unchanged by a copy-up
   e->attr_timeout = options_.attr_timeout_s;
   e->entry_timeout = options_.entry_timeout_s;
@@ -306,7 +342,7 @@ int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char*
   }
   auto node = table_->AddLookup(parent, name, std::move(fd), st, upper);
   if (!node.ok()) return node.error().ToErrno();
-  FillEntry(p, *node, path, st, upper, e);
+  FillEntry(p, *node, path, st, upper, v.level, e);
   return 0;
 }
 
@@ -350,7 +386,10 @@ int PermFs::RegisterNew(const Policy& p, Inode* parent, const char* name, int io
   std::string path = table_->ChildPath(parent, name);
   auto node = table_->AddLookup(parent, name, std::move(fd), st, upper);
   if (!node.ok()) return node.error().ToErrno();
-  FillEntry(p, *node, path, st, upper, e);
+  // A new object is `write` (its name was decided so); a new name of an existing file is as
+  // restrictive as its most restrictive name.
+  const Level level = linked ? DecideInode(p, *node).level : Level::kWrite;
+  FillEntry(p, *node, path, st, upper, level, e);
   return 0;
 }
 
@@ -359,7 +398,13 @@ void PermFs::Init(fuse_conn_info* conn) {
     if (conn->capable & cap) conn->want |= cap;
   };
   // O_TRUNC arrives inside OPEN (checked there as a write intent) instead of a separate SETATTR.
-  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  // Not when opens do not reach us: the truncation then comes as a SETATTR, decided as a write.
+  if (!kernel_checks_) want(FUSE_CAP_ATOMIC_O_TRUNC);
+  // Opens decided by the kernel from the permission bits (default_permissions, set at mount):
+  // the first permitted OPEN answers ENOSYS, which the kernel takes as "success, and stop
+  // sending OPEN and RELEASE" (FUSE no_open). Never on a kernel that cannot: opens then stay
+  // requests, checked here as well as by the kernel.
+  kernel_open_ = kernel_checks_ && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
   want(FUSE_CAP_SPLICE_WRITE);
   want(FUSE_CAP_SPLICE_MOVE);
   want(FUSE_CAP_READDIRPLUS);
@@ -378,6 +423,7 @@ void PermFs::Init(fuse_conn_info* conn) {
   // open (KeepCache).
   // Nor DONT_MASK: the kernel applies the caller's umask to new objects' modes before the request
   // reaches us (internal::NoDaemonUmask relies on that).
+  if (kernel_checks_) conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
   conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_ACL | FUSE_CAP_EXPORT_SUPPORT |
                   FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_SPLICE_READ |
                   FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_DONT_MASK);
@@ -417,10 +463,19 @@ void PermFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::string path = table_->PathOf(n);
   Verdict v = DecideFresh(p, n, Level::kView);
   if (int err = Check(req, path, "getattr", v, Level::kView)) return (void)fuse_reply_err(req, err);
+  if (kernel_checks_ && fi == nullptr && !n->is_dir() && !n->is_symlink() &&
+      v.level < Level::kWrite && n->attrs_current.load(std::memory_order_relaxed)) {
+    // The kernel asks for attributes it still holds only when it has refused an access by them:
+    // fuse_permission re-validates once before answering EACCES. That refusal (an open for
+    // reading of a `view` file, for writing of a `read` one, an exec) is the policy's: audited
+    // here, since the open itself never reaches us. (docs/FILESYSTEM.md says what else can send
+    // it: a statx forced to sync.)
+    (void)Deny(req, path, "open", v, EACCES);
+  }
   struct stat st;
   // In delta mode an fh may still be the source object a copy-up has since replaced.
-  if (fi != nullptr && n->is_reg() && !delta_) {
-    if (::fstat(static_cast<int>(fi->fh), &st) != 0) return (void)fuse_reply_err(req, errno);
+  if (const int hfd = HandleFd(fi); hfd >= 0 && n->is_reg() && !delta_) {
+    if (::fstat(hfd, &st) != 0) return (void)fuse_reply_err(req, errno);
   } else {
     auto pfd = table_->PathFd(n);
     if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
@@ -434,9 +489,10 @@ void PermFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   std::shared_lock<std::shared_mutex> dlock;
   if (S_ISREG(st.st_mode) && st.st_nlink > 1) dlock = DeltaShared();  // VisibleLinks reads it
-  Present(p, path, &st, table_->IsUpper(n));
+  Present(p, path, &st, table_->IsUpper(n), DecideInode(p, n).level);
   HideCheckpointLinks(&st);
   if (delta_) st.st_ino = n->ino;
+  SentAttrs(n);
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
 }
 
@@ -511,6 +567,8 @@ void PermFs::SetPolicy(Policy policy) {
   // decided over all its names (its hard links' too), so a rule on a name the kernel never saw
   // reaches it. The names of one inode are adjacent in the snapshot.
   std::vector<KnownName> known = table_->Snapshot();
+  std::vector<std::pair<size_t, size_t>> stale;  // [i, j) name ranges of inodes to invalidate
+  std::vector<bool> changed_range;
   for (size_t i = 0, j = 0; i < known.size(); i = j) {
     const KnownName& k = known[i];
     InodeNames names;
@@ -525,12 +583,23 @@ void PermFs::SetPolicy(Policy policy) {
         DecideNames(*old, names, k.is_dir, k.is_reg, k.nlink, &vouched).level !=
         DecideNames(*fresh, names, k.is_dir, k.is_reg, k.nlink, &vouched).level;
     if (!changed && !k.is_dir) continue;
-    for (size_t x = i; changed && x < j; ++x) {
+    stale.emplace_back(i, j);
+    changed_range.push_back(changed);
+  }
+  if (kernel_checks_) {
+    std::vector<uint64_t> ids;
+    ids.reserve(stale.size());
+    for (auto [i, j] : stale) ids.push_back(known[i].nodeid);
+    table_->MarkAttrsStale(ids);
+  }
+  for (size_t r = 0; r < stale.size(); ++r) {
+    auto [i, j] = stale[r];
+    for (size_t x = i; changed_range[r] && x < j; ++x) {
       if (known[x].parent_nodeid == 0) continue;
       fuse_lowlevel_notify_inval_entry(se, known[x].parent_nodeid, known[x].name.c_str(),
                                        known[x].name.size());
     }
-    fuse_lowlevel_notify_inval_inode(se, k.nodeid, 0, 0);
+    fuse_lowlevel_notify_inval_inode(se, known[i].nodeid, 0, 0);
   }
 }
 
@@ -557,10 +626,21 @@ Status PermFs::InvalidatePath(std::string_view workspace_path) {
   fuse_session* se = session_;
   if (se == nullptr) return OkStatus();
   std::string_view parent = ParentPath(target);
-  for (const KnownName& k : table_->Snapshot()) {
-    bool beneath = target == "/" || k.path == target ||
-                   (k.path.size() > target.size() && k.path.compare(0, target.size(), target) == 0 &&
-                    k.path[target.size()] == '/');
+  std::vector<KnownName> known = table_->Snapshot();
+  auto is_beneath = [&](const KnownName& k) {
+    return target == "/" || k.path == target ||
+           (k.path.size() > target.size() && k.path.compare(0, target.size(), target) == 0 &&
+            k.path[target.size()] == '/');
+  };
+  if (kernel_checks_) {
+    std::vector<uint64_t> ids;
+    for (const KnownName& k : known) {
+      if (is_beneath(k) || (k.is_dir && k.path == parent)) ids.push_back(k.nodeid);
+    }
+    table_->MarkAttrsStale(ids);
+  }
+  for (const KnownName& k : known) {
+    bool beneath = is_beneath(k);
     if (beneath) {
       if (k.parent_nodeid != 0) {
         fuse_lowlevel_notify_inval_entry(se, k.parent_nodeid, k.name.c_str(), k.name.size());

@@ -67,6 +67,19 @@ struct FsOptions {
   // root, and without allow_other it refuses root processes itself (MountAccess). Unset = every
   // caller (an --allow-other mount; the kernel then enforces the host's permission bits).
   std::optional<uid_t> caller_uid;
+  gid_t caller_gid = 0;  // with caller_uid: the group the kernel lets through with it
+  // The kernel lets every local user reach the mount (allow_other, the Docker runtime's mount)
+  // and only the daemon's caller check keeps them out: with kernel-checked opens, objects are
+  // then shown without group and other permission bits, so the kernel refuses them too.
+  bool others_reach_mount = false;
+  // Opens decided by the kernel (docs/FILESYSTEM.md, "Opens without a round trip"): when the
+  // mount serves one unprivileged identity (caller_uid set and not 0), the mount is made with
+  // default_permissions, every object is shown as that identity's with the permission bits its
+  // level allows (view: none, read: no write bits), and OPEN and RELEASE stop reaching the daemon
+  // (FUSE no_open). Reads, writes and every name operation are still decided here, by the policy
+  // in force. false: every open is a request (always the case for root and everyone mounts).
+  bool kernel_open = true;
+  size_t io_fd_cache_capacity = 1024;  // descriptors kept for data requests without a handle
   // Copy-on-write delta (docs/DELTA.md): non-empty = every write lands in this directory
   // (created 0700 if missing), the source is never modified by the mount; the changes reach it
   // only through CommitDelta. Empty = writes go straight to the source.
@@ -149,6 +162,8 @@ class PermFs {
 
   InodeTable& table() { return *table_; }
   const FsOptions& options() const { return options_; }
+  // True when the mount must be made with default_permissions (FsOptions::kernel_open applies).
+  bool kernel_checks() const { return kernel_checks_; }
 
   // Number of inodes the kernel currently references (for tests and diagnostics).
   size_t known_inodes() const { return table_->size(); }
@@ -284,14 +299,34 @@ class PermFs {
   // Presents host attributes: directories whose subtree may hide entries get a constant st_size
   // and st_nlink so hidden children leave no trace; a hard-linked file shows the number of names
   // the sandbox sees (VisibleLinks), never one that counts a hidden name. `upper`: the object is
-  // in the delta's upper tree.
-  void Present(const policy::Policy& p, const std::string& path, struct stat* st,
-               bool upper) const;
+  // in the delta's upper tree. With kernel_checks_, the owner is the served identity and the
+  // permission bits are those `level` allows (the kernel enforces them on open).
+  void Present(const policy::Policy& p, const std::string& path, struct stat* st, bool upper,
+               policy::Level level) const;
+  // Sends the attributes of `n` to the kernel from now on (attrs_current), for the audit of the
+  // kernel's own refusals.
+  void SentAttrs(Inode* n) const {
+    if (kernel_checks_) n->attrs_current.store(true, std::memory_order_relaxed);
+  }
+  // The host descriptor of an open file handle, or -1 when the open had none of ours (opens
+  // decided by the kernel): then IoFd serves the request.
+  int HandleFd(const fuse_file_info* fi) const {
+    return fi != nullptr && !kernel_open_ ? static_cast<int>(fi->fh) : -1;
+  }
+  // The descriptor a data request uses: the open's own (borrowed: RELEASE cannot overtake the
+  // request), else the inode's I/O descriptor (`write`: writable), held by `hold` until the host
+  // call is done.
+  struct DataDescriptor {
+    int fd = -1;
+    std::shared_ptr<UniqueFd> hold;
+  };
+  Result<DataDescriptor> DataFd(Inode* n, const fuse_file_info* fi, bool write);
   // Looks up `name` in `parent` on the host and, if visible, fills `e` (one kernel reference).
   int DoLookup(fuse_req_t req, const policy::Policy& p, Inode* parent, const char* name,
                fuse_entry_param* e, bool audit);
   void FillEntry(const policy::Policy& p, Inode* node, const std::string& path,
-                 const struct stat& st, bool upper, fuse_entry_param* e) const;
+                 const struct stat& st, bool upper, policy::Level level,
+                 fuse_entry_param* e) const;
   // Opens the new name `name` in `parent` (just created by us), hands it to the tree's owner
   // (FsOptions::new_owner_uid), gives it `mode` when the thread could not drop the daemon's umask
   // (internal::NoDaemonUmask), and registers it. `mode` = kKeepMode: the mode is right as it is
@@ -401,6 +436,12 @@ class PermFs {
   std::unordered_map<fuse_ino_t, std::shared_ptr<DirListing>> listings_;
   // The kernel handles opendir/releasedir itself once opendir answers ENOSYS (Init).
   bool zero_message_opendir_ = false;
+  // The mount has default_permissions and objects are presented with policy-derived permission
+  // bits, owned by the served identity (FsOptions::kernel_open; fixed at Create).
+  bool kernel_checks_ = false;
+  // ...and the kernel opens files without asking (first OPEN answered ENOSYS): file handles are
+  // never ours (fixed in Init, before any request).
+  bool kernel_open_ = false;
 };
 
 }  // namespace agentfense::fs

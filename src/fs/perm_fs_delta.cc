@@ -238,6 +238,11 @@ void PermFs::HideCheckpointLinks(struct stat* st) const {
 }
 
 bool PermFs::UpperBusy(const struct stat& st) {
+  // With kernel-checked opens no handle is ours and writers cannot be counted. Nor need they be:
+  // every write holds delta_mu_ shared and copies up (or unshares from a checkpoint) first, and
+  // a commit drops the I/O descriptors, so a later write to a moved or checkpointed file lands
+  // in a fresh upper copy, never in the source or a checkpoint.
+  if (kernel_open_) return false;
   Inode* n = table_->Find(st.st_dev, st.st_ino);
   if (n == nullptr) return false;
   const bool writing = n->open_writers.load() > 0;
@@ -550,6 +555,7 @@ Result<CheckpointInfo> PermFs::RestoreCheckpoint(const std::string& name) {
     // Also after a failure half-way: what did change must not be served from stale backings.
     RebaseTouched(touched);
     upper_links_->Invalidate();
+    table_->DropAllIo();  // no write through a descriptor of an object the restore replaced
   }
   AF_RETURN_IF_ERROR(InvalidatePath("/"));
   return info;
@@ -590,6 +596,7 @@ Result<CommitReport> PermFs::CommitDelta() {
     report = delta_->Commit(table_->root_fd(), level,
                             [this](const struct stat& st) { return UpperBusy(st); });
     upper_links_->Invalidate();  // files moved from upper into the source (InvalidatePath: source)
+    table_->DropAllIo();  // never write through a descriptor of a file now in the source
     RebaseUpper();
   }
   AF_RETURN_IF_ERROR(InvalidatePath("/"));
@@ -603,6 +610,7 @@ Result<int64_t> PermFs::DiscardDelta() {
     std::unique_lock lock(delta_mu_);
     n = delta_->Discard(table_->root_fd());
     upper_links_->Invalidate();
+    table_->DropAllIo();  // the discarded upper objects
     RebaseUpper();
   }
   AF_RETURN_IF_ERROR(InvalidatePath("/"));

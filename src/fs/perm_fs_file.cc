@@ -53,6 +53,13 @@ void PermFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   const Retry retry = [this, ino, f = *fi](fuse_req_t r) mutable { Open(r, ino, &f); };
   if (int err = Check(req, table_->PathOf(n), "open", v, need, &retry)) return ReplyErr(req, err);
   if (n->is_dir()) return (void)fuse_reply_err(req, EISDIR);
+  if (kernel_open_) {
+    // The kernel checked this open against the permission bits we present, and so did we: from
+    // now on it opens files without asking (no OPEN, no RELEASE). Data requests then come without
+    // a handle of ours and use the inode's own descriptor (DataFd); in delta mode the copy-up
+    // happens at the first change (WRITE, SETATTR, FALLOCATE) instead of here.
+    return (void)fuse_reply_err(req, ENOSYS);
+  }
   auto dlock = DeltaShared();
   int64_t trunc_from = -1;  // quota accounting of an O_TRUNC open
   if (delta_ && internal::LevelForOpen(fi->flags) == Level::kWrite) {
@@ -109,9 +116,11 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
   const int at = delta_ ? dfd.get() : (*pfd)->get();
   const mode_t want = mode & 07777 & ~internal::kStrippedModeBits;
   const bool exact = internal::NoDaemonUmask();
-  UniqueFd fd(::openat(at, name,
-                       (fi->flags & ~(O_NOCTTY | O_NOATIME)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-                       want));
+  int flags = (fi->flags & ~(O_NOCTTY | O_NOATIME)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+  // Opens without handles: the new descriptor becomes the inode's I/O descriptor (read-write, so
+  // it serves the reads that follow; O_APPEND positions come from the kernel with each WRITE).
+  if (kernel_open_) flags = (flags & ~(O_ACCMODE | O_APPEND | O_TRUNC)) | O_RDWR;
+  UniqueFd fd(::openat(at, name, flags, want));
   if (!fd) {
     if (delta_) delta_->AddUsage(0, -1);
     return (void)fuse_reply_err(req, errno);
@@ -122,6 +131,14 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
     return (void)fuse_reply_err(req, err);
   }
   Inode* n = table_->FromNodeId(e.ino);
+  if (kernel_open_) {
+    // No handle (fh 0): the kernel would not send RELEASE for it once no_open is on.
+    table_->SetIo(n, std::make_shared<UniqueFd>(std::move(fd)), O_RDWR);
+    fi->fh = 0;
+    fi->keep_cache = 1;
+    fuse_reply_create(req, &e, fi);
+    return;
+  }
   struct stat st;
   fi->keep_cache = ::fstat(fd.get(), &st) == 0 && KeepCache(n, st) ? 1 : 0;
   fi->fh = static_cast<uint64_t>(fd.Release());
@@ -137,15 +154,25 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
 void PermFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   // Held until the reply: once SetPolicy has swapped, no read judged by the old policy is answered.
   std::shared_lock lock(policy_mu_);
-  if (int err = CheckHandle(req, table_->FromNodeId(ino), "read", Level::kRead, fi->fh)) {
+  Inode* n = table_->FromNodeId(ino);
+  if (int err = CheckHandle(req, n, "read", Level::kRead, fi->fh)) {
     return (void)fuse_reply_err(req, err);
   }
+  auto fd = DataFd(n, fi, /*write=*/false);
+  if (!fd.ok()) return (void)fuse_reply_err(req, fd.error().ToErrno());
   // Spliced from the host fd to /dev/fuse when the kernel allows it: no user-space copy.
   fuse_bufvec buf = SingleBuf(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = static_cast<int>(fi->fh);
+  buf.buf[0].fd = fd->fd;
   buf.buf[0].pos = off;
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+Result<PermFs::DataDescriptor> PermFs::DataFd(Inode* n, const fuse_file_info* fi, bool write) {
+  if (const int fd = HandleFd(fi); fd >= 0) return DataDescriptor{fd, nullptr};
+  AF_ASSIGN_OR_RETURN(auto io, table_->IoFd(n, write));
+  const int fd = io->get();
+  return DataDescriptor{fd, std::move(io)};
 }
 
 void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
@@ -154,10 +181,23 @@ void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off
   // not open for writing before it reaches us. The policy may have changed since: judged again
   // (revocation), holding policy_mu_ until the reply.
   std::shared_lock lock(policy_mu_);
-  if (int err = CheckHandle(req, table_->FromNodeId(ino), "write", Level::kWrite, fi->fh)) {
+  Inode* n = table_->FromNodeId(ino);
+  if (int err = CheckHandle(req, n, "write", Level::kWrite, fi->fh)) {
     return (void)fuse_reply_err(req, err);
   }
-  const int fd = static_cast<int>(fi->fh);
+  // Without handles of ours (kernel-checked opens) the first change of a source object copies it
+  // up here, as OPEN for writing does otherwise. Held until the reply: a commit or discard moves
+  // upper objects only while no write is in flight.
+  std::shared_lock<std::shared_mutex> dlock;
+  if (HandleFd(fi) < 0) {
+    dlock = DeltaShared();
+    if (delta_) {
+      if (int err = CopyUpInode(n, false)) return (void)fuse_reply_err(req, err);
+    }
+  }
+  auto data = DataFd(n, fi, /*write=*/true);
+  if (!data.ok()) return (void)fuse_reply_err(req, data.error().ToErrno());
+  const int fd = data->fd;
   size_t len = fuse_buf_size(in);
   std::unique_lock<std::mutex> qlock;
   struct stat before;
@@ -183,30 +223,47 @@ void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off
     if (::fstat(fd, &after) == 0) delta_->AddUsage(after.st_size - before.st_size, 0);
   }
   if (res < 0) return (void)fuse_reply_err(req, static_cast<int>(-res));
+  // O_SYNC/O_DSYNC of the caller's open: our descriptor has neither when the open was the kernel's.
+  if (HandleFd(fi) < 0 && (fi->flags & O_DSYNC) != 0 && ::fdatasync(fd) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
   fuse_reply_write(req, static_cast<size_t>(res));
 }
 
 void PermFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  // Kernel-checked opens have no handle of ours (fh 0, the kernel's no_open default).
+  if (HandleFd(fi) < 0) return (void)fuse_reply_err(req, 0);
   DropHandle(fi->fh);  // before the close: the number may be reused at once
   ::close(static_cast<int>(fi->fh));
   if ((fi->flags & O_ACCMODE) != O_RDONLY) table_->FromNodeId(ino)->open_writers--;
   fuse_reply_err(req, 0);
 }
 
-void PermFs::Fsync(fuse_req_t req, fuse_ino_t /*ino*/, int datasync, fuse_file_info* fi) {
-  int fd = static_cast<int>(fi->fh);
-  int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
+void PermFs::Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  // Any descriptor of the object syncs its data; without a handle, a read-only one will do.
+  auto data = DataFd(table_->FromNodeId(ino), fi, /*write=*/false);
+  if (!data.ok()) return (void)fuse_reply_err(req, data.error().ToErrno());
+  int r = datasync ? ::fdatasync(data->fd) : ::fsync(data->fd);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
 void PermFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                        fuse_file_info* fi) {
   std::shared_lock lock(policy_mu_);  // until the reply, as READ and WRITE
-  if (int err = CheckHandle(req, table_->FromNodeId(ino), "fallocate", Level::kWrite,
-                            fi->fh)) {
+  Inode* n = table_->FromNodeId(ino);
+  if (int err = CheckHandle(req, n, "fallocate", Level::kWrite, fi->fh)) {
     return (void)fuse_reply_err(req, err);
   }
-  const int fd = static_cast<int>(fi->fh);
+  std::shared_lock<std::shared_mutex> dlock;
+  if (HandleFd(fi) < 0) {  // as WRITE: the first change copies up
+    dlock = DeltaShared();
+    if (delta_) {
+      if (int err = CopyUpInode(n, false)) return (void)fuse_reply_err(req, err);
+    }
+  }
+  auto data = DataFd(n, fi, /*write=*/true);
+  if (!data.ok()) return (void)fuse_reply_err(req, data.error().ToErrno());
+  const int fd = data->fd;
   if (delta_ && delta_->has_byte_quota()) {
     std::lock_guard qlock(delta_->write_mu());
     struct stat before, after;
@@ -226,10 +283,13 @@ void PermFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_
 void PermFs::Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
   // SEEK_DATA/SEEK_HOLE tell the file's layout: content, so `read` now.
   std::shared_lock lock(policy_mu_);
-  if (int err = CheckHandle(req, table_->FromNodeId(ino), "lseek", Level::kRead, fi->fh)) {
+  Inode* n = table_->FromNodeId(ino);
+  if (int err = CheckHandle(req, n, "lseek", Level::kRead, fi->fh)) {
     return (void)fuse_reply_err(req, err);
   }
-  off_t r = ::lseek(static_cast<int>(fi->fh), off, whence);
+  auto data = DataFd(n, fi, /*write=*/false);
+  if (!data.ok()) return (void)fuse_reply_err(req, data.error().ToErrno());
+  off_t r = ::lseek(data->fd, off, whence);
   if (r < 0) return (void)fuse_reply_err(req, errno);
   fuse_reply_lseek(req, r);
 }
@@ -262,8 +322,8 @@ void PermFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int vali
     if (int err = CopyUpInode(n, to_zero)) return (void)fuse_reply_err(req, err);
   }
   // In delta mode the fh may be the source object: everything goes through the (copied) inode.
-  const bool have_fh = fi != nullptr && n->is_reg() && !delta_;
-  const int fh = have_fh ? static_cast<int>(fi->fh) : -1;
+  const bool have_fh = HandleFd(fi) >= 0 && n->is_reg() && !delta_;
+  const int fh = have_fh ? HandleFd(fi) : -1;
   auto pfd = table_->PathFd(n);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
 
@@ -327,9 +387,10 @@ void PermFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int vali
   }
   struct stat st;
   if (::fstat(have_fh ? fh : (*pfd)->get(), &st) != 0) return (void)fuse_reply_err(req, errno);
-  Present(p, path, &st, table_->IsUpper(n));
+  Present(p, path, &st, table_->IsUpper(n), v.level);
   HideCheckpointLinks(&st);
   if (delta_) st.st_ino = n->ino;
+  SentAttrs(n);
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
 }
 

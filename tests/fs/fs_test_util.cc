@@ -2,7 +2,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -14,6 +17,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace agentfense::fs::testing {
@@ -124,6 +128,33 @@ policy::Policy PresetPolicy(std::string_view name) {
   auto rules = policy::PresetRules(name);
   EXPECT_TRUE(rules.ok());
   return std::move(*policy::Policy::Compile(std::move(*rules)));
+}
+
+int RunAs(uid_t id, const std::function<int()>& op) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(id, id, id) != 0 ||
+        ::setresuid(id, id, id) != 0) {
+      ::_exit(250);
+    }
+    ::_exit(op());
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 251;
+}
+
+int RunAsThread(uid_t id, const std::function<int()>& op) {
+  int result = 250;
+  std::thread t([&] {
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0 || ::syscall(SYS_setresgid, id, id, id) != 0 ||
+        ::syscall(SYS_setresuid, id, id, id) != 0) {
+      return;
+    }
+    result = op();
+  });
+  t.join();
+  return result;
 }
 
 size_t AuditLog::Count(std::string_view op) {

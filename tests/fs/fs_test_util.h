@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -100,6 +101,14 @@ std::map<std::string, std::string> Snapshot(const std::string& root);
 
 // True when a listing of `dir` (opendir/readdir through whatever serves it) shows `name`.
 bool Listed(const std::string& dir, const std::string& name);
+
+// Runs `op` as uid/gid `id` in a forked child; returns what it returns (an errno; 0 = success),
+// 250 when the identity could not be taken.
+int RunAs(uid_t id, const std::function<int()>& op);
+// The same on a thread of this process that alone takes the identity (raw setresuid/setresgid/
+// setgroups act per thread; glibc's wrappers would switch every thread, the FUSE daemon's too):
+// descriptors it opens stay usable by the next call, which is what descriptor tests need.
+int RunAsThread(uid_t id, const std::function<int()>& op);
 
 // errno of a call that returned -1, or 0 on success.
 inline int Err(long r) { return r < 0 ? errno : 0; }

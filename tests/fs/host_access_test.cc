@@ -7,8 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <functional>
-
 #include "fs_test_util.h"
 
 namespace agentfense::fs::testing {
@@ -16,21 +14,6 @@ namespace {
 
 constexpr uid_t kSandboxUid = 4242;  // the identity a mount serves in these cases
 constexpr uid_t kOtherUid = 4343;    // another local user
-
-// Runs `op` as uid/gid `id` in a child; returns the errno it reports (0 = success).
-int As(uid_t id, const std::function<int()>& op) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(id, id, id) != 0 ||
-        ::setresuid(id, id, id) != 0) {
-      ::_exit(250);
-    }
-    ::_exit(op());
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 251;
-}
 
 int StatErr(const std::string& p) {
   struct stat st;
@@ -64,8 +47,8 @@ class HostAccess : public ::testing::Test {
     AF_REQUIRE_CAPABILITY(::geteuid() == 0, "needs root to act as other users");
   }
   // A source with a world-readable file and a root-only one, everything writable by policy.
-  std::unique_ptr<MountedFs> Mount(const MountAccess& access) {
-    auto m = MountedFs::Start(MakePolicy({"**=write"}), FsOptions{}, access);
+  std::unique_ptr<MountedFs> Mount(const MountAccess& access, FsOptions options = {}) {
+    auto m = MountedFs::Start(MakePolicy({"**=write"}), std::move(options), access);
     if (m == nullptr) return m;
     WriteFile(m->src("open.txt"), "hello\n", 0644);
     WriteFile(m->src("private.txt"), "root only\n", 0600);
@@ -81,16 +64,16 @@ TEST_F(HostAccess, TheKernelRefusesEveryOtherUserOfAnOwnerOnlyMount) {
   access.gid = kSandboxUid;
   auto m = Mount(access);
   ASSERT_NE(m, nullptr);
-  EXPECT_EQ(As(kSandboxUid, [&] { return ReadErr(m->mnt("open.txt")); }), 0);
+  EXPECT_EQ(RunAs(kSandboxUid, [&] { return ReadErr(m->mnt("open.txt")); }), 0);
   // Even the root-only file: the policy decides for the sandbox, not the host's bits.
-  EXPECT_EQ(As(kSandboxUid, [&] { return ReadErr(m->mnt("private.txt")); }), 0);
-  EXPECT_EQ(As(kSandboxUid, [&] { return CreateErr(m->mnt("dir/new")); }), 0);
+  EXPECT_EQ(RunAs(kSandboxUid, [&] { return ReadErr(m->mnt("private.txt")); }), 0);
+  EXPECT_EQ(RunAs(kSandboxUid, [&] { return CreateErr(m->mnt("dir/new")); }), 0);
   for (uid_t other : {kOtherUid, kSandboxUid + 1}) {
-    EXPECT_EQ(As(other, [&] { return StatErr(m->mnt()); }), EACCES);
-    EXPECT_EQ(As(other, [&] { return ListErr(m->mnt()); }), EACCES);
-    EXPECT_EQ(As(other, [&] { return StatErr(m->mnt("open.txt")); }), EACCES);
-    EXPECT_EQ(As(other, [&] { return ReadErr(m->mnt("open.txt")); }), EACCES);
-    EXPECT_EQ(As(other, [&] { return CreateErr(m->mnt("dir/theirs")); }), EACCES);
+    EXPECT_EQ(RunAs(other, [&] { return StatErr(m->mnt()); }), EACCES);
+    EXPECT_EQ(RunAs(other, [&] { return ListErr(m->mnt()); }), EACCES);
+    EXPECT_EQ(RunAs(other, [&] { return StatErr(m->mnt("open.txt")); }), EACCES);
+    EXPECT_EQ(RunAs(other, [&] { return ReadErr(m->mnt("open.txt")); }), EACCES);
+    EXPECT_EQ(RunAs(other, [&] { return CreateErr(m->mnt("dir/theirs")); }), EACCES);
   }
   // Root too: the kernel serves exactly the one identity.
   EXPECT_EQ(StatErr(m->mnt("open.txt")), EACCES);
@@ -115,14 +98,19 @@ TEST_F(HostAccess, OnAnAllowOtherMountTheDaemonRefusesAndAuditsOtherCallers) {
   access.uid = kSandboxUid;
   access.gid = kSandboxUid;
   access.allow_other = true;  // the Docker runtime's mount
-  auto m = Mount(access);
+  // Every open a request: this case is about the daemon's own check. With opens decided by the
+  // kernel, other users are refused by the permission bits before anything reaches the daemon
+  // (KernelOpen.OtherUsersAreRefusedByTheBitsOnAnAllowOtherMount).
+  FsOptions options;
+  options.kernel_open = false;
+  auto m = Mount(access, std::move(options));
   ASSERT_NE(m, nullptr);
-  EXPECT_EQ(As(kSandboxUid, [&] { return ReadErr(m->mnt("open.txt")); }), 0);
+  EXPECT_EQ(RunAs(kSandboxUid, [&] { return ReadErr(m->mnt("open.txt")); }), 0);
   EXPECT_EQ(ReadErr(m->mnt("open.txt")), 0);  // root: dockerd and runc stat and bind it
-  EXPECT_EQ(As(kOtherUid, [&] { return StatErr(m->mnt("open.txt")); }), EACCES);
-  EXPECT_EQ(As(kOtherUid, [&] { return ReadErr(m->mnt("open.txt")); }), EACCES);
-  EXPECT_EQ(As(kOtherUid, [&] { return ListErr(m->mnt()); }), EACCES);
-  EXPECT_EQ(As(kOtherUid, [&] { return CreateErr(m->mnt("dir/theirs")); }), EACCES);
+  EXPECT_EQ(RunAs(kOtherUid, [&] { return StatErr(m->mnt("open.txt")); }), EACCES);
+  EXPECT_EQ(RunAs(kOtherUid, [&] { return ReadErr(m->mnt("open.txt")); }), EACCES);
+  EXPECT_EQ(RunAs(kOtherUid, [&] { return ListErr(m->mnt()); }), EACCES);
+  EXPECT_EQ(RunAs(kOtherUid, [&] { return CreateErr(m->mnt("dir/theirs")); }), EACCES);
   EXPECT_NE(::access(m->src("dir/theirs").c_str(), F_OK), 0);
   std::lock_guard lock(m->audit().mu);
   bool seen = false;
@@ -142,8 +130,8 @@ TEST_F(HostAccess, AllowOtherForEveryoneEnforcesTheHostsPermissionBits) {
   access.everyone = true;  // agentfense mount --allow-other
   auto m = Mount(access);
   ASSERT_NE(m, nullptr);
-  EXPECT_EQ(As(kOtherUid, [&] { return ReadErr(m->mnt("open.txt")); }), 0);
-  EXPECT_EQ(As(kOtherUid, [&] { return ReadErr(m->mnt("private.txt")); }), EACCES);
+  EXPECT_EQ(RunAs(kOtherUid, [&] { return ReadErr(m->mnt("open.txt")); }), 0);
+  EXPECT_EQ(RunAs(kOtherUid, [&] { return ReadErr(m->mnt("private.txt")); }), EACCES);
   EXPECT_EQ(ReadErr(m->mnt("private.txt")), 0);  // its owner (root) still reads it
 }
 
