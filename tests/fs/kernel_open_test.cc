@@ -178,7 +178,29 @@ TEST_F(KernelOpen, AReopenThroughProcSelfFdIsDecidedAgain) {
   const std::string proc = "/proc/self/fd/" + std::to_string(fd);
   EXPECT_EQ(RunAsThread(kSandboxUid, [&] { return OpenErr(proc, O_RDWR); }), EACCES);
   EXPECT_EQ(RunAsThread(kSandboxUid, [&] { return OpenErr(proc, O_WRONLY | O_APPEND); }), EACCES);
+  EXPECT_GE(Audited(*m, "open", "/a.txt"), 2u);  // SPEC §3.5: the refused reopens are audited
   ::close(fd);
+}
+
+// The kernel holds one set of bits per inode: a hard link must show those of its most
+// restrictive name in the tree, whichever name it was looked up by.
+TEST_F(KernelOpen, AHardLinkHasTheBitsOfItsMostRestrictiveName) {
+  auto m = Mount();
+  ASSERT_NE(m, nullptr);
+  // Made on the host: /w/ro.txt (write) is /a.txt (read), /w/v.txt (write) is /v.txt (view).
+  ASSERT_EQ(::link(m->src("a.txt").c_str(), m->src("w/ro.txt").c_str()), 0);
+  ASSERT_EQ(::link(m->src("v.txt").c_str(), m->src("w/v.txt").c_str()), 0);
+  struct stat st;
+  ASSERT_EQ(RunAsThread(kSandboxUid, [&] { return Err(::stat(m->mnt("w/ro.txt").c_str(), &st)); }),
+            0);
+  EXPECT_EQ(st.st_mode & 0222, 0u);
+  EXPECT_EQ(RunAsThread(kSandboxUid, [&] { return OpenErr(m->mnt("w/ro.txt"), O_WRONLY); }), EACCES);
+  ASSERT_EQ(RunAsThread(kSandboxUid, [&] { return Err(::stat(m->mnt("w/v.txt").c_str(), &st)); }),
+            0);
+  EXPECT_EQ(st.st_mode & 07777, 0u);
+  EXPECT_EQ(RunAsThread(kSandboxUid, [&] { return OpenErr(m->mnt("w/v.txt"), O_RDONLY); }), EACCES);
+  EXPECT_GE(Audited(*m, "open", "/w/v.txt") + Audited(*m, "open", "/v.txt"), 1u);
+  EXPECT_EQ(ReadFile(m->src("a.txt")), "read me\n");
 }
 
 TEST_F(KernelOpen, ADowngradeRevokesOpenDescriptorsAndTheBitsAtOnce) {
