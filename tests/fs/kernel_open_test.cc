@@ -294,6 +294,23 @@ TEST_F(KernelOpen, OtherUsersAreRefusedByTheBitsOnAnAllowOtherMount) {
   EXPECT_NE(::access(m->src("w/new").c_str(), F_OK), 0);
 }
 
+// `ask` holds an access until someone decides; the kernel cannot hold an open. A mount whose
+// policy asks at start keeps every open a request (the asked file stays promptable); a rule made
+// `ask` later on a mount whose opens the kernel decides fails closed: no bit, so refused.
+TEST_F(KernelOpen, AskIsNeverOpenedByTheKernel) {
+  MountAccess access;
+  access.uid = kSandboxUid;
+  access.gid = kSandboxUid;
+  auto asking = MountedFs::Start(MakePolicy({"**=read", "/q.txt=ask@10"}), {}, access);
+  ASSERT_NE(asking, nullptr);
+  EXPECT_FALSE(asking->fs().kernel_checks());
+  auto m = Mount();
+  ASSERT_NE(m, nullptr);
+  ASSERT_TRUE(m->fs().kernel_checks());
+  m->fs().SetPolicy(MakePolicy({"**=read", "/a.txt=ask@10"}));
+  EXPECT_EQ(RunAsThread(kSandboxUid, [&] { return OpenErr(m->mnt("a.txt"), O_RDONLY); }), EACCES);
+}
+
 TEST_F(KernelOpen, OnADeltaTheFirstWriteCopiesUpAndACommitNeverLetsLaterWritesIntoTheSource) {
   FsOptions options;
   TempDir delta;
