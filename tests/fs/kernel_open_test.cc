@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -309,6 +310,32 @@ TEST_F(KernelOpen, AskIsNeverOpenedByTheKernel) {
   ASSERT_TRUE(m->fs().kernel_checks());
   m->fs().SetPolicy(MakePolicy({"**=read", "/a.txt=ask@10"}));
   EXPECT_EQ(RunAsThread(kSandboxUid, [&] { return OpenErr(m->mnt("a.txt"), O_RDONLY); }), EACCES);
+}
+
+// An ordinary login's soft limit of 1,024 descriptors is below what the descriptor caches hold:
+// the mount raises it to the hard limit (and would shrink its caches below a low hard limit)
+// instead of failing opens with EMFILE once the walk is large (rg over a kernel tree did).
+TEST_F(KernelOpen, ALimitOf1024DescriptorsRunsNoWalkOut) {
+  struct rlimit old;
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  struct rlimit low = {1024, old.rlim_max};  // the hard limit cannot be raised back here
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  int failed = -1;
+  {
+    auto m = Mount();
+    if (m != nullptr) {
+      for (int i = 0; i < 1500; ++i) WriteFile(m->src("w/n" + std::to_string(i)), "x");
+      failed = RunAsThread(kSandboxUid, [&] {
+        for (int i = 0; i < 1500; ++i) {
+          std::string s;
+          if (int e = ReadAll(m->mnt("w/n" + std::to_string(i)), &s)) return e;
+        }
+        return 0;
+      });
+    }
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  EXPECT_EQ(failed, 0) << std::strerror(failed);
 }
 
 TEST_F(KernelOpen, OnADeltaTheFirstWriteCopiesUpAndACommitNeverLetsLaterWritesIntoTheSource) {
