@@ -443,6 +443,26 @@ def goals_block(res: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _ratio_bars(plt, labels: list[str], series: dict[str, list[float]], title: str, name: str,
+                log: bool) -> None:
+    """One group of bars per label, one bar per series (time ÷ native), saved as docs/perf/NAME."""
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / max(1, len(series))
+    for i, (label, vals) in enumerate(series.items()):
+        ax.bar([x + i * width for x in range(len(labels))], vals, width, label=label)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(labels))])
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("time ÷ native (lower is better)")
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(PLOTS / name, dpi=90)
+    plt.close(fig)
+
+
 def plots(results: dict) -> list[str]:
     try:
         import matplotlib
@@ -456,40 +476,16 @@ def plots(results: dict) -> list[str]:
     if fs:
         cfgs = [c for c in fs["ratios"] if c != "native"]
         wls = [w for w, v in fs["configs"]["native"].items() if isinstance(v, float)]
-        fig, ax = plt.subplots(figsize=(10, 4.5))
-        width = 0.8 / max(1, len(cfgs))
-        for i, c in enumerate(cfgs):
-            vals = [fs["ratios"][c].get(w, 0) for w in wls]
-            ax.bar([x + i * width for x in range(len(wls))], vals, width, label=c)
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xticks([x + width * (len(cfgs) - 1) / 2 for x in range(len(wls))])
-        ax.set_xticklabels(wls, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("time ÷ native (lower is better)")
-        ax.set_yscale("log")
-        ax.legend(fontsize=8)
-        ax.set_title("Filesystem workloads")
-        fig.tight_layout()
-        fig.savefig(PLOTS / "fs_ratios.png", dpi=90)
-        plt.close(fig)
+        _ratio_bars(plt, wls, {c: [fs["ratios"][c].get(w, 0) for w in wls] for c in cfgs},
+                    "Filesystem workloads", "fs_ratios.png", log=True)
         made.append("fs_ratios.png")
     wl = results.get("workloads")
     if wl and wl.get("rows"):
         names = [n for n, row in wl["rows"].items() if row.get("ratios")]
         cfgs = [c for c in wl["configs"] if c != "native"]
-        fig, ax = plt.subplots(figsize=(10, 4.5))
-        width = 0.8 / max(1, len(cfgs))
-        for i, c in enumerate(cfgs):
-            vals = [wl["rows"][n]["ratios"].get(c, 0) for n in names]
-            ax.bar([x + i * width for x in range(len(names))], vals, width, label=c)
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xticks([x + width * (len(cfgs) - 1) / 2 for x in range(len(names))])
-        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("time ÷ native (lower is better)")
-        ax.legend(fontsize=7)
-        ax.set_title("Agent workloads on real repositories")
-        fig.tight_layout()
-        fig.savefig(PLOTS / "workloads.png", dpi=90)
-        plt.close(fig)
+        _ratio_bars(plt, names, {c: [wl["rows"][n]["ratios"].get(c, 0) for n in names]
+                                 for c in cfgs},
+                    "Agent workloads on real repositories", "workloads.png", log=False)
         made.append("workloads.png")
     den = results.get("density")
     if den and den.get("bwrap"):

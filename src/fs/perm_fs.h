@@ -321,6 +321,12 @@ class PermFs {
     std::shared_ptr<UniqueFd> hold;
   };
   Result<DataDescriptor> DataFd(Inode* n, const fuse_file_info* fi, bool write);
+  // Before a change (WRITE, FALLOCATE) that comes without a handle of ours (kernel-decided opens):
+  // holds the delta lock shared in `dlock` until the reply (a commit or discard moves upper
+  // objects only while no change is in flight) and copies a source object up first, as OPEN for
+  // writing does otherwise. 0 or an errno.
+  int PrepareChange(Inode* n, const fuse_file_info* fi,
+                    std::shared_lock<std::shared_mutex>* dlock);
   // Looks up `name` in `parent` on the host and, if visible, fills `e` (one kernel reference).
   int DoLookup(fuse_req_t req, const policy::Policy& p, Inode* parent, const char* name,
                fuse_entry_param* e, bool audit);

@@ -175,6 +175,13 @@ Result<PermFs::DataDescriptor> PermFs::DataFd(Inode* n, const fuse_file_info* fi
   return DataDescriptor{fd, std::move(io)};
 }
 
+int PermFs::PrepareChange(Inode* n, const fuse_file_info* fi,
+                          std::shared_lock<std::shared_mutex>* dlock) {
+  if (HandleFd(fi) >= 0) return 0;  // the open copied up already
+  *dlock = DeltaShared();
+  return delta_ ? CopyUpInode(n, false) : 0;
+}
+
 void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
                       fuse_file_info* fi) {
   // The fd was opened for writing only after the open check; the kernel refuses WRITE on an fd
@@ -185,16 +192,8 @@ void PermFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off
   if (int err = CheckHandle(req, n, "write", Level::kWrite, fi->fh)) {
     return (void)fuse_reply_err(req, err);
   }
-  // Without handles of ours (kernel-checked opens) the first change of a source object copies it
-  // up here, as OPEN for writing does otherwise. Held until the reply: a commit or discard moves
-  // upper objects only while no write is in flight.
   std::shared_lock<std::shared_mutex> dlock;
-  if (HandleFd(fi) < 0) {
-    dlock = DeltaShared();
-    if (delta_) {
-      if (int err = CopyUpInode(n, false)) return (void)fuse_reply_err(req, err);
-    }
-  }
+  if (int err = PrepareChange(n, fi, &dlock)) return (void)fuse_reply_err(req, err);
   auto data = DataFd(n, fi, /*write=*/true);
   if (!data.ok()) return (void)fuse_reply_err(req, data.error().ToErrno());
   const int fd = data->fd;
@@ -255,12 +254,7 @@ void PermFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_
     return (void)fuse_reply_err(req, err);
   }
   std::shared_lock<std::shared_mutex> dlock;
-  if (HandleFd(fi) < 0) {  // as WRITE: the first change copies up
-    dlock = DeltaShared();
-    if (delta_) {
-      if (int err = CopyUpInode(n, false)) return (void)fuse_reply_err(req, err);
-    }
-  }
+  if (int err = PrepareChange(n, fi, &dlock)) return (void)fuse_reply_err(req, err);
   auto data = DataFd(n, fi, /*write=*/true);
   if (!data.ok()) return (void)fuse_reply_err(req, data.error().ToErrno());
   const int fd = data->fd;
