@@ -4,7 +4,8 @@
 //   - a normalized path is canonical: absolute, no empty/"."/".." segments, no trailing '/',
 //     no NUL, within the length limits, and normalizing it again changes nothing;
 //   - a validated relative path is canonical too and is exactly the normalized path minus '/';
-//   - ParentPath/JoinWorkspacePath/SplitPath agree with each other on canonical paths.
+//   - ParentPath/BaseName/JoinWorkspacePath/SplitPath agree with each other on canonical paths;
+//   - a codebase path with one leading '/' validates as the same path without it.
 //
 // Input: byte 0 picks allow_empty for ValidateRelativePath; the rest is the path.
 #include <cstddef>
@@ -40,10 +41,11 @@ void CheckNormalized(const std::string& n) {
   auto again = agentfense::NormalizeWorkspacePath(n);
   Check(again.ok() && *again == n);
   if (n != "/") {
-    std::string_view parent = ParentPath(n);
+    const std::string parent = ParentPath(n);
     Check(n.size() > parent.size() && n.compare(0, parent.size(), parent) == 0);
     std::string_view last = agentfense::SplitPath(n).back();
     Check(JoinWorkspacePath(parent, last) == n);
+    Check(agentfense::BaseName(n) == last);
   } else {
     Check(ParentPath(n) == "/");
   }
@@ -72,6 +74,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // is already the normalized workspace path.
     auto abs = agentfense::NormalizeWorkspacePath("/" + rel);
     Check(abs.ok() && *abs == (rel.empty() ? "/" : "/" + rel));
+    // "/x" is the codebase's "x" (the reference's SDK writes it so), never anything else.
+    if (rel.size() < agentfense::kMaxPathBytes) {
+      auto rooted = agentfense::ValidateRelativePath("/" + rel, allow_empty);
+      Check(rooted.ok() && *rooted == rel);
+    }
   }
   return 0;
 }

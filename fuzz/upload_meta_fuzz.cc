@@ -1,4 +1,4 @@
-// libFuzzer target: upload metadata validation (service/validation.h, store/ids.h): the fields of
+// libFuzzer target: upload metadata validation (service/validation.h, base/ids.h): the fields of
 // an UploadChunk's metadata (and the REST file route's path and mode) decide where bytes land on
 // the host, so each must either be refused or come out canonical:
 //   - an accepted file path is relative, canonical, and re-validates to itself;
@@ -12,9 +12,9 @@
 #include <string>
 #include <string_view>
 
+#include "base/ids.h"
 #include "sandbox/v1/codebase.pb.h"
 #include "service/validation.h"
-#include "store/ids.h"
 
 namespace {
 
@@ -37,11 +37,11 @@ void CheckFields(std::string_view id, std::string_view path, std::string_view mo
     auto again = service::ValidateFilePath("file_path", rel, allow_empty);
     Check(again.ok() && *again == rel);
   }
-  if (store::IsValidCodebaseId(id)) {
+  if (IsValidCodebaseId(id)) {
     Check(id.size() == 19 && id.substr(0, 3) == "cb_");
     for (char c : id.substr(3)) Check((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
   }
-  Check(store::IsValidCodebaseId(id) == store::ValidateCodebaseId(id).ok());
+  Check(IsValidCodebaseId(id) == ValidateCodebaseId(id).ok());
   auto m = service::ParseFileMode(mode, 0644);
   if (m.ok()) Check((*m & ~07777) == 0);
   (void)service::ValidateName("name", path);

@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
     }
     run_same.ms.push_back(Ms(Clock::now() - t0));
 
-    const std::string id = "bench_start_" + std::to_string(i);
+    const std::string id = fmt::format("sb_{:016x}", 0xbe1000 + i);  // base/ids.h shape
     t0 = Clock::now();
     rt::DockerSandboxSpec spec;
     spec.sandbox_id = id;
@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
   rows = {run_plain, run_same, ours_first, ours_total};
 
   // Exec in a running sandbox.
-  const std::string id = "bench_exec";
+  const std::string id = "sb_00000000be1fffff";
   rt::DockerSandboxSpec spec;
   spec.sandbox_id = id;
   spec.workspace_dir = ws;

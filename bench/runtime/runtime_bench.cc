@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "runtime/bwrap_plan.h"
 #include "runtime/bwrap_sandbox.h"
 #include "runtime/identity.h"
@@ -171,7 +173,7 @@ int main(int argc, char** argv) {
   std::vector<double> raw_bwrap, start, stop, raw_true, exec_argv, exec_shell, session;
   int starts = std::max(10, n / 4);
   for (int i = 0; i < starts; ++i) {
-    spec.id = "bench-" + std::to_string(i);
+    spec.id = fmt::format("sb_{:016x}", 0xbe0000 + i);  // a sandbox id (base/ids.h)
     auto plan = BuildBwrapPlan(spec, ProbeHostLayout());
     raw_bwrap.push_back(RawBwrapOnce(spec, *plan));
     auto t0 = Clock::now();
@@ -192,7 +194,7 @@ int main(int argc, char** argv) {
     stop.push_back(Ms(Clock::now() - t1));
   }
 
-  spec.id = "bench-run";
+  spec.id = "sb_00000000be00ffff";
   auto sb = BwrapSandbox::Start(spec);
   if (!sb.ok()) return 1;
   auto sid = (*sb)->OpenSession({});

@@ -78,7 +78,12 @@ TEST(Path, ValidateRelativePath) {
   EXPECT_EQ(*ValidateRelativePath("src/app.py"), "src/app.py");
   EXPECT_EQ(*ValidateRelativePath("src/"), "src");
   EXPECT_EQ(*ValidateRelativePath("", true), "");
-  for (const char* bad : {"", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "a\\b", "a/.", "//"}) {
+  // A leading '/' is the codebase root, never the host's.
+  EXPECT_EQ(*ValidateRelativePath("/src/b.py"), "src/b.py");
+  EXPECT_EQ(*ValidateRelativePath("/etc/passwd"), "etc/passwd");
+  EXPECT_EQ(*ValidateRelativePath("/", true), "");
+  for (const char* bad : {"", "/", "//etc", "/../x", "../x", "a/../b", "a//b", "./a", "a\\b",
+                          "a/.", "//"}) {
     EXPECT_FALSE(ValidateRelativePath(bad).ok()) << bad;
   }
   EXPECT_FALSE(ValidateRelativePath(std::string("a\0b", 3)).ok());
@@ -91,6 +96,9 @@ TEST(Path, SplitJoinParent) {
   EXPECT_EQ(ParentPath("/a/b"), "/a");
   EXPECT_EQ(ParentPath("/a"), "/");
   EXPECT_EQ(ParentPath("/"), "/");
+  EXPECT_EQ(BaseName("/a/b"), "b");
+  EXPECT_EQ(BaseName("/a"), "a");
+  EXPECT_EQ(BaseName("/"), "");
 }
 
 TEST(JsonDepth, CountsOnlyStructureOutsideStrings) {

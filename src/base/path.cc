@@ -51,7 +51,12 @@ Result<std::string> ValidateRelativePath(std::string_view path, bool allow_empty
     return Error(ErrorCode::kInvalidArgument, "path contains a backslash");
   }
   if (path.front() == '/') {
-    return Error(ErrorCode::kInvalidArgument, "path must be relative (no leading '/')");
+    path.remove_prefix(1);  // codebase-relative: "/src" is "src"
+    if (path.empty()) {
+      if (allow_empty) return std::string();
+      return Error(ErrorCode::kInvalidArgument, "path names the codebase root, not a file");
+    }
+    if (path.front() == '/') return Error(ErrorCode::kInvalidArgument, "path has an empty segment");
   }
   // A single trailing '/' is tolerated for directories ("src/"); any other empty segment is not.
   std::string_view body = path;
@@ -73,6 +78,21 @@ Result<std::string> ValidateRelativePath(std::string_view path, bool allow_empty
   return std::string(body);
 }
 
+Result<std::string> SandboxWorkdir(std::string_view workdir) {
+  if (workdir.empty()) return std::string();
+  if (workdir.size() > kMaxPathBytes || workdir.find('\0') != std::string_view::npos) {
+    return Error(ErrorCode::kInvalidArgument, "workdir is invalid");
+  }
+  if (workdir.front() == '/') return std::string(workdir);
+  auto rel = NormalizeWorkspacePath(workdir);
+  if (!rel.ok()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "workdir: a relative workdir must stay inside /workspace (" +
+                     rel.error().ToString() + ")");
+  }
+  return *rel == "/" ? std::string("/workspace") : "/workspace" + *rel;
+}
+
 std::string JoinWorkspacePath(std::string_view dir, std::string_view name) {
   std::string out(dir);
   if (out.empty() || out.back() != '/') out += '/';
@@ -80,10 +100,15 @@ std::string JoinWorkspacePath(std::string_view dir, std::string_view name) {
   return out;
 }
 
-std::string_view ParentPath(std::string_view path) {
+std::string ParentPath(std::string_view path) {
   size_t slash = path.rfind('/');
   if (slash == std::string_view::npos || slash == 0) return "/";
-  return path.substr(0, slash);
+  return std::string(path.substr(0, slash));
+}
+
+std::string BaseName(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
 }
 
 }  // namespace agentfense

@@ -18,10 +18,18 @@ inline constexpr size_t kMaxNameBytes = 255;
 // "" and "/" both mean the root, "/".
 Result<std::string> NormalizeWorkspacePath(std::string_view path);
 
-// Validates a client-supplied relative path (upload name, ListFiles path, file route) and returns
-// it in canonical form ("a/b"). Rejects absolute paths, "..", ".", empty segments, NUL, backslashes
-// and over-long input. `allow_empty` admits "" (meaning the root).
+// Validates a client-supplied codebase path (upload name, ListFiles path, file route) and returns
+// it in canonical relative form ("a/b"). One leading '/' is accepted and means the codebase root:
+// "/src/b.py" is "src/b.py" (the reference's SDK writes paths so; a codebase path never names a
+// host path). Rejects "..", ".", empty segments (so "//x"), NUL, backslashes and over-long input.
+// `allow_empty` admits "" and "/" (meaning the root).
 Result<std::string> ValidateRelativePath(std::string_view path, bool allow_empty = false);
+
+// The directory a command starts in, as the sandbox's agent takes it: "" = /workspace (left
+// empty); an absolute path anywhere in the sandbox's own view (e.g. /tmp), which is all it can
+// reach anyway; a relative one beneath /workspace, its ".." segments refused rather than resolved
+// upwards. kInvalidArgument for NUL or over-long input. Shared by the API, the CLI and MCP.
+Result<std::string> SandboxWorkdir(std::string_view workdir);
 
 // Splits "/a/b/c" (or "a/b/c") into {"a","b","c"}. Empty segments are skipped.
 std::vector<std::string_view> SplitPath(std::string_view path);
@@ -30,6 +38,9 @@ std::vector<std::string_view> SplitPath(std::string_view path);
 std::string JoinWorkspacePath(std::string_view dir, std::string_view name);
 
 // Parent of a normalized workspace path ("/a/b" → "/a", "/a" → "/", "/" → "/").
-std::string_view ParentPath(std::string_view path);
+std::string ParentPath(std::string_view path);
+
+// Last component of a normalized workspace path ("/a/b" → "b", "/" → "").
+std::string BaseName(std::string_view path);
 
 }  // namespace agentfense

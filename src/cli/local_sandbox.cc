@@ -1,9 +1,7 @@
 #include "cli/local_sandbox.h"
 
 #include <fcntl.h>
-#include <fmt/format.h>
 #include <spawn.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +11,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/ids.h"
 #include "fs/mount.h"
 #include "supervisor/launch.h"
 
@@ -35,16 +34,6 @@ std::string RuntimeParent() {
   return "/tmp";
 }
 
-Result<std::string> RandomSandboxId() {
-  unsigned char bytes[8];
-  if (::getrandom(bytes, sizeof(bytes), 0) != static_cast<ssize_t>(sizeof(bytes))) {
-    return Error::FromErrno(errno, "getrandom");
-  }
-  std::string id = "sb_";
-  for (unsigned char b : bytes) id += fmt::format("{:02x}", b);
-  return id;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<LocalSandbox>> LocalSandbox::Start(const LocalSandboxOptions& options) {
@@ -55,7 +44,7 @@ Result<std::unique_ptr<LocalSandbox>> LocalSandbox::Start(const LocalSandboxOpti
   requested.dns_servers = options.egress.dns_servers;
   requested.public_cidrs = options.egress.public_cidrs;
   AF_ASSIGN_OR_RETURN(supervisor::HostSettings host, supervisor::ResolveHost(requested));
-  AF_ASSIGN_OR_RETURN(std::string id, RandomSandboxId());
+  AF_ASSIGN_OR_RETURN(std::string id, NewSandboxId());
   std::unique_ptr<LocalSandbox> sb(new LocalSandbox());
 
   // The mount point must not lie inside the directory it exposes: the filesystem would serve its

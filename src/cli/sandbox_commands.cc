@@ -20,6 +20,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "base/path.h"
 #include "base/units.h"
 #include "cli/ask_prompt.h"
 #include "cli/exit_codes.h"
@@ -163,9 +164,9 @@ Result<Prepared> Prepare(const SandboxFlags& f) {
     }
     p.env.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
   }
-  if (!f.workdir.empty()) {
-    p.workdir = f.workdir[0] == '/' ? f.workdir : "/workspace/" + f.workdir;
-  }
+  auto workdir = SandboxWorkdir(f.workdir);
+  if (!workdir.ok()) return Invalid("--workdir " + f.workdir + ": " + workdir.error().message());
+  p.workdir = std::move(*workdir);
   if (f.sync == SyncMode::kKeepDelta) {
     AF_ASSIGN_OR_RETURN(p.sandbox.keep_delta_dir,
                         PrepareKeepDelta(f.keep_delta_dir, p.sandbox.source_dir));

@@ -17,6 +17,7 @@
 #include <map>
 
 #include "base/log.h"
+#include "base/path.h"
 #include "fs/delta_internal.h"
 #include "fs/host_handle.h"
 
@@ -36,14 +37,6 @@ namespace internal {
 
 bool Absent(int e) { return e == ENOENT || e == ENOTDIR || e == ELOOP || e == EXDEV; }
 
-std::string Parent(const std::string& path) {
-  size_t s = path.rfind('/');
-  return s == 0 || s == std::string::npos ? "/" : path.substr(0, s);
-}
-std::string Base(const std::string& path) { return path.substr(path.rfind('/') + 1); }
-std::string Join(const std::string& dir, const std::string& name) {
-  return dir == "/" ? "/" + name : dir + "/" + name;
-}
 size_t Depth(const std::string& p) { return static_cast<size_t>(std::count(p.begin(), p.end(), '/')); }
 
 // Copies all of `in` to `out` (both positioned at 0): reflink, else copy_file_range, else
@@ -96,7 +89,7 @@ void Walk(int dir, const std::string& path, std::vector<Entry>* out, int depth) 
   for (const auto& n : names) {
     struct stat st;
     if (dfd < 0 || ::fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-    std::string p = Join(path, n);
+    std::string p = JoinWorkspacePath(path, n);
     out->push_back({p, st});
     if (S_ISDIR(st.st_mode)) {
       UniqueFd sub(::openat(dfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -190,13 +183,10 @@ std::string TempName() {
 }  // namespace internal
 
 using internal::Absent;
-using internal::Base;
 using internal::CopyData;
 using internal::CopyUserXattrs;
 using internal::Depth;
 using internal::Entry;
-using internal::Join;
-using internal::Parent;
 using internal::RemoveContents;
 using internal::TempName;
 using internal::Walk;
@@ -570,7 +560,7 @@ CommitReport DeltaStore::Commit(int lower_root,
     return da != db ? da > db : a > b;
   });
   for (const auto& p : deleted) {
-    auto parent = OpenBeneath(lower_root, Parent(p), O_PATH | O_DIRECTORY);
+    auto parent = OpenBeneath(lower_root, ParentPath(p), O_PATH | O_DIRECTORY);
     if (!parent.ok()) {
       if (parent.error().ToErrno() == ENOENT) {
         (void)Undelete(p);  // already gone
@@ -579,7 +569,7 @@ CommitReport DeltaStore::Commit(int lower_root,
       fail(p, errno_text(parent.error()));
       continue;
     }
-    const std::string name = Base(p);
+    const std::string name = BaseName(p);
     struct stat st;
     if (::fstatat(parent->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) (void)Undelete(p);
@@ -611,7 +601,7 @@ CommitReport DeltaStore::Commit(int lower_root,
   for (const auto& e : upper) {
     const std::string& p = e.path;
     const bool dir = S_ISDIR(e.st.st_mode);
-    if (failed_dirs.count(Parent(p))) {
+    if (failed_dirs.count(ParentPath(p))) {
       if (dir) failed_dirs.insert(p);
       fail(p, "not synced: its directory was not synced");
       continue;
@@ -628,12 +618,12 @@ CommitReport DeltaStore::Commit(int lower_root,
       refuse("refused: the policy does not allow writing here");
       continue;
     }
-    auto parent = OpenBeneath(lower_root, Parent(p), O_PATH | O_DIRECTORY);
+    auto parent = OpenBeneath(lower_root, ParentPath(p), O_PATH | O_DIRECTORY);
     if (!parent.ok()) {
       refuse(errno_text(parent.error()));
       continue;
     }
-    const std::string name = Base(p);
+    const std::string name = BaseName(p);
     struct stat lst;
     const bool lower = ::fstatat(parent->get(), name.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0;
     const ChangeKind kind = lower ? ChangeKind::kModified : ChangeKind::kAdded;
@@ -667,7 +657,7 @@ CommitReport DeltaStore::Commit(int lower_root,
     // no copy, nothing left to clear). Mode first, with setuid/setgid stripped.
     const bool in_use = S_ISREG(e.st.st_mode) && busy && busy(e.st);
     if (S_ISREG(e.st.st_mode) && e.st.st_nlink == 1 && !in_use) {
-      auto up = OpenBeneath(upper_.get(), Parent(p), O_PATH | O_DIRECTORY);
+      auto up = OpenBeneath(upper_.get(), ParentPath(p), O_PATH | O_DIRECTORY);
       struct stat cur;
       if (up.ok() && ::fstatat(up->get(), name.c_str(), &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
           S_ISREG(cur.st_mode) && cur.st_nlink == 1 && cur.st_dev == e.st.st_dev &&
@@ -746,7 +736,7 @@ CommitReport DeltaStore::Commit(int lower_root,
     (void)Undelete(p);
     if (in_use) continue;  // stays pending: later writes through the open fd land there
     // Cleared at once, so a commit killed half-way leaves only the rest pending.
-    if (auto up = OpenBeneath(upper_.get(), Parent(p), O_PATH | O_DIRECTORY); up.ok()) {
+    if (auto up = OpenBeneath(upper_.get(), ParentPath(p), O_PATH | O_DIRECTORY); up.ok()) {
       (void)::unlinkat(up->get(), name.c_str(), 0);
     }
   }
@@ -755,8 +745,8 @@ CommitReport DeltaStore::Commit(int lower_root,
     return Depth(a) > Depth(b);
   });
   for (const auto& d : synced_dirs) {
-    if (auto up = OpenBeneath(upper_.get(), Parent(d), O_PATH | O_DIRECTORY); up.ok()) {
-      (void)::unlinkat(up->get(), Base(d).c_str(), AT_REMOVEDIR);
+    if (auto up = OpenBeneath(upper_.get(), ParentPath(d), O_PATH | O_DIRECTORY); up.ok()) {
+      (void)::unlinkat(up->get(), BaseName(d).c_str(), AT_REMOVEDIR);
     }
   }
   {

@@ -36,18 +36,16 @@
 #include <sstream>
 
 #include "base/log.h"
+#include "base/path.h"
 #include "fs/delta.h"
 #include "fs/delta_internal.h"
 #include "fs/host_handle.h"
 
 namespace agentfense::fs {
 
-using internal::Base;
 using internal::CopyData;
 using internal::CopyUserXattrs;
 using internal::Entry;
-using internal::Join;
-using internal::Parent;
 using internal::RemoveContents;
 using internal::TempName;
 using internal::Walk;
@@ -351,10 +349,10 @@ struct Syncer {
     for (const auto& [name, st] : have) {
       if (wanted.count(name) != 0) continue;
       RemoveEntry(upper, name, st);
-      touched->push_back(Join(path, name));
+      touched->push_back(JoinWorkspacePath(path, name));
     }
     for (const auto& [name, cst] : want) {
-      const std::string child = Join(path, name);
+      const std::string child = JoinWorkspacePath(path, name);
       auto it = had.find(name);
       if (it != had.end()) {
         const struct stat& ust = it->second;
@@ -382,7 +380,7 @@ struct State {
   std::set<std::string> deleted;
 
   bool Hidden(const std::string& path) const {
-    for (std::string p = path; p != "/"; p = Parent(p)) {
+    for (std::string p = path; p != "/"; p = ParentPath(p)) {
       if (deleted.count(p) != 0) return true;
     }
     return false;

@@ -16,10 +16,7 @@ namespace agentfense::fs::internal {
 // way counts as absent: it is never followed).
 bool Absent(int e);
 
-// Workspace path helpers ("/a/b": parent "/a", base "b"; the root's parent is "/").
-std::string Parent(const std::string& path);
-std::string Base(const std::string& path);
-std::string Join(const std::string& dir, const std::string& name);
+// How many '/' a workspace path has (its parent, base name and joins: base/path.h).
 size_t Depth(const std::string& path);
 
 // Copies all of `in` to `out` (both positioned at 0): reflink, else copy_file_range, else

@@ -625,7 +625,7 @@ Status PermFs::InvalidatePath(std::string_view workspace_path) {
   std::shared_lock session_lock(session_mu_);
   fuse_session* se = session_;
   if (se == nullptr) return OkStatus();
-  std::string_view parent = ParentPath(target);
+  const std::string parent = ParentPath(target);  // a string: ParentPath returns one
   std::vector<KnownName> known = table_->Snapshot();
   auto is_beneath = [&](const KnownName& k) {
     return target == "/" || k.path == target ||

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "base/log.h"
+#include "base/path.h"
 #include "fs/perm_fs.h"
 #include "fs/perm_fs_internal.h"
 
@@ -21,14 +22,6 @@ using policy::Policy;
 
 namespace {
 
-std::string ParentOf(const std::string& path) {
-  size_t s = path.rfind('/');
-  return s == 0 || s == std::string::npos ? "/" : path.substr(0, s);
-}
-std::string BaseOf(const std::string& path) { return path.substr(path.rfind('/') + 1); }
-std::string JoinPath(const std::string& dir, const std::string& name) {
-  return dir == "/" ? "/" + name : dir + "/" + name;
-}
 bool Dots(const char* n) { return n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')); }
 
 struct Name {
@@ -63,7 +56,7 @@ bool PermFs::LowerVisible(const std::string& path) const {
   if (!delta_->HasDeletions()) return true;
   // A deletion record on the path or any ancestor hides the source object (an ancestor's record
   // makes a recreated directory opaque).
-  for (std::string p = path; p != "/"; p = ParentOf(p)) {
+  for (std::string p = path; p != "/"; p = ParentPath(p)) {
     if (delta_->IsDeleted(p)) return false;
   }
   return true;
@@ -125,7 +118,7 @@ int PermFs::MergedEmpty(const std::string& dir_path) const {
   // Every source entry counts unless deleted by this delta, hidden ones included: a directory
   // that holds entries the sandbox cannot see is not empty (SECURITY-NOTES §2.1 c).
   for (const auto& n : ListNames(std::move(*low))) {
-    if (!delta_->IsDeleted(JoinPath(dir_path, n.name))) return ENOTEMPTY;
+    if (!delta_->IsDeleted(JoinWorkspacePath(dir_path, n.name))) return ENOTEMPTY;
   }
   return 0;
 }
@@ -137,7 +130,7 @@ int PermFs::PrepareCreate(const std::string& path, UniqueFd* dir_fd) {
   int r = Resolve(path, &v);
   if (r == 0) return EEXIST;
   if (r != ENOENT) return r;
-  auto dir = delta_->EnsureUpperDir(ParentOf(path), table_->root_fd());
+  auto dir = delta_->EnsureUpperDir(ParentPath(path), table_->root_fd());
   if (!dir.ok()) return dir.error().ToErrno();
   if (int e = delta_->ChargeInodes(1)) return e;
   *dir_fd = std::move(*dir);
@@ -145,9 +138,9 @@ int PermFs::PrepareCreate(const std::string& path, UniqueFd* dir_fd) {
 }
 
 int PermFs::CopyUpPath(const std::string& path, int lower_fd, const struct stat& st, bool empty) {
-  auto dir = delta_->EnsureUpperDir(ParentOf(path), table_->root_fd());
+  auto dir = delta_->EnsureUpperDir(ParentPath(path), table_->root_fd());
   if (!dir.ok()) return dir.error().ToErrno();
-  const std::string name = BaseOf(path);
+  const std::string name = BaseName(path);
   UniqueFd up;
   if (S_ISDIR(st.st_mode)) {
     auto d = delta_->EnsureUpperDir(path, table_->root_fd());
@@ -213,9 +206,9 @@ int PermFs::UnshareInode(Inode* n, const struct stat& st, bool empty) {
   if (Resolve(path, &v) != 0 || !v.upper || v.st.st_dev != st.st_dev || v.st.st_ino != st.st_ino) {
     return ESTALE;
   }
-  auto dir = delta_->OpenUpper(ParentOf(path), O_PATH | O_DIRECTORY);
+  auto dir = delta_->OpenUpper(ParentPath(path), O_PATH | O_DIRECTORY);
   if (!dir.ok()) return dir.error().ToErrno();
-  auto copy = delta_->Unshare(dir->get(), BaseOf(path), st, empty);
+  auto copy = delta_->Unshare(dir->get(), BaseName(path), st, empty);
   if (!copy.ok()) return copy.error().ToErrno();
   struct stat cst;
   if (::fstat(copy->get(), &cst) != 0) return errno;
@@ -269,7 +262,7 @@ int PermFs::CopyUpTree(const std::string& path) {
     }
   }
   for (const auto& name : names) {
-    const std::string child = JoinPath(path, name);
+    const std::string child = JoinWorkspacePath(path, name);
     Visible v;
     if (Resolve(child, &v) != 0) continue;  // deleted by this delta
     if (S_ISDIR(v.st.st_mode)) {
@@ -283,7 +276,7 @@ int PermFs::CopyUpTree(const std::string& path) {
   if (LowerVisible(path)) {
     if (auto low = OpenBeneath(table_->root_fd(), path, O_PATH | O_NOFOLLOW); low.ok()) {
       for (const auto& name : names) {
-        const std::string child = JoinPath(path, name);
+        const std::string child = JoinWorkspacePath(path, name);
         if (auto l = OpenBeneath(table_->root_fd(), child, O_PATH | O_NOFOLLOW); l.ok()) {
           if (auto s = delta_->MarkDeleted(child); !s.ok()) return s.error().ToErrno();
         }
@@ -339,7 +332,7 @@ void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char
     return l.ok();
   }();
   if (v.upper) {
-    auto up = delta_->OpenUpper(ParentOf(path), O_PATH | O_DIRECTORY);
+    auto up = delta_->OpenUpper(ParentPath(path), O_PATH | O_DIRECTORY);
     if (!up.ok()) return (void)fuse_reply_err(req, up.error().ToErrno());
     if (::unlinkat(up->get(), name, is_dir ? AT_REMOVEDIR : 0) != 0) {
       return (void)fuse_reply_err(req, errno);
@@ -432,8 +425,8 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
   if (exchange) {
     if (int err = copy_up(new_path, tv, new_has_lower)) return (void)fuse_reply_err(req, err);
   }
-  auto ofd = delta_->EnsureUpperDir(ParentOf(old_path), table_->root_fd());
-  auto nfd = delta_->EnsureUpperDir(ParentOf(new_path), table_->root_fd());
+  auto ofd = delta_->EnsureUpperDir(ParentPath(old_path), table_->root_fd());
+  auto nfd = delta_->EnsureUpperDir(ParentPath(new_path), table_->root_fd());
   if (!ofd.ok()) return (void)fuse_reply_err(req, ofd.error().ToErrno());
   if (!nfd.ok()) return (void)fuse_reply_err(req, nfd.error().ToErrno());
   struct stat ust, nst;
@@ -474,7 +467,7 @@ void PermFs::DeltaLink(fuse_req_t req, const Policy& p, Inode* n, Inode* ndir, c
   Visible v;
   if (Resolve(new_path, &v) == 0) return (void)fuse_reply_err(req, EEXIST);
   if (int err = CopyUpInode(n, false)) return (void)fuse_reply_err(req, err);
-  auto nfd = delta_->EnsureUpperDir(ParentOf(new_path), table_->root_fd());
+  auto nfd = delta_->EnsureUpperDir(ParentPath(new_path), table_->root_fd());
   if (!nfd.ok()) return (void)fuse_reply_err(req, nfd.error().ToErrno());
   auto pfd = table_->PathFd(n);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
@@ -508,7 +501,7 @@ void PermFs::RebaseTouched(const std::vector<std::string>& touched) {
   if (touched.empty()) return;
   std::set<std::string> at(touched.begin(), touched.end());
   auto affected = [&at](const std::string& path) {
-    for (std::string p = path; !p.empty(); p = p == "/" ? std::string() : ParentOf(p)) {
+    for (std::string p = path; !p.empty(); p = p == "/" ? std::string() : ParentPath(p)) {
       if (at.count(p) != 0) return true;
     }
     return false;

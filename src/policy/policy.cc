@@ -201,6 +201,15 @@ Policy::~Policy() = default;
 const std::vector<Rule>& Policy::rules() const { return impl_->rules; }
 
 Decision Policy::Decide(std::string_view path, bool is_dir) const {
+  Decision d = DecideByRules(path, is_dir);
+  if (is_dir && path == "/" && d.level < Level::kView) {
+    d.level = Level::kView;
+    d.root_floor = true;
+  }
+  return d;
+}
+
+Decision Policy::DecideByRules(std::string_view path, bool is_dir) const {
   Decision d;
   // Contract: normalized paths only. Anything else fails closed.
   if (path.empty() || path.front() != '/') return d;
@@ -228,8 +237,9 @@ Decision Policy::Decide(std::string_view path, bool is_dir) const {
 
 std::optional<Level> Policy::UniformLevelBeneath(std::string_view dir) const {
   if (dir.empty() || dir.front() != '/') return std::nullopt;
-  // Beneath an invisible directory (or one with an invisible ancestor) nothing can be reached.
-  if (Decide(dir, true).level == Level::kNone) return Level::kNone;
+  // Beneath an invisible directory (or one with an invisible ancestor) nothing can be reached;
+  // the root counts as invisible here when its rules make it so (its floor shows it, empty).
+  if (DecideByRules(dir, true).level == Level::kNone) return Level::kNone;
   const CompiledRules& c = *impl_;
   std::vector<uint32_t> set = c.dfa->SetAfter(dir);
   if (dir.size() > 1) {
@@ -290,7 +300,7 @@ Explanation Policy::Explain(std::string_view path) const {
   if (e.as_file.hidden_ancestor) {
     // Find the first invisible ancestor to name it; Explain is not on the hot path.
     std::string_view ancestor = "/";
-    if (Decide("/", true).level != Level::kNone) {
+    if (DecideByRules("/", true).level != Level::kNone) {
       for (size_t i = 1; i < path.size(); ++i) {
         if (path[i] != '/') continue;
         Decision a = Decide(path.substr(0, i), true);
@@ -306,6 +316,10 @@ Explanation Policy::Explain(std::string_view path) const {
                 ", and no rule of level view or more that outranks it can match beneath it), so " +
                 "the path cannot be reached: none.";
     return e;
+  }
+  if (e.as_directory.root_floor) {
+    e.reason += " As the workspace root it is view all the same: the root can always be entered "
+                "and listed, and shows what the rules let it show beneath.";
   }
   if (e.as_directory.via_descendant) {
     e.reason += " As a directory it is view, because " + c.Describe(e.as_directory.rule) +

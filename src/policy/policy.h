@@ -64,6 +64,12 @@ struct Decision {
   // (or -1 when none matched it) and `own_rule` still the path's own. Example: `/build=none@10`
   // + `**/*=read` hides the directory /build, so /build/x is none although `**/*` matches it.
   bool hidden_ancestor = false;
+  // The workspace root as a directory is always at least `view`: an agent can enter and list its
+  // workspace even when no rule grants anything (the reference behaves so: a sandbox created with
+  // no rules shows the root and nothing else). The floor raises the root alone; whether paths
+  // beneath an otherwise invisible root can be reached still follows the rules (they cannot).
+  // True when the floor raised the level.
+  bool root_floor = false;
 };
 
 // Why a rule matched and where it ranks, for Explain.
@@ -108,6 +114,8 @@ class Policy {
   Explanation Explain(std::string_view path) const;
 
  private:
+  // Decide without the root floor: the rules' own verdict.
+  Decision DecideByRules(std::string_view path, bool is_dir) const;
   explicit Policy(std::unique_ptr<CompiledRules> impl);
   std::unique_ptr<CompiledRules> impl_;
 };

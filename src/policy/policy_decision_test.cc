@@ -118,7 +118,11 @@ std::vector<DecisionCase> Cases() {
       {"type dir gives view to parent", {"dir:/a/b=write"}, "/a", true, V, 0},
       {"trailing ** dir rule decides itself", {"/a/**=write"}, "/a", true, W, 0},
       {"class beneath", {"/a/[xy]=read"}, "/a", true, V, 0},
-      {"star beneath root", {"/*=read@0", "/=none@5"}, "/", true, N, 1},
+      // The root as a directory is at least view whatever its rules (its floor); the rule that
+      // decided its own level is still reported.
+      {"star beneath root", {"/*=read@0", "/=none@5"}, "/", true, V, 1},
+      {"root floor without rules", {}, "/", true, V, -1},
+      {"nothing beneath a floored root", {"/a=read@0", "/**=none@5"}, "/a", false, N, 1},
       // A path beneath an invisible directory is none whatever its own rules say.
       {"hidden ancestor: exact glob hides dir",
        {"**/*=read", "/build=none@10"},

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "base/ids.h"
+
 namespace agentfense::runtime {
 namespace {
 
@@ -20,14 +22,6 @@ constexpr const char* kEtcAlways[] = {"/etc/ld.so.cache", "/etc/alternatives", "
 // resolver is the supervisor's, whatever the host uses).
 constexpr const char* kEtcNetwork[] = {"/etc/nsswitch.conf", "/etc/gai.conf", "/etc/ssl",
                                        "/etc/ca-certificates", "/etc/pki"};
-
-bool ValidId(const std::string& id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
-  }
-  return true;
-}
 
 bool SafeResolver(const std::string& ip) {
   return !ip.empty() && ip.size() <= 15 && std::all_of(ip.begin(), ip.end(), [](char c) {
@@ -80,7 +74,7 @@ Result<BwrapPlan> BuildBwrapPlan(const SandboxSpec& spec, const HostLayout& host
   auto bad = [](const std::string& why) {
     return Error(ErrorCode::kInvalidArgument, "sandbox spec: " + why);
   };
-  if (!ValidId(spec.id)) return bad("bad id '" + spec.id + "'");
+  if (!IsValidSandboxId(spec.id)) return bad("bad id '" + spec.id + "'");
   if (!SafeHostPath(spec.workspace_dir))
     return bad("workspace must be an absolute normalized path");
   if (!SafeHostPath(spec.agent_path)) return bad("agent path must be an absolute normalized path");

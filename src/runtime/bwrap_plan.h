@@ -16,7 +16,7 @@
 namespace agentfense::runtime {
 
 struct SandboxSpec {
-  std::string id;             // [A-Za-z0-9_-]{1,128}; names the cgroup
+  std::string id;             // a sandbox id (base/ids.h); names the cgroup
   // Absolute host directory bound read-write at /workspace.
   std::string workspace_dir;
   // A root launcher opens workspace_dir itself and, in a private mount namespace made for bwrap

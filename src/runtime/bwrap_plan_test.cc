@@ -24,7 +24,7 @@ HostLayout DebianLayout() {
 
 SandboxSpec Spec() {
   SandboxSpec s;
-  s.id = "sb1";
+  s.id = "sb_00000000000000b1";
   s.workspace_dir = "/srv/ws";
   s.agent_path = "/opt/af/agentfense-agent";
   s.tmp_size_bytes = 1 << 20;

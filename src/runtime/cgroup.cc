@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/ids.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "runtime/systemd_scope.h"
@@ -69,7 +70,8 @@ bool WaitUntil(Clock::time_point deadline, Pred done) {
   }
 }
 
-bool ValidId(const std::string& id) {
+// The parent group's name (CgroupOptions::parent): one path component of a cgroup name.
+bool ValidGroupName(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
@@ -139,7 +141,7 @@ CgroupDriver ResolveCgroupDriver(const CgroupOptions& options) {
 
 Result<CgroupLayout> ResolveCgroupLayout(const std::string& sandbox_id,
                                          const CgroupOptions& options, const CgroupLimits& limits) {
-  if (!ValidId(sandbox_id) || !ValidId(options.parent)) {
+  if (!IsValidSandboxId(sandbox_id) || !ValidGroupName(options.parent)) {
     return Error(ErrorCode::kInvalidArgument, "bad cgroup name: " + sandbox_id);
   }
   CgroupLayout layout;
@@ -248,7 +250,7 @@ Cgroup::Cgroup(std::string sandbox_id, CgroupDriver driver, CgroupOptions option
 Result<std::unique_ptr<Cgroup>> Cgroup::Create(const std::string& sandbox_id,
                                                const CgroupLimits& limits,
                                                const CgroupOptions& options) {
-  if (!ValidId(sandbox_id) || !ValidId(options.parent)) {
+  if (!IsValidSandboxId(sandbox_id) || !ValidGroupName(options.parent)) {
     return Error(ErrorCode::kInvalidArgument, "bad cgroup name: " + sandbox_id);
   }
   CgroupDriver driver = ResolveCgroupDriver(options);

@@ -37,11 +37,11 @@ class TempTree : public ::testing::Test {
 TEST_F(TempTree, V2Layout) {
   Touch("sys/cgroup.controllers", "cpu memory pids");
   CgroupLimits lim{512 << 20, 100, 1500, 2048};
-  auto l = ResolveCgroupLayout("sb1", Options(), lim);
+  auto l = ResolveCgroupLayout("sb_00000000000000b1", Options(), lim);
   ASSERT_TRUE(l.ok()) << l.error().ToString();
   EXPECT_EQ(l->version, CgroupVersion::kV2);
   ASSERT_EQ(l->dirs.size(), 1u);
-  EXPECT_EQ(l->dirs[0], root_ + "/sys/agentfense/sb1");
+  EXPECT_EQ(l->dirs[0], root_ + "/sys/agentfense/sb_00000000000000b1");
   EXPECT_EQ(l->memory_dir, l->dirs[0]);
   EXPECT_EQ(l->kill_dir, l->dirs[0]);
   ASSERT_EQ(l->subtree_control.size(), 2u);
@@ -63,13 +63,13 @@ TEST_F(TempTree, V2EnablesOnlyTheControllersTheLimitsNeed) {
   // A hierarchy without controllers (the v2 one of a hybrid host) still serves a sandbox without
   // limits: nothing to enable, and cgroup.kill works there.
   Touch("sys/cgroup.controllers", "");
-  auto none = ResolveCgroupLayout("sb1", Options(), {});
+  auto none = ResolveCgroupLayout("sb_00000000000000b1", Options(), {});
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->subtree_control.empty());
   EXPECT_TRUE(none->controllers.empty());
   CgroupLimits pids_only;
   pids_only.pids_max = 10;
-  auto pids = ResolveCgroupLayout("sb1", Options(), pids_only);
+  auto pids = ResolveCgroupLayout("sb_00000000000000b1", Options(), pids_only);
   ASSERT_TRUE(pids.ok());
   EXPECT_EQ(pids->controllers, "+pids");
 }
@@ -82,14 +82,14 @@ TEST_F(TempTree, V1LayoutNestsUnderOwnCgroup) {
   Touch("self_cgroup",
         "9:name=systemd:/\n8:pids:/\n6:freezer:/f\n4:memory:/process_api/abc\n"
         "1:cpu,cpuacct:/x\n0::/\n");
-  auto l = ResolveCgroupLayout("sb-2", Options());
+  auto l = ResolveCgroupLayout("sb_00000000000000b2", Options());
   ASSERT_TRUE(l.ok()) << l.error().ToString();
   EXPECT_EQ(l->version, CgroupVersion::kV1);
   ASSERT_EQ(l->dirs.size(), 4u);
-  EXPECT_EQ(l->dirs[0], root_ + "/sys/memory/process_api/abc/agentfense/sb-2");
-  EXPECT_EQ(l->dirs[1], root_ + "/sys/pids/agentfense/sb-2");
-  EXPECT_EQ(l->dirs[2], root_ + "/sys/cpu/x/agentfense/sb-2");
-  EXPECT_EQ(l->dirs[3], root_ + "/sys/freezer/f/agentfense/sb-2");
+  EXPECT_EQ(l->dirs[0], root_ + "/sys/memory/process_api/abc/agentfense/sb_00000000000000b2");
+  EXPECT_EQ(l->dirs[1], root_ + "/sys/pids/agentfense/sb_00000000000000b2");
+  EXPECT_EQ(l->dirs[2], root_ + "/sys/cpu/x/agentfense/sb_00000000000000b2");
+  EXPECT_EQ(l->dirs[3], root_ + "/sys/freezer/f/agentfense/sb_00000000000000b2");
   EXPECT_EQ(l->memory_dir, l->dirs[0]);
   EXPECT_EQ(l->kill_dir, l->dirs[3]);  // killed through the freezer
 
@@ -109,21 +109,21 @@ TEST_F(TempTree, V1LayoutNestsUnderOwnCgroup) {
 
 TEST_F(TempTree, NoLimitsNoWrites) {
   Touch("sys/cgroup.controllers");
-  auto l = ResolveCgroupLayout("sb", Options());
+  auto l = ResolveCgroupLayout("sb_00000000000000b0", Options());
   ASSERT_TRUE(l.ok());
   EXPECT_TRUE(PlanCgroupLimits(*l, CgroupLimits{}).empty());
 }
 
 TEST_F(TempTree, MissingHierarchyIsAClearError) {
   Touch("sys/memory/cgroup.procs");
-  auto l = ResolveCgroupLayout("sb", Options());
+  auto l = ResolveCgroupLayout("sb_00000000000000b0", Options());
   ASSERT_FALSE(l.ok());
   EXPECT_EQ(l.error().code(), ErrorCode::kFailedPrecondition);
   EXPECT_NE(l.error().message().find("pids"), std::string::npos);
   // Without the freezer a v1 sandbox could only be killed by chasing PIDs: refused.
   Touch("sys/pids/cgroup.procs");
   Touch("sys/cpu/cgroup.procs");
-  l = ResolveCgroupLayout("sb", Options());
+  l = ResolveCgroupLayout("sb_00000000000000b0", Options());
   ASSERT_FALSE(l.ok());
   EXPECT_NE(l.error().message().find("freezer"), std::string::npos) << l.error().ToString();
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "base/ids.h"
 #include "runtime/docker_client.h"
 
 namespace agentfense::runtime {
@@ -48,18 +49,6 @@ std::string DockerContainerName(std::string_view instance, std::string_view sand
   return "agentfense-" + std::string(instance) + "-" + std::string(sandbox_id);
 }
 
-Status ValidateSandboxId(std::string_view id) {
-  const bool ok =
-      id.size() >= 8 && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-      });
-  if (!ok) {
-    return Error(ErrorCode::kInvalidArgument, "bad sandbox id \"" + std::string(id.substr(0, 80)) +
-                                                  "\": expected 8-64 characters of [A-Za-z0-9_-]");
-  }
-  return OkStatus();
-}
-
 Status ValidateInstanceName(std::string_view instance) {
   const bool ok = !instance.empty() && instance.size() <= 32 &&
                   std::all_of(instance.begin(), instance.end(), [](char c) {
@@ -74,7 +63,9 @@ Status ValidateInstanceName(std::string_view instance) {
 }
 
 Result<Json> BuildContainerCreateBody(const DockerContainerPlan& plan) {
-  AF_RETURN_IF_ERROR(ValidateSandboxId(plan.sandbox_id));
+  if (!IsValidSandboxId(plan.sandbox_id)) {
+    return Error(ErrorCode::kInvalidArgument, "sandbox_id: not a sandbox id (sb_ + 16 hex digits)");
+  }
   AF_RETURN_IF_ERROR(ValidateInstanceName(plan.instance));
   AF_RETURN_IF_ERROR(ValidateImageRef(plan.image));
   AF_RETURN_IF_ERROR(ValidateHostPath("workspace_dir", plan.workspace_dir));

@@ -48,7 +48,7 @@ struct DockerLimits {
 };
 
 struct DockerContainerPlan {
-  std::string sandbox_id;  // ^[A-Za-z0-9_-]{8,64}$
+  std::string sandbox_id;  // base/ids.h IsValidSandboxId (SECURITY-NOTES §4 item 11)
   std::string instance;    // scopes CleanupOrphans: [A-Za-z0-9_.]{1,32}
   std::string image;
   std::string workspace_dir;  // absolute host path → /workspace (rw)
@@ -68,9 +68,6 @@ struct DockerContainerPlan {
 
 // Container name for a sandbox: "agentfense-<instance>-<sandbox_id>".
 std::string DockerContainerName(std::string_view instance, std::string_view sandbox_id);
-
-// ^[A-Za-z0-9_-]{8,64}$ (SECURITY-NOTES §4 item 11).
-Status ValidateSandboxId(std::string_view id);
 
 // [A-Za-z0-9_.]{1,32}: no '-', so "agentfense-<instance>-" prefixes of two instances never
 // overlap.

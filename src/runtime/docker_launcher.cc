@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/ids.h"
 #include "base/log.h"
 
 namespace agentfense::runtime {

@@ -35,7 +35,8 @@ Status JsonToMessage(std::string_view text, google::protobuf::Message* msg) {
 
 std::string MessageToJson(const google::protobuf::Message& msg) {
   google::protobuf::util::JsonPrintOptions options;
-  options.always_print_primitive_fields = true;
+  // grpc-gateway's default: fields at their zero value are left out (issue 21).
+  options.always_print_primitive_fields = false;
   options.preserve_proto_field_names = false;
   options.always_print_enums_as_ints = false;
   std::string out;

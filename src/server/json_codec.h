@@ -22,7 +22,9 @@ Status CheckJsonDepth(std::string_view text, int max_depth = kMaxJsonDepth);
 // is the empty message. Errors are kInvalidArgument.
 Status JsonToMessage(std::string_view text, google::protobuf::Message* msg);
 
-// lowerCamelCase, zero-valued primitive fields included, enums as names, int64 as strings.
+// lowerCamelCase, enums as names, int64 as strings; unpopulated fields (zero, empty, unset) are
+// omitted, as grpc-gateway's default marshaler does (a reference client reads a missing field as
+// its zero value).
 std::string MessageToJson(const google::protobuf::Message& msg);
 
 }  // namespace agentfense::server

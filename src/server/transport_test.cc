@@ -58,7 +58,8 @@ TEST(JsonCodecTest, BothCasesInCamelOut) {
   ASSERT_TRUE(JsonToMessage(R"({"owner_id":"a","pageSize":5,"x":1})", &m).ok());
   EXPECT_EQ(m.owner_id(), "a");
   EXPECT_EQ(m.page_size(), 5);
-  EXPECT_EQ(MessageToJson(m), R"({"ownerId":"a","pageSize":5,"pageToken":""})");
+  // Unpopulated fields are left out, as grpc-gateway's default marshaler does.
+  EXPECT_EQ(MessageToJson(m), R"({"ownerId":"a","pageSize":5})");
   ::sandbox::v1::Codebase cb;
   cb.set_size(5);
   EXPECT_NE(MessageToJson(cb).find(R"("size":"5")"), std::string::npos);

@@ -5,10 +5,10 @@
 
 #include <cerrno>
 
+#include "base/ids.h"
 #include "base/log.h"
 #include "service/convert.h"
 #include "service/validation.h"
-#include "store/ids.h"
 
 namespace agentfense::service {
 
@@ -194,7 +194,7 @@ Result<size_t> DownloadSource::ReadAt(char* buf, size_t n, int64_t offset) {
 // ---- CodebaseService --------------------------------------------------------------------------
 
 Status CodebaseService::RequireCodebase(const std::string& codebase_id) {
-  AF_RETURN_IF_ERROR(store::ValidateCodebaseId(codebase_id));
+  AF_RETURN_IF_ERROR(ValidateCodebaseId(codebase_id));
   auto rec = metadata_->GetCodebase(codebase_id);
   if (!rec.ok()) return std::move(rec).error();
   return OkStatus();
@@ -205,7 +205,7 @@ Result<v1::Codebase> CodebaseService::CreateCodebase(const CallContext& /*ctx*/,
   AF_RETURN_IF_ERROR(ValidateName("name", req.name()));
   AF_RETURN_IF_ERROR(ValidateName("owner_id", req.owner_id()));
   store::CodebaseRecord rec;
-  AF_ASSIGN_OR_RETURN(rec.id, store::NewCodebaseId());
+  AF_ASSIGN_OR_RETURN(rec.id, NewCodebaseId());
   rec.name = req.name();
   rec.owner_id = req.owner_id();
   rec.created_at_ns = NowNs();
@@ -227,7 +227,7 @@ Result<v1::Codebase> CodebaseService::CreateCodebase(const CallContext& /*ctx*/,
 
 Result<v1::Codebase> CodebaseService::GetCodebase(const CallContext& /*ctx*/,
                                                   const v1::GetCodebaseRequest& req) {
-  AF_RETURN_IF_ERROR(store::ValidateCodebaseId(req.codebase_id()));
+  AF_RETURN_IF_ERROR(ValidateCodebaseId(req.codebase_id()));
   AF_ASSIGN_OR_RETURN(store::CodebaseRecord rec, metadata_->GetCodebase(req.codebase_id()));
   return CodebaseToProto(rec);
 }

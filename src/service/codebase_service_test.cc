@@ -96,7 +96,7 @@ TEST_F(CodebaseServiceTest, UploadCountsAndChecksum) {
   EXPECT_EQ(Upload(cb.id(), "short", "abc", 10).error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(Upload(cb.id(), "long", "abcdef", 3).error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(Upload("cb_0000000000000000", "x", "1").error().code(), ErrorCode::kNotFound);
-  for (std::string bad : {"../x", "/abs", "a//b", "a/./b", ""}) {
+  for (std::string bad : {"../x", "//abs", "/../x", "a//b", "a/./b", ""}) {
     EXPECT_EQ(Upload(cb.id(), bad, "1").error().code(), ErrorCode::kInvalidArgument) << bad;
   }
 }
@@ -161,8 +161,8 @@ TEST_F(CodebaseServiceTest, ListPagesAndDeleteInUse) {
   EXPECT_EQ(svc_->DeleteCodebase(ctx_, d).error().code(), ErrorCode::kFailedPrecondition);
   EXPECT_TRUE(svc_->DeleteCodebase(ctx_, d, /*force=*/true).ok());
   EXPECT_EQ(svc_->DeleteCodebase(ctx_, d).error().code(), ErrorCode::kNotFound);
-  d.set_codebase_id("../etc");
-  EXPECT_EQ(svc_->DeleteCodebase(ctx_, d).error().code(), ErrorCode::kInvalidArgument);
+  d.set_codebase_id("../etc");  // a malformed id names no codebase, and reaches no path
+  EXPECT_EQ(svc_->DeleteCodebase(ctx_, d).error().code(), ErrorCode::kNotFound);
 }
 
 TEST_F(CodebaseServiceTest, ListAndDeleteFiles) {
@@ -178,7 +178,11 @@ TEST_F(CodebaseServiceTest, ListAndDeleteFiles) {
   EXPECT_TRUE(root->files(0).is_dir());
   l.set_recursive(true);
   EXPECT_EQ(svc_->ListFiles(ctx_, l)->files_size(), 3);
-  l.set_path("/etc");
+  l.set_path("/etc");  // the codebase's etc, which does not exist
+  EXPECT_EQ(svc_->ListFiles(ctx_, l).error().code(), ErrorCode::kNotFound);
+  l.set_path("/d");  // a leading '/' is the codebase root
+  EXPECT_EQ(svc_->ListFiles(ctx_, l)->files_size(), 2);
+  l.set_path("//etc");
   EXPECT_EQ(svc_->ListFiles(ctx_, l).error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(svc_->DeleteFile(ctx_, cb.id(), "d", false).error().code(),
             ErrorCode::kFailedPrecondition);  // not empty

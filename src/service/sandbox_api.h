@@ -14,7 +14,7 @@
 //   executor thread, never from a gRPC completion-queue thread, so blocking (a slow start, a long
 //   exec) is allowed.
 // - The transports have already checked authentication, body size and JSON depth; ids and
-//   paths are validated again here (ValidateSandboxId etc. from store/ids.h) because the
+//   paths are validated again here (ValidateSandboxId etc. from base/ids.h) because the
 //   interface is also used by in-process callers.
 #pragma once
 

@@ -3,12 +3,12 @@
 // rules: who answered, and a remembered decision becoming a rule through UpdatePermissions.
 #include <fmt/format.h>
 
+#include "base/ids.h"
 #include "fs/ask_types.h"
 #include "policy/policy.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
-#include "store/ids.h"
 #include "store/metadata_store.h"
 
 namespace agentfense::service {

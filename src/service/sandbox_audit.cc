@@ -11,12 +11,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/ids.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
-#include "store/ids.h"
 #include "store/metadata_store.h"
 
 namespace agentfense::service {
@@ -149,7 +149,7 @@ Result<v1::GetAuditLogResponse> SandboxManager::GetAuditLog(const CallContext&,
                                                             const v1::GetAuditLogRequest& req) {
   store::AuditFilter filter;
   if (!req.sandbox_id().empty()) {
-    AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
+    AF_RETURN_IF_ERROR(ValidateSandboxId(req.sandbox_id()));
     filter.sandbox_id = req.sandbox_id();
   }
   if (req.kind().size() > 64 || req.path_prefix().size() > kMaxAuditFilterBytes ||

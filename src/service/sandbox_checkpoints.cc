@@ -3,11 +3,11 @@
 // sandboxes can have checkpoints, names, restore while commands run, the audit log.
 #include <fmt/format.h>
 
+#include "base/ids.h"
 #include "fs/delta.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
-#include "store/ids.h"
 #include "store/metadata_store.h"
 
 namespace agentfense::service {

@@ -13,23 +13,15 @@
 
 #include <fmt/format.h>
 
+#include "base/ids.h"
 #include "base/log.h"
+#include "base/path.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
-#include "store/ids.h"
 #include "store/metadata_store.h"
 
 namespace agentfense::service {
-namespace {
-
-std::string ParentOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos || slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-}  // namespace
 
 std::string SandboxManager::DeltaDir(const std::string& id) const { return RunDir(id) + "/delta"; }
 
@@ -52,7 +44,7 @@ Result<v1::CommitChangesResponse> SandboxManager::CommitLive(Live& live) {
   std::set<std::string> paths;
   for (const auto& c : report.applied) {
     paths.insert(c.path);
-    paths.insert(ParentOf(c.path));  // its listing (and a cached "no such entry")
+    paths.insert(ParentPath(c.path));  // its listing (and a cached "no such entry")
   }
   InvalidateOthers(live.codebase_id, live.id, paths);
   return out;
@@ -80,7 +72,7 @@ void SandboxManager::InvalidateOthers(const std::string& codebase_id, const std:
 void SandboxManager::CodebaseFileChanged(const std::string& codebase_id,
                                          const std::string& rel_path) {
   std::string path = "/" + rel_path;
-  InvalidateOthers(codebase_id, "", {path, ParentOf(path)});
+  InvalidateOthers(codebase_id, "", {path, ParentPath(path)});
 }
 
 void SandboxManager::AfterCommand(Live& live, const std::string& session_id) {

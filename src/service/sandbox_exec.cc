@@ -1,37 +1,19 @@
 // SandboxManager: exec, streaming exec and sessions (lifecycle is in sandbox_manager.cc).
 #include <fmt/format.h>
 
+#include "base/ids.h"
 #include "base/path.h"
 #include "base/utf8.h"
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
 #include "service/validation.h"
-#include "store/ids.h"
 #include "store/metadata_store.h"
 
 namespace agentfense::service {
 namespace {
 
 namespace proto = runtime::proto;
-
-// The workdir as the agent wants it: empty = /workspace; relative paths are under /workspace.
-Result<std::string> Workdir(const std::string& workdir) {
-  if (workdir.empty()) return std::string();
-  if (workdir.size() > 4096 || workdir.find('\0') != std::string::npos) {
-    return Error(ErrorCode::kInvalidArgument, "workdir is invalid");
-  }
-  // Absolute: anywhere in the sandbox's own view (e.g. /tmp), which is all it can reach anyway.
-  if (workdir.front() == '/') return workdir;
-  // Relative means beneath /workspace: ".." segments are refused, never resolved upwards.
-  auto rel = NormalizeWorkspacePath(workdir);
-  if (!rel.ok()) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "workdir: a relative workdir must stay inside /workspace (" +
-                     rel.error().ToString() + ")");
-  }
-  return *rel == "/" ? std::string("/workspace") : "/workspace" + *rel;
-}
 
 // The sandbox's env (CreateSandboxRequest.env) overlaid with the request's: the request wins.
 Result<std::vector<std::pair<std::string, std::string>>> Env(
@@ -91,7 +73,7 @@ Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, c
     }
     e.stdin_data = req.stdin();
     AF_ASSIGN_OR_RETURN(e.env, Env(live->env, req.env()));
-    AF_ASSIGN_OR_RETURN(e.workdir, Workdir(req.workdir()));
+    AF_ASSIGN_OR_RETURN(e.workdir, SandboxWorkdir(req.workdir()));
     e.timeout_ms = static_cast<uint32_t>(timeout.count());
     e.output_cap = options_.max_output_bytes;
     {
@@ -101,7 +83,7 @@ Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, c
     AfterCommand(*live, "");
   } else {
     if (req.session_id().empty()) return Error(ErrorCode::kInvalidArgument, "session_id is required");
-    AF_RETURN_IF_ERROR(store::ValidateSessionId(req.session_id()));
+    AF_RETURN_IF_ERROR(ValidateSessionId(req.session_id()));
     AF_ASSIGN_OR_RETURN(store::SessionRecord sess, deps_.metadata->GetSession(req.session_id()));
     if (sess.status != store::SessionStatus::kActive) {
       return Error(ErrorCode::kFailedPrecondition,
@@ -207,7 +189,7 @@ Result<v1::Session> SandboxManager::CreateSession(const CallContext&,
   AF_ASSIGN_OR_RETURN(uint64_t agent_sid, live->agent->OpenSession(open));
 
   store::SessionRecord rec;
-  AF_ASSIGN_OR_RETURN(rec.id, store::NewSessionId());
+  AF_ASSIGN_OR_RETURN(rec.id, NewSessionId());
   rec.sandbox_id = req.sandbox_id();
   rec.status = store::SessionStatus::kActive;
   rec.shell = req.shell().empty()
@@ -228,7 +210,7 @@ Result<v1::Session> SandboxManager::CreateSession(const CallContext&,
 
 Result<v1::Session> SandboxManager::GetSession(const CallContext&, const v1::GetSessionRequest& req) {
   if (req.session_id().empty()) return Error(ErrorCode::kInvalidArgument, "session_id is required");
-  AF_RETURN_IF_ERROR(store::ValidateSessionId(req.session_id()));
+  AF_RETURN_IF_ERROR(ValidateSessionId(req.session_id()));
   AF_ASSIGN_OR_RETURN(auto rec, deps_.metadata->GetSession(req.session_id()));
   if (rec.status == store::SessionStatus::kActive) {
     // A shell that exited on its own shows CLOSED now, not at its next command.
@@ -243,7 +225,7 @@ Result<v1::Session> SandboxManager::GetSession(const CallContext&, const v1::Get
 Result<v1::ListSessionsResponse> SandboxManager::ListSessions(const CallContext&,
                                                               const v1::ListSessionsRequest& req) {
   if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
-  AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
+  AF_RETURN_IF_ERROR(ValidateSandboxId(req.sandbox_id()));
   AF_RETURN_IF_ERROR(deps_.metadata->GetSandbox(req.sandbox_id()));
   if (auto live = FindLive(req.sandbox_id())) ProbeSessions(*live, "");
   AF_ASSIGN_OR_RETURN(auto all, deps_.metadata->ListSessions(req.sandbox_id()));
@@ -255,7 +237,7 @@ Result<v1::ListSessionsResponse> SandboxManager::ListSessions(const CallContext&
 Result<v1::Empty> SandboxManager::DestroySession(const CallContext&,
                                                  const v1::DestroySessionRequest& req) {
   if (req.session_id().empty()) return Error(ErrorCode::kInvalidArgument, "session_id is required");
-  AF_RETURN_IF_ERROR(store::ValidateSessionId(req.session_id()));
+  AF_RETURN_IF_ERROR(ValidateSessionId(req.session_id()));
   AF_ASSIGN_OR_RETURN(auto rec, deps_.metadata->GetSession(req.session_id()));
   if (auto live = FindLive(rec.sandbox_id)) {
     uint64_t agent_sid = 0;

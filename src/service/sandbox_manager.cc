@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/ids.h"
 #include "base/log.h"
 #include "fs/mount.h"
 #include "policy/egress.h"
@@ -18,9 +19,8 @@
 #include "service/convert.h"
 #include "service/sandbox_convert.h"
 #include "service/validation.h"
-#include "store/ids.h"
-#include "store/metadata_store.h"
 #include "store/codebase_files.h"
+#include "store/metadata_store.h"
 
 namespace agentfense::service {
 namespace {
@@ -129,7 +129,7 @@ std::shared_ptr<SandboxManager::Live> SandboxManager::FindLive(const std::string
 }
 
 Result<SandboxRecord> SandboxManager::LoadSandbox(const std::string& id) {
-  AF_RETURN_IF_ERROR(store::ValidateSandboxId(id));
+  AF_RETURN_IF_ERROR(ValidateSandboxId(id));
   return deps_.metadata->GetSandbox(id);
 }
 
@@ -163,7 +163,7 @@ Result<v1::Sandbox> SandboxManager::CreateSandbox(const CallContext&,
   if (req.codebase_id().empty()) {
     return Error(ErrorCode::kInvalidArgument, "codebase_id is required");
   }
-  AF_RETURN_IF_ERROR(store::ValidateCodebaseId(req.codebase_id()));
+  AF_RETURN_IF_ERROR(ValidateCodebaseId(req.codebase_id()));
   AF_ASSIGN_OR_RETURN(store::CodebaseRecord codebase, deps_.metadata->GetCodebase(req.codebase_id()));
 
   SandboxRecord rec;
@@ -230,7 +230,7 @@ Result<v1::Sandbox> SandboxManager::CreateSandbox(const CallContext&,
                  fmt::format("owner {} already has {} sandboxes (sandbox.max_per_user)",
                              rec.owner_id, count));
   }
-  AF_ASSIGN_OR_RETURN(rec.id, store::NewSandboxId());
+  AF_ASSIGN_OR_RETURN(rec.id, NewSandboxId());
   rec.status = SandboxStatus::kPending;
   rec.created_at_ns = NowNs();
   int64_t expires_in = req.has_expires_in() ? DurationToNs(req.expires_in())
@@ -252,7 +252,7 @@ Result<v1::ListSandboxesResponse> SandboxManager::ListSandboxes(
     const CallContext&, const v1::ListSandboxesRequest& req) {
   store::SandboxFilter filter;
   if (!req.codebase_id().empty()) {
-    AF_RETURN_IF_ERROR(store::ValidateCodebaseId(req.codebase_id()));
+    AF_RETURN_IF_ERROR(ValidateCodebaseId(req.codebase_id()));
     filter.codebase_id = req.codebase_id();
   }
   store::PageRequest page{req.page_size(), req.page_token()};
@@ -359,7 +359,7 @@ void SandboxManager::SaveSessions(Live& live) {
 Result<v1::Sandbox> SandboxManager::StartSandbox(const CallContext&,
                                                  const v1::StartSandboxRequest& req) {
   if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
-  AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
+  AF_RETURN_IF_ERROR(ValidateSandboxId(req.sandbox_id()));
   auto lock_handle = LifecycleLock(req.sandbox_id());
   std::lock_guard lifecycle(*lock_handle);
   AF_ASSIGN_OR_RETURN(SandboxRecord rec, LoadSandbox(req.sandbox_id()));
@@ -414,7 +414,7 @@ Status SandboxManager::StopLocked(SandboxRecord& rec, bool destroy) {
 Result<v1::Sandbox> SandboxManager::StopSandbox(const CallContext&,
                                                 const v1::StopSandboxRequest& req) {
   if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
-  AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
+  AF_RETURN_IF_ERROR(ValidateSandboxId(req.sandbox_id()));
   auto lock_handle = LifecycleLock(req.sandbox_id());
   std::lock_guard lifecycle(*lock_handle);
   AF_ASSIGN_OR_RETURN(SandboxRecord rec, LoadSandbox(req.sandbox_id()));
@@ -461,7 +461,7 @@ Status SandboxManager::DestroyLocked(const std::string& id) {
 Result<v1::Empty> SandboxManager::DestroySandbox(const CallContext&,
                                                  const v1::DestroySandboxRequest& req) {
   if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
-  AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
+  AF_RETURN_IF_ERROR(ValidateSandboxId(req.sandbox_id()));
   auto lock_handle = LifecycleLock(req.sandbox_id());
   std::lock_guard lifecycle(*lock_handle);
   AF_RETURN_IF_ERROR(DestroyLocked(req.sandbox_id()));

@@ -6,12 +6,12 @@
 
 #include <fmt/format.h>
 
+#include "base/ids.h"
 #include "base/path.h"
 #include "policy/egress.h"
 #include "policy/policy.h"
 #include "service/sandbox_convert.h"
 #include "service/sandbox_manager.h"
-#include "store/ids.h"
 #include "store/codebase_files.h"
 #include "store/metadata_store.h"
 #include "store/safe_open.h"
@@ -21,7 +21,7 @@ namespace agentfense::service {
 Result<v1::Sandbox> SandboxManager::UpdatePermissions(const CallContext&,
                                                       const v1::UpdatePermissionsRequest& req) {
   if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
-  AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
+  AF_RETURN_IF_ERROR(ValidateSandboxId(req.sandbox_id()));
   AF_ASSIGN_OR_RETURN(auto rules, RulesFromProto(req.permissions()));
   return ReplaceRules(req.sandbox_id(),
                       [&](const std::vector<store::RuleRecord>&) { return rules; });
@@ -63,7 +63,7 @@ Status SandboxManager::SetEgress(
 Result<v1::Sandbox> SandboxManager::UpdateEgress(const CallContext&,
                                                  const v1::UpdateEgressRequest& req) {
   if (req.sandbox_id().empty()) return Error(ErrorCode::kInvalidArgument, "sandbox_id is required");
-  AF_RETURN_IF_ERROR(store::ValidateSandboxId(req.sandbox_id()));
+  AF_RETURN_IF_ERROR(ValidateSandboxId(req.sandbox_id()));
   auto lock_handle = LifecycleLock(req.sandbox_id());
   std::lock_guard lifecycle(*lock_handle);
   AF_ASSIGN_OR_RETURN(store::SandboxRecord rec, LoadSandbox(req.sandbox_id()));

@@ -1,5 +1,5 @@
 // Input validation shared by the service functions. Transports call the service, which validates
-// every client-controlled value before it reaches the store or a sandbox: ids (store/ids.h),
+// every client-controlled value before it reaches the store or a sandbox: ids (base/ids.h),
 // relative paths (base/path.h), commands, names and file modes. Errors are kInvalidArgument naming
 // the field; the offending value is not echoed (it may be arbitrary bytes).
 #pragma once

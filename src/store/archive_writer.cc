@@ -37,6 +37,11 @@ Result<std::string> EntryPath(const std::string& raw) {
   while (name.size() >= 2 && name.substr(0, 2) == "./") name.remove_prefix(2);
   while (name.size() > 1 && name.back() == '/') name.remove_suffix(1);
   if (name == "." || name.empty()) return std::string();  // the archive's root itself
+  // An API path may start with '/' (the codebase root, as the reference's SDK writes it); an
+  // archived name that does was made from an absolute host path: refused, as tar warns of it.
+  if (name.front() == '/') {
+    return EntryError(ErrorCode::kInvalidArgument, raw, "absolute name");
+  }
   auto rel = ValidateRelativePath(name, /*allow_empty=*/false);
   if (!rel.ok()) {
     return EntryError(ErrorCode::kInvalidArgument, raw, rel.error().message());

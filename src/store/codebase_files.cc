@@ -10,8 +10,8 @@
 #include <deque>
 #include <filesystem>
 
+#include "base/ids.h"
 #include "base/path.h"
-#include "store/ids.h"
 
 namespace agentfense::store {
 namespace {

@@ -82,7 +82,7 @@ TEST_P(CodebaseFilesTest, RootIsPrivateAndStagingIsOutsideCodebases) {
   EXPECT_TRUE(std::filesystem::is_directory(dir_.Sub("store/.staging")));
   EXPECT_EQ(CountEntries(CbPath()), 0u);
   EXPECT_EQ(files_->CreateCodebase(kCb).error().code(), ErrorCode::kAlreadyExists);
-  EXPECT_EQ(files_->CreateCodebase("cb_..").error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(files_->CreateCodebase("cb_..").error().code(), ErrorCode::kNotFound);  // malformed id
   EXPECT_EQ(*files_->CodebasePath(kCb), CbPath());
 }
 

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <limits>
 
-#include "store/ids.h"
+#include "base/ids.h"
 #include "store/schema.h"
 #include "store/store_internal.h"
 

@@ -9,7 +9,7 @@
 // Errors: kNotFound for an unknown id, kAlreadyExists for a duplicate id, kInvalidArgument for a
 // malformed id, page token or record, kFailedPrecondition when a referenced object is missing or
 // still referenced (deleting a codebase that sandboxes use), kUnavailable when the file is locked
-// by another process past the busy timeout, kInternal otherwise. Ids are validated (store/ids.h) on
+// by another process past the busy timeout, kInternal otherwise. Ids are validated (base/ids.h) on
 // every call, so a client-supplied id may be passed straight through.
 #pragma once
 

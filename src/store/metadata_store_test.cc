@@ -7,7 +7,7 @@
 #include <set>
 #include <thread>
 
-#include "store/ids.h"
+#include "base/ids.h"
 #include "store/test_util.h"
 
 namespace agentfense::store {
@@ -121,7 +121,7 @@ TEST_F(MetadataStoreTest, CodebaseCrudAndErrors) {
   EXPECT_EQ(got->name, "repo-" + Cb(1));
   EXPECT_EQ(got->created_at_ns, 100);
   EXPECT_EQ(store_->GetCodebase(Cb(2)).error().code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store_->GetCodebase("cb_../../x").error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetCodebase("cb_../../x").error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(store_->GetCodebase("").error().code(), ErrorCode::kInvalidArgument);
   CodebaseRecord noname = Codebase(Cb(3), "alice", 1);
   noname.name = "";
@@ -261,7 +261,7 @@ TEST_F(MetadataStoreTest, SandboxErrors) {
   EXPECT_EQ(store_->CreateSandbox(Sandbox(Sb(1), Cb(1), 1)).error().code(),
             ErrorCode::kAlreadyExists);
   EXPECT_EQ(store_->CreateSandbox(Sandbox("sb_1", Cb(1), 1)).error().code(),
-            ErrorCode::kInvalidArgument);
+            ErrorCode::kNotFound);  // a malformed id (base/ids.h)
   SandboxRecord bad_rule = Sandbox(Sb(2), Cb(1), 1);
   bad_rule.rules = {{"x", 9, 0, 0}};
   EXPECT_EQ(store_->CreateSandbox(bad_rule).error().code(), ErrorCode::kInvalidArgument);
@@ -269,7 +269,7 @@ TEST_F(MetadataStoreTest, SandboxErrors) {
   bad_utf8.labels = {{"k", "\xff\xfe"}};
   EXPECT_EQ(store_->CreateSandbox(bad_utf8).error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(store_->GetSandbox(Sb(9)).error().code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store_->GetSandbox("../sb").error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetSandbox("../sb").error().code(), ErrorCode::kNotFound);
   // A codebase in use cannot lose its row.
   auto del = store_->DeleteCodebase(Cb(1));
   ASSERT_FALSE(del.ok());
@@ -342,7 +342,7 @@ TEST_F(MetadataStoreTest, ListFilterCountAndExpiry) {
   EXPECT_EQ(*store_->CountSandboxes({"", "", {SandboxStatus::kRunning}}), 4);
   EXPECT_EQ(
       *store_->CountSandboxes({Cb(1), "", {SandboxStatus::kRunning, SandboxStatus::kPending}}), 3);
-  EXPECT_EQ(store_->CountSandboxes({"bad", "", {}}).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->CountSandboxes({"bad", "", {}}).error().code(), ErrorCode::kNotFound);
 
   std::vector<std::string> seen;
   PageRequest req{3, ""};
@@ -386,7 +386,7 @@ TEST_F(MetadataStoreTest, SessionsFollowTheirSandbox) {
   EXPECT_EQ(*store_->CloseSessionsOfSandbox(Sb(1), 70), 1);
   EXPECT_EQ(store_->GetSession(Sess(3))->closed_at_ns, 70);
   EXPECT_EQ(store_->GetSession(Sess(9)).error().code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store_->GetSession("sess_x").error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetSession("sess_x").error().code(), ErrorCode::kNotFound);
   ASSERT_TRUE(store_->DeleteSession(Sess(3)).ok());
   EXPECT_EQ(store_->DeleteSession(Sess(3)).error().code(), ErrorCode::kNotFound);
   ASSERT_TRUE(store_->DeleteSandbox(Sb(1)).ok());
@@ -466,7 +466,7 @@ TEST_F(MetadataStoreTest, AuditIngestAdvancesTheOffsetWithTheEvents) {
   EXPECT_EQ(store_->IngestAudit(Sb(1), batch, -1).error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(*store_->AuditIngestOffset(Sb(1)), 450);
   EXPECT_EQ(store_->QueryAudit(f, {100, ""})->items.size(), 3u);
-  EXPECT_EQ(store_->IngestAudit("../x", {}, 1).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->IngestAudit("../x", {}, 1).error().code(), ErrorCode::kNotFound);
 
   // The offset goes with the sandbox (its audit file is removed with it); its events stay.
   ASSERT_TRUE(store_->DeleteSandbox(Sb(1)).ok());

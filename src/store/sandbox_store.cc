@@ -4,7 +4,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "store/ids.h"
+#include "base/ids.h"
 #include "store/metadata_store.h"
 
 namespace agentfense::store {

@@ -4,9 +4,9 @@
 
 #include <cstdio>
 
+#include "base/ids.h"
 #include "base/path.h"
 #include "store/codebase_files.h"
-#include "store/ids.h"
 
 namespace agentfense::store {
 

@@ -113,9 +113,9 @@ TEST_F(DockerTest, UnknownImageIsNotFoundAndNamesTheImage) {
 
 TEST_F(DockerTest, BadSpecsRefused) {
   DockerSandboxSpec spec;
-  spec.sandbox_id = "x";  // too short
+  spec.sandbox_id = "x";  // not an id's shape: no sandbox can have it (base/ids.h)
   spec.workspace_dir = workspace_;
-  EXPECT_EQ(launcher_->CreateSandbox(spec).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(launcher_->CreateSandbox(spec).error().code(), ErrorCode::kNotFound);
   spec.sandbox_id = NewId("nows");
   spec.workspace_dir = tmp_ + "/missing";
   EXPECT_EQ(launcher_->CreateSandbox(spec).error().code(), ErrorCode::kFailedPrecondition);
@@ -129,8 +129,8 @@ TEST_F(DockerTest, BadSpecsRefused) {
   EXPECT_EQ(Run(*agent, spec.sandbox_id, "echo still").stdout_data, "still\n");
   auto reattach = launcher_->Attach(spec.sandbox_id, 2s);
   EXPECT_TRUE(reattach.ok()) << reattach.error().ToString();
-  EXPECT_EQ(launcher_->Start("../../etc").error().code(), ErrorCode::kInvalidArgument);
-  auto missing = launcher_->Start("sbx_never_created");
+  EXPECT_EQ(launcher_->Start("../../etc").error().code(), ErrorCode::kNotFound);
+  auto missing = launcher_->Start(NewId("never_created"));
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound) << missing.error().ToString();
 }
@@ -166,7 +166,7 @@ TEST_F(DockerTest, OrphanCleanupRemovesOnlyDeadSandboxesOfThisInstance) {
   auto other = DockerLauncher::Create(other_cfg);
   ASSERT_TRUE(other.ok());
   DockerSandboxSpec other_spec;
-  other_spec.sandbox_id = "sbx_other_instance";
+  other_spec.sandbox_id = NewId("other_instance");
   other_spec.workspace_dir = workspace_;
   ASSERT_TRUE((*other)->CreateSandbox(other_spec).ok());
 
@@ -181,11 +181,11 @@ TEST_F(DockerTest, OrphanCleanupRemovesOnlyDeadSandboxesOfThisInstance) {
   struct stat st;
   EXPECT_EQ(::stat(launcher_->RunDir(live).c_str(), &st), 0);
   EXPECT_NE(::stat(launcher_->RunDir(dead1).c_str(), &st), 0);
-  EXPECT_TRUE((*other)->Inspect("sbx_other_instance").ok()) << "another instance was touched";
+  EXPECT_TRUE((*other)->Inspect(other_spec.sandbox_id).ok()) << "another instance was touched";
   // The live sandbox still works.
   EXPECT_EQ(Run(*a, live, "echo alive").stdout_data, "alive\n");
 
-  ASSERT_TRUE((*other)->Destroy("sbx_other_instance").ok());
+  ASSERT_TRUE((*other)->Destroy(other_spec.sandbox_id).ok());
 }
 
 TEST_F(DockerTest, ReattachAfterClientLoss) {

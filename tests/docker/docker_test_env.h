@@ -21,6 +21,7 @@
 
 #include "../test_identity.h"
 #include "capability.h"
+#include "base/ids.h"
 #include "runtime/docker_launcher.h"
 
 namespace agentfense::runtime::testing {
@@ -130,8 +131,10 @@ class DockerTest : public ::testing::Test {
   // Hook for fixtures that need another configuration.
   virtual void ConfigureLauncher(DockerLauncherConfig& /*cfg*/) {}
 
-  std::string NewId(const std::string& tag) {
-    std::string id = "sbx_" + tag + "_" + std::to_string(++counter_);
+  // A fresh sandbox id (base/ids.h); `tag` only documents the call site.
+  std::string NewId(const std::string& /*tag*/) {
+    auto made = NewSandboxId();
+    std::string id = made.ok() ? *made : std::string();
     created_.insert(id);
     return id;
   }
@@ -170,7 +173,6 @@ class DockerTest : public ::testing::Test {
   std::string workspace_;
   std::unique_ptr<DockerLauncher> launcher_;
   std::set<std::string> created_;
-  int counter_ = 0;
 };
 
 }  // namespace agentfense::runtime::testing

@@ -193,8 +193,9 @@ def test_status_semantics(server):
          grpc.StatusCode.INVALID_ARGUMENT),
         (lambda: sb.GetSandbox(sandbox_pb2.GetSandboxRequest(sandbox_id="sb_0000000000000000")),
          grpc.StatusCode.NOT_FOUND),
+        # A malformed id names no sandbox (the reference answers NOT_FOUND) and reaches no path.
         (lambda: sb.GetSandbox(sandbox_pb2.GetSandboxRequest(sandbox_id="../../etc")),
-         grpc.StatusCode.INVALID_ARGUMENT),
+         grpc.StatusCode.NOT_FOUND),
         (lambda: sb.CreateSandbox(sandbox_pb2.CreateSandboxRequest(codebase_id="cb_0000000000000000")),
          grpc.StatusCode.NOT_FOUND),
         (lambda: sb.Exec(sandbox_pb2.ExecRequest(sandbox_id="sb_0000000000000000", command="true")),

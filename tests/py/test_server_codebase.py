@@ -82,7 +82,9 @@ def test_codebase_lifecycle_over_grpc_and_rest(server):
     assert status == 200
     rest_files = json.loads(body)["files"]
     assert [f["path"] for f in rest_files] == [f.path for f in files.files]
-    assert {f["path"]: f["isDir"] for f in rest_files}["src"] is True
+    # Fields at their zero value are left out (grpc-gateway's default): a file has no "isDir".
+    assert {f["path"]: f.get("isDir", False) for f in rest_files} == {
+        "run.sh": False, "src": True, "src/data.bin": False}
 
     got = b"".join(c.data for c in stub.DownloadFile(
         codebase_pb2.DownloadFileRequest(codebase_id=cb.id, file_path="src/data.bin"),
@@ -142,10 +144,16 @@ def test_guards(server):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     cb = stub.CreateCodebase(codebase_pb2.CreateCodebaseRequest(name="t", owner_id="u"),
                              metadata=md())
-    for bad in ["../x", "/etc/passwd", "a/../../x"]:
+    for bad in ["../x", "//etc/passwd", "/../x", "a/../../x"]:
         with pytest.raises(grpc.RpcError) as err:
             upload(stub, cb.id, bad, b"pwned")
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # A leading '/' is the codebase's root (the reference's SDK writes paths so): the file lands
+    # inside the codebase, the host's /etc/passwd is not touched.
+    assert upload(stub, cb.id, "/etc/passwd", b"pwned").file_path == "etc/passwd"
+    got = b"".join(c.data for c in stub.DownloadFile(
+        codebase_pb2.DownloadFileRequest(codebase_id=cb.id, file_path="/etc/passwd"), metadata=md()))
+    assert got == b"pwned" and b"root:" in open("/etc/passwd", "rb").read()
     status, _ = http(server, "GET", "/healthz", token="")
     assert status == 200
     status, body = http(server, "GET", "/metrics")

@@ -103,7 +103,7 @@ class CgroupKill : public ::testing::TestWithParam<CgroupVersion> {
 };
 
 TEST_P(CgroupKill, ForkBombAndEscapeesDieAndNothingIsLeft) {
-  const std::string id = UniqueId("kill");
+  const std::string id = UniqueId();
   auto cg = Cgroup::Create(id, {}, path_.options);
   ASSERT_TRUE(cg.ok()) << cg.error().ToString();
   // A uid of its own with RLIMIT_NPROC bounds the bomb without a pids controller (the v2

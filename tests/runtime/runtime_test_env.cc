@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "../test_identity.h"
+#include "base/ids.h"
 
 namespace agentfense::runtime::testing {
 
@@ -39,14 +40,14 @@ TempWorkspace::~TempWorkspace() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::string UniqueId(const std::string& prefix) {
-  static std::atomic<int> counter{0};
-  return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+std::string UniqueId() {
+  auto id = NewSandboxId();  // the one shape a sandbox id has (base/ids.h)
+  return id.ok() ? *id : std::string();
 }
 
 SandboxSpec DefaultSpec(const std::string& workspace) {
   SandboxSpec s;
-  s.id = UniqueId("t");
+  s.id = UniqueId();
   s.workspace_dir = workspace;
   s.agent_path = AgentPath();
   if (::geteuid() == 0) {

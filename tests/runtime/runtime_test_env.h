@@ -37,7 +37,7 @@ class TempWorkspace {
   std::string path_;
 };
 
-std::string UniqueId(const std::string& prefix);
+std::string UniqueId();  // a fresh sandbox id
 SandboxSpec DefaultSpec(const std::string& workspace);
 
 proto::Exec Shell(const std::string& command, uint32_t timeout_ms = 20000);

@@ -219,15 +219,21 @@ TEST_F(GuardTest, TraversalInIdsAndPathsRefused) {
     auto d = http_->Delete("/v1/codebases/" + cb + "/files/" + bad);
     EXPECT_EQ(d->status, 400) << bad;
   }
-  for (std::string bad : {"../x", "/etc", "%2Fetc", "a%00", "..%2F.."}) {
+  for (std::string bad : {"../x", "//etc", "%2F%2Fetc", "a%00", "..%2F.."}) {
     auto r = http_->Get("/v1/codebases/" + cb + "/files?path=" + bad);
     EXPECT_EQ(r->status, 400) << bad << " " << r->body;
   }
+  // A leading '/' names the codebase root (the reference's SDK writes paths so), never the host.
+  for (std::string rooted : {"/etc", "%2Fetc"}) {
+    auto r = http_->Get("/v1/codebases/" + cb + "/files?path=" + rooted);
+    EXPECT_EQ(r->status, 404) << rooted << " " << r->body;
+  }
+  EXPECT_EQ(http_->Get("/v1/codebases/" + cb + "/files?path=/")->status, 200);
   // A leading "//" in the route path cannot reach an absolute path either.
   EXPECT_GE(http_->Get("/v1/codebases/" + cb + "/files//etc/passwd")->status, 400);
   // The same on gRPC.
   auto stub = server_.CodebaseStub();
-  for (const std::string& bad : std::vector<std::string>{"../x", "/abs", std::string("a\0b", 3),
+  for (const std::string& bad : std::vector<std::string>{"../x", "//abs", std::string("a\0b", 3),
                                                        "a/../../x", ""}) {
     auto ctx = server_.Ctx();
     v1::UploadResult out;
@@ -247,12 +253,15 @@ TEST_F(GuardTest, TraversalInIdsAndPathsRefused) {
                 grpc::StatusCode::INVALID_ARGUMENT) << bad;
     }
   }
+  // A malformed id names no codebase (NOT_FOUND, as the reference answers); a missing one is
+  // INVALID_ARGUMENT. Neither reaches a path.
   for (std::string bad_id : {"../x", "cb_../../etc", "", "cb_0000000000000001/.."}) {
     v1::GetCodebaseRequest g;
     g.set_codebase_id(bad_id);
     v1::Codebase c;
     EXPECT_EQ(stub->GetCodebase(server_.Ctx().get(), g, &c).error_code(),
-              grpc::StatusCode::INVALID_ARGUMENT) << bad_id;
+              bad_id.empty() ? grpc::StatusCode::INVALID_ARGUMENT : grpc::StatusCode::NOT_FOUND)
+        << bad_id;
   }
   // Nothing escaped.
   EXPECT_FALSE(std::filesystem::exists(server_.dir() + "/data/x"));

@@ -1,10 +1,10 @@
-#include "store/ids.h"
+#include "base/ids.h"
 
 #include <sys/random.h>
 
 #include <cerrno>
 
-namespace agentfense::store {
+namespace agentfense {
 namespace {
 
 bool HasIdShape(std::string_view id, std::string_view prefix) {
@@ -17,13 +17,10 @@ bool HasIdShape(std::string_view id, std::string_view prefix) {
   return true;
 }
 
-Status Validate(std::string_view id, std::string_view prefix, std::string_view field) {
-  if (id.empty()) return Error(ErrorCode::kInvalidArgument, std::string(field) + " is empty");
-  if (!HasIdShape(id, prefix)) {
-    return Error(ErrorCode::kInvalidArgument, "malformed " + std::string(field) + " (expected " +
-                                                  std::string(prefix) +
-                                                  " followed by 16 lowercase hex digits)");
-  }
+Status Validate(std::string_view id, std::string_view prefix, std::string_view field,
+                std::string_view object) {
+  if (id.empty()) return Error(ErrorCode::kInvalidArgument, std::string(field) + " is required");
+  if (!HasIdShape(id, prefix)) return Error(ErrorCode::kNotFound, std::string(object) + " not found");
   return OkStatus();
 }
 
@@ -66,13 +63,13 @@ bool IsValidSandboxId(std::string_view id) { return HasIdShape(id, kSandboxIdPre
 bool IsValidSessionId(std::string_view id) { return HasIdShape(id, kSessionIdPrefix); }
 
 Status ValidateCodebaseId(std::string_view id) {
-  return Validate(id, kCodebaseIdPrefix, "codebase_id");
+  return Validate(id, kCodebaseIdPrefix, "codebase_id", "codebase");
 }
 Status ValidateSandboxId(std::string_view id) {
-  return Validate(id, kSandboxIdPrefix, "sandbox_id");
+  return Validate(id, kSandboxIdPrefix, "sandbox_id", "sandbox");
 }
 Status ValidateSessionId(std::string_view id) {
-  return Validate(id, kSessionIdPrefix, "session_id");
+  return Validate(id, kSessionIdPrefix, "session_id", "session");
 }
 
-}  // namespace agentfense::store
+}  // namespace agentfense

@@ -1,6 +1,8 @@
-// Object ids of the wire API (WIRE.md "ids"): `cb_`, `sb_` or `sess_` followed by exactly 16
-// lowercase hex digits. Every id that arrives from a client is validated with these before it is
-// used as a key or a directory name: an id is never joined into a path unvalidated.
+// Object ids (WIRE.md "ids"): `cb_`, `sb_` or `sess_` followed by exactly 16 lowercase hex digits.
+// The one definition of their shape, for every layer: the API validates client ids with it, the
+// runtime names cgroups and containers after sandbox ids only of this shape, the CLI makes its
+// embedded sandboxes' ids with it. An id is never joined into a path, a cgroup or a container
+// name unvalidated.
 #pragma once
 
 #include <string>
@@ -8,7 +10,7 @@
 
 #include "base/result.h"
 
-namespace agentfense::store {
+namespace agentfense {
 
 inline constexpr std::string_view kCodebaseIdPrefix = "cb_";
 inline constexpr std::string_view kSandboxIdPrefix = "sb_";
@@ -25,8 +27,10 @@ bool IsValidCodebaseId(std::string_view id);
 bool IsValidSandboxId(std::string_view id);
 bool IsValidSessionId(std::string_view id);
 
-// The same checks as Status: kInvalidArgument naming what was wrong ("codebase_id is empty",
-// "malformed codebase_id"). The id itself is not echoed (it may be arbitrary client bytes).
+// The same checks as the API answers them: kInvalidArgument when the id is missing
+// ("sandbox_id is required"), kNotFound when it is malformed ("sandbox not found"): no object can
+// have such an id, and clients of the reference rely on NOT_FOUND for `sb_doesnotexist`. The id
+// itself is not echoed (it may be arbitrary client bytes).
 Status ValidateCodebaseId(std::string_view id);
 Status ValidateSandboxId(std::string_view id);
 Status ValidateSessionId(std::string_view id);
@@ -34,4 +38,4 @@ Status ValidateSessionId(std::string_view id);
 // `n` random bytes as 2n lowercase hex digits (getrandom(2), retried on EINTR).
 Result<std::string> RandomHex(size_t n_bytes);
 
-}  // namespace agentfense::store
+}  // namespace agentfense
