@@ -144,6 +144,41 @@ void DecodeAll(const proto::Frame& f) {
         Check(again.ok() && again->rows == m->rows && again->cols == m->cols);
       }
       break;
+    case proto::MsgType::kFileOp:
+      if (auto m = proto::DecodeFileOp(f.payload); m.ok()) {
+        Check(m->path.size() <= 4096 && m->path.find('\0') == std::string::npos);
+        Check(static_cast<uint8_t>(m->op) >= 1 &&
+              static_cast<uint8_t>(m->op) <= proto::kMaxFileOpKind);
+        if (m->op == proto::FileOpKind::kRead) {
+          Check(m->limit >= 1 && m->limit <= proto::kMaxFileChunk);
+        }
+        if (m->op == proto::FileOpKind::kList) {
+          Check(m->depth >= 1 && m->depth <= proto::kMaxListDepth);
+        }
+        auto bytes = proto::Encode(f.request_id, *m);
+        if (bytes.ok()) {
+          proto::FrameReader r;
+          r.Append(*bytes);
+          auto g = r.Next();
+          Check(g.ok() && g->has_value());
+          auto again = proto::DecodeFileOp((*g)->payload);
+          Check(again.ok());
+          Check(again->op == m->op && again->path == m->path && again->offset == m->offset &&
+                again->limit == m->limit && again->depth == m->depth &&
+                again->flags == m->flags && again->data == m->data &&
+                again->replacement == m->replacement);
+        }
+      }
+      break;
+    case proto::MsgType::kFileResult:
+      if (auto m = proto::DecodeFileResult(f.payload); m.ok()) {
+        Check(m->entries.size() <= proto::kMaxListEntries);
+        for (const auto& e : m->entries) {
+          Check(e.path.find('\0') == std::string::npos && e.mode <= 07777);
+        }
+        RoundTrip(*m, proto::DecodeFileResult, f.request_id);
+      }
+      break;
     case proto::MsgType::kError:
       if (auto m = proto::DecodeError(f.payload); m.ok()) {
         Check(m->code >= 1 && m->code <= 16);
@@ -189,5 +224,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)proto::DecodePtyOpened(payload);
   (void)proto::DecodePtyInput(payload);
   (void)proto::DecodePtyResize(payload);
+  (void)proto::DecodeFileOp(payload);
+  (void)proto::DecodeFileResult(payload);
   return 0;
 }

@@ -21,7 +21,7 @@ Error FromAgent(const proto::Frame& f) {
   // The agent runs inside the sandbox: its code is untrusted input, not a valid enum by assumption.
   ErrorCode code = e->code >= 1 && e->code <= 16 ? static_cast<ErrorCode>(e->code)
                                                   : ErrorCode::kInternal;
-  return Error(code, "agent: " + e->message);
+  return Error(code, "agent: " + e->message, e->sys_errno);
 }
 
 // Reads one whole frame synchronously (used only for the Hello exchange, before the reader thread).
@@ -297,49 +297,55 @@ Result<ExecResult> AgentClient::SessionExec(const proto::SessionExec& request,
   return result;
 }
 
-Result<uint64_t> AgentClient::OpenSession(const proto::SessionOpen& request) {
-  uint64_t id = NextId();
-  AF_ASSIGN_OR_RETURN(std::string frame, proto::Encode(id, request));
+Result<proto::Frame> AgentClient::Request(const std::string& frame, uint64_t id,
+                                          proto::MsgType expected, milliseconds timeout,
+                                          const char* what) {
   auto call = Register(id);
-  auto result = [&]() -> Result<uint64_t> {
+  auto result = [&]() -> Result<proto::Frame> {
     AF_RETURN_IF_ERROR(Send(frame));
-    auto deadline = Clock::now() + std::chrono::seconds(30);
+    auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
       AF_ASSIGN_OR_RETURN(auto f, Wait(*call, milliseconds(100)));
       if (!f) continue;
       if (f->type == proto::MsgType::kError) return FromAgent(*f);
-      if (f->type != proto::MsgType::kSessionOpened) {
-        return Error(ErrorCode::kInternal, "unexpected message from agent");
-      }
-      AF_ASSIGN_OR_RETURN(auto opened, proto::DecodeSessionOpened(f->payload));
-      return opened.session_id;
+      if (f->type != expected) return Error(ErrorCode::kInternal, "unexpected message from agent");
+      return std::move(*f);
     }
-    return Error(ErrorCode::kDeadlineExceeded, "sandbox agent did not open the session in time");
+    return Error(ErrorCode::kDeadlineExceeded,
+                 std::string("sandbox agent did not ") + what + " in time");
   }();
   Unregister(id);
   return result;
 }
 
+Result<uint64_t> AgentClient::OpenSession(const proto::SessionOpen& request) {
+  uint64_t id = NextId();
+  AF_ASSIGN_OR_RETURN(std::string frame, proto::Encode(id, request));
+  AF_ASSIGN_OR_RETURN(proto::Frame reply, Request(frame, id, proto::MsgType::kSessionOpened,
+                                                  std::chrono::seconds(30), "open the session"));
+  AF_ASSIGN_OR_RETURN(auto opened, proto::DecodeSessionOpened(reply.payload));
+  return opened.session_id;
+}
+
 Status AgentClient::CloseSession(uint64_t session_id) {
   uint64_t id = NextId();
   AF_ASSIGN_OR_RETURN(std::string frame, proto::Encode(id, proto::SessionClose{session_id}));
-  auto call = Register(id);
-  auto result = [&]() -> Status {
-    AF_RETURN_IF_ERROR(Send(frame));
-    auto deadline = Clock::now() + std::chrono::seconds(30);
-    while (Clock::now() < deadline) {
-      AF_ASSIGN_OR_RETURN(auto f, Wait(*call, milliseconds(100)));
-      if (!f) continue;
-      if (f->type == proto::MsgType::kError) return FromAgent(*f);
-      if (f->type != proto::MsgType::kOk) {
-        return Error(ErrorCode::kInternal, "unexpected message from agent");
-      }
-      return OkStatus();
-    }
-    return Error(ErrorCode::kDeadlineExceeded, "sandbox agent did not close the session in time");
-  }();
-  Unregister(id);
-  return result;
+  AF_RETURN_IF_ERROR(Request(frame, id, proto::MsgType::kOk, std::chrono::seconds(30),
+                             "close the session"));
+  return OkStatus();
+}
+
+Result<proto::FileResult> AgentClient::FileOp(const proto::FileOp& request, milliseconds timeout) {
+  if (!hello_.has_files) {
+    return Error(ErrorCode::kUnimplemented,
+                 "the sandbox agent does not support file operations (it predates them; restart "
+                 "the sandbox)");
+  }
+  uint64_t id = NextId();
+  AF_ASSIGN_OR_RETURN(std::string frame, proto::Encode(id, request));
+  AF_ASSIGN_OR_RETURN(proto::Frame reply, Request(frame, id, proto::MsgType::kFileResult, timeout,
+                                                  "answer a file operation"));
+  return proto::DecodeFileResult(reply.payload);
 }
 
 Result<std::unique_ptr<PtyCall>> AgentClient::OpenPty(const proto::PtyOpen& request,

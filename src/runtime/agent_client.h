@@ -105,6 +105,12 @@ class AgentClient {
   Result<std::unique_ptr<PtyCall>> OpenPty(
       const proto::PtyOpen& request, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+  // A file operation inside the sandbox, as its identity (proto::FileOp). Errors carry the errno
+  // the operation failed with (sys_errno()); kUnimplemented when the agent predates file
+  // operations. Thread-safe.
+  Result<proto::FileResult> FileOp(const proto::FileOp& request,
+                                   std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
   // Breaks the connection now, for every thread using this client: calls in flight and later
   // fail with kUnavailable, and the agent kills what the connection started. The object stays
   // valid for callers still inside a call. Thread-safe.
@@ -131,6 +137,10 @@ class AgentClient {
   void Unregister(uint64_t id);
   // Waits for the next frame of a call; nullopt on timeout. Error if the connection broke.
   static Result<std::optional<proto::Frame>> Wait(Call& call, std::chrono::milliseconds max_wait);
+  // Sends `frame` (request `id`) and waits for its one answer of type `expected`; an Error frame
+  // becomes the agent's error, silence kDeadlineExceeded "did not <what> in time".
+  Result<proto::Frame> Request(const std::string& frame, uint64_t id, proto::MsgType expected,
+                               std::chrono::milliseconds timeout, const char* what);
   Result<ExecResult> Collect(uint64_t id, Call& call, uint32_t timeout_ms,
                              const OutputCallback& on_output, const CallOptions& options);
   void ReaderLoop();

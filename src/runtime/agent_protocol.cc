@@ -1,5 +1,6 @@
 #include "runtime/agent_protocol.h"
 
+#include <cstdint>
 #include <cstring>
 
 namespace agentfense::runtime::proto {
@@ -12,6 +13,7 @@ enum Tag : uint16_t {
   kTagSoftware = 3,
   kTagHasBash = 4,
   kTagHasPty = 5,
+  kTagHasFiles = 6,
   kTagArgv = 10,  // repeated
   kTagShellCommand = 11,
   kTagStdin = 12,
@@ -32,8 +34,21 @@ enum Tag : uint16_t {
   kTagCommand = 42,
   kTagErrorCode = 50,
   kTagMessage = 51,
+  kTagErrno = 52,
   kTagRows = 60,
   kTagCols = 61,
+  kTagFileOp = 70,
+  kTagPath = 71,
+  kTagOffset = 72,
+  kTagLimit = 73,
+  kTagDepth = 74,
+  kTagFlags = 75,
+  kTagReplacement = 76,
+  kTagEntry = 77,  // repeated: one encoded FileEntry
+  kTagStat = 78,   // one encoded FileEntry
+  kTagEof = 79,
+  kTagCount = 80,
+  kTagListTruncated = 81,
 };
 
 Error Bad(std::string what) {
@@ -234,6 +249,7 @@ Result<std::string> Encode(uint64_t id, const Hello& m) {
   w.Bool(kTagHasBash, m.has_bash);
   // Only when set: an older peer's decoder never sees a tag it could misread.
   if (m.has_pty) w.Bool(kTagHasPty, true);
+  if (m.has_files) w.Bool(kTagHasFiles, true);
   return w.Finish(MsgType::kHello, id);
 }
 
@@ -304,6 +320,8 @@ Result<std::string> Encode(uint64_t id, const ErrorMsg& m) {
   w.U64(kTagErrorCode, m.code);
   // A message is diagnostic text: cap it so an error about a huge input stays small.
   w.Bytes(kTagMessage, std::string_view(m.message).substr(0, 4096));
+  // Only when set: an older peer never sees a tag it does not know.
+  if (m.sys_errno != 0) w.U64(kTagErrno, static_cast<uint64_t>(static_cast<int64_t>(m.sys_errno)));
   return w.Finish(MsgType::kError, id);
 }
 
@@ -385,6 +403,10 @@ Result<Hello> DecodeHello(std::string_view payload) {
       }
       case kTagHasPty: {
         AF_ASSIGN_OR_RETURN(m.has_pty, AsBool(v));
+        break;
+      }
+      case kTagHasFiles: {
+        AF_ASSIGN_OR_RETURN(m.has_files, AsBool(v));
         break;
       }
       default:
@@ -580,6 +602,10 @@ Result<ErrorMsg> DecodeError(std::string_view payload) {
       if (m.code == 0 || m.code > 16) m.code = static_cast<uint32_t>(ErrorCode::kUnknown);
     } else if (tag == kTagMessage) {
       m.message.assign(v.substr(0, 4096));
+    } else if (tag == kTagErrno) {
+      AF_ASSIGN_OR_RETURN(int32_t e, AsI32(v));
+      // errno values are small positive numbers; anything else carries no meaning.
+      m.sys_errno = e > 0 && e < 4096 ? e : 0;
     }
     return OkStatus();
   });
@@ -655,6 +681,180 @@ Result<PtyResize> DecodePtyResize(std::string_view payload) {
   PtyResize m;
   m.rows = static_cast<uint16_t>(rows);
   m.cols = static_cast<uint16_t>(cols);
+  return m;
+}
+
+namespace {
+
+// FileEntry: u8 type | u64 size | u32 mode | i64 mtime_ns | path bytes.
+constexpr size_t kEntryFixed = 1 + 8 + 4 + 8;
+
+std::string EncodeEntry(const FileEntry& e) {
+  std::string out;
+  out.reserve(kEntryFixed + e.path.size());
+  out.push_back(static_cast<char>(e.type));
+  PutLe(out, e.size, 8);
+  PutLe(out, e.mode, 4);
+  PutLe(out, static_cast<uint64_t>(e.mtime_ns), 8);
+  out += e.path;
+  return out;
+}
+
+Result<FileEntry> DecodeEntry(std::string_view v) {
+  if (v.size() < kEntryFixed) return Bad("short file entry");
+  FileEntry e;
+  auto type = static_cast<uint8_t>(v[0]);
+  if (type > static_cast<uint8_t>(FileType::kSymlink)) return Bad("bad file type");
+  e.type = static_cast<FileType>(type);
+  e.size = GetLe(v, 1, 8);
+  e.mode = static_cast<uint32_t>(GetLe(v, 9, 4)) & 07777;
+  e.mtime_ns = static_cast<int64_t>(GetLe(v, 13, 8));
+  std::string_view path = v.substr(kEntryFixed);
+  AF_RETURN_IF_ERROR(NoNul(path, "path"));
+  if (path.size() > 4096) return Bad("path too long");
+  e.path.assign(path);
+  return e;
+}
+
+}  // namespace
+
+Result<std::string> Encode(uint64_t id, const FileOp& m) {
+  if (m.path.size() > 4096) return Error(ErrorCode::kInvalidArgument, "path too long");
+  if (m.data.size() + m.replacement.size() > kMaxFileChunk) {
+    return Error(ErrorCode::kInvalidArgument, "file operation data exceeds one frame");
+  }
+  Writer w;
+  w.U64(kTagFileOp, static_cast<uint64_t>(m.op));
+  w.Bytes(kTagPath, m.path);
+  if (m.offset != 0) w.U64(kTagOffset, m.offset);
+  if (m.limit != 0) w.U64(kTagLimit, m.limit);
+  if (m.depth != 0) w.U64(kTagDepth, m.depth);
+  if (m.flags != 0) w.U64(kTagFlags, m.flags);
+  if (!m.data.empty()) w.Bytes(kTagData, m.data);
+  if (!m.replacement.empty()) w.Bytes(kTagReplacement, m.replacement);
+  return w.Finish(MsgType::kFileOp, id);
+}
+
+Result<std::string> Encode(uint64_t id, const FileResult& m) {
+  Writer w;
+  w.Bytes(kTagStat, EncodeEntry(m.stat));
+  if (!m.data.empty()) w.Bytes(kTagData, m.data);
+  if (m.eof) w.Bool(kTagEof, true);
+  if (m.truncated) w.Bool(kTagListTruncated, true);
+  if (m.count != 0) w.U64(kTagCount, m.count);
+  for (const auto& e : m.entries) w.Bytes(kTagEntry, EncodeEntry(e));
+  return w.Finish(MsgType::kFileResult, id);
+}
+
+Result<FileOp> DecodeFileOp(std::string_view payload) {
+  FileOp m;
+  bool has_op = false, has_path = false;
+  Status fields_status = ForEachField(payload, {}, [&](uint16_t tag, std::string_view v) -> Status {
+    switch (tag) {
+      case kTagFileOp: {
+        AF_ASSIGN_OR_RETURN(uint64_t op, AsU64(v));
+        if (op == 0 || op > kMaxFileOpKind) return Bad("unknown file operation");
+        m.op = static_cast<FileOpKind>(op);
+        has_op = true;
+        break;
+      }
+      case kTagPath:
+        AF_RETURN_IF_ERROR(NoNul(v, "path"));
+        if (v.size() > 4096) return Bad("path too long");
+        m.path.assign(v);
+        has_path = true;
+        break;
+      case kTagOffset: {
+        AF_ASSIGN_OR_RETURN(m.offset, AsU64(v));
+        // off_t is signed: an offset beyond it would wrap in pread/pwrite.
+        if (m.offset > static_cast<uint64_t>(INT64_MAX)) return Bad("offset out of range");
+        break;
+      }
+      case kTagLimit: {
+        AF_ASSIGN_OR_RETURN(m.limit, AsU64(v));
+        break;
+      }
+      case kTagDepth: {
+        AF_ASSIGN_OR_RETURN(m.depth, AsU32(v));
+        break;
+      }
+      case kTagFlags: {
+        AF_ASSIGN_OR_RETURN(m.flags, AsU32(v));
+        break;
+      }
+      case kTagData:
+        m.data.assign(v);
+        break;
+      case kTagReplacement:
+        m.replacement.assign(v);
+        break;
+      default:
+        break;
+    }
+    return OkStatus();
+  });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  if (!has_op || !has_path) return Bad("file operation without op or path");
+  switch (m.op) {
+    case FileOpKind::kRead:
+      if (m.limit == 0 || m.limit > kMaxFileChunk) return Bad("read limit out of range");
+      break;
+    case FileOpKind::kWrite:
+      if (m.flags & ~(kFileWriteTruncate | kFileWriteMakeParents)) return Bad("bad write flags");
+      break;
+    case FileOpKind::kList:
+      if (m.limit == 0 || m.limit > kMaxListEntries) return Bad("list limit out of range");
+      if (m.depth == 0 || m.depth > kMaxListDepth) return Bad("list depth out of range");
+      break;
+    case FileOpKind::kEdit:
+      if (m.flags & ~kFileEditAll) return Bad("bad edit flags");
+      if (m.data.empty()) return Bad("edit without the text to replace");
+      break;
+    case FileOpKind::kStat:
+      break;
+  }
+  return m;
+}
+
+Result<FileResult> DecodeFileResult(std::string_view payload) {
+  FileResult m;
+  bool has_stat = false;
+  Status fields_status =
+      ForEachField(payload, {kTagEntry}, [&](uint16_t tag, std::string_view v) -> Status {
+        switch (tag) {
+          case kTagStat: {
+            AF_ASSIGN_OR_RETURN(m.stat, DecodeEntry(v));
+            has_stat = true;
+            break;
+          }
+          case kTagData:
+            m.data.assign(v);
+            break;
+          case kTagEof: {
+            AF_ASSIGN_OR_RETURN(m.eof, AsBool(v));
+            break;
+          }
+          case kTagListTruncated: {
+            AF_ASSIGN_OR_RETURN(m.truncated, AsBool(v));
+            break;
+          }
+          case kTagCount: {
+            AF_ASSIGN_OR_RETURN(m.count, AsU64(v));
+            break;
+          }
+          case kTagEntry: {
+            if (m.entries.size() >= kMaxListEntries) return Bad("too many entries");
+            AF_ASSIGN_OR_RETURN(auto e, DecodeEntry(v));
+            m.entries.push_back(std::move(e));
+            break;
+          }
+          default:
+            break;
+        }
+        return OkStatus();
+      });
+  if (!fields_status.ok()) return std::move(fields_status).error();
+  if (!has_stat) return Bad("file result without stat");
   return m;
 }
 

@@ -61,8 +61,14 @@ enum class MsgType : uint16_t {
   kPtyOpened = 13,  // agent → host: the terminal and its program are running
   kPtyInput = 14,   // host → agent: bytes typed into the terminal
   kPtyResize = 15,  // host → agent: the window size changed
+  // File operations (added with the MCP file tools: only sent to an agent whose Hello has
+  // has_files). They run inside the sandbox as its identity, through the same mount a command
+  // uses, so a tool sees exactly what a command sees: a hidden path is ENOENT, a `view` file
+  // lists but does not read. The agent answers FileResult, or Error carrying the errno.
+  kFileOp = 16,      // host → agent: one operation on a workspace path
+  kFileResult = 17,  // agent → host: its result
 };
-inline constexpr uint16_t kMaxMsgType = 15;
+inline constexpr uint16_t kMaxMsgType = 17;
 
 enum class Stream : uint8_t { kStdout = 1, kStderr = 2 };
 
@@ -80,6 +86,7 @@ struct Hello {
   std::string software;   // "agentfense-agent 0.1", informational
   bool has_bash = false;  // agent → host: whether sessions will use bash
   bool has_pty = false;   // agent → host: understands PtyOpen / PtyInput / PtyResize
+  bool has_files = false;  // agent → host: understands FileOp
 };
 
 struct Exec {
@@ -132,6 +139,7 @@ struct SessionClose {
 struct ErrorMsg {
   uint32_t code = 2;
   std::string message;
+  int32_t sys_errno = 0;  // the errno behind a failed file operation (0: none)
 };
 
 // A program on a new pseudo-terminal allocated inside the sandbox. The terminal is the program's
@@ -153,6 +161,57 @@ struct PtyInput {
 struct PtyResize {
   uint16_t rows = 24;  // 1..kMaxPtyDimension
   uint16_t cols = 80;
+};
+
+// File operations. `path` is relative to the workspace in canonical form ("src/a.py"; "" is the
+// workspace itself): base/path.h NormalizeWorkspacePath's result without its leading '/'. The
+// agent refuses any other.
+enum class FileOpKind : uint8_t {
+  kStat = 1,   // the path's type, size, mode, mtime (symlinks followed, as `stat` does)
+  kRead = 2,   // up to `limit` bytes of a regular file from `offset`
+  kWrite = 3,  // `data` at `offset`; flags: truncate first, create missing parent directories
+  kList = 4,   // the entries beneath a directory, `depth` levels deep, at most `limit` of them
+  kEdit = 5,   // replace `data` by `replacement` in a regular file: exactly one match, or all
+};
+inline constexpr uint8_t kMaxFileOpKind = 5;
+inline constexpr uint32_t kFileWriteTruncate = 1;     // write: empty the file first (O_TRUNC)
+inline constexpr uint32_t kFileWriteMakeParents = 2;  // write: mkdir the missing parents
+inline constexpr uint32_t kFileEditAll = 1;           // edit: every match, not exactly one
+// One read or write moves at most this much (a frame carries it with room for the header).
+inline constexpr uint32_t kMaxFileChunk = 960 * 1024;
+inline constexpr uint32_t kMaxListDepth = 64;
+inline constexpr uint32_t kMaxListEntries = 100000;
+// An edit holds the whole file in memory: larger files are refused (EFBIG).
+inline constexpr uint64_t kMaxEditFileBytes = 16 << 20;
+
+enum class FileType : uint8_t { kOther = 0, kFile = 1, kDirectory = 2, kSymlink = 3 };
+
+struct FileEntry {
+  std::string path;  // list: relative to the listed directory; stat: as asked
+  FileType type = FileType::kOther;
+  uint64_t size = 0;
+  uint32_t mode = 0;  // permission bits (07777)
+  int64_t mtime_ns = 0;
+};
+
+struct FileOp {
+  FileOpKind op = FileOpKind::kStat;
+  std::string path;
+  uint64_t offset = 0;      // read, write
+  uint64_t limit = 0;       // read: bytes (1..kMaxFileChunk); list: entries (1..kMaxListEntries)
+  uint32_t depth = 0;       // list: 1 = the directory's own entries (1..kMaxListDepth)
+  uint32_t flags = 0;       // kFileWrite* / kFileEdit*
+  std::string data;         // write: the bytes (<= kMaxFileChunk); edit: the text to find
+  std::string replacement;  // edit
+};
+
+struct FileResult {
+  FileEntry stat;      // stat; read, write, edit: the file as it is afterwards
+  std::string data;    // read: the bytes
+  bool eof = false;    // read: nothing lies beyond what was returned
+  bool truncated = false;  // list: more entries than `limit` (or than one frame holds)
+  uint64_t count = 0;      // write: bytes written; edit: replacements made
+  std::vector<FileEntry> entries;  // list, in directory-walk order (parents before children)
 };
 
 struct Cancel {};  // the request to cancel is the frame's request_id
@@ -178,6 +237,8 @@ Result<std::string> Encode(uint64_t request_id, const PtyOpen& m);
 Result<std::string> Encode(uint64_t request_id, const PtyOpened& m);
 Result<std::string> Encode(uint64_t request_id, const PtyInput& m);
 Result<std::string> Encode(uint64_t request_id, const PtyResize& m);
+Result<std::string> Encode(uint64_t request_id, const FileOp& m);
+Result<std::string> Encode(uint64_t request_id, const FileResult& m);
 
 // --- decoding ---------------------------------------------------------------------------------
 
@@ -194,6 +255,8 @@ Result<PtyOpen> DecodePtyOpen(std::string_view payload);
 Result<PtyOpened> DecodePtyOpened(std::string_view payload);
 Result<PtyInput> DecodePtyInput(std::string_view payload);
 Result<PtyResize> DecodePtyResize(std::string_view payload);
+Result<FileOp> DecodeFileOp(std::string_view payload);
+Result<FileResult> DecodeFileResult(std::string_view payload);
 
 // Incremental frame splitter for a byte stream. Append what read() returned, then call Next() until
 // it yields nullopt (need more bytes). After an error the stream is unusable (framing is lost): the

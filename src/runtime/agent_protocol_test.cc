@@ -304,7 +304,104 @@ TEST(AgentProtocol, PtyFrameTypesAreKnownToTheFramer) {
   EXPECT_TRUE(DecodeHeader(hdr).ok());
   hdr[6] = static_cast<char>(kMaxMsgType + 1);
   EXPECT_FALSE(DecodeHeader(hdr).ok());
-  EXPECT_EQ(static_cast<uint16_t>(MsgType::kPtyResize), kMaxMsgType);
+  EXPECT_EQ(static_cast<uint16_t>(MsgType::kFileResult), kMaxMsgType);
+}
+
+TEST(AgentProtocol, FileMessagesRoundTrip) {
+  FileOp op;
+  op.op = FileOpKind::kEdit;
+  op.path = "src/a b.py";
+  op.offset = 5;
+  op.limit = 7;
+  op.depth = 2;
+  op.flags = kFileEditAll;
+  op.data = std::string("old\0x", 5);
+  op.replacement = "new";
+  auto d = DecodeFileOp(OneFrame(*Encode(9, op)).payload);
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  EXPECT_EQ(d->op, FileOpKind::kEdit);
+  EXPECT_EQ(d->path, op.path);
+  EXPECT_EQ(d->offset, 5u);
+  EXPECT_EQ(d->flags, kFileEditAll);
+  EXPECT_EQ(d->data, op.data);
+  EXPECT_EQ(d->replacement, "new");
+
+  FileResult r;
+  r.stat = FileEntry{"src", FileType::kDirectory, 4096, 0755, 1234567890123};
+  r.data = std::string("\xff\0bytes", 7);
+  r.eof = true;
+  r.truncated = true;
+  r.count = 3;
+  r.entries = {FileEntry{"a.py", FileType::kFile, 12, 0644, -1},
+               FileEntry{"link", FileType::kSymlink, 3, 0777, 0}};
+  auto dr = DecodeFileResult(OneFrame(*Encode(10, r)).payload);
+  ASSERT_TRUE(dr.ok()) << dr.error().ToString();
+  EXPECT_EQ(dr->stat.path, "src");
+  EXPECT_EQ(dr->stat.type, FileType::kDirectory);
+  EXPECT_EQ(dr->stat.mode, 0755u);
+  EXPECT_EQ(dr->stat.mtime_ns, 1234567890123);
+  EXPECT_EQ(dr->data, r.data);
+  EXPECT_TRUE(dr->eof && dr->truncated);
+  EXPECT_EQ(dr->count, 3u);
+  ASSERT_EQ(dr->entries.size(), 2u);
+  EXPECT_EQ(dr->entries[0].path, "a.py");
+  EXPECT_EQ(dr->entries[0].mtime_ns, -1);
+  EXPECT_EQ(dr->entries[1].type, FileType::kSymlink);
+
+  // The errno of a failed operation travels beside the code; a nonsense one is dropped.
+  ErrorMsg e{5, "/workspace/x", 13};
+  auto de = DecodeError(OneFrame(*Encode(11, e)).payload);
+  ASSERT_TRUE(de.ok());
+  EXPECT_EQ(de->sys_errno, 13);
+  e.sys_errno = -4;
+  EXPECT_EQ(DecodeError(OneFrame(*Encode(12, e)).payload)->sys_errno, 0);
+
+  Hello h;
+  h.has_files = true;
+  EXPECT_TRUE(DecodeHello(OneFrame(*Encode(0, h)).payload)->has_files);
+  EXPECT_FALSE(DecodeHello(OneFrame(*Encode(0, Hello{})).payload)->has_files);
+}
+
+TEST(AgentProtocol, FileMessagesRefuseBadInput) {
+  auto decode = [](FileOp op) { return DecodeFileOp(OneFrame(*Encode(1, op)).payload); };
+  FileOp read;
+  read.op = FileOpKind::kRead;
+  read.path = "a";
+  read.limit = kMaxFileChunk;
+  EXPECT_TRUE(decode(read).ok());
+  read.limit = 0;
+  EXPECT_FALSE(decode(read).ok());
+  read.limit = kMaxFileChunk + 1;
+  EXPECT_FALSE(decode(read).ok());
+  read.limit = 1;
+  read.offset = uint64_t{1} << 63;  // beyond off_t
+  EXPECT_FALSE(decode(read).ok());
+  FileOp list;
+  list.op = FileOpKind::kList;
+  list.limit = 10;
+  list.depth = 0;
+  EXPECT_FALSE(decode(list).ok());
+  list.depth = kMaxListDepth + 1;
+  EXPECT_FALSE(decode(list).ok());
+  FileOp edit;
+  edit.op = FileOpKind::kEdit;
+  edit.path = "a";
+  EXPECT_FALSE(decode(edit).ok());  // nothing to find
+  FileOp write;
+  write.op = FileOpKind::kWrite;
+  write.path = "a";
+  write.flags = 4;
+  EXPECT_FALSE(decode(write).ok());
+  FileOp nul;
+  nul.path = std::string("a\0b", 3);
+  EXPECT_FALSE(decode(nul).ok());
+  // An operation number this build does not know, and a result without its stat.
+  EXPECT_FALSE(DecodeFileOp(Field(70, std::string(8, '\x09')) + Field(71, "a")).ok());
+  EXPECT_FALSE(DecodeFileResult("").ok());
+  FileOp huge;
+  huge.op = FileOpKind::kWrite;
+  huge.data.assign(kMaxFileChunk + 1, 'x');
+  EXPECT_FALSE(Encode(1, huge).ok());
 }
 
 }  // namespace

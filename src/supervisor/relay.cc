@@ -76,6 +76,7 @@ class Connection {
     m.message = e.message();
     // AgentClient prefixes "agent: "; do not stack it when relaying an agent's error.
     if (m.message.rfind("agent: ", 0) == 0) m.message.erase(0, 7);
+    m.sys_errno = e.sys_errno();
     Send(proto::Encode(id, m));
   }
 
@@ -120,6 +121,23 @@ class Connection {
       Untrack(id);
       if (r.ok()) {
         SendExit(id, *r);
+      } else {
+        SendError(id, r.error());
+      }
+      done->store(true);
+    });
+    workers_.push_back(Worker{std::move(t), std::move(done)});
+  }
+
+  // Runs a file operation on a worker thread: it waits on the agent, and the reading thread must
+  // keep serving other requests meanwhile. One request, one answer: no output, no cancel.
+  void SpawnFileOp(uint64_t id, proto::FileOp op) {
+    ReapFinished();
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([this, id, done, op = std::move(op)]() {
+      auto r = rt_->FileOp(op);
+      if (r.ok()) {
+        Send(proto::Encode(id, *r));
       } else {
         SendError(id, r.error());
       }
@@ -193,7 +211,9 @@ class Connection {
       case proto::MsgType::kHello: {
         proto::Hello h;
         h.software = "agentfense-supervisor";
-        h.has_pty = true;  // relayed below; an agent without terminals answers kUnimplemented
+        // Relayed below; an agent without terminals or file operations answers kUnimplemented.
+        h.has_pty = true;
+        h.has_files = true;
         Send(proto::Encode(id, h));
         return;
       }
@@ -255,6 +275,12 @@ class Connection {
           if (!rs.ok()) return SendError(id, rs.error());
           (void)pty->Resize(rs->rows, rs->cols);
         }
+        return;
+      }
+      case proto::MsgType::kFileOp: {
+        auto req = proto::DecodeFileOp(f.payload);
+        if (!req.ok()) return SendError(id, req.error());
+        SpawnFileOp(id, std::move(*req));
         return;
       }
       case proto::MsgType::kCancel: {

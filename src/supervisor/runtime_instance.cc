@@ -35,6 +35,11 @@ class BwrapInstance final : public RuntimeInstance {
     if (!agent) return Error(ErrorCode::kUnavailable, "sandbox is stopped");
     return agent->OpenPty(r);
   }
+  Result<proto::FileResult> FileOp(const proto::FileOp& r) override {
+    auto agent = sb_->agent();
+    if (!agent) return Error(ErrorCode::kUnavailable, "sandbox is stopped");
+    return agent->FileOp(r);
+  }
   Status Stop(bool /*destroy*/) override { return sb_->Stop(); }
   bool alive() const override { return sb_->running(); }
   pid_t pid() const override { return sb_->pid(); }
@@ -71,6 +76,10 @@ class DockerInstance final : public RuntimeInstance {
   Result<std::unique_ptr<runtime::PtyCall>> OpenPty(const proto::PtyOpen& r) override {
     AF_ASSIGN_OR_RETURN(auto agent, Agent());
     return agent->OpenPty(r);
+  }
+  Result<proto::FileResult> FileOp(const proto::FileOp& r) override {
+    AF_ASSIGN_OR_RETURN(auto agent, Agent());
+    return agent->FileOp(r);
   }
   Status Stop(bool destroy) override {
     agent_.Close();

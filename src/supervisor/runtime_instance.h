@@ -32,6 +32,8 @@ class RuntimeInstance {
   // A program on a terminal allocated inside the sandbox (runtime::AgentClient::OpenPty).
   virtual Result<std::unique_ptr<runtime::PtyCall>> OpenPty(
       const runtime::proto::PtyOpen& request) = 0;
+  // A file operation inside the sandbox (runtime::AgentClient::FileOp).
+  virtual Result<runtime::proto::FileResult> FileOp(const runtime::proto::FileOp& request) = 0;
   // Stops every process of the sandbox. For Docker the container is kept (restartable) unless
   // `destroy`. Idempotent.
   virtual Status Stop(bool destroy) = 0;

@@ -319,7 +319,11 @@ void Agent::Send(uint64_t conn_id, const Result<std::string>& frame) {
 void Agent::SendError(uint64_t conn_id, uint64_t request_id, const Error& e) {
   proto::ErrorMsg m;
   m.code = static_cast<uint32_t>(e.code());
-  m.message = e.ToString();
+  // The errno travels as its own field, so the text leaves it out: the host's Error prints it once.
+  Error without_errno(e.code(), e.message());
+  for (const std::string& c : e.context()) without_errno.With(c);
+  m.message = without_errno.ToString();
+  m.sys_errno = e.sys_errno();
   Send(conn_id, proto::Encode(request_id, m));
 }
 
@@ -414,6 +418,7 @@ void Agent::Dispatch(Conn& c, const proto::Frame& f) {
     mine.software = "agentfense-agent 0.1";
     mine.has_bash = has_bash_;
     mine.has_pty = true;
+    mine.has_files = true;
     Send(cid, proto::Encode(f.request_id, mine));
     return;
   }
@@ -456,6 +461,11 @@ void Agent::Dispatch(Conn& c, const proto::Frame& f) {
       auto m = proto::DecodePtyResize(f.payload);
       if (!m.ok()) return SendError(cid, f.request_id, m.error());
       return PtyResize(cid, f.request_id, *m);
+    }
+    case proto::MsgType::kFileOp: {
+      auto m = proto::DecodeFileOp(f.payload);
+      if (!m.ok()) return SendError(cid, f.request_id, m.error());
+      return FileOperation(cid, f.request_id, *m);
     }
     default:
       return SendError(cid, f.request_id,

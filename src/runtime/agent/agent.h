@@ -157,6 +157,9 @@ class Agent {
   // Kills the program, everything in its terminal session and its descendants.
   void KillPty(Pty& p);
 
+  // A file operation on the workspace (files.cc), answered at once: FileResult or Error.
+  void FileOperation(uint64_t conn_id, uint64_t request_id, const proto::FileOp& op);
+
   void ReapChildren();
   void CheckTimers();
   // Emits output bytes for a capture: forwards up to the cap, counts and drops the rest.
