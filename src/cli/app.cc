@@ -57,6 +57,14 @@ constexpr char kShellUsage[] =
     "the changes are handled as with `run`. Without a terminal on stdin and stdout: line mode,\n"
     "each line runs in one persistent shell at /workspace (a trailing backslash continues it).";
 
+constexpr char kMcpUsage[] =
+    "agentfense mcp [flags] DIR\n"
+    "An MCP server on stdin/stdout (for an agent host's mcpServers entry) over a sandbox of DIR,\n"
+    "started as `run` starts one: its tools (run_command, read_file, write_file, edit_file,\n"
+    "list_files, explain_permission, changes) all act inside the sandbox under one policy. When\n"
+    "the host closes our stdin the changes are handled as with `run` (--sync by default). Nothing\n"
+    "but MCP messages is written to stdout; the summary goes to stderr (--json too).";
+
 constexpr char kMountUsage[] =
     "agentfense mount [flags] SOURCE MOUNTPOINT\n"
     "Serves the permission filesystem (no sandbox; writes go straight to SOURCE, or with\n"
@@ -208,7 +216,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       }
     }
     const bool run_like =
-        argc > 1 && (std::string_view(argv[1]) == "run" || std::string_view(argv[1]) == "shell");
+        argc > 1 && (std::string_view(argv[1]) == "run" || std::string_view(argv[1]) == "shell" ||
+                     std::string_view(argv[1]) == "mcp");
 
     CLI::App app("agentfense: least-privilege filesystem sandbox for AI agents", "agentfense");
     app.footer(kExitFooter);
@@ -301,6 +310,26 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
             return RunShell(f, out, err);
           },
           /*takes_command=*/true);
+    }
+
+    // --- mcp ---
+    {
+      auto s = std::make_shared<SandboxCli>();
+      auto o = std::make_shared<McpOptions>();
+      auto dir = std::make_shared<std::string>();
+      CLI::App* mcp =
+          commands.Sub(&app, "mcp", "Serve a sandbox over a directory as an MCP server on stdio",
+                       std::string(kMcpUsage) + "\n\n" + kRuleSyntax + "\n\n" + kRunExitFooter);
+      s->Add(mcp);
+      mcp->add_option("--timeout", o->timeout,
+                      "Default timeout of run_command (default 30s; a call may set its own)")
+          ->type_name("DUR");
+      mcp->add_option("DIR", *dir, "The directory to expose as /workspace")->required();
+      commands.On(mcp, [s, o, dir, &out, &err] {
+        o->sandbox = s->Finish();
+        o->sandbox.dir = *dir;
+        return RunMcp(*o, out, err);
+      });
     }
 
     // --- mount / umount ---

@@ -67,6 +67,12 @@ TEST(RunArgs, UsageErrorsAre125) {
                      "no-such-flag");
 }
 
+// `mcp` takes `run`'s flags, but its stdio is the MCP channel: nobody could answer an `ask` there.
+TEST(RunArgs, McpRefusesToPromptForAsk) {
+  ExpectOneLineError(Cli({"mcp", "--ask", "/tmp"}), kExitRunUsage, "no terminal to ask on");
+  ExpectOneLineError(Cli({"mcp", "--timeout", "0s", "/tmp"}), kExitRunUsage, "--timeout");
+}
+
 TEST(RunArgs, CommandWordsAfterDashDashAreNeverParsedAsOurFlags) {
   // "--preset nope" after -- belongs to the command; the run still fails on our own bad flag.
   ExpectOneLineError(Cli({"run", "--memory", "zz", "/tmp", "--", "cmd", "--preset", "nope"}),

@@ -23,6 +23,7 @@
 #include "base/path.h"
 #include "base/units.h"
 #include "cli/ask_prompt.h"
+#include "cli/embedded.h"
 #include "cli/exit_codes.h"
 #include "cli/interrupts.h"
 #include "cli/local_sandbox.h"
@@ -34,15 +35,6 @@ namespace {
 
 namespace stdfs = std::filesystem;
 using Json = nlohmann::ordered_json;
-
-// Everything validated and ready to start a sandbox with.
-struct Prepared {
-  LocalSandboxOptions sandbox;
-  std::vector<std::pair<std::string, std::string>> env;
-  std::string workdir;
-  AskMode ask = AskMode::kDeny;
-  bool has_ask = false;  // some rule is at `ask`: accesses will wait for an answer
-};
 
 Error Invalid(std::string message) {
   return Error(ErrorCode::kInvalidArgument, std::move(message));
@@ -93,6 +85,8 @@ Result<std::string> PrepareKeepDelta(const std::string& path, const std::string&
   if (IsWithin(dir, source)) return Invalid("--keep-delta " + path + " is inside " + source);
   return dir;
 }
+
+}  // namespace
 
 Result<Prepared> Prepare(const SandboxFlags& f) {
   Prepared p;
@@ -174,6 +168,8 @@ Result<Prepared> Prepare(const SandboxFlags& f) {
   return p;
 }
 
+namespace {
+
 // Output goes straight to our fds, unbuffered: the command's output must appear as it is produced.
 void WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -225,17 +221,8 @@ void PrintChangeList(const std::vector<fs::Change>& changes, std::ostream& err) 
   if (changes.size() > kMaxListed) err << "  ... and " << changes.size() - kMaxListed << " more\n";
 }
 
-// What happened to the command, for the summary and the exit status.
-struct Outcome {
-  bool ran = false;  // the command started and ended (else it was interrupted or never ran)
-  runtime::ExecResult result;
-  int interrupted_by = 0;         // our own SIGINT/SIGTERM/SIGHUP
-  std::string failure;            // the sandbox failed mid-run (agent lost...)
-  bool failure_is_usage = false;  // ...or refused the request (bad --workdir)
-};
+}  // namespace
 
-// Ends a sandbox: applies the --sync / --discard / --keep-delta choice, stops everything, prints
-// the summary, and returns the exit status.
 int Finish(LocalSandbox& sb, const SandboxFlags& flags, const std::string& source,
            const Outcome& outcome, std::ostream& out, std::ostream& err) {
   int code = outcome.ran                ? outcome.result.exit_code
@@ -338,10 +325,26 @@ int Finish(LocalSandbox& sb, const SandboxFlags& flags, const std::string& sourc
   return code;
 }
 
+Result<uint32_t> TimeoutFlag(const std::string& text, uint32_t fallback) {
+  if (text.empty()) return fallback;
+  auto d = ParseDuration(text);
+  if (!d.ok()) {
+    return Error(ErrorCode::kInvalidArgument, "--timeout " + text + ": " + d.error().message());
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
+  if (ms <= 0 || ms > UINT32_MAX) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "--timeout " + text + ": must be between 1ms and 49 days");
+  }
+  return static_cast<uint32_t>(ms);
+}
+
 int StartError(const Error& e, std::ostream& err) {
   err << "agentfense: error: cannot start the sandbox: " << e.ToString() << "\n";
   return e.code() == ErrorCode::kInvalidArgument ? kExitRunUsage : kExitRunSandbox;
 }
+
+namespace {
 
 void ReportCommandEnd(const runtime::ExecResult& r, const std::string& timeout, std::ostream& err) {
   if (r.timed_out) {
@@ -390,17 +393,12 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
   exec.env = prepared->env;
   exec.workdir = prepared->workdir;
   exec.output_cap = UINT64_MAX;  // streamed, never collected: nothing to bound
-  exec.timeout_ms = 0;
-  if (!options.timeout.empty()) {
-    auto d = ParseDuration(options.timeout);
-    auto ms = d.ok() ? std::chrono::duration_cast<std::chrono::milliseconds>(*d).count() : 0;
-    if (!d.ok() || ms <= 0 || ms > UINT32_MAX) {
-      err << "agentfense: error: --timeout " << options.timeout << ": "
-          << (d.ok() ? "must be between 1ms and 49 days" : d.error().message()) << "\n";
-      return kExitRunUsage;
-    }
-    exec.timeout_ms = static_cast<uint32_t>(ms);
+  auto timeout = TimeoutFlag(options.timeout, 0);
+  if (!timeout.ok()) {
+    err << "agentfense: error: " << timeout.error().message() << "\n";
+    return kExitRunUsage;
   }
+  exec.timeout_ms = *timeout;
 
   InterruptGuard guard;
   if (options.forward_stdin) {

@@ -1,6 +1,7 @@
-// The embedded-mode commands: `agentfense run` and `agentfense shell` run a command (or a shell)
-// in a sandbox this process owns (no server), over a directory mounted with a policy, and at the
-// end sync, discard or keep the copy-on-write delta of what the command changed.
+// The embedded-mode commands: `agentfense run` and `agentfense shell` run a command (or a shell),
+// `agentfense mcp` serves MCP tools, in a sandbox this process owns (no server), over a directory
+// mounted with a policy, and at the end sync, discard or keep the copy-on-write delta of what
+// changed.
 #pragma once
 
 #include <ostream>
@@ -45,7 +46,15 @@ struct RunOptions {
   std::vector<std::string> command;
 };
 
+struct McpOptions {
+  SandboxFlags sandbox;
+  std::string timeout;  // run_command's default timeout, DUR; "" = 30s
+};
+
 int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err);
+// `agentfense mcp`: serves the MCP tools of the sandbox on stdin/stdout until end of input
+// (mcp_command.cc). Exit status as `run`'s, 0 for a session that ended normally.
 int RunShell(const SandboxFlags& flags, std::ostream& out, std::ostream& err);
+int RunMcp(const McpOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace agentfense::cli
