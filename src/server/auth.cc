@@ -64,4 +64,20 @@ bool IsAllowedHost(std::string_view host_header, const std::vector<std::string>&
   return false;
 }
 
+bool IsAllowedOrigin(std::string_view origin, const std::vector<std::string>& extra) {
+  std::string_view rest;
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (origin.size() > scheme.size()) {
+      bool same = true;
+      for (size_t i = 0; i < scheme.size(); ++i) {
+        same &= std::tolower(static_cast<unsigned char>(origin[i])) == scheme[i];
+      }
+      if (same) rest = origin.substr(scheme.size());
+    }
+  }
+  // An origin is scheme://host[:port], nothing more: no path, user info or query.
+  if (rest.empty() || rest.find_first_of("/?#@ \t") != std::string_view::npos) return false;
+  return IsAllowedHost(rest, extra);
+}
+
 }  // namespace agentfense::server

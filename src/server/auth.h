@@ -21,4 +21,10 @@ bool CheckBearer(std::string_view authorization, const std::string& expected);
 // missing Host is refused (an empty host once bypassed such a check elsewhere).
 bool IsAllowedHost(std::string_view host_header, const std::vector<std::string>& extra);
 
+// The Origin a browser sends ("http://localhost:8080"): allowed when its scheme is http or https
+// and its host is one IsAllowedHost accepts. "null" (sandboxed frames, file: pages) and anything
+// malformed are refused. The MCP endpoint checks it on every request (DNS rebinding, and pages
+// of other origins driving a local agent's tools).
+bool IsAllowedOrigin(std::string_view origin, const std::vector<std::string>& extra);
+
 }  // namespace agentfense::server

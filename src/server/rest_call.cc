@@ -47,6 +47,13 @@ RestCall::RestCall(const TransportDeps& deps, const httplib::Request& req, httpl
 }
 
 Status RestCall::ReadJson(const httplib::ContentReader* reader, google::protobuf::Message* msg) {
+  AF_ASSIGN_OR_RETURN(std::string body, ReadBody(reader, deps_.max_body_bytes,
+                                                 /*allow_cli_form=*/true));
+  return JsonToMessage(body, msg);
+}
+
+Result<std::string> RestCall::ReadBody(const httplib::ContentReader* reader, uint64_t cap,
+                                       bool allow_cli_form) {
   // A Content-Type other than JSON is refused even with an empty body: browsers send
   // text/plain and form encodings cross-origin without a preflight (CSRF).
   //
@@ -60,28 +67,27 @@ Status RestCall::ReadJson(const httplib::ContentReader* reader, google::protobuf
     std::string type = Lower(req_.get_header_value("Content-Type"));
     if (size_t semi = type.find(';'); semi != std::string::npos) type.resize(semi);
     while (!type.empty() && type.back() == ' ') type.pop_back();
-    form_from_cli = type == "application/x-www-form-urlencoded" && !req_.has_header("Origin") &&
-                    !req_.has_header("Sec-Fetch-Site") && !req_.has_header("Sec-Fetch-Mode") &&
-                    !req_.has_header("Referer");
+    form_from_cli = allow_cli_form && type == "application/x-www-form-urlencoded" &&
+                    !req_.has_header("Origin") && !req_.has_header("Sec-Fetch-Site") &&
+                    !req_.has_header("Sec-Fetch-Mode") && !req_.has_header("Referer");
     if (type != "application/json" && !form_from_cli) {
       http_override_ = 415;
       res_.set_header("Connection", "close");  // the body, if any, is left unread
       return Error(ErrorCode::kInvalidArgument, "Content-Type must be application/json");
     }
   }
-  if (!HasBody(req_)) return JsonToMessage("", msg);
+  if (!HasBody(req_)) return std::string();
   if (!req_.has_header("Content-Type")) {
     http_override_ = 415;
     res_.set_header("Connection", "close");
     return Error(ErrorCode::kInvalidArgument, "Content-Type must be application/json");
   }
-  const uint64_t cap = deps_.max_body_bytes;
   int64_t announced = ContentLength(req_);
   if (announced > 0 && static_cast<uint64_t>(announced) > cap) {
     http_override_ = 413;
     res_.set_header("Connection", "close");
     return Error(ErrorCode::kResourceExhausted,
-                 "request body larger than server.max_body_bytes (" + std::to_string(cap) + ")");
+                 "request body larger than the limit of " + std::to_string(cap) + " bytes");
   }
   if (reader == nullptr) {
     return Error(ErrorCode::kInvalidArgument, "this route takes no request body");
@@ -100,7 +106,7 @@ Status RestCall::ReadJson(const httplib::ContentReader* reader, google::protobuf
     http_override_ = 413;
     res_.set_header("Connection", "close");
     return Error(ErrorCode::kResourceExhausted,
-                 "request body larger than server.max_body_bytes (" + std::to_string(cap) + ")");
+                 "request body larger than the limit of " + std::to_string(cap) + " bytes");
   }
   if (!ok) {
     res_.set_header("Connection", "close");
@@ -113,7 +119,7 @@ Status RestCall::ReadJson(const httplib::ContentReader* reader, google::protobuf
       return Error(ErrorCode::kInvalidArgument, "Content-Type must be application/json");
     }
   }
-  return JsonToMessage(body, msg);
+  return body;
 }
 
 std::string RestCall::Query(const char* snake, const char* camel) const {

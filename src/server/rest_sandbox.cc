@@ -1,11 +1,6 @@
 // REST routes of SandboxService (WIRE.md) and the exec:stream extensions.
 #include <httplib.h>
 
-#include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-
 #include <google/protobuf/util/time_util.h>
 
 #include "sandbox/v1/sandbox.pb.h"
@@ -30,42 +25,6 @@ Result<std::string> Json(Result<M> r) {
   return MessageToJson(r.value());
 }
 
-// Hands newline-delimited JSON frames from the producing executor thread to the httplib thread
-// writing the response. Bounded: a slow reader slows the command's output, never grows memory.
-struct NdjsonBridge {
-  static constexpr size_t kMaxQueued = 16;
-  std::mutex mu;  // leaf lock
-  std::condition_variable cv;
-  std::deque<std::string> lines;
-  bool done = false;
-  bool consumer_gone = false;
-  Status final;
-
-  // Blocks while the queue is full. False once the reader is gone or the call is cancelled
-  // (server shutdown sets a flag without notifying: hence the timed wait).
-  bool Push(std::string line, const service::CallContext& cc) {
-    std::unique_lock lock(mu);
-    while (lines.size() >= kMaxQueued && !consumer_gone && !cc.IsCancelled()) {
-      cv.wait_for(lock, std::chrono::milliseconds(100));
-    }
-    if (consumer_gone || cc.IsCancelled()) return false;
-    lines.push_back(std::move(line));
-    cv.notify_all();
-    return true;
-  }
-  void Finish(Status status) {
-    std::lock_guard lock(mu);
-    done = true;
-    final = std::move(status);
-    cv.notify_all();
-  }
-  void Abandon() {
-    std::lock_guard lock(mu);
-    consumer_gone = true;
-    cv.notify_all();
-  }
-};
-
 // grpc-gateway's framing of server streams: {"result": <msg>} per line, {"error": {...}} last
 // when the call fails after output began.
 std::string ResultLine(const google::protobuf::Message& out) {
@@ -80,7 +39,7 @@ std::string ErrorLine(const Error& e) {
 // that hangs up cancels the command at once (`peers`), even while the command prints nothing.
 template <typename Msg = v1::ExecOutput, typename Produce>
 void StreamExec(RestCall& call, PeerWatch& peers, Produce produce) {
-  auto bridge = std::make_shared<NdjsonBridge>();
+  auto bridge = std::make_shared<StreamBridge>();
   service::CallContext cc = call.context();
   std::shared_ptr<void> watch = peers.Watch(call.request(), cc.cancelled);
   call.deps().executor->Submit([bridge, cc, produce = std::move(produce)] {
@@ -106,17 +65,8 @@ void StreamExec(RestCall& call, PeerWatch& peers, Produce produce) {
   res.set_chunked_content_provider(
       "application/x-ndjson",
       [bridge](size_t, httplib::DataSink& sink) {
-        std::unique_lock lock(bridge->mu);
-        bridge->cv.wait(lock, [&] { return !bridge->lines.empty() || bridge->done; });
-        if (!bridge->lines.empty()) {
-          std::string line = std::move(bridge->lines.front());
-          bridge->lines.pop_front();
-          bridge->cv.notify_all();
-          lock.unlock();
-          return sink.write(line.data(), line.size());
-        }
+        if (auto line = bridge->Next()) return sink.write(line->data(), line->size());
         std::string tail = bridge->final.ok() ? "" : ErrorLine(bridge->final.error());
-        lock.unlock();
         if (!tail.empty() && !sink.write(tail.data(), tail.size())) return false;
         sink.done();
         return true;

@@ -6,6 +6,7 @@
 
 #include "server/auth.h"
 #include "server/peer_watch.h"
+#include "server/rest_mcp.h"
 #include "server/rest_call.h"
 #include "server/status_map.h"
 
@@ -14,6 +15,7 @@ namespace agentfense::server {
 RestServer::RestServer(const TransportDeps& deps, size_t threads)
     : deps_(deps),
       peers_(std::make_unique<PeerWatch>()),
+      mcp_sessions_(std::make_unique<McpSessions>()),
       svr_(std::make_unique<httplib::Server>()) {
   svr_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // Body limits are enforced per route by RestCall (JSON) and the upload sink (files); httplib's
@@ -25,6 +27,7 @@ RestServer::RestServer(const TransportDeps& deps, size_t threads)
   RegisterOpsRoutes();
   RegisterCodebaseRoutes();
   RegisterSandboxRoutes();
+  RegisterMcpRoutes();
 }
 
 RestServer::~RestServer() { Stop(); }

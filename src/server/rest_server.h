@@ -1,5 +1,6 @@
 // The REST transport (cpp-httplib): the 17 grpc-gateway-style routes of WIRE.md plus our
-// extensions (file PUT/GET/DELETE, exec:stream, /healthz, /metrics). Requests are parsed into the
+// extensions (file PUT/GET/DELETE, exec:stream, the MCP endpoint of each sandbox, /healthz,
+// /metrics). Requests are parsed into the
 // same protobuf messages gRPC uses and call the same service functions (SPEC §2).
 //
 // Guards, in order, on every request: Host check when no token is configured (DNS rebinding),
@@ -28,6 +29,7 @@ class ContentReader;
 namespace agentfense::server {
 
 class PeerWatch;
+class McpSessions;
 
 class RestServer {
  public:
@@ -49,10 +51,12 @@ class RestServer {
   void RegisterExtensionRoutes();
   void RegisterCheckpointRoutes();  // checkpoints and approvals (rest_sandbox.cc)
   void RegisterOpsRoutes();
+  void RegisterMcpRoutes();  // rest_mcp.cc
 
   const TransportDeps& deps_;
   // Cancels a running exec whose client hung up (declared first: outlives svr_'s handlers).
   std::unique_ptr<PeerWatch> peers_;
+  std::unique_ptr<McpSessions> mcp_sessions_;  // legacy MCP clients' sessions (rest_mcp.h)
   std::unique_ptr<httplib::Server> svr_;
 };
 

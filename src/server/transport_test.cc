@@ -46,6 +46,20 @@ TEST(AuthTest, AllowedHosts) {
   EXPECT_TRUE(IsAllowedHost("10.0.0.5:8080", {"10.0.0.5"}));
 }
 
+TEST(AuthTest, AllowedOrigins) {
+  for (const char* ok : {"http://localhost:8080", "https://127.0.0.1", "HTTP://LOCALHOST",
+                         "http://[::1]:3000"}) {
+    EXPECT_TRUE(IsAllowedOrigin(ok, {})) << ok;
+  }
+  for (const char* bad : {"", "null", "http://evil.com", "https://localhost.evil.com",
+                          "file://localhost", "http://localhost/path", "http://user@localhost",
+                          "localhost:8080", "http://", "chrome-extension://abc",
+                          "http://127.0.0.1.nip.io"}) {
+    EXPECT_FALSE(IsAllowedOrigin(bad, {})) << bad;
+  }
+  EXPECT_TRUE(IsAllowedOrigin("https://agents.example:8443", {"agents.example"}));
+}
+
 TEST(JsonCodecTest, Depth) {
   EXPECT_TRUE(CheckJsonDepth(std::string(64, '[') + std::string(64, ']')).ok());
   EXPECT_FALSE(CheckJsonDepth(std::string(65, '{')).ok());

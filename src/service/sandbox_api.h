@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "mcp/workspace.h"
 #include "sandbox/v1/sandbox.pb.h"
 
 namespace agentfense::store {
@@ -189,6 +190,16 @@ class SandboxApi : public SandboxRegistry {
   virtual Status WatchApprovals(const CallContext&, const v1::WatchApprovalsRequest&,
                                 const ApprovalWriter&) {
     return Unimplemented("WatchApprovals");
+  }
+
+  // The MCP tools' view of a running sandbox (mcp/workspace.h), for the calls of one request:
+  // commands run as Exec runs them (timeout capped at the maximum, output cap, metrics, the
+  // ON_EXEC commit, which a write_file or edit_file triggers too) and stop when `ctx.cancelled`
+  // turns true, which must be the flag the MCP request's cancellation sets. Errors as Exec:
+  // kNotFound, kFailedPrecondition (not running).
+  virtual Result<std::unique_ptr<mcp::Workspace>> OpenWorkspace(const CallContext&,
+                                                                const std::string&) {
+    return Unimplemented("MCP");
   }
 
   // Called once on graceful shutdown, after both transports stopped accepting calls. Running

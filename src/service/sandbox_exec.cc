@@ -47,7 +47,8 @@ Error TimedOut(std::chrono::milliseconds timeout) {
 // Runs a command (ExecRequest or SessionExecRequest) through the sandbox's agent.
 template <typename Request>
 Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, const Request& req,
-                                                       const runtime::OutputCallback& on_output) {
+                                                       const runtime::OutputCallback& on_output,
+                                                       bool timeout_is_error) {
   AF_RETURN_IF_ERROR(ValidateCommand(req.command()));
   std::chrono::milliseconds timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(options_.default_timeout);
@@ -126,9 +127,13 @@ Result<runtime::ExecResult> SandboxManager::RunCommand(const CallContext& ctx, c
              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
              result.ok() && !result->timed_out);
   if (!result.ok()) return result;
-  if (result->timed_out) return TimedOut(timeout);
+  if (result->timed_out && timeout_is_error) return TimedOut(timeout);
   return result;
 }
+
+// sandbox_mcp.cc runs its commands through the same path.
+template Result<runtime::ExecResult> SandboxManager::RunCommand<v1::ExecRequest>(
+    const CallContext&, const v1::ExecRequest&, const runtime::OutputCallback&, bool);
 
 Result<v1::ExecResult> SandboxManager::Exec(const CallContext& ctx, const v1::ExecRequest& req) {
   AF_ASSIGN_OR_RETURN(auto r, RunCommand(ctx, req, nullptr));

@@ -102,6 +102,8 @@ class SandboxManager final : public SandboxApi {
                                       const v1::AnswerApprovalRequest& req) override;
   Status WatchApprovals(const CallContext& ctx, const v1::WatchApprovalsRequest& req,
                         const ApprovalWriter& write) override;
+  Result<std::unique_ptr<mcp::Workspace>> OpenWorkspace(const CallContext& ctx,
+                                                        const std::string& sandbox_id) override;
 
   void Shutdown() override;
   std::string MetricsText() override;
@@ -221,9 +223,15 @@ class SandboxManager final : public SandboxApi {
   void Audit(const std::string& sandbox_id, const std::string& operation,
              const std::string& detail);
 
+  // Runs an exec or session command. A command that outlives its timeout is kDeadlineExceeded
+  // (the API's contract), or a result with timed_out set when `timeout_is_error` is false (MCP).
   template <typename Request>
   Result<runtime::ExecResult> RunCommand(const CallContext& ctx, const Request& req,
-                                         const runtime::OutputCallback& on_output);
+                                         const runtime::OutputCallback& on_output,
+                                         bool timeout_is_error = true);
+
+  // ---- MCP (sandbox_mcp.cc)
+  friend class LiveWorkspace;
 
   const SandboxApiOptions options_;
   const SandboxApiDeps deps_;
