@@ -259,6 +259,23 @@ def sdk_block(r: dict) -> str:
     return out
 
 
+def mcp_block(r: dict) -> str:
+    rows = ["| call | REST (`POST .../exec`) | MCP over HTTP | MCP on stdio (`agentfense mcp`) |",
+            "|---|---|---|---|"]
+    names = {"read": "read 1 MiB (`read_file` ; `cat`)", "run": "round trip (`run_command true` ; `true`)"}
+    for what, label in names.items():
+        rest = r[f"rest_{what}"]
+        cells = [f"{rest['p50_ms']:.2f} ms (p99 {rest['p99_ms']:.2f})"]
+        for via in ("http", "stdio"):
+            x = r[f"{via}_{what}"]
+            cells.append(f"{x['p50_ms']:.2f} ms (p99 {x['p99_ms']:.2f}): {x['ratio']:.2f}× "
+                         f"{_mark(x['ratio'] <= 1.2)}")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return ("\n".join(rows) + f"\n\np50 (p99) over {r['iterations']} interleaved rounds; the ratio is the "
+            "median of each round's MCP time over the same round's REST time (goal ≤ 1.2×). Load "
+            f"average {r.get('load_average_end', 0):.1f} at the end.\n")
+
+
 def density_block(r: dict) -> str:
     rows = ["| runtime | sandboxes | running | create/s | system MiB per sandbox | PSS MiB per "
             "sandbox | server KiB per sandbox | processes | threads | exec p50 / p99 ms | errors |",
@@ -416,6 +433,12 @@ def goals_block(res: dict) -> str:
         if f:
             add("SDK", f"{name} ≤ {SDK_GOAL}× `tar` + one upload", f"{f['ratio']:.2f}×",
                 f["ratio"] <= SDK_GOAL)
+    mcp = res.get("mcp")
+    if mcp:
+        for what, label in (("read", "`read_file` of 1 MiB"), ("run", "`run_command` round trip")):
+            ratios = [mcp[f"{via}_{what}"]["ratio"] for via in ("http", "stdio")]
+            add("MCP", f"{label} ≤ 1.2× REST (HTTP, stdio)",
+                ", ".join(f"{v:.2f}×" for v in ratios), max(ratios) <= 1.2)
     rl = res.get("rootless")
     if rl:
         worst = max(rl["rows"].items(), key=lambda kv: kv[1]["ratio"])
@@ -512,8 +535,8 @@ def update_doc(results: dict, machine: dict, quick: bool, when: str) -> list[str
               "goals": goals_block(results)}
     render = {"policy": policy_block, "fs": fs_block, "delta": delta_block, "start": start_block,
               "net": net_block,
-              "sdk": sdk_block, "density": density_block, "stress": stress_block,
-              "rootless": rootless_block, "workloads": workloads_block}
+              "sdk": sdk_block, "mcp": mcp_block, "density": density_block,
+              "stress": stress_block, "rootless": rootless_block, "workloads": workloads_block}
     for name, fn in render.items():
         if name in results:
             blocks[name] = fn(results[name])
