@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "base/json_depth.h"
+#include "base/mountinfo.h"
 #include "base/path.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -99,6 +100,30 @@ TEST(Path, SplitJoinParent) {
   EXPECT_EQ(BaseName("/a/b"), "b");
   EXPECT_EQ(BaseName("/a"), "a");
   EXPECT_EQ(BaseName("/"), "");
+}
+
+TEST(Mountinfo, UnescapesOnlyWellFormedOctal) {
+  EXPECT_EQ(UnescapeMountinfo("/with\\040space\\011tab"), "/with space\ttab");
+  EXPECT_EQ(UnescapeMountinfo("/back\\134slash"), "/back\\slash");
+  // Not an escape: kept as written rather than decoded into garbage.
+  EXPECT_EQ(UnescapeMountinfo("/a\\9xy"), "/a\\9xy");
+  EXPECT_EQ(UnescapeMountinfo("/a\\477"), "/a\\477");
+  EXPECT_EQ(UnescapeMountinfo("/end\\04"), "/end\\04");
+}
+
+TEST(Mountinfo, ParsesFieldsAroundOptionalOnes) {
+  auto e = ParseMountinfoLine(
+      "36 25 0:32 / /mnt/a\\040b rw,nosuid shared:1 master:2 - fuse.agentfense af rw,user_id=0");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->mount_point, "/mnt/a b");
+  EXPECT_EQ(e->optional, (std::vector<std::string_view>{"shared:1", "master:2"}));
+  EXPECT_EQ(e->fstype, "fuse.agentfense");
+  auto bare = ParseMountinfoLine("1 0 0:1 / / rw");
+  ASSERT_TRUE(bare);
+  EXPECT_TRUE(bare->optional.empty());
+  EXPECT_EQ(bare->fstype, "");
+  EXPECT_FALSE(ParseMountinfoLine("1 0 0:1 /"));
+  EXPECT_FALSE(ParseMountinfoLine(""));
 }
 
 TEST(JsonDepth, CountsOnlyStructureOutsideStrings) {

@@ -17,46 +17,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "base/mountinfo.h"
 
 namespace agentfense::fs {
-namespace {
-
-// mountinfo escapes ' ', '\t', '\n' and '\\' as \ooo.
-std::string UnescapeMountinfo(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out += static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0'));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 bool IsFuseMountPoint(const std::string& path) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
   while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, devno, root, mnt;
-    ls >> id >> parent >> devno >> root >> mnt;
-    if (UnescapeMountinfo(mnt) != path) continue;
-    size_t sep = line.find(" - ");
-    if (sep == std::string::npos) continue;
-    std::istringstream rest(line.substr(sep + 3));
-    std::string fstype;
-    rest >> fstype;
-    if (fstype.rfind("fuse", 0) == 0) return true;
+    auto entry = ParseMountinfoLine(line);
+    if (entry && entry->mount_point == path && entry->fstype.starts_with("fuse")) return true;
   }
   return false;
 }

@@ -17,6 +17,7 @@
 
 #include "base/ids.h"
 #include "base/log.h"
+#include "base/mountinfo.h"
 
 namespace agentfense::runtime {
 namespace {
@@ -67,20 +68,6 @@ Result<std::string> OomCounterPath(const ContainerInfo& info) {
   return Error(ErrorCode::kNotFound, "memory cgroup of container " + info.id + " not found");
 }
 
-std::string DecodeMountinfoPath(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
-        s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
-      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
 bool PathUnder(std::string_view path, std::string_view mount_point) {
   if (mount_point == "/") return true;
   return path.starts_with(mount_point) &&
@@ -97,21 +84,12 @@ bool MountPropagatesAt(std::string_view mountinfo, std::string_view path) {
     size_t nl = mountinfo.find('\n');
     std::string_view line = mountinfo.substr(0, nl);
     mountinfo = nl == std::string_view::npos ? std::string_view() : mountinfo.substr(nl + 1);
-    // id parent major:minor root mount_point options [optional...] - fstype source super_options
-    std::vector<std::string_view> fields;
-    size_t pos = 0;
-    while (pos < line.size()) {
-      size_t sp = line.find(' ', pos);
-      if (sp == std::string_view::npos) sp = line.size();
-      if (sp > pos) fields.push_back(line.substr(pos, sp - pos));
-      pos = sp + 1;
-    }
-    if (fields.size() < 7) continue;
-    const std::string mount_point = DecodeMountinfoPath(fields[4]);
-    if (!PathUnder(path, mount_point)) continue;
+    auto entry = ParseMountinfoLine(line);
+    if (!entry || !PathUnder(path, entry->mount_point)) continue;
+    const std::string& mount_point = entry->mount_point;
     bool propagates = false;
-    for (size_t i = 6; i < fields.size() && fields[i] != "-"; ++i) {
-      if (fields[i].starts_with("shared:") || fields[i].starts_with("master:")) propagates = true;
+    for (std::string_view field : entry->optional) {
+      if (field.starts_with("shared:") || field.starts_with("master:")) propagates = true;
     }
     // Longest mount point wins; among equal ones the later line is the mount on top.
     if (!found || mount_point.size() >= best_len) {
