@@ -1,12 +1,16 @@
 #include <fcntl.h>
-
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
 
 #include "base/json_depth.h"
 #include "base/mountinfo.h"
 #include "base/path.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "base/worker_threads.h"
 
 namespace agentfense {
 namespace {
@@ -124,6 +128,31 @@ TEST(Mountinfo, ParsesFieldsAroundOptionalOnes) {
   EXPECT_EQ(bare->fstype, "");
   EXPECT_FALSE(ParseMountinfoLine("1 0 0:1 /"));
   EXPECT_FALSE(ParseMountinfoLine(""));
+}
+
+TEST(WorkerThreads, ReapsFinishedOnSpawnAndJoinsTheRest) {
+  WorkerThreads workers;
+  std::atomic<int> ran{0};
+  // Each Spawn joins the workers that have finished: quick ones never pile up.
+  for (int i = 0; i < 50; ++i) workers.Spawn([&] { ++ran; });
+  for (int tries = 0; workers.size() > 1 && tries < 5000; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    workers.Spawn([&] { ++ran; });
+  }
+  EXPECT_EQ(workers.size(), 1u);
+  // JoinAll waits for one still running.
+  std::atomic<bool> release{false};
+  std::atomic<bool> finished{false};
+  workers.Spawn([&] {
+    while (!release.load()) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    finished = true;
+  });
+  release = true;
+  workers.JoinAll();
+  EXPECT_TRUE(finished.load());
+  EXPECT_EQ(workers.size(), 0u);
+  EXPECT_GE(ran.load(), 50);
 }
 
 TEST(JsonDepth, CountsOnlyStructureOutsideStrings) {

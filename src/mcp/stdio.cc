@@ -4,12 +4,13 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
+
+#include "base/worker_threads.h"
 
 namespace agentfense::mcp {
 namespace {
@@ -45,11 +46,6 @@ class LineWriter {
   bool broken_ = false;
 };
 
-struct Worker {
-  std::thread thread;
-  std::shared_ptr<std::atomic<bool>> done;
-};
-
 class Connection {
  public:
   Connection(const Server& server, Workspace& workspace, int out_fd, const StdioOptions& options)
@@ -57,7 +53,7 @@ class Connection {
 
   ~Connection() {
     in_flight_.CancelAll();
-    for (auto& w : workers_) w.thread.join();
+    workers_.JoinAll();
   }
 
   bool broken() const { return out_.broken(); }
@@ -77,9 +73,9 @@ class Connection {
   }
 
   void OnOverlong() {
-    out_.Write(jsonrpc::EncodeError(std::nullopt, jsonrpc::kInvalidRequest,
-                                    "message exceeds the limit of " +
-                                        std::to_string(options_.max_message_bytes) + " bytes"));
+    out_.Write(jsonrpc::EncodeError(
+        std::nullopt, jsonrpc::kInvalidRequest,
+        "message exceeds the limit of " + std::to_string(options_.max_message_bytes) + " bytes"));
   }
 
  private:
@@ -95,7 +91,6 @@ class Connection {
   }
 
   void StartCall(jsonrpc::Message m) {
-    ReapFinished();
     if (in_flight_.size() >= options_.max_calls_in_flight) {
       out_.Write(jsonrpc::EncodeError(m.id, jsonrpc::kInternalError,
                                       "too many tool calls in flight (" +
@@ -110,25 +105,11 @@ class Connection {
                                       "a request with this id is already in flight"));
       return;
     }
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    std::thread t([this, m = std::move(m), key, cancel, done] {
+    workers_.Spawn([this, m = std::move(m), key, cancel] {
       Reply r = server_.Handle(m, Context(cancel.get()));
       in_flight_.Remove(key);
       if (r.message && !cancel->load()) out_.Write(*r.message);
-      done->store(true);
     });
-    workers_.push_back(Worker{std::move(t), std::move(done)});
-  }
-
-  void ReapFinished() {
-    for (auto it = workers_.begin(); it != workers_.end();) {
-      if (it->done->load()) {
-        it->thread.join();
-        it = workers_.erase(it);
-      } else {
-        ++it;
-      }
-    }
   }
 
   const Server& server_;
@@ -138,7 +119,7 @@ class Connection {
   std::mutex session_mu_;  // guards session_ (through RequestContext::session_mu)
   LegacySession session_;
   InFlight in_flight_;
-  std::list<Worker> workers_;  // touched by the reading thread only
+  WorkerThreads workers_;  // touched by the reading thread only
 };
 
 }  // namespace

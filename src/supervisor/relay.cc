@@ -10,10 +10,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "base/log.h"
+#include "base/worker_threads.h"
 #include "runtime/agent_protocol.h"
 
 namespace agentfense::supervisor {
@@ -52,7 +51,7 @@ class Connection {
       std::lock_guard lock(mu_);
       for (auto& [id, flag] : cancel_) flag->store(true);
     }
-    for (auto& w : workers_) w.thread.join();
+    workers_.JoinAll();
   }
 
  private:
@@ -105,10 +104,8 @@ class Connection {
   // Runs `call` on a worker thread with output streamed back as it comes.
   template <typename Call>
   void Spawn(uint64_t id, Call call) {
-    ReapFinished();
     auto flag = Track(id);
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    std::thread t([this, id, flag, done, call = std::move(call)]() {
+    workers_.Spawn([this, id, flag, call = std::move(call)]() {
       runtime::CallOptions options;
       options.cancel = flag.get();
       auto on_output = [this, id](proto::Stream stream, std::string_view data) {
@@ -124,39 +121,31 @@ class Connection {
       } else {
         SendError(id, r.error());
       }
-      done->store(true);
     });
-    workers_.push_back(Worker{std::move(t), std::move(done)});
   }
 
   // Runs a file operation on a worker thread: it waits on the agent, and the reading thread must
   // keep serving other requests meanwhile. One request, one answer: no output, no cancel.
   void SpawnFileOp(uint64_t id, proto::FileOp op) {
-    ReapFinished();
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    std::thread t([this, id, done, op = std::move(op)]() {
+    workers_.Spawn([this, id, op = std::move(op)]() {
       auto r = rt_->FileOp(op);
       if (r.ok()) {
         Send(proto::Encode(id, *r));
       } else {
         SendError(id, r.error());
       }
-      done->store(true);
     });
-    workers_.push_back(Worker{std::move(t), std::move(done)});
   }
 
   // Relays a terminal's output and end until it exits; a Cancel (or this connection closing)
   // kills it. Input and resizes are written by Dispatch directly (PtyCall allows that).
   void SpawnPty(uint64_t id, const std::shared_ptr<runtime::PtyCall>& pty) {
-    ReapFinished();
     auto flag = Track(id);
     {
       std::lock_guard lock(mu_);
       ptys_[id] = pty;
     }
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    std::thread t([this, id, flag, done, pty]() {
+    workers_.Spawn([this, id, flag, pty]() {
       auto on_output = [this, id](proto::Stream stream, std::string_view data) {
         Send(proto::Encode(id, proto::Output{stream, std::string(data)}));
       };
@@ -187,22 +176,7 @@ class Connection {
         ptys_.erase(id);
       }
       Untrack(id);
-      done->store(true);
     });
-    workers_.push_back(Worker{std::move(t), std::move(done)});
-  }
-
-  // Joins workers whose command has finished, so a long-lived connection does not accumulate
-  // finished threads.
-  void ReapFinished() {
-    for (auto it = workers_.begin(); it != workers_.end();) {
-      if (it->done->load()) {
-        it->thread.join();
-        it = workers_.erase(it);
-      } else {
-        ++it;
-      }
-    }
   }
 
   void Dispatch(const proto::Frame& f) {
@@ -299,11 +273,7 @@ class Connection {
   std::mutex mu_;        // guards cancel_ and ptys_
   std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> cancel_;
   std::map<uint64_t, std::shared_ptr<runtime::PtyCall>> ptys_;  // open terminals, by request id
-  struct Worker {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
-  std::vector<Worker> workers_;  // touched only by the Run() thread
+  WorkerThreads workers_;  // touched only by the Run() thread
 };
 
 }  // namespace
