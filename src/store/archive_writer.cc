@@ -59,7 +59,9 @@ Result<std::string> LinkDestination(const std::string& link_rel, const std::stri
     return EntryError(ErrorCode::kInvalidArgument, link_rel,
                       "symbolic link to an absolute path ('" + target + "') is refused");
   }
-  std::vector<std::string_view> parts = SplitPath(SplitParentName(link_rel).first);
+  // `parts` views into `parent`: it must outlive them (a temporary would dangle).
+  const std::string parent = SplitParentName(link_rel).first;
+  std::vector<std::string_view> parts = SplitPath(parent);
   for (std::string_view seg : SplitPath(target)) {
     if (seg == ".") continue;
     if (seg == "..") {

@@ -243,6 +243,12 @@ TEST_P(ArchiveTest, SymlinksPointingOutsideAreRefused) {
   auto r = Upload(Tar().File("a/target", "t").Symlink("a/b/ok", "../target").End());
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   EXPECT_EQ(std::filesystem::read_symlink(CbPath("a/b/ok")), "../target");
+  // Directory names longer than a short string's inline buffer: the destination is worked out
+  // from the link's parent, which must still be alive while it is.
+  const std::string deep = "a_directory_name_longer_than_sso/another_long_directory_name";
+  r = Upload(Tar().File(deep + "/target", "t").Symlink(deep + "/sub/ok", "../target").End());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(std::filesystem::read_symlink(CbPath(deep + "/sub/ok")), "../target");
 }
 
 TEST_P(ArchiveTest, HardLinksToOutsideNamesAreRefused) {
