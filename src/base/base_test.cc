@@ -104,6 +104,10 @@ TEST(Path, SplitJoinParent) {
   EXPECT_EQ(BaseName("/a/b"), "b");
   EXPECT_EQ(BaseName("/a"), "a");
   EXPECT_EQ(BaseName("/"), "");
+  EXPECT_EQ(JoinRelativePath("", "a"), "a");
+  EXPECT_EQ(JoinRelativePath("a/b", "c"), "a/b/c");
+  EXPECT_EQ(SplitRelativePath("a/b/c"), (std::pair<std::string, std::string>{"a/b", "c"}));
+  EXPECT_EQ(SplitRelativePath("c"), (std::pair<std::string, std::string>{"", "c"}));
 }
 
 TEST(Mountinfo, UnescapesOnlyWellFormedOctal) {

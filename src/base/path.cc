@@ -111,4 +111,18 @@ std::string BaseName(std::string_view path) {
   return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
 }
 
+std::string JoinRelativePath(std::string_view dir, std::string_view name) {
+  if (dir.empty()) return std::string(name);
+  std::string out;
+  out.reserve(dir.size() + 1 + name.size());
+  out.append(dir).append("/").append(name);
+  return out;
+}
+
+std::pair<std::string, std::string> SplitRelativePath(std::string_view rel) {
+  size_t slash = rel.rfind('/');
+  if (slash == std::string_view::npos) return {"", std::string(rel)};
+  return {std::string(rel.substr(0, slash)), std::string(rel.substr(slash + 1))};
+}
+
 }  // namespace agentfense

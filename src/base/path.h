@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -42,5 +43,10 @@ std::string ParentPath(std::string_view path);
 
 // Last component of a normalized workspace path ("/a/b" → "b", "/" → "").
 std::string BaseName(std::string_view path);
+
+// The same two for canonical relative paths (ValidateRelativePath's form, "" = the root):
+// ("", "a") → "a", ("a", "b") → "a/b"; "a/b/c" → {"a/b", "c"}, "c" → {"", "c"}.
+std::string JoinRelativePath(std::string_view dir, std::string_view name);
+std::pair<std::string, std::string> SplitRelativePath(std::string_view rel);
 
 }  // namespace agentfense

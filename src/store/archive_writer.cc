@@ -16,16 +16,6 @@
 namespace agentfense::store {
 namespace {
 
-std::pair<std::string, std::string> SplitParentName(const std::string& rel) {
-  size_t slash = rel.rfind('/');
-  if (slash == std::string::npos) return {"", rel};
-  return {rel.substr(0, slash), rel.substr(slash + 1)};
-}
-
-std::string Join(const std::string& dir, const std::string& name) {
-  return dir.empty() ? name : dir + "/" + name;
-}
-
 Error EntryError(ErrorCode code, const std::string& name, const std::string& why) {
   return Error(code, "archive entry '" + name + "': " + why);
 }
@@ -60,7 +50,7 @@ Result<std::string> LinkDestination(const std::string& link_rel, const std::stri
                       "symbolic link to an absolute path ('" + target + "') is refused");
   }
   // `parts` views into `parent`: it must outlive them (a temporary would dangle).
-  const std::string parent = SplitParentName(link_rel).first;
+  const std::string parent = SplitRelativePath(link_rel).first;
   std::vector<std::string_view> parts = SplitPath(parent);
   for (std::string_view seg : SplitPath(target)) {
     if (seg == ".") continue;
@@ -214,7 +204,7 @@ class ArchiveWriter::Extractor final : public TarReader::Handler {
   // borrowed O_PATH fd) and name. Parents are created without following links; an earlier entry
   // of the same name is replaced (tar semantics: the last one wins) unless it is a directory.
   Result<std::pair<int, std::string>> PrepareEntry(const std::string& raw, const std::string& rel) {
-    auto [parent_rel, name] = SplitParentName(rel);
+    auto [parent_rel, name] = SplitRelativePath(rel);
     AF_ASSIGN_OR_RETURN(int parent, ParentDir(raw, parent_rel));
     struct stat old;
     if (::fstatat(parent, name.c_str(), &old, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -358,7 +348,7 @@ Status ArchiveWriter::Publish(ArchiveResult& result) {
       AF_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadDirNames(UniqueFd(dup_fd)));
       std::sort(names.begin(), names.end());
       for (const std::string& name : names) {
-        const std::string rel = Join(dir, name);
+        const std::string rel = JoinRelativePath(dir, name);
         struct stat s, t;
         if (::fstatat(sdir.get(), name.c_str(), &s, AT_SYMLINK_NOFOLLOW) != 0) {
           return Error::FromErrno(errno, "fstatat staged '" + rel + "'");

@@ -25,12 +25,6 @@ int64_t MtimeNs(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-std::pair<std::string, std::string> SplitParent(const std::string& rel) {
-  size_t slash = rel.rfind('/');
-  if (slash == std::string::npos) return {"", rel};
-  return {rel.substr(0, slash), rel.substr(slash + 1)};
-}
-
 FileEntry EntryFromStat(std::string path, std::string name, const struct stat& st) {
   FileEntry e;
   e.path = std::move(path);
@@ -209,7 +203,7 @@ Result<std::vector<FileEntry>> CodebaseFiles::List(std::string_view codebase_id,
     struct stat st;
     if (::fstat(target.get(), &st) != 0) return Error::FromErrno(errno, "fstat");
     if (!S_ISDIR(st.st_mode)) {
-      out.push_back(EntryFromStat(rel, SplitParent(rel).second, st));
+      out.push_back(EntryFromStat(rel, SplitRelativePath(rel).second, st));
       return out;
     }
   }
@@ -261,7 +255,7 @@ Result<UsageDelta> CodebaseFiles::Delete(std::string_view codebase_id, std::stri
                                          bool recursive) {
   AF_ASSIGN_OR_RETURN(std::string rel, ValidateRelativePath(rel_path, /*allow_empty=*/false));
   AF_ASSIGN_OR_RETURN(UniqueFd cb, OpenCodebaseDir(codebase_id));
-  auto [parent_rel, name] = SplitParent(rel);
+  auto [parent_rel, name] = SplitRelativePath(rel);
   AF_ASSIGN_OR_RETURN(UniqueFd parent,
                       OpenBeneath(cb.get(), parent_rel, O_PATH | O_DIRECTORY, 0, resolve_));
   std::string trash;

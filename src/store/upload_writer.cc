@@ -121,9 +121,7 @@ Result<UploadResult> CodebaseFiles::Land(UploadWriter& w) {
   }
   AF_ASSIGN_OR_RETURN(UniqueFd cb, OpenCodebaseDir(w.codebase_id_));
   const std::string& rel = w.rel_path_;
-  size_t slash = rel.rfind('/');
-  std::string parent_rel = slash == std::string::npos ? "" : rel.substr(0, slash);
-  std::string name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  auto [parent_rel, name] = SplitRelativePath(rel);
 
   std::lock_guard lock(tree_mu_);
   auto parent = OpenBeneath(cb.get(), parent_rel, O_PATH | O_DIRECTORY, 0, resolve_);

@@ -262,7 +262,7 @@ class FileOps {
       struct stat st {};
       // An entry that vanished (or is hidden by a policy change) since readdir is skipped.
       if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-      std::string path = prefix.empty() ? name : prefix + "/" + name;
+      std::string path = JoinRelativePath(prefix, name);
       size_t cost = path.size() + 32;
       if (r.entries.size() >= op.limit || cost > budget) {
         r.truncated = true;
