@@ -6,8 +6,10 @@
 // Input: byte 0 picks how the stream is split into Append() calls; the rest is the stream.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "runtime/agent_protocol.h"
 
@@ -19,16 +21,21 @@ void Check(bool ok) {
   if (!ok) __builtin_trap();
 }
 
+// Encodes a decoded message, reads the frame back and decodes it again; returns that second
+// value for the caller to compare. nullopt when the encoder refused it (only its size limit can),
+// which `must_fit` forbids: whatever decodes fits the encoder's limits for most messages.
 template <typename M, typename DecodeFn>
-void RoundTrip(const M& m, DecodeFn decode, uint64_t id) {
+std::optional<M> RoundTrip(const M& m, DecodeFn decode, uint64_t id, bool must_fit = false) {
   auto bytes = proto::Encode(id, m);
-  if (!bytes.ok()) return;  // can only be the size limit
+  Check(bytes.ok() || !must_fit);
+  if (!bytes.ok()) return std::nullopt;
   proto::FrameReader r;
   r.Append(*bytes);
   auto f = r.Next();
   Check(f.ok() && f->has_value());
   auto again = decode((*f)->payload);
   Check(again.ok());
+  return std::move(again).value();
 }
 
 void DecodeAll(const proto::Frame& f) {
@@ -49,14 +56,7 @@ void DecodeAll(const proto::Frame& f) {
           Check(!k.empty() && k.find('=') == std::string::npos &&
                 k.find('\0') == std::string::npos);
         }
-        auto bytes = proto::Encode(f.request_id, *m);
-        if (bytes.ok()) {
-          proto::FrameReader r;
-          r.Append(*bytes);
-          auto g = r.Next();
-          Check(g.ok() && g->has_value());
-          auto again = proto::DecodeExec((*g)->payload);
-          Check(again.ok());
+        if (auto again = RoundTrip(*m, proto::DecodeExec, f.request_id)) {
           Check(again->argv == m->argv && again->env == m->env &&
                 again->shell_command == m->shell_command && again->stdin_data == m->stdin_data &&
                 again->workdir == m->workdir && again->timeout_ms == m->timeout_ms &&
@@ -100,14 +100,7 @@ void DecodeAll(const proto::Frame& f) {
         Check(m->argv.empty() || !m->argv[0].empty());
         for (const auto& a : m->argv) Check(a.find('\0') == std::string::npos);
         Check(m->workdir.find('\0') == std::string::npos);
-        auto bytes = proto::Encode(f.request_id, *m);
-        Check(bytes.ok());  // anything decoded fits the encoder's limits
-        proto::FrameReader r;
-        r.Append(*bytes);
-        auto g = r.Next();
-        Check(g.ok() && g->has_value());
-        auto again = proto::DecodePtyOpen((*g)->payload);
-        Check(again.ok());
+        auto again = RoundTrip(*m, proto::DecodePtyOpen, f.request_id, /*must_fit=*/true);
         Check(again->argv == m->argv && again->env == m->env && again->workdir == m->workdir &&
               again->rows == m->rows && again->cols == m->cols);
       }
@@ -120,28 +113,16 @@ void DecodeAll(const proto::Frame& f) {
     case proto::MsgType::kPtyInput:
       if (auto m = proto::DecodePtyInput(f.payload); m.ok()) {
         Check(m->data.size() <= proto::kMaxPtyInput);
-        auto bytes = proto::Encode(f.request_id, *m);
-        Check(bytes.ok());
-        proto::FrameReader r;
-        r.Append(*bytes);
-        auto g = r.Next();
-        Check(g.ok() && g->has_value());
-        auto again = proto::DecodePtyInput((*g)->payload);
-        Check(again.ok() && again->data == m->data);
+        auto again = RoundTrip(*m, proto::DecodePtyInput, f.request_id, /*must_fit=*/true);
+        Check(again->data == m->data);
       }
       break;
     case proto::MsgType::kPtyResize:
       if (auto m = proto::DecodePtyResize(f.payload); m.ok()) {
         Check(m->rows >= 1 && m->rows <= proto::kMaxPtyDimension);
         Check(m->cols >= 1 && m->cols <= proto::kMaxPtyDimension);
-        auto bytes = proto::Encode(f.request_id, *m);
-        Check(bytes.ok());
-        proto::FrameReader r;
-        r.Append(*bytes);
-        auto g = r.Next();
-        Check(g.ok() && g->has_value());
-        auto again = proto::DecodePtyResize((*g)->payload);
-        Check(again.ok() && again->rows == m->rows && again->cols == m->cols);
+        auto again = RoundTrip(*m, proto::DecodePtyResize, f.request_id, /*must_fit=*/true);
+        Check(again->rows == m->rows && again->cols == m->cols);
       }
       break;
     case proto::MsgType::kFileOp:
@@ -155,14 +136,7 @@ void DecodeAll(const proto::Frame& f) {
         if (m->op == proto::FileOpKind::kList) {
           Check(m->depth >= 1 && m->depth <= proto::kMaxListDepth);
         }
-        auto bytes = proto::Encode(f.request_id, *m);
-        if (bytes.ok()) {
-          proto::FrameReader r;
-          r.Append(*bytes);
-          auto g = r.Next();
-          Check(g.ok() && g->has_value());
-          auto again = proto::DecodeFileOp((*g)->payload);
-          Check(again.ok());
+        if (auto again = RoundTrip(*m, proto::DecodeFileOp, f.request_id)) {
           Check(again->op == m->op && again->path == m->path && again->offset == m->offset &&
                 again->limit == m->limit && again->depth == m->depth &&
                 again->flags == m->flags && again->data == m->data &&
