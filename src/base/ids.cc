@@ -57,10 +57,12 @@ Result<std::string> RandomHex(size_t n_bytes) {
 Result<std::string> NewCodebaseId() { return NewId(kCodebaseIdPrefix); }
 Result<std::string> NewSandboxId() { return NewId(kSandboxIdPrefix); }
 Result<std::string> NewSessionId() { return NewId(kSessionIdPrefix); }
+Result<std::string> NewApprovalId() { return NewId(kApprovalIdPrefix); }
 
 bool IsValidCodebaseId(std::string_view id) { return HasIdShape(id, kCodebaseIdPrefix); }
 bool IsValidSandboxId(std::string_view id) { return HasIdShape(id, kSandboxIdPrefix); }
 bool IsValidSessionId(std::string_view id) { return HasIdShape(id, kSessionIdPrefix); }
+bool IsValidApprovalId(std::string_view id) { return HasIdShape(id, kApprovalIdPrefix); }
 
 Status ValidateCodebaseId(std::string_view id) {
   return Validate(id, kCodebaseIdPrefix, "codebase_id", "codebase");
@@ -70,6 +72,9 @@ Status ValidateSandboxId(std::string_view id) {
 }
 Status ValidateSessionId(std::string_view id) {
   return Validate(id, kSessionIdPrefix, "session_id", "session");
+}
+Status ValidateApprovalId(std::string_view id) {
+  return Validate(id, kApprovalIdPrefix, "approval_id", "approval");
 }
 
 }  // namespace agentfense

@@ -14,7 +14,9 @@ TEST(Ids, NewIdsHaveTheWireShape) {
     auto cb = NewCodebaseId();
     auto sb = NewSandboxId();
     auto sess = NewSessionId();
-    ASSERT_TRUE(cb.ok() && sb.ok() && sess.ok());
+    auto ap = NewApprovalId();
+    ASSERT_TRUE(cb.ok() && sb.ok() && sess.ok() && ap.ok());
+    EXPECT_TRUE(IsValidApprovalId(*ap)) << *ap;
     EXPECT_TRUE(IsValidCodebaseId(*cb)) << *cb;
     EXPECT_TRUE(IsValidSandboxId(*sb)) << *sb;
     EXPECT_TRUE(IsValidSessionId(*sess)) << *sess;
@@ -41,6 +43,8 @@ TEST(Ids, ValidatorsAreStrict) {
   EXPECT_TRUE(IsValidSessionId("sess_0000000000000000"));
   EXPECT_FALSE(IsValidSessionId("ses_0000000000000000"));
   EXPECT_FALSE(IsValidSessionId("sess-0000000000000000"));
+  EXPECT_TRUE(IsValidApprovalId("ap_00000000000000aa"));
+  EXPECT_FALSE(IsValidApprovalId("ap_zz"));
 }
 
 // A missing id is the client's mistake (INVALID_ARGUMENT); a malformed one names nothing that
@@ -59,6 +63,7 @@ TEST(Ids, ValidateSaysMissingOrNotFound) {
   }
   EXPECT_EQ(ValidateSandboxId("sb_doesnotexist").error().message(), "sandbox not found");
   EXPECT_EQ(ValidateSessionId("sb_0123456789abcdef").error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(ValidateApprovalId("ap_zz").error().message(), "approval not found");
 }
 
 }  // namespace

@@ -46,16 +46,6 @@ v1::Approval ApprovalToProto(const std::string& sandbox_id, const fs::AskEvent& 
   return a;
 }
 
-// Ids come from the client: checked before they reach a supervisor.
-Status ValidateApprovalId(const std::string& id) {
-  bool ok = id.size() == 19 && id.rfind("ap_", 0) == 0;
-  for (size_t i = 3; ok && i < id.size(); ++i) {
-    ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f');
-  }
-  if (!ok) return Error(ErrorCode::kInvalidArgument, "approval_id must be ap_ + 16 lowercase hex");
-  return OkStatus();
-}
-
 }  // namespace
 
 Result<std::shared_ptr<SandboxManager::Live>> SandboxManager::AskingSandbox(const std::string& id) {
