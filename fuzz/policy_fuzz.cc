@@ -86,6 +86,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (d.via_descendant) {
       Check(f.level == Level::kNone && d.level == Level::kView);
       Check(rules[static_cast<size_t>(d.rule)].level >= Level::kView);
+    } else if (d.root_floor) {
+      // The workspace root can always be entered (a rule-less sandbox shows it): the floor
+      // raises the directory decision of "/" alone, and only from below view.
+      Check(path == "/" && d.level == Level::kView && f.level < Level::kView);
     } else {
       Check(d.level == f.level && d.rule == f.rule);
     }

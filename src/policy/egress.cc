@@ -358,7 +358,11 @@ Result<EgressRule> ParseEgressRule(std::string_view text) {
     r.name = *name;
     prefix_text = r.name;
   }
-  r.text = (r.transport == Transport::kUdp ? "udp:" : "") + prefix_text;
+  // The canonical text reads back as the same rule: TCP is implied, except for a host named like
+  // a transport ("udp:4" would read as UDP to 4; "tcp:udp:4" is TCP to the host udp).
+  const bool named_like_transport = prefix_text == "udp" || prefix_text == "tcp";
+  r.text = (r.transport == Transport::kUdp ? "udp:" : named_like_transport ? "tcp:" : "") +
+           prefix_text;
   if (!r.ports.empty()) r.text += ":" + PortsText(r.ports);
   return r;
 }

@@ -32,6 +32,10 @@ TEST(EgressRule, CanonicalForms) {
       {"::ffff:10.0.0.1", "10.0.0.1"},
       {"_srv.example.com", "_srv.example.com"},
       {"localhost:8080", "localhost:8080"},
+      // A host named like a transport keeps its explicit "tcp:" (found by egress_fuzz).
+      {"tcp:udp:4", "tcp:udp:4"},
+      {"UDP:443", "tcp:udp:443"},  // transports are lower case: this is TCP to the host UDP
+      {"udp:tcp:53", "udp:tcp:53"},
   };
   for (const auto& c : cases) {
     auto r = ParseEgressRule(c.in);
