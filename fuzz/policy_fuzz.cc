@@ -100,7 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             : e.matches[0].rule == f.own_rule && e.matches[0].winner);
     for (size_t i = 1; i < e.matches.size(); ++i) Check(!e.matches[i].winner);
 
-    std::string_view parent = agentfense::ParentPath(path);
+    const std::string parent = agentfense::ParentPath(path);
     if (path != "/") {
       if (auto uniform = policy.UniformLevelBeneath(parent)) {
         Check(f.level == *uniform);
