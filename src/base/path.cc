@@ -50,13 +50,15 @@ Result<std::string> ValidateRelativePath(std::string_view path, bool allow_empty
   if (path.find('\\') != std::string_view::npos) {
     return Error(ErrorCode::kInvalidArgument, "path contains a backslash");
   }
-  if (path.front() == '/') {
+  if (path.starts_with('/')) {
     path.remove_prefix(1);  // codebase-relative: "/src" is "src"
     if (path.empty()) {
       if (allow_empty) return std::string();
       return Error(ErrorCode::kInvalidArgument, "path names the codebase root, not a file");
     }
-    if (path.front() == '/') return Error(ErrorCode::kInvalidArgument, "path has an empty segment");
+    if (path.starts_with('/')) {
+      return Error(ErrorCode::kInvalidArgument, "path has an empty segment");
+    }
   }
   // A single trailing '/' is tolerated for directories ("src/"); any other empty segment is not.
   std::string_view body = path;

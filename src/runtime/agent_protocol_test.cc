@@ -363,7 +363,7 @@ TEST(AgentProtocol, FileMessagesRoundTrip) {
 }
 
 TEST(AgentProtocol, FileMessagesRefuseBadInput) {
-  auto decode = [](FileOp op) { return DecodeFileOp(OneFrame(*Encode(1, op)).payload); };
+  auto decode = [](const FileOp& op) { return DecodeFileOp(OneFrame(*Encode(1, op)).payload); };
   FileOp read;
   read.op = FileOpKind::kRead;
   read.path = "a";

@@ -38,7 +38,7 @@ struct Events {
 class AskTest : public ::testing::Test {
  protected:
   void SetUp() override { AF_REQUIRE_FUSE(); }
-  void Mount(std::vector<std::string> rules, milliseconds timeout = milliseconds(20'000)) {
+  void Mount(const std::vector<std::string>& rules, milliseconds timeout = milliseconds(20'000)) {
     FsOptions o;
     o.ask_timeout = timeout;
     auto events = events_;
