@@ -8,13 +8,13 @@ namespace {
 
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-constexpr std::array<int8_t, 256> MakeReverse() {
-  std::array<int8_t, 256> r{};
+constexpr std::array<int16_t, 256> MakeReverse() {
+  std::array<int16_t, 256> r{};
   for (auto& v : r) v = -1;
-  for (int i = 0; i < 64; ++i) r[static_cast<unsigned char>(kAlphabet[i])] = static_cast<int8_t>(i);
+  for (int i = 0; i < 64; ++i) r[static_cast<unsigned char>(kAlphabet[i])] = static_cast<int16_t>(i);
   return r;
 }
-constexpr std::array<int8_t, 256> kReverse = MakeReverse();
+constexpr std::array<int16_t, 256> kReverse = MakeReverse();
 
 Error Bad(const std::string& why) {
   return Error(ErrorCode::kInvalidArgument, "invalid base64: " + why);

@@ -208,7 +208,7 @@ void AddCheckpointCommands(CLI::App& app, const ClientRegistrar& r) {
     });
     v1::Approval ap;
     while (stream->Read(&ap)) {
-      *c->out << (c->flags.json ? ToJson(ap) : ApprovalLine(ap)) << std::endl;
+      *c->out << (c->flags.json ? ToJson(ap) : ApprovalLine(ap)) << '\n' << std::flush;  // live
     }
     auto st = stream->Finish();
     done = true;

@@ -32,7 +32,7 @@ std::string NewId() {
   // getrandom(2) failing: unique still, from the time and the pid (the shape base/ids.h checks).
   const uint64_t v = static_cast<uint64_t>(NowNs()) ^ (static_cast<uint64_t>(::getpid()) << 32);
   char buf[24];
-  std::snprintf(buf, sizeof(buf), "ap_%016" PRIx64, v);
+  (void)std::snprintf(buf, sizeof(buf), "ap_%016" PRIx64, v);
   return buf;
 }
 

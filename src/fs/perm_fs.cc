@@ -268,7 +268,7 @@ void PermFs::Present(const Policy& p, const std::string& path, struct stat* st, 
     // symlinks keep theirs: every visible directory may be listed and entered, and what may be
     // created, removed or renamed in it is decided per name by the daemon (the kernel must pass
     // those requests on for their refusals to be audited).
-    st->st_uid = *options_.caller_uid;
+    st->st_uid = options_.caller_uid.value_or(0);  // set: kernel_checks_ requires it
     st->st_gid = options_.caller_gid;
     if (!S_ISDIR(st->st_mode) && !S_ISLNK(st->st_mode)) {
       const mode_t keep = level >= Level::kWrite  ? mode_t{07777}
@@ -606,7 +606,7 @@ void PermFs::SetPolicy(Policy policy) {
 void PermFs::ReconsiderAsks(const Policy& p) {
   // Held accesses the new rules decide by themselves (a remembered decision, an edited rule) are
   // re-run: the policy answers them now, not a person.
-  asks_->Reconsider([this, &p](const AccessRequest& r) {
+  asks_->Reconsider([&p](const AccessRequest& r) {
     Level level = Level::kAsk;
     for (bool is_dir : {false, true}) {
       Level l = p.Decide(r.path, is_dir).level;

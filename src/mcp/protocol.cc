@@ -13,6 +13,7 @@ constexpr int64_t kListTtlMs = 300000;
 
 Reply Answer(const Message& m, Json result) {
   Reply r;
+  if (!m.id) return r;  // a notification is never answered
   r.message = jsonrpc::EncodeResult(*m.id, std::move(result));
   return r;
 }
@@ -148,7 +149,7 @@ Reply Server::CallTool(const Message& m, const RequestContext& ctx, bool structu
   if (meta != nullptr && ctx.notify) {
     auto token = meta->find("progressToken");
     if (token != meta->end() && jsonrpc::Id::From(*token)) {
-      Json tok = *token;
+      const Json& tok = *token;  // copied into the callback below
       NotifyFn notify = ctx.notify;
       call.progress = [tok, notify](double progress, double total, const std::string& message) {
         Json p = {{"progressToken", tok}, {"progress", progress}, {"message", message}};

@@ -103,7 +103,10 @@ Status ValidateJson(const Json& schema, const Json& value, const std::string& wh
         if (closed) return Invalid(where, "unknown property \"" + name.substr(0, 64) + "\"");
         continue;
       }
-      AF_RETURN_IF_ERROR(ValidateJson(*p, v, where + "." + name));
+      std::string sub = where;
+      sub += '.';
+      sub += name;
+      AF_RETURN_IF_ERROR(ValidateJson(*p, v, sub));
     }
   }
   if (value.is_array()) {

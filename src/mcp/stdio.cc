@@ -98,6 +98,7 @@ class Connection {
                                           "); retry when some have ended"));
       return;
     }
+    if (!m.id) return;  // only requests reach here; a notification has no call to start
     const std::string key = m.id->Key();
     auto cancel = std::make_shared<std::atomic<bool>>(false);
     if (!in_flight_.Add(key, cancel)) {

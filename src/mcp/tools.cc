@@ -83,7 +83,7 @@ std::string Workspaced(const std::string& rel) {
 struct Args {
   const Json& j;
   std::string Str(const char* k, std::string d = {}) const {
-    return j.contains(k) ? j[k].get<std::string>() : d;
+    return j.contains(k) ? j[k].get<std::string>() : std::move(d);
   }
   int64_t Num(const char* k, int64_t d) const { return j.contains(k) ? Int(j[k]) : d; }
   bool Bool(const char* k, bool d) const { return j.contains(k) ? j[k].get<bool>() : d; }
@@ -295,7 +295,6 @@ Result<Json> ListFiles(const Args& a, const ToolCall& call) {
   auto r = call.workspace->File(op);
   if (!r.ok()) return ToolError("list_files: " + ToolErrorText(r.error()));
   Json entries = Json::array();
-  std::string text;
   for (const auto& e : r->entries) {
     std::string p = path.empty() ? e.path : path + "/" + e.path;
     Json j = {{"path", p}, {"type", TypeName(e.type)}, {"mode", fmt::format("{:04o}", e.mode)},

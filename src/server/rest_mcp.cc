@@ -179,7 +179,7 @@ struct McpCall {
 };
 
 // Runs the call on the executor and streams its notifications and its response as SSE events.
-void ServeSse(RestCall& call, PeerWatch& peers, std::shared_ptr<McpCall> mcall,
+void ServeSse(RestCall& call, PeerWatch& peers, const std::shared_ptr<McpCall>& mcall,
               service::CallContext cc) {
   auto bridge = std::make_shared<StreamBridge>();
   std::shared_ptr<void> watch = peers.Watch(call.request(), mcall->cancel);
@@ -279,7 +279,7 @@ void ServePost(PeerWatch& peers, McpSessions& sessions, RestCall& call, const Co
     (void)mcall->Run(nullptr);
     return Send(call, 202, std::nullopt);
   }
-  if (mcall->session && !mcall->session->in_flight.Add(m.id->Key(), mcall->cancel)) {
+  if (mcall->session && m.id && !mcall->session->in_flight.Add(m.id->Key(), mcall->cancel)) {
     return SendError(call, 400, jsonrpc::kInvalidRequest,
                      "a request with this id is already in flight", m.id);
   }
@@ -287,7 +287,7 @@ void ServePost(PeerWatch& peers, McpSessions& sessions, RestCall& call, const Co
   // A request the protocol refuses at once (unsupported version...) gets its error with its own
   // HTTP status, not a stream.
   if (m.method == "tools/call" && AcceptsEventStream(req) && (!era.modern || era.acceptable)) {
-    return ServeSse(call, peers, std::move(mcall), cc);
+    return ServeSse(call, peers, mcall, cc);
   }
   mcp::Reply r;
   {
