@@ -133,13 +133,15 @@ Result<SandboxRecord> SandboxManager::LoadSandbox(const std::string& id) {
   return deps_.metadata->GetSandbox(id);
 }
 
-Result<std::shared_ptr<SandboxManager::Live>> SandboxManager::RunningSandbox(const std::string& id) {
+Result<std::shared_ptr<SandboxManager::Live>> SandboxManager::RunningSandbox(
+    const std::string& id, SandboxRecord* record) {
   AF_ASSIGN_OR_RETURN(SandboxRecord rec, LoadSandbox(id));
   if (rec.status != SandboxStatus::kRunning) return NotRunning(id, rec.status);
   auto live = FindLive(id);
   if (!live || !live->agent || !live->agent->alive()) {
     return Error(ErrorCode::kUnavailable, fmt::format("sandbox {} lost its runtime", id));
   }
+  if (record != nullptr) *record = std::move(rec);
   return live;
 }
 

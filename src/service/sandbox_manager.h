@@ -154,7 +154,9 @@ class SandboxManager final : public SandboxApi {
   std::shared_ptr<std::mutex> LifecycleLock(const std::string& id);
   std::shared_ptr<Live> FindLive(const std::string& id);
   // The live sandbox for an exec-like call: kNotFound / kFailedPrecondition otherwise.
-  Result<std::shared_ptr<Live>> RunningSandbox(const std::string& id);
+  // `record`, when given, receives the sandbox's stored record (read anyway to check it runs).
+  Result<std::shared_ptr<Live>> RunningSandbox(const std::string& id,
+                                               store::SandboxRecord* record = nullptr);
 
   Result<store::SandboxRecord> LoadSandbox(const std::string& id);
   // Replaces a sandbox's rules with `next(stored rules)`: applied to the running sandbox, stored

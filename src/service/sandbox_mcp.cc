@@ -40,8 +40,13 @@ class LiveWorkspace final : public mcp::Workspace {
   }
 
   Result<runtime::proto::FileResult> File(const runtime::proto::FileOp& op) override {
-    AF_ASSIGN_OR_RETURN(auto live, mgr_.RunningSandbox(id_));
-    auto r = live->agent->FileOp(op);
+    store::SandboxRecord rec;
+    AF_ASSIGN_OR_RETURN(auto live, mgr_.RunningSandbox(id_, &rec));
+    // At an `ask` path the operation waits for a person until the sandbox's ask timeout: wait
+    // longer than that, so that the caller gets the decision (or the timeout's EACCES) rather
+    // than our own deadline, which at the default 60 s raced with a 60 s ask timeout.
+    const int64_t ask_ms = rec.ask_timeout_ms > 0 ? rec.ask_timeout_ms : kDefaultAskTimeoutMs;
+    auto r = live->agent->FileOp(op, std::chrono::milliseconds(ask_ms) + std::chrono::seconds(30));
     // A write is the tools' way of changing files: for sync_mode ON_EXEC it commits as a
     // command would.
     if (r.ok() && (op.op == runtime::proto::FileOpKind::kWrite ||

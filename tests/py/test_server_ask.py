@@ -8,6 +8,7 @@ import os
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -263,4 +264,70 @@ def test_a_stop_releases_every_waiter(server):
             e.sb.ListApprovals(S.ListApprovalsRequest(sandbox_id=e.id))
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     finally:
+        e.close()
+
+
+def mcp_call(server, sandbox_id, tool, arguments, timeout=60):
+    """One MCP tools/call over Streamable HTTP, stateless revision: the tool's result."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments,
+                       "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                 "io.modelcontextprotocol/clientCapabilities": {}}}}
+    req = urllib.request.Request(server.http_base + f"/v1/sandboxes/{sandbox_id}/mcp", method="POST",
+                                 data=json.dumps(body).encode())
+    for k, v in {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                 "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": tool}.items():
+        req.add_header(k, v)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read().decode()
+    # JSON, or an event stream whose last data line is the answer.
+    data = [x[5:].strip() for x in raw.splitlines() if x.startswith("data:")]
+    msg = json.loads(data[-1] if data else raw)
+    assert "result" in msg, msg
+    return msg["result"]
+
+
+def mcp_text(result):
+    return "".join(c.get("text", "") for c in result["content"])
+
+
+def test_a_file_tool_held_at_ask_blocks_nothing_else(server):
+    """The agent runs file operations off its loop: while an MCP read waits for a person, the same
+    sandbox runs commands and serves other files; the held read then gets its answer, and a stop
+    ends one still waiting."""
+    e = Env(server)
+    pool = ThreadPoolExecutor(2)
+    try:
+        held = pool.submit(mcp_call, server, e.id, "read_file", {"path": "secret"})
+        [a] = e.pending()
+        assert a.path == "/secret" and a.access == S.APPROVAL_ACCESS_READ
+        t0 = time.time()
+        assert e.run("echo alive", timeout=10).stdout == "alive\n"
+        assert mcp_text(mcp_call(server, e.id, "read_file", {"path": "README"}, timeout=10)) == "readme\n"
+        assert time.time() - t0 < 5 and not held.done()
+        e.answer(a.id, S.APPROVAL_DECISION_ALLOW_READ)
+        r = held.result(30)
+        assert not r.get("isError") and mcp_text(r) == "s3cret\n", r
+        # Deny: the tool reports the permission error, nothing of the content.
+        held = pool.submit(mcp_call, server, e.id, "read_file", {"path": "secret"})
+        [b] = e.pending()
+        e.answer(b.id, S.APPROVAL_DECISION_DENY)
+        r = held.result(30)
+        assert r.get("isError") and "EACCES" in mcp_text(r) and "s3cret" not in mcp_text(r), r
+        # A stop while a file operation waits: it fails, and its process is gone.
+        held = pool.submit(mcp_call, server, e.id, "read_file", {"path": "secret"})
+        [c] = e.pending()
+        assert c.pid > 0 and os.path.exists(f"/proc/{c.pid}")
+        e.sb.StopSandbox(S.StopSandboxRequest(sandbox_id=e.id))
+        try:
+            r = held.result(30)
+            assert r.get("isError") and "s3cret" not in mcp_text(r), r
+        except urllib.error.HTTPError:
+            pass  # the sandbox went away under the call: an error status is as good
+        deadline = time.time() + 10
+        while os.path.exists(f"/proc/{c.pid}") and time.time() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{c.pid}")
+    finally:
+        pool.shutdown(wait=False)
         e.close()

@@ -120,6 +120,10 @@ Status Agent::Run() {
   for (auto& [id, s] : sessions_) KillSession(s);
   for (auto& [id, job] : jobs_) KillTree(job.pid);
   for (auto& [id, p] : ptys_) KillPty(p);
+  // A file worker may wait at an `ask` path: the mount lets a killed waiter go at once.
+  for (auto& [pid, w] : file_workers_) {
+    if (!w.exited) ::kill(pid, SIGKILL);
+  }
   if (::getpid() == 1) ::kill(-1, SIGKILL);
   // Reap what we killed so that no zombie is handed to whoever inherits it (bounded: ~1 s).
   for (int i = 0; i < 100; ++i) {
@@ -135,7 +139,8 @@ void Agent::Loop() {
   while (!stop_) {
     std::vector<pollfd> pfds;
     // What each pollfd is for: kind (0 signal, 1 listen, 2 conn, 3 job out/err, 4 job stdin,
-    // 5 session out/err, 6 session status, 7 session command, 8 pty master), key, which.
+    // 5 session out/err, 6 session status, 7 session command, 8 pty master, 9 file worker),
+    // key, which.
     struct Ref {
       int kind;
       uint64_t key;
@@ -175,6 +180,11 @@ void Agent::Loop() {
       if (!p.in.empty()) ev |= POLLOUT;
       if (ev != 0) add(p.master.get(), ev, {8, id, 0});
     }
+    for (auto& [pid, w] : file_workers_) {
+      short ev = POLLIN;
+      if (w.out_off < w.out.size()) ev |= POLLOUT;
+      if (w.sock) add(w.sock.get(), ev, {9, static_cast<uint64_t>(pid), 0});
+    }
     int timeout = 1000;
     auto now = Clock::now();
     auto consider = [&](const std::optional<Clock::time_point>& t) {
@@ -193,6 +203,9 @@ void Agent::Loop() {
     consider(s.sweep_at);
     }
     for (auto& [id, p] : ptys_) consider(p.drain_until);
+    for (auto& [pid, w] : file_workers_) {
+      if (w.job == 0) consider(w.idle_since + kFileWorkerIdle);
+    }
     int n = ::poll(pfds.data(), pfds.size(), timeout);
     if (n < 0 && errno != EINTR) break;
     for (size_t i = 0; n > 0 && i < pfds.size(); ++i) {
@@ -253,6 +266,13 @@ void Agent::Loop() {
           if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) PumpPtyOutput(it->second, false);
           break;
         }
+        case 9: {
+          auto it = file_workers_.find(static_cast<pid_t>(r.key));
+          if (it == file_workers_.end()) break;
+          if (pfds[i].revents & POLLOUT) FlushFileWorker(it->second);
+          if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) PumpFileWorker(it->second);
+          break;
+        }
         default:
           break;  // every kind pushed above is handled
       }
@@ -269,6 +289,7 @@ void Agent::Loop() {
       }
       it = next;
     }
+    TendFileWorkers();
     // Terminals whose program is reaped end once their output is drained (EIO) or at the deadline.
     for (auto it = ptys_.begin(); it != ptys_.end();) {
       auto next = std::next(it);
@@ -316,7 +337,7 @@ void Agent::Send(uint64_t conn_id, const Result<std::string>& frame) {
   FlushConn(c);
 }
 
-void Agent::SendError(uint64_t conn_id, uint64_t request_id, const Error& e) {
+Result<std::string> ErrorFrame(uint64_t request_id, const Error& e) {
   proto::ErrorMsg m;
   m.code = static_cast<uint32_t>(e.code());
   // The errno travels as its own field, so the text leaves it out: the host's Error prints it once.
@@ -324,7 +345,11 @@ void Agent::SendError(uint64_t conn_id, uint64_t request_id, const Error& e) {
   for (const std::string& c : e.context()) without_errno.With(c);
   m.message = without_errno.ToString();
   m.sys_errno = e.sys_errno();
-  Send(conn_id, proto::Encode(request_id, m));
+  return proto::Encode(request_id, m);
+}
+
+void Agent::SendError(uint64_t conn_id, uint64_t request_id, const Error& e) {
+  Send(conn_id, ErrorFrame(request_id, e));
 }
 
 void Agent::FlushConn(Conn& c) {
@@ -395,7 +420,22 @@ void Agent::DropConn(uint64_t id) {
     if (s.busy && s.capture.conn_id == id) s.capture.conn_id = 0;
     std::erase_if(s.queue, [&](const Session::Pending& p) { return p.conn_id == id; });
   }
+  // Its file operations: queued ones are dropped, running ones' workers killed (one waiting at an
+  // `ask` path is let go by the mount at once) and reaped as usual, their answers discarded.
+  for (auto it = file_jobs_.begin(); it != file_jobs_.end();) {
+    auto next = std::next(it);
+    if (it->second.conn_id == id) {
+      it->second.conn_id = 0;
+      if (it->second.worker < 0) {
+        file_jobs_.erase(it);
+      } else {
+        KillFileJob(it->second);
+      }
+    }
+    it = next;
+  }
   conns_.erase(id);
+  StartFileJobs();  // dropped ones may have been holding others back
 }
 
 void Agent::Dispatch(Conn& c, const proto::Frame& f) {
@@ -465,7 +505,7 @@ void Agent::Dispatch(Conn& c, const proto::Frame& f) {
     case proto::MsgType::kFileOp: {
       auto m = proto::DecodeFileOp(f.payload);
       if (!m.ok()) return SendError(cid, f.request_id, m.error());
-      return FileOperation(cid, f.request_id, *m);
+      return FileOperation(cid, f.request_id, std::move(*m));
     }
     default:
       return SendError(cid, f.request_id,
@@ -599,6 +639,19 @@ void Agent::Cancel(uint64_t conn_id, uint64_t request_id) {
     }
   }
   if (Pty* p = FindPty(conn_id, request_id); p != nullptr) KillPty(*p);  // Exit follows reaping
+  // A file operation: a queued one is dropped; a running one is killed and answers with an error.
+  for (auto it = file_jobs_.begin(); it != file_jobs_.end(); ++it) {
+    FileJob& f = it->second;
+    if (f.conn_id != conn_id || f.request_id != request_id) continue;
+    if (f.worker < 0) {
+      SendError(conn_id, request_id, Error(ErrorCode::kCancelled, "file operation cancelled"));
+      file_jobs_.erase(it);
+      StartFileJobs();
+    } else {
+      KillFileJob(f);
+    }
+    break;
+  }
   for (auto& [id, s] : sessions_) {
     if (s.busy && s.capture.conn_id == conn_id && s.capture.request_id == request_id) {
       s.deadline = Clock::now();  // handled like a timeout: interrupt, keep the session
@@ -629,6 +682,7 @@ void Agent::ReapChildren() {
     for (auto& [id, s] : sessions_) {
       if (s.pid == pid && !s.closed) SessionShellDied(s, status);
     }
+    if (auto w = file_workers_.find(pid); w != file_workers_.end()) w->second.exited = true;
     for (auto& [id, p] : ptys_) {
       if (p.pid == pid && !p.exited) {
         p.exited = true;

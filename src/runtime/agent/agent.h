@@ -1,7 +1,8 @@
 // agentfense-agent: the init process of a sandbox. A single-threaded poll loop serving the framed
 // protocol of runtime/agent_protocol.h on one inherited socket (bwrap) or a listening socket
 // (Docker). It forks commands in their own sessions, streams their output, enforces timeouts and
-// output caps, keeps persistent shell sessions and, as PID 1, reaps every orphan.
+// output caps, keeps persistent shell sessions, hands file operations (which may wait for a
+// person at an `ask` path) to worker processes and, as PID 1, reaps every orphan.
 #pragma once
 
 #include <sys/types.h>
@@ -111,6 +112,32 @@ struct Pty {
   std::optional<Clock::time_point> drain_until;  // after exit: stop waiting for the last output
 };
 
+// A file operation (files.cc). The loop never touches the workspace itself: the mount may hold an
+// open at an `ask` path until a person answers, so each operation is handed to a file worker, a
+// process forked from the agent that runs one operation at a time and answers with one frame.
+// Queued (worker -1) until a worker is free and no earlier operation it conflicts with is pending.
+struct FileJob {
+  uint64_t conn_id = 0;  // 0: the connection is gone, the answer is dropped
+  uint64_t request_id = 0;
+  proto::FileOp op;
+  pid_t worker = -1;
+};
+
+// A file worker idle this long exits: a sandbox that stopped using file operations keeps no
+// extra process (density), while a burst of them reuses warm workers.
+inline constexpr std::chrono::seconds kFileWorkerIdle{30};
+
+struct FileWorker {
+  pid_t pid = -1;
+  UniqueFd sock;    // our end of its socketpair: operations out, answers in
+  std::string out;  // the operation's frame not yet written
+  size_t out_off = 0;
+  std::string in;   // answer bytes read so far
+  uint64_t job = 0;  // the FileJob it runs; 0 when idle
+  Clock::time_point idle_since;
+  bool exited = false;
+};
+
 class Agent {
  public:
   explicit Agent(AgentOptions options);
@@ -157,8 +184,20 @@ class Agent {
   // Kills the program, everything in its terminal session and its descendants.
   void KillPty(Pty& p);
 
-  // A file operation on the workspace (files.cc), answered at once: FileResult or Error.
-  void FileOperation(uint64_t conn_id, uint64_t request_id, const proto::FileOp& op);
+  // A file operation on the workspace (files.cc): queued, then run by a file worker; answered
+  // with FileResult or Error when it is done. Refused (RESOURCE_EXHAUSTED) beyond the cap.
+  void FileOperation(uint64_t conn_id, uint64_t request_id, proto::FileOp op);
+  // Hands the queued operations that may run now to idle (or new) workers.
+  void StartFileJobs();
+  Result<FileWorker*> IdleFileWorker();
+  void FlushFileWorker(FileWorker& w);
+  void PumpFileWorker(FileWorker& w);
+  // Ends `w`'s operation with `frame` (its answer) or, when empty, an error; `w` is idle after.
+  void FinishFileJob(FileWorker& w, std::string frame);
+  // Workers that died or were killed fail their operation; long-idle ones are let go.
+  void TendFileWorkers();
+  // Kills the worker running `job` (it fails once reaped).
+  void KillFileJob(FileJob& job);
 
   void ReapChildren();
   void CheckTimers();
@@ -180,6 +219,9 @@ class Agent {
   std::map<uint64_t, Job> jobs_;  // keyed by a local job id
   std::map<uint64_t, Session> sessions_;
   std::map<uint64_t, Pty> ptys_;  // keyed by a local id
+  std::map<uint64_t, FileJob> file_jobs_;  // keyed by arrival: queued and running
+  std::map<pid_t, FileWorker> file_workers_;
+  uint64_t next_file_job_id_ = 1;
   uint64_t next_pty_id_ = 1;
   uint64_t next_conn_id_ = 1;
   uint64_t next_job_id_ = 1;
@@ -188,7 +230,9 @@ class Agent {
   bool stop_ = false;
 };
 
-// Helpers shared by agent.cc, sessions.cc and pty.cc.
+// Helpers shared by agent.cc, sessions.cc, pty.cc and files.cc.
+// The Error frame answering `request_id` (the errno travels as its own field).
+Result<std::string> ErrorFrame(uint64_t request_id, const Error& e);
 // The Exit message for a reaped child's wait status: exit code (128+N when signal N killed it),
 // signal and the time since `start`.
 proto::Exit ExitFromStatus(int wait_status, Clock::time_point start);

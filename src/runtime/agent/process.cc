@@ -143,6 +143,7 @@ void Agent::SweepStrays() {
   pid_t self = ::getpid();
   for (const auto& [pid, info] : AllProcs()) {
     if (pid == self || info.sid == 0 || live.count(info.sid) != 0) continue;
+    if (file_workers_.count(pid) != 0) continue;  // in the agent's own session, not a command's
     // Only processes in our pid namespace are listed (our /proc), and none of them is the host.
     ::kill(pid, SIGKILL);
   }
