@@ -546,6 +546,17 @@ void PermFs::Statfs(fuse_req_t req, fuse_ino_t /*ino*/) {
   fuse_reply_statfs(req, &sv);
 }
 
+Status PermFs::CheckPolicy(const Policy& policy) const {
+  if (kernel_checks_ && HasAskRule(policy)) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "this sandbox cannot ask: it started without an `ask` rule, so the kernel decides "
+                 "its opens and cannot hold one for a decision; create the sandbox with an `ask` "
+                 "rule (one matching nothing is enough, e.g. /.ask/**=ask) to add `ask` rules "
+                 "later");
+  }
+  return OkStatus();
+}
+
 void PermFs::SetPolicy(Policy policy) {
   auto fresh = std::make_shared<const Policy>(std::move(policy));
   std::shared_ptr<const Policy> old;

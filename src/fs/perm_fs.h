@@ -129,6 +129,11 @@ class PermFs {
   // syscall sees the new rule. Call from a non-request thread.
   void SetPolicy(policy::Policy policy);
   std::shared_ptr<const policy::Policy> policy() const;
+  // Whether SetPolicy(policy) would enforce what it says: kFailedPrecondition for an `ask` rule on
+  // a mount whose opens the kernel decides (it cannot hold an open; SetPolicy would refuse those
+  // paths instead). Callers that take rules from people check first, so the rules are refused
+  // with a reason rather than stored and silently enforced as `none`.
+  Status CheckPolicy(const policy::Policy& policy) const;
 
   // The source changed outside the mount (upload, delta sync): drops cached entries, attributes,
   // listings and pages at and beneath `workspace_path` ("/" = everything). Non-request thread.

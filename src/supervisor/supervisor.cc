@@ -297,6 +297,9 @@ std::string Supervisor::HandleControl(const std::string& line) {
     if (!rules.ok()) return ErrorReply(rules.error()).dump();
     auto policy = policy::Policy::Compile(std::move(*rules));
     if (!policy.ok()) return ErrorReply(policy.error()).dump();
+    if (Status can = mount_->fs().CheckPolicy(*policy); !can.ok()) {
+      return ErrorReply(can.error()).dump();
+    }
     mount_->fs().SetPolicy(std::move(*policy));  // returns after every stale cache is dropped
     return json({{"ok", true}}).dump();
   }

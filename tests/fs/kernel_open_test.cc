@@ -306,9 +306,15 @@ TEST_F(KernelOpen, AskIsNeverOpenedByTheKernel) {
   auto asking = MountedFs::Start(MakePolicy({"**=read", "/q.txt=ask@10"}), {}, access);
   ASSERT_NE(asking, nullptr);
   EXPECT_FALSE(asking->fs().kernel_checks());
+  EXPECT_TRUE(asking->fs().CheckPolicy(MakePolicy({"**=read", "/a.txt=ask@10"})).ok());
   auto m = Mount();
   ASSERT_NE(m, nullptr);
   ASSERT_TRUE(m->fs().kernel_checks());
+  // The supervisor refuses such rules with this reason (CheckPolicy); set anyway, they refuse.
+  auto can = m->fs().CheckPolicy(MakePolicy({"**=read", "/a.txt=ask@10"}));
+  ASSERT_FALSE(can.ok());
+  EXPECT_EQ(can.error().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_TRUE(m->fs().CheckPolicy(MakePolicy({"**=read", "/a.txt=none@10"})).ok());
   m->fs().SetPolicy(MakePolicy({"**=read", "/a.txt=ask@10"}));
   EXPECT_EQ(RunAsThread(kSandboxUid, [&] { return OpenErr(m->mnt("a.txt"), O_RDONLY); }), EACCES);
 }

@@ -126,6 +126,31 @@ def test_allow_once_then_deny_over_rest_and_the_audit(server):
         e.close()
 
 
+def test_an_ask_rule_added_to_a_sandbox_that_cannot_ask_is_refused_and_changes_nothing(server):
+    """A sandbox started without an `ask` rule lets the kernel decide its opens, which cannot hold
+    an open: adding `ask` later is refused with the reason and the way out, the rules unchanged."""
+    ch = server.channel()
+    cb = codebase_pb2_grpc.CodebaseServiceStub(ch)
+    sb = sandbox_pb2_grpc.SandboxServiceStub(ch)
+    cb_id = cb.CreateCodebase(codebase_pb2.CreateCodebaseRequest(name="noask", owner_id="u")).id
+    upload(cb, cb_id, "secret", b"s3cret\n")
+    rules = [P.PermissionRule(pattern="**/*", permission=P.PERMISSION_READ)]
+    sid = sb.CreateSandbox(S.CreateSandboxRequest(codebase_id=cb_id, permissions=rules)).id
+    try:
+        sb.StartSandbox(S.StartSandboxRequest(sandbox_id=sid))
+        st, err = http_json(server, "PUT", f"/v1/sandboxes/{sid}/permissions",
+                            {"permissions": [{"pattern": "**/*", "permission": "PERMISSION_READ"},
+                                             {"pattern": "/secret", "permission": "PERMISSION_ASK",
+                                              "priority": 10}]})
+        assert st == 400 and "create the sandbox with an `ask` rule" in json.dumps(err), (st, err)
+        got = sb.GetSandbox(S.GetSandboxRequest(sandbox_id=sid))
+        assert [(r.pattern, r.permission) for r in got.permissions] == [("**/*", P.PERMISSION_READ)]
+        res = sb.Exec(S.ExecRequest(sandbox_id=sid, command="cat /workspace/secret"), timeout=30)
+        assert res.stdout == "s3cret\n"
+    finally:
+        sb.DestroySandbox(S.DestroySandboxRequest(sandbox_id=sid))
+
+
 def test_the_cli_lists_answers_and_watches(server):
     e = Env(server)
     watch = subprocess.Popen([str(BUILD_DIR / "bin" / "agentfense"), "--endpoint", server.grpc_addr,
