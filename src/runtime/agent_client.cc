@@ -311,6 +311,9 @@ Result<proto::Frame> AgentClient::Request(const std::string& frame, uint64_t id,
       if (f->type != expected) return Error(ErrorCode::kInternal, "unexpected message from agent");
       return std::move(*f);
     }
+    // Given up: the agent drops the request (a file operation held at an `ask` path would
+    // otherwise keep its worker, and its place in the queue, until the ask times out).
+    if (auto f = proto::Encode(id, proto::Cancel{}); f.ok()) (void)Send(*f);
     return Error(ErrorCode::kDeadlineExceeded,
                  std::string("sandbox agent did not ") + what + " in time");
   }();

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fs_test_util.h"
+#include "runtime/agent_client.h"
 #include "runtime/agent_protocol.h"
 
 namespace agentfense::fs::testing {
@@ -192,6 +193,51 @@ TEST(AskAgent, HeldFileOperationsStallNothingAreBoundedAndDieWithTheConnection) 
     }
     EXPECT_NE(::kill(h.pid, 0), 0) << "file operation child " << h.pid << " outlived the agent";
   }
+}
+
+// A caller that stops waiting (its deadline) cancels: the held operation's child is killed, the
+// mount lets it go, and neither a worker nor a waiter stays behind until the ask times out.
+TEST(AskAgent, AFileOperationGivenUpOnIsCancelledInTheSandbox) {
+  AF_REQUIRE_FUSE();
+  auto m = MountedFs::Start(MakePolicy({"**/*=write", "/held=ask@10"}), FsOptions{});
+  ASSERT_TRUE(m);
+  WriteFile(m->src("held"), "x");
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd ours(sv[0]);
+  UniqueFd theirs(sv[1]);
+  const std::string mnt = m->mnt();
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(theirs.get(), 3);
+    ::execl(AF_AGENT_PATH, AF_AGENT_PATH, "--fd", "3", "--workspace", mnt.c_str(), nullptr);
+    ::_exit(127);
+  }
+  theirs.Reset();
+  {
+    auto client = runtime::AgentClient::Create(std::move(ours));
+    ASSERT_TRUE(client.ok()) << client.error().ToString();
+    proto::FileOp op;
+    op.op = proto::FileOpKind::kRead;
+    op.path = "held";
+    op.limit = 4096;
+    auto r = (*client)->FileOp(op, milliseconds(300));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), ErrorCode::kDeadlineExceeded);
+    auto until = steady_clock::now() + std::chrono::seconds(5);
+    while (!m->fs().PendingAsks().empty() && steady_clock::now() < until) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    EXPECT_TRUE(m->fs().PendingAsks().empty()) << "the given-up read still waits at the mount";
+    // The connection is still usable: the next operation answers.
+    op.path = "nothing-here";
+    auto next = (*client)->FileOp(op, std::chrono::seconds(5));
+    ASSERT_FALSE(next.ok());
+    EXPECT_EQ(next.error().sys_errno(), ENOENT);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
 }
 
 }  // namespace
