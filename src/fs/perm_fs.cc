@@ -440,6 +440,8 @@ void PermFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (err != 0) {
     fuse_reply_err(req, err);
   } else {
+    // A file looked up: used after a bare listing, or at least wanted (ListingWithAttributes).
+    if (!S_ISDIR(e.attr.st_mode)) bare_used_.fetch_add(1, std::memory_order_relaxed);
     fuse_reply_entry(req, &e);
   }
 }

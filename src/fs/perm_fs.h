@@ -80,6 +80,13 @@ struct FsOptions {
   // in force. false: every open is a request (always the case for root and everyone mounts).
   bool kernel_open = true;
   size_t io_fd_cache_capacity = 1024;  // descriptors kept for data requests without a handle
+  // Whether READDIRPLUS returns a listed file with its attributes (a host lookup and a kernel
+  // inode each, so that a later stat or open costs no LOOKUP) or bare (name and type: what find
+  // needs). kAdaptive follows the walker: attributes while most files listed bare are then
+  // looked up (docs/FILESYSTEM.md, "Listings that follow their use"). Directories always come
+  // with attributes. kAlways/kNever fix the choice (tests, measurements).
+  enum class ListingAttrs { kAdaptive, kAlways, kNever };
+  ListingAttrs listing_attrs = ListingAttrs::kAdaptive;
   // Copy-on-write delta (docs/DELTA.md): non-empty = every write lands in this directory
   // (created 0700 if missing), the source is never modified by the mount; the changes reach it
   // only through CommitDelta. Empty = writes go straight to the source.
@@ -445,6 +452,18 @@ class PermFs {
   static constexpr size_t kMaxListings = 4096;
   std::mutex listings_mu_;  // leaf lock
   std::unordered_map<fuse_ino_t, std::shared_ptr<DirListing>> listings_;
+  // FsOptions::ListingAttrs::kAdaptive: files listed bare since the last decision, how many
+  // LOOKUPs of files came after (a walker that stats or opens what it lists), and the choice.
+  // Only a heuristic of cost: any choice lists the same names and decides every lookup alike.
+  bool ListingWithAttributes();
+  static constexpr uint64_t kListingWindow = 32;  // files listed bare between two decisions
+  static constexpr uint64_t kProbeEvery = 16;     // with attributes, every 16th listing is bare
+  std::atomic<uint64_t> bare_listed_{0};
+  std::atomic<uint64_t> bare_used_{0};
+  std::mutex listing_use_mu_;  // leaf lock, over the two below
+  uint64_t listings_loaded_ = 0;
+  bool listing_attrs_ = true;
+  bool listing_decided_ = false;
   // The kernel handles opendir/releasedir itself once opendir answers ENOSYS (Init).
   bool zero_message_opendir_ = false;
   // The mount has default_permissions and objects are presented with policy-derived permission

@@ -119,6 +119,7 @@ int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirListing* d, of
                     std::vector<char>& buf, size_t* pos) {
   if (off == 0 || d->generation != generation_.load()) {
     if (int err = LoadDir(p, n, d)) return err;
+    d->with_attrs = ListingWithAttributes();
   }
   const size_t size = buf.size();
   LinkProbe probe;  // opened on the first plain regular entry
@@ -130,9 +131,18 @@ int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirListing* d, of
       fuse_entry_param e;
       std::memset(&e, 0, sizeof(e));
       bool looked_up = false;
+      bool bare = false;
       if (IsDotOrDotDot(ent.name.c_str())) {
         e.attr.st_ino = ent.ino;
         e.attr.st_mode = DTTOIF(ent.type);
+      } else if (!d->with_attrs && ent.type != DT_DIR) {
+        // Bare: node id 0 tells the kernel "no entry to cache" (not ENOENT); a stat or open of
+        // it will be a LOOKUP, decided like every lookup. Left out like a plain entry when it
+        // is a hard link that is `none` over its names.
+        if (ent.type == DT_REG && HiddenLink(p, n, ent.name, ent.upper, &probe)) continue;
+        e.attr.st_ino = ent.ino;
+        e.attr.st_mode = DTTOIF(ent.type);
+        bare = true;
       } else {
         // A full lookup: the entry comes back with attributes, and the kernel takes a reference.
         if (DoLookup(req, p, n, ent.name.c_str(), &e, /*audit=*/false) != 0) continue;
@@ -144,6 +154,7 @@ int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirListing* d, of
         if (looked_up) table_->Forget(table_->FromNodeId(e.ino), 1);
         break;
       }
+      if (bare) bare_listed_.fetch_add(1, std::memory_order_relaxed);
     } else {
       // Plain entries are not looked up (READDIRPLUS ones are, and DoLookup decides a hard link
       // over all its names): a regular file is stat'ed here, so a hard link of a hidden file is
@@ -155,10 +166,40 @@ int PermFs::FillDir(fuse_req_t req, const Policy& p, Inode* n, DirListing* d, of
       st.st_mode = DTTOIF(ent.type);
       used = fuse_add_direntry(req, buf.data() + *pos, size - *pos, ent.name.c_str(), &st, next);
       if (used > size - *pos) break;
+      if (ent.type != DT_DIR) bare_listed_.fetch_add(1, std::memory_order_relaxed);
     }
     *pos += used;
   }
   return 0;
+}
+
+bool PermFs::ListingWithAttributes() {
+  switch (options_.listing_attrs) {
+    case FsOptions::ListingAttrs::kAlways:
+      return true;
+    case FsOptions::ListingAttrs::kNever:
+      return false;
+    case FsOptions::ListingAttrs::kAdaptive:
+      break;
+  }
+  // A file listed with attributes costs a host lookup and a kernel inode whether or not it is
+  // used; one listed bare costs a LOOKUP round trip if it is used. About the same each, so the
+  // choice follows the share of bare-listed files looked up since: more than half (stat, ls -l,
+  // grep -r, git status) → attributes; fewer (find -name) → bare. Decided per cold listing, over
+  // the last kListingWindow bare files (halved at each decision, so old walks fade).
+  std::lock_guard lock(listing_use_mu_);
+  const uint64_t listed = bare_listed_.load(std::memory_order_relaxed);
+  if (listed >= kListingWindow) {
+    const uint64_t used = bare_used_.load(std::memory_order_relaxed);
+    listing_attrs_ = used * 2 >= listed;
+    listing_decided_ = true;
+    bare_listed_.fetch_sub(listed / 2, std::memory_order_relaxed);
+    bare_used_.fetch_sub(used / 2, std::memory_order_relaxed);  // only ever grows meanwhile
+  }
+  // Listed with attributes, nothing is ever looked up: every kProbeEvery-th listing is bare (every
+  // 4th before the first decision), to see whether the walker still uses what it lists.
+  const uint64_t every = listing_decided_ ? kProbeEvery : 4;
+  return listing_attrs_ && listings_loaded_++ % every != 0;
 }
 
 bool PermFs::HiddenLink(const Policy& p, Inode* dir, const std::string& name, bool upper,

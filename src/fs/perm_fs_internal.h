@@ -31,6 +31,7 @@ class PermFs::DirListing {
   };
   std::mutex mu;
   uint64_t generation = 0;  // 0 = not loaded yet
+  bool with_attrs = true;   // READDIRPLUS: files with attributes (PermFs::ListingWithAttributes)
   std::vector<Entry> entries;
 };
 

@@ -103,6 +103,43 @@ TEST(HardLink, LinkOfAHiddenFileIsLeftOutOfPlainListings) {
   EXPECT_EQ(Err(::stat(m->mnt("many/" + name).c_str(), &st)), ENOENT);
 }
 
+// Files listed bare (READDIRPLUS entries without attributes, FsOptions::ListingAttrs) show exactly
+// what listings with attributes show: no hard link of a hidden file, no hidden name. A stat or
+// open of a bare entry is a LOOKUP decided as usual, and a policy change reaches the listing the
+// kernel cached.
+TEST(HardLink, BareListingsShowWhatListingsShowAndFollowPolicyChanges) {
+  AF_REQUIRE_FUSE();
+  TempDir dir;
+  std::string src = Source(dir, {"secrets", "public"});
+  WriteFile(src + "/secrets/key", kSecret);
+  ASSERT_EQ(::link((src + "/secrets/key").c_str(), (src + "/public/key").c_str()), 0);
+  WriteFile(src + "/public/x.pem", kSecret);
+  WriteFile(src + "/public/v.txt", "view");
+  WriteFile(src + "/public/r.txt", "read");
+  FsOptions options;
+  options.listing_attrs = FsOptions::ListingAttrs::kNever;
+  std::vector<std::string> rules = {"**/*=read", "/secrets/**=none@10", "/public/x.pem=none@10",
+                                    "/public/v.txt=view@10"};
+  auto m = MountedFs::StartOn(src, MakePolicy(rules), options);
+  ASSERT_NE(m, nullptr);
+  EXPECT_FALSE(Listed(m->mnt("public"), "key"));
+  EXPECT_FALSE(Listed(m->mnt("public"), "x.pem"));
+  EXPECT_TRUE(Listed(m->mnt("public"), "v.txt"));
+  EXPECT_TRUE(Listed(m->mnt("public"), "r.txt"));
+  EXPECT_FALSE(Listed(m->mnt(), "secrets"));
+  struct stat st;
+  EXPECT_EQ(Err(::stat(m->mnt("public/key").c_str(), &st)), ENOENT);
+  EXPECT_EQ(Err(::open(m->mnt("public/v.txt").c_str(), O_RDONLY)), EACCES);
+  EXPECT_EQ(ReadFile(m->mnt("public/r.txt")).value_or(""), "read");
+  // The kernel holds the listing of /public now; a downgrade takes r.txt out of it at once.
+  rules.emplace_back("/public/r.txt=none@10");
+  m->fs().SetPolicy(MakePolicy(rules));
+  EXPECT_FALSE(Listed(m->mnt("public"), "r.txt"));
+  EXPECT_EQ(Err(::stat(m->mnt("public/r.txt").c_str(), &st)), ENOENT);
+  EXPECT_TRUE(Listed(m->mnt("public"), "v.txt"));
+  EXPECT_FALSE(TreeContains(m->mnt(), kSecret));
+}
+
 TEST(HardLink, LinkOfAViewFileIsViewOnlyAndCountsBothNames) {
   AF_REQUIRE_FUSE();
   TempDir dir;

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "fs_test_util.h"
 
@@ -58,6 +60,70 @@ TEST(RequestBudget, DirectoriesOpenAndCloseWithoutRoundTrips) {
   EXPECT_EQ(Delta(before, after, "readdir") + Delta(before, after, "readdirplus"), 0u);
   // At most one OPENDIR ever (the one answered ENOSYS), on kernels that support it.
   EXPECT_LE(after["opendir"], 1u);
+}
+
+// 96 directories of 8 files each, under the mount's source.
+void MakeWideTree(MountedFs& m) {
+  for (int i = 0; i < 96; ++i) {
+    const std::string d = m.src("d" + std::to_string(i));
+    ASSERT_EQ(::mkdir(d.c_str(), 0755), 0);
+    for (int j = 0; j < 8; ++j) WriteFile(d + "/f" + std::to_string(j) + ".txt", "x");
+  }
+}
+
+// Lists every directory beneath `dir` (what find -name does); with `stat`, lstat()s every entry
+// right after its directory is read (find -printf '%s', ls -lR).
+void Walk(const std::string& dir, bool stat) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::pair<std::string, bool>> entries;
+  while (dirent* de = ::readdir(d)) {
+    const std::string name = de->d_name;
+    if (name == "." || name == "..") continue;
+    std::string path = dir;
+    path.append("/").append(name);
+    entries.emplace_back(std::move(path), de->d_type == DT_DIR);
+  }
+  ::closedir(d);
+  struct stat st;
+  if (stat) {
+    for (const auto& [path, is_dir] : entries) ASSERT_EQ(::lstat(path.c_str(), &st), 0) << path;
+  }
+  for (const auto& [path, is_dir] : entries) {
+    if (is_dir) Walk(path, stat);
+  }
+}
+
+// READDIRPLUS lists files with their attributes (a host lookup each) only while the walker uses
+// them (FsOptions::ListingAttrs::kAdaptive): a find-style walk gets bare files after the first
+// listings, so stat()ing them afterwards costs a LOOKUP each; a stat walk gets attributes, so its
+// stats cost no LOOKUP but those of the sampled (bare) listings.
+TEST(RequestBudget, ListingsCarryAttributesOnlyWhileTheWalkerUsesThem) {
+  AF_REQUIRE_FUSE();
+  constexpr uint64_t kFiles = 96 * 8;
+  {
+    auto m = MountedFs::Start(PresetPolicy("agent-safe"));
+    ASSERT_NE(m, nullptr);
+    MakeWideTree(*m);
+    Walk(m->mnt(), /*stat=*/false);
+    auto before = Counts(m->fs());
+    Walk(m->mnt(), /*stat=*/true);
+    const uint64_t lookups = Delta(before, Counts(m->fs()), "lookup");
+    EXPECT_GE(lookups, kFiles * 3 / 4);  // all but the first 17 directories' files, here
+    EXPECT_LE(lookups, kFiles);
+  }
+  {
+    auto m = MountedFs::Start(PresetPolicy("agent-safe"));
+    ASSERT_NE(m, nullptr);
+    MakeWideTree(*m);
+    auto before = Counts(m->fs());
+    Walk(m->mnt(), /*stat=*/true);
+    EXPECT_LE(Delta(before, Counts(m->fs()), "lookup"), kFiles / 8);
+    // Warm: every entry is the kernel's now.
+    before = Counts(m->fs());
+    Walk(m->mnt(), /*stat=*/true);
+    EXPECT_EQ(Delta(before, Counts(m->fs()), "lookup"), 0u);
+  }
 }
 
 TEST(RequestBudget, UnsupportedXattrNamespacesAnswerNotSupported) {
