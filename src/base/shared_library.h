@@ -5,8 +5,8 @@
 // supervisor runs per sandbox, so a library that an idle bwrap sandbox never calls costs that
 // much per sandbox: libcurl (Docker's Engine API) with its dependencies (OpenSSL, GnuTLS, Kerberos,
 // LDAP, ...) is 1.1 MiB of private memory and 32 KiB of page tables in every process that links
-// it, libnftables (network on) 0.14 MiB (docs/PERFORMANCE.md, "Memory at 1,000 sandboxes").
-// Loaded here, a process pays for a library only once it uses it.
+// it, libnftables (network on) 0.14 MiB (docs/PERFORMANCE.md, "Where an idle sandbox's memory
+// goes"). Loaded here, a process pays for a library only once it uses it.
 //
 // A library is found as the dynamic linker finds a linked one (its soname, the system's search
 // path), so loading it late trusts nothing that linking it did not. Handles are never closed:

@@ -94,10 +94,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   Report(ready_fd, "ok");
-  // Starting leaves about 300 KiB of freed heap behind (the spec's JSON, the bwrap plan, the
-  // seccomp program's compilation), touched and so resident, in every idle sandbox: glibc
-  // returns only the top of the heap by itself. malloc_trim(3) gives back every free page, once,
-  // after the server has its answer (docs/PERFORMANCE.md, "Memory at 1,000 sandboxes").
+  // Starting leaves about 300 KiB of freed heap behind (still holding the spec's JSON, bwrap's
+  // arguments, the seccomp allow-list's syscall names), touched and so resident, in every idle
+  // sandbox: glibc returns only the top of the heap by itself. malloc_trim(3) gives back every free page, once,
+  // after the server has its answer (docs/PERFORMANCE.md, "Where an idle sandbox's memory goes").
   ::malloc_trim(0);
   return (*sup)->Serve();
 }
