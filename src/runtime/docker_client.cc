@@ -17,7 +17,9 @@ using Json = nlohmann::json;
 
 // libcurl, loaded on first use (base/shared_library.h): a supervisor of a bwrap sandbox never
 // talks to Docker, and linking libcurl cost each one 1.1 MiB. The pointers' types come from
-// <curl/curl.h>, so every call below is checked against the library's own declarations.
+// <curl/curl.h>, so every call below is checked against the library's own declarations (all but
+// the values of curl_easy_setopt's variadic tail, which GCC's curl macro checked before: each is
+// the long, pointer or callback its option takes).
 struct CurlApi {
   decltype(&::curl_global_init) global_init;
   decltype(&::curl_easy_init) easy_init;
