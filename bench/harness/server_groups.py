@@ -117,6 +117,29 @@ def _codebase(channel, cb_pb2, cb_grpc) -> str:
     return c.id
 
 
+def create_started(sb, sb_pb2, common_pb2, cb_id: str, n: int, rt, image: str = ""):
+    """Creates and starts n sandboxes, 8 at a time: (ids started, error messages)."""
+    ids: list[str] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def create(_):
+        try:
+            c = sb.CreateSandbox(sb_pb2.CreateSandboxRequest(
+                codebase_id=cb_id, permissions=_rules(common_pb2), runtime=rt, image=image),
+                timeout=120)
+            sb.StartSandbox(sb_pb2.StartSandboxRequest(sandbox_id=c.id), timeout=300)
+            with lock:
+                ids.append(c.id)
+        except Exception as e:  # noqa: BLE001 - counted and reported
+            with lock:
+                errors.append(str(e)[:200])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(create, range(n)))
+    return ids, errors
+
+
 def density(ctx: Context) -> dict:
     fx, cb_pb2, cb_grpc, common_pb2, sb_pb2, sb_grpc = _imports(ctx)
     levels = [25, 50] if ctx.quick else [100, 250, 500, 1000]
@@ -143,25 +166,8 @@ def _density_level(ctx, fx, cb_pb2, cb_grpc, common_pb2, sb_pb2, sb_grpc, n: int
         time.sleep(1)
         server_rss0 = _pss(server.proc.pid)
         used0 = _used_bytes()
-        ids: list[str] = []
-        errors: list[str] = []
-        lock = threading.Lock()
-
-        def create(_):
-            try:
-                c = sb.CreateSandbox(sb_pb2.CreateSandboxRequest(
-                    codebase_id=cb_id, permissions=_rules(common_pb2), runtime=rt, image=image),
-                    timeout=120)
-                sb.StartSandbox(sb_pb2.StartSandboxRequest(sandbox_id=c.id), timeout=300)
-                with lock:
-                    ids.append(c.id)
-            except Exception as e:  # noqa: BLE001 - counted and reported
-                with lock:
-                    errors.append(str(e)[:200])
-
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(create, range(n)))
+        ids, errors = create_started(sb, sb_pb2, common_pb2, cb_id, n, rt, image)
         create_s = time.perf_counter() - t0
         time.sleep(3)  # let page cache and lazy allocations settle
         used1 = _used_bytes()

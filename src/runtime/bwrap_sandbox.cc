@@ -85,9 +85,13 @@ bool WaitExit(int pidfd, std::chrono::milliseconds timeout) {
   if (stage_tree >= 0) {
     // A mount namespace of bwrap's own, where the workspace (a detached copy of its mount, made
     // from the descriptor the launcher opened: no path is resolved) is attached at the stage, so
-    // the sandbox's uid never walks the host path to it. Slave: nothing propagates back.
+    // the sandbox's uid never walks the host path to it. Private: nothing propagates either way.
+    // A slave would also receive every mount the host makes later, on a host whose root mount is
+    // shared (systemd's): every sandbox's FUSE mount, copied into every other sandbox's namespace
+    // for its life (N² mounts, 0.41 KiB each; docs/PERFORMANCE.md, "Where an idle sandbox's
+    // memory goes"). A sandbox's own mount does not come from here but from the stage.
     if (::unshare(CLONE_NEWNS) != 0) fail(errno);
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) fail(errno);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(errno);
     if (::syscall(SYS_move_mount, stage_tree, "", AT_FDCWD, kWorkspaceStage,
                   kMoveMountFEmptyPath) != 0) {
       fail(errno);

@@ -5,36 +5,69 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-#include <mutex>
 #include <utility>
 
 #include "base/log.h"
+#include "base/shared_library.h"
 
 namespace agentfense::runtime {
 namespace {
 
 using Json = nlohmann::json;
 
+// libcurl, loaded on first use (base/shared_library.h): a supervisor of a bwrap sandbox never
+// talks to Docker, and linking libcurl cost each one 1.1 MiB. The pointers' types come from
+// <curl/curl.h>, so every call below is checked against the library's own declarations (all but
+// the values of curl_easy_setopt's variadic tail, which GCC's curl macro checked before: each is
+// the long, pointer or callback its option takes).
+struct CurlApi {
+  decltype(&::curl_global_init) global_init;
+  decltype(&::curl_easy_init) easy_init;
+  decltype(&::curl_easy_setopt) easy_setopt;
+  decltype(&::curl_easy_perform) easy_perform;
+  decltype(&::curl_easy_getinfo) easy_getinfo;
+  decltype(&::curl_easy_cleanup) easy_cleanup;
+  decltype(&::curl_easy_strerror) easy_strerror;
+  decltype(&::curl_slist_append) slist_append;
+  decltype(&::curl_slist_free_all) slist_free_all;
+};
+
+// Loaded and initialized once per process, then read-only. curl_global_init is not safe to race
+// with other threads' curl use; libcurl wants it called once before any handle exists, which
+// the function-local static's initialization guarantees.
+Result<const CurlApi*> LoadCurl() {
+  static const Result<CurlApi> api = []() -> Result<CurlApi> {
+    constexpr const char* kLib = "libcurl.so.4";
+    AF_ASSIGN_OR_RETURN(void* lib, LoadSharedLibrary(kLib));
+    CurlApi c{};
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "curl_global_init", &c.global_init));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "curl_easy_init", &c.easy_init));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "curl_easy_setopt", &c.easy_setopt));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "curl_easy_perform", &c.easy_perform));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "curl_easy_getinfo", &c.easy_getinfo));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "curl_easy_cleanup", &c.easy_cleanup));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "curl_easy_strerror", &c.easy_strerror));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "curl_slist_append", &c.slist_append));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "curl_slist_free_all", &c.slist_free_all));
+    if (CURLcode rc = c.global_init(CURL_GLOBAL_DEFAULT); rc != CURLE_OK) {
+      return Error(ErrorCode::kInternal, std::string("curl_global_init: ") + c.easy_strerror(rc));
+    }
+    return c;
+  }();
+  if (!api.ok()) return api.error();
+  return &*api;
+}
+
 struct CurlEasyDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+  const CurlApi* api;
+  void operator()(CURL* c) const { api->easy_cleanup(c); }
 };
 struct CurlSlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+  const CurlApi* api;
+  void operator()(curl_slist* l) const { api->slist_free_all(l); }
 };
 using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
 using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
-
-// curl_global_init is not safe to race with other threads' curl use; libcurl wants it called once
-// per process before any handle exists. The once_flag is the only process-wide state here.
-Status EnsureCurlGlobalInit() {
-  static std::once_flag once;
-  static CURLcode rc = CURLE_OK;
-  std::call_once(once, [] { rc = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (rc != CURLE_OK) {
-    return Error(ErrorCode::kInternal, std::string("curl_global_init: ") + curl_easy_strerror(rc));
-  }
-  return OkStatus();
-}
 
 // Response accumulator for the write callback: stops the transfer once over the cap.
 struct Sink {
@@ -299,7 +332,7 @@ Result<ContainerInfo> ParseContainerInfo(const Json& j) {
 // ---------------------------------------------------------------------------------------------
 
 Result<std::unique_ptr<DockerClient>> DockerClient::Connect(DockerClientOptions options) {
-  AF_RETURN_IF_ERROR(EnsureCurlGlobalInit());
+  if (auto curl = LoadCurl(); !curl.ok()) return std::move(curl).error();
   AF_ASSIGN_OR_RETURN(DockerEndpoint ep, ParseDockerHost(options.host));
   std::unique_ptr<DockerClient> client(new DockerClient(std::move(options)));
   client->socket_path_ = std::move(ep.socket_path);
@@ -336,7 +369,8 @@ Result<DockerClient::Response> DockerClient::Call(std::string_view method, std::
                                                   std::optional<std::chrono::milliseconds> timeout,
                                                   bool versioned) const {
   const std::string what = std::string(method) + " " + std::string(path);
-  CurlEasy curl(curl_easy_init());
+  AF_ASSIGN_OR_RETURN(const CurlApi* api, LoadCurl());
+  CurlEasy curl(api->easy_init(), CurlEasyDeleter{api});
   if (!curl) return Error(ErrorCode::kInternal, "curl_easy_init failed").With(what);
 
   std::string url = base_url_;
@@ -345,9 +379,9 @@ Result<DockerClient::Response> DockerClient::Call(std::string_view method, std::
   std::string payload;
   if (body != nullptr) payload = body->dump();
 
-  CurlSlist headers;
-  auto add_header = [&headers](const char* h) {
-    curl_slist* l = curl_slist_append(headers.get(), h);
+  CurlSlist headers(nullptr, CurlSlistDeleter{api});
+  auto add_header = [&headers, api](const char* h) {
+    curl_slist* l = api->slist_append(headers.get(), h);
     if (l != nullptr) {
       // curl_slist_append returned the (possibly new) head of the list the old head is part of.
       (void)headers.release();  // NOLINT(bugprone-unused-return-value): owned via `l` now
@@ -363,28 +397,28 @@ Result<DockerClient::Response> DockerClient::Call(std::string_view method, std::
   sink.cap = options_.max_response_bytes;
   const long total_ms = static_cast<long>(timeout.value_or(options_.request_timeout).count());
   CURL* c = curl.get();
-  bool ok = curl_easy_setopt(c, CURLOPT_URL, url.c_str()) == CURLE_OK &&
-            curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http") == CURLE_OK &&
-            curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-            curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
-            curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+  bool ok = api->easy_setopt(c, CURLOPT_URL, url.c_str()) == CURLE_OK &&
+            api->easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http") == CURLE_OK &&
+            api->easy_setopt(c, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+            api->easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+            api->easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                              static_cast<long>(options_.connect_timeout.count())) == CURLE_OK &&
-            curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms) == CURLE_OK &&
-            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &WriteToSink) == CURLE_OK &&
-            curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink) == CURLE_OK &&
-            curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get()) == CURLE_OK &&
-            curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, std::string(method).c_str()) == CURLE_OK;
+            api->easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms) == CURLE_OK &&
+            api->easy_setopt(c, CURLOPT_WRITEFUNCTION, &WriteToSink) == CURLE_OK &&
+            api->easy_setopt(c, CURLOPT_WRITEDATA, &sink) == CURLE_OK &&
+            api->easy_setopt(c, CURLOPT_HTTPHEADER, headers.get()) == CURLE_OK &&
+            api->easy_setopt(c, CURLOPT_CUSTOMREQUEST, std::string(method).c_str()) == CURLE_OK;
   if (ok && !socket_path_.empty()) {
-    ok = curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path_.c_str()) == CURLE_OK;
+    ok = api->easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path_.c_str()) == CURLE_OK;
   }
   if (ok && method == "POST") {
-    ok = curl_easy_setopt(c, CURLOPT_POST, 1L) == CURLE_OK &&
-         curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.c_str()) == CURLE_OK &&
-         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size())) == CURLE_OK;
+    ok = api->easy_setopt(c, CURLOPT_POST, 1L) == CURLE_OK &&
+         api->easy_setopt(c, CURLOPT_POSTFIELDS, payload.c_str()) == CURLE_OK &&
+         api->easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size())) == CURLE_OK;
   }
   if (!ok) return Error(ErrorCode::kInternal, "curl_easy_setopt failed").With(what);
 
-  const CURLcode rc = curl_easy_perform(c);
+  const CURLcode rc = api->easy_perform(c);
   if (rc != CURLE_OK) {
     if (sink.overflow) {
       return Error(ErrorCode::kResourceExhausted,
@@ -398,11 +432,11 @@ Result<DockerClient::Response> DockerClient::Call(std::string_view method, std::
           .With(what);
     }
     return Error(ErrorCode::kUnavailable, "docker daemon not reachable at " + options_.host + " (" +
-                                              curl_easy_strerror(rc) + ")")
+                                              api->easy_strerror(rc) + ")")
         .With(what);
   }
   Response r;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+  api->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
   r.body = std::move(sink.data);
   return r;
 }

@@ -1,11 +1,12 @@
 #include "runtime/systemd_scope.h"
 
-#include <dlfcn.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <memory>
+
+#include "base/shared_library.h"
 
 namespace agentfense::runtime {
 namespace {
@@ -40,35 +41,28 @@ struct SdBusApi {
   void (*error_free)(SdBusError*);
 };
 
-template <typename F>
-bool Resolve(void* lib, const char* name, F& out) {
-  out = reinterpret_cast<F>(::dlsym(lib, name));
-  return out != nullptr;
-}
-
 Result<const SdBusApi*> LoadApi() {
   // A function-local static: loaded once, then read-only (no mutable global state).
   static const Result<SdBusApi> api = []() -> Result<SdBusApi> {
-    void* lib = ::dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) {
-      const char* why = ::dlerror();
-      return Error(ErrorCode::kUnavailable,
-                   std::string("cannot load libsystemd.so.0: ") + (why ? why : "?"));
-    }
+    constexpr const char* kLib = "libsystemd.so.0";
+    AF_ASSIGN_OR_RETURN(void* lib, LoadSharedLibrary(kLib));
     SdBusApi a{};
-    bool ok = Resolve(lib, "sd_bus_new", a.bus_new) &&
-              Resolve(lib, "sd_bus_set_address", a.bus_set_address) &&
-              Resolve(lib, "sd_bus_start", a.bus_start) &&
-              Resolve(lib, "sd_bus_open_system", a.bus_open_system) &&
-              Resolve(lib, "sd_bus_flush_close_unref", a.bus_flush_close_unref) &&
-              Resolve(lib, "sd_bus_message_new_method_call", a.message_new_method_call) &&
-              Resolve(lib, "sd_bus_message_append", a.message_append) &&
-              Resolve(lib, "sd_bus_message_open_container", a.message_open_container) &&
-              Resolve(lib, "sd_bus_message_close_container", a.message_close_container) &&
-              Resolve(lib, "sd_bus_call", a.call) &&
-              Resolve(lib, "sd_bus_message_unref", a.message_unref) &&
-              Resolve(lib, "sd_bus_error_free", a.error_free);
-    if (!ok) return Error(ErrorCode::kUnavailable, "libsystemd.so.0 lacks an sd-bus function");
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "sd_bus_new", &a.bus_new));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "sd_bus_set_address", &a.bus_set_address));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "sd_bus_start", &a.bus_start));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "sd_bus_open_system", &a.bus_open_system));
+    AF_RETURN_IF_ERROR(
+        ResolveSymbol(lib, kLib, "sd_bus_flush_close_unref", &a.bus_flush_close_unref));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "sd_bus_message_new_method_call",
+                                     &a.message_new_method_call));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "sd_bus_message_append", &a.message_append));
+    AF_RETURN_IF_ERROR(
+        ResolveSymbol(lib, kLib, "sd_bus_message_open_container", &a.message_open_container));
+    AF_RETURN_IF_ERROR(
+        ResolveSymbol(lib, kLib, "sd_bus_message_close_container", &a.message_close_container));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "sd_bus_call", &a.call));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "sd_bus_message_unref", &a.message_unref));
+    AF_RETURN_IF_ERROR(ResolveSymbol(lib, kLib, "sd_bus_error_free", &a.error_free));
     return a;
   }();
   if (!api.ok()) return api.error();

@@ -4,6 +4,7 @@
 // server can restart without taking the sandbox down. When --ready-fd is given, writes "ok\n" or
 // "error: <reason>\n" there once the sandbox is up (or failed), then closes it.
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +32,12 @@ void Report(int fd, const std::string& text) {
 
 int main(int argc, char** argv) {
   using namespace agentfense;
+  // One malloc arena for all threads. glibc gives threads arenas of their own (up to 8 per
+  // core), each a 64 MiB reservation whose first pages and page table are touched for good:
+  // three of them cost an idle supervisor 48 KiB (one per sandbox). Its threads are one FUSE
+  // worker and socket relays that allocate little; their thread caches (tcache) take most
+  // allocations without the arena's lock.
+  ::mallopt(M_ARENA_MAX, 1);
   std::string spec_path;
   int ready_fd = -1;
   for (int i = 1; i < argc; ++i) {
@@ -87,5 +94,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   Report(ready_fd, "ok");
+  // Starting leaves about 300 KiB of freed heap behind (still holding the spec's JSON, bwrap's
+  // arguments, the seccomp allow-list's syscall names), touched and so resident, in every idle
+  // sandbox: glibc returns only the top of the heap by itself. malloc_trim(3) gives back every free page, once,
+  // after the server has its answer (docs/PERFORMANCE.md, "Where an idle sandbox's memory goes").
+  ::malloc_trim(0);
   return (*sup)->Serve();
 }

@@ -1,6 +1,7 @@
 // Resource limits through the sandbox's cgroup (v1 here), OOM reporting, and cleanup: nothing
 // (processes, cgroups, fds) outlives a sandbox.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -243,6 +244,40 @@ TEST_F(BwrapLimits, AWorkspaceBehindRootOnlyDirectoriesIsStillReached) {
   while (std::getline(mounts, line)) {
     EXPECT_EQ(line.find(std::string(" ") + kWorkspaceStage + " "), std::string::npos) << line;
   }
+}
+
+TEST_F(BwrapLimits, TheStageNamespaceReceivesNoMountOfTheHost) {
+  // bwrap's outer process lives in the stage namespace for the sandbox's life. Were it a slave of
+  // the host's, every mount the host makes later on a shared mount (each other sandbox's FUSE
+  // mount, on systemd hosts) would be copied into it: N² mounts at N sandboxes. A shared mount of
+  // our own stands for the host's shared root here.
+  TempWorkspace dir;
+  ASSERT_EQ(::mount("af-shared", dir.path().c_str(), "tmpfs", 0, "size=16k"), 0);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{dir.path()};
+  ASSERT_EQ(::mount(nullptr, dir.path().c_str(), nullptr, MS_SHARED, nullptr), 0);
+  TempWorkspace ws;
+  auto r = BwrapSandbox::Start(DefaultSpec(ws.path()));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  // Made after the sandbox started, under the shared mount: it must not reach the stage.
+  const std::string later = dir.path() + "/later";
+  ASSERT_EQ(::mkdir(later.c_str(), 0700), 0);
+  ASSERT_EQ(::mount("af-later", later.c_str(), "tmpfs", 0, "size=16k"), 0);
+  bool copy_seen = false;
+  std::ifstream mounts("/proc/" + std::to_string((*r)->pid()) + "/mountinfo");
+  std::string line;
+  while (std::getline(mounts, line)) {
+    if (line.find(" " + dir.path() + " ") != std::string::npos) {
+      copy_seen = true;  // the copy made at the start: private, propagating nothing
+      EXPECT_EQ(line.find(" shared:"), std::string::npos) << line;
+      EXPECT_EQ(line.find(" master:"), std::string::npos) << line;
+    }
+    EXPECT_EQ(line.find(" " + later + " "), std::string::npos) << line;
+  }
+  EXPECT_TRUE(copy_seen) << "the stage namespace (bwrap pid " << (*r)->pid() << ") was not read";
+  ::umount2(later.c_str(), MNT_DETACH);
 }
 
 TEST_F(BwrapLimits, AgentDeathIsNoticed) {
