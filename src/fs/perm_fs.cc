@@ -495,6 +495,34 @@ void PermFs::NoteRemoved(Inode* dir, const std::string& path, bool is_dir) {
   (void)NoteAbsent(table_->NodeId(dir), path, /*hidden=*/false, /*removed=*/true);
 }
 
+void PermFs::MovedAbsent(const std::string& old_path, const std::string& new_path,
+                         bool exchange) {
+  std::lock_guard lock(absent_mu_);
+  if (absent_.empty()) return;
+  // The records strictly beneath `from` (the name itself is a positive dentry: it was renamed).
+  auto take = [this](const std::string& from) {
+    std::vector<std::tuple<std::string, fuse_ino_t, bool>> out;
+    const std::string lo = from + "/";
+    const std::string hi = from + "0";  // '0' follows '/'
+    auto first = absent_.lower_bound({lo, 0, false});
+    auto last = absent_.lower_bound({hi, 0, false});
+    out.assign(first, last);
+    absent_.erase(first, last);
+    return out;
+  };
+  auto moved = take(old_path);
+  // A replaced target took its entries with it; an exchanged one moves to the old name.
+  auto back = take(new_path);
+  auto put = [this](const std::vector<std::tuple<std::string, fuse_ino_t, bool>>& recs,
+                    const std::string& from, const std::string& to) {
+    for (const auto& [path, dir, hidden] : recs) {
+      absent_.emplace(to + path.substr(from.size()), dir, hidden);
+    }
+  };
+  put(moved, old_path, new_path);
+  if (exchange) put(back, new_path, old_path);
+}
+
 void PermFs::ForgetAbsent(const std::string& path, bool beneath) {
   std::lock_guard lock(absent_mu_);
   if (absent_.empty()) return;

@@ -363,6 +363,9 @@ class PermFs {
   // After a successful unlink or rmdir of `path` in `dir`: the kernel keeps the name's dentry as
   // a negative one, with the entry's timeout.
   void NoteRemoved(Inode* dir, const std::string& path, bool is_dir);
+  // After a rename through the mount: the kernel moved the dentries beneath the old name, the
+  // absent ones included, so their records follow (InvalidatePath matches by path).
+  void MovedAbsent(const std::string& old_path, const std::string& new_path, bool exchange);
   // Drops those names from the kernel's cache (a negative dentry goes, a positive one created
   // meanwhile too: it is simply looked up again). With session_mu_ held, from a non-request thread.
   static void InvalidateAbsent(

@@ -480,6 +480,7 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
     if (upper_target) table_->NameRemoved(nst.st_dev, nst.st_ino, ndir, newname);
     table_->Moved(ust.st_dev, ust.st_ino, odir, name, ndir, newname);
   }
+  MovedAbsent(old_path, new_path, exchange);
   fuse_reply_err(req, 0);
 }
 

@@ -462,6 +462,7 @@ void PermFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
     if (replaced) table_->NameRemoved(nst.st_dev, nst.st_ino, ndir, newname);
     table_->Moved(ost.st_dev, ost.st_ino, odir, name, ndir, newname);
   }
+  MovedAbsent(old_path, new_path, exchange);
   fuse_reply_err(req, 0);
 }
 

@@ -104,6 +104,22 @@ TEST_P(NegativeEntry, ASourceChangeOutsideTheMountIsSeenOnceAnnounced) {
   EXPECT_EQ(ReadFile(m->mnt("d/f")).value_or(""), "F");
 }
 
+TEST_P(NegativeEntry, NamesCachedBeneathARenamedDirectoryFollowItsNewName) {
+  auto m = Mount(MakePolicy({"**=write"}));
+  ASSERT_NE(m, nullptr);
+  ::mkdir(m->src("a").c_str(), 0755);
+  ASSERT_EQ(StatErr(m->mnt("a/x")), ENOENT);
+  ASSERT_EQ(::rename(m->mnt("a").c_str(), m->mnt("b").c_str()), 0);
+  const uint64_t before = Lookups(m->fs());
+  ASSERT_EQ(StatErr(m->mnt("b/x")), ENOENT);
+  EXPECT_EQ(Lookups(m->fs()), before);  // the kernel moved the cached entry along
+  // The announced change at the new name reaches the entry cached under the old one.
+  const std::string b = GetParam() ? dir_ / "delta/upper/b" : m->src("b");
+  WriteFile(b + "/x", "X");
+  ASSERT_TRUE(m->fs().InvalidatePath("/b/x").ok());
+  EXPECT_EQ(ReadFile(m->mnt("b/x")).value_or(""), "X");
+}
+
 INSTANTIATE_TEST_SUITE_P(PlainAndDelta, NegativeEntry, ::testing::Values(false, true),
                          [](const auto& p) { return p.param ? "Delta" : "Plain"; });
 
