@@ -57,7 +57,7 @@ struct FsOptions {
   double attr_timeout_s = 86400;
   // Names found absent are cached by the kernel this long (negative dentries; 0 = never): every
   // change the kernel does not make itself is announced (InvalidatePath), as for the two above.
-  // Hidden (`none`) names are never cached: each probe of one is a request, decided and audited.
+  // Hidden (`none`) names are cached alike (same cost as absent ones); SetPolicy drops them.
   double negative_timeout_s = 86400;
   size_t fd_cache_capacity = 4096;  // O_PATH fds kept open (process limit here: 20,000)
   // false: answer every xattr request with ENOSYS once, so the kernel stops asking (faster `ls -l`,
