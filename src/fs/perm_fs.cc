@@ -456,7 +456,7 @@ void PermFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     // record lets SetPolicy drop it, so an upgrade shows it at once.
     std::string path = table_->ChildPath(dir, name);
     if (!path.empty() &&
-        NoteAbsent(parent, path, missing == Missing::kHidden, /*removed=*/false) &&
+        NoteAbsent(parent, path, missing == Missing::kHidden) &&
         generation_.load() == generation) {
       std::memset(&e, 0, sizeof(e));
       e.entry_timeout = options_.negative_timeout_s;
@@ -473,10 +473,9 @@ void PermFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   }
 }
 
-bool PermFs::NoteAbsent(fuse_ino_t parent, const std::string& path, bool hidden,
-                        bool removed) {
+bool PermFs::NoteAbsent(fuse_ino_t parent, const std::string& path, bool hidden) {
   std::lock_guard lock(absent_mu_);
-  if (!removed && absent_.size() >= kMaxAbsent) return false;
+  if (absent_.size() >= kMaxAbsent) return false;
   absent_.emplace(path, parent, hidden);
   return true;
 }
@@ -489,10 +488,8 @@ void PermFs::InvalidateAbsent(fuse_session* se,
   }
 }
 
-void PermFs::NoteRemoved(Inode* dir, const std::string& path, bool is_dir) {
-  if (path.empty()) return;
-  if (is_dir) ForgetAbsent(path, /*beneath=*/true);  // they went with their directory's dentry
-  (void)NoteAbsent(table_->NodeId(dir), path, /*hidden=*/false, /*removed=*/true);
+void PermFs::NoteRemoved(const std::string& path, bool is_dir) {
+  if (!path.empty() && is_dir) ForgetAbsent(path, /*beneath=*/true);
 }
 
 void PermFs::MovedAbsent(const std::string& old_path, const std::string& new_path,

@@ -354,15 +354,15 @@ class PermFs {
   // Negative dentries (docs/FILESYSTEM.md, "Negative entries"): the names the kernel may hold as
   // absent with a long timeout are remembered so that InvalidatePath (and, for hidden ones,
   // SetPolicy) can drop them. NoteAbsent records `path` in directory `parent` (false: the set is
-  // full, do not let the kernel cache it; `removed`: recorded whatever the size, the kernel keeps
-  // a removed name's dentry anyway).
-  bool NoteAbsent(fuse_ino_t parent, const std::string& path, bool hidden, bool removed);
+  // full, do not let the kernel cache it).
+  bool NoteAbsent(fuse_ino_t parent, const std::string& path, bool hidden);
   // A name created through the mount is no longer absent (the kernel replaced its dentry); a
   // removed directory takes the absent names beneath it along (`beneath`).
   void ForgetAbsent(const std::string& path, bool beneath);
-  // After a successful unlink or rmdir of `path` in `dir`: the kernel keeps the name's dentry as
-  // a negative one, with the entry's timeout.
-  void NoteRemoved(Inode* dir, const std::string& path, bool is_dir);
+  // After a successful unlink or rmdir of `path`: nothing is recorded (the kernel expires an
+  // unlinked name's dentry itself, fuse_entry_unlinked), but a removed directory's dentries went
+  // with it, so the absent names recorded beneath it are dropped.
+  void NoteRemoved(const std::string& path, bool is_dir);
   // After a rename through the mount: the kernel moved the dentries beneath the old name, the
   // absent ones included, so their records follow (InvalidatePath matches by path).
   void MovedAbsent(const std::string& old_path, const std::string& new_path, bool exchange);
@@ -478,9 +478,8 @@ class PermFs {
 
   // Absent names the kernel may cache, as (workspace path, parent node id, hidden by the policy)
   // (NoteAbsent). Leaf lock.
-  // Bounded by kMaxAbsent for lookups; names removed through the mount are recorded beyond it
-  // (at most one per name removed) and pruned by the creations, rmdirs and InvalidatePath calls
-  // that follow.
+  // At most kMaxAbsent (past it, a lookup answered ENOENT is not cached); pruned by the creations,
+  // rmdirs and InvalidatePath calls that follow.
   static constexpr size_t kMaxAbsent = 16384;
   std::mutex absent_mu_;
   std::set<std::tuple<std::string, fuse_ino_t, bool>> absent_;

@@ -368,7 +368,7 @@ void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char
     if (auto s = delta_->MarkDeleted(path); !s.ok()) return (void)fuse_reply_err(req, s.error().ToErrno());
   }
   table_->NameRemoved(v.st.st_dev, v.st.st_ino, dir, name);
-  NoteRemoved(dir, path, is_dir);
+  NoteRemoved(path, is_dir);
   fuse_reply_err(req, 0);
 }
 

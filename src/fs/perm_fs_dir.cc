@@ -369,7 +369,7 @@ void PermFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool is
     source_links_->Unlinked(st.st_dev, st.st_ino, st.st_nlink - 1, path);
   }
   table_->NameRemoved(st.st_dev, st.st_ino, dir, name);
-  NoteRemoved(dir, path, S_ISDIR(st.st_mode));
+  NoteRemoved(path, S_ISDIR(st.st_mode));
   fuse_reply_err(req, 0);
 }
 
