@@ -308,7 +308,7 @@ void PermFs::FillEntry(const Policy& p, Inode* node, const std::string& path,
 }
 
 int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char* name,
-                     fuse_entry_param* e, bool audit) {
+                     fuse_entry_param* e, bool audit, Missing* missing) {
   if (std::strlen(name) > NAME_MAX) return ENAMETOOLONG;
   if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) return ENOENT;
   std::string path = table_->ChildPath(parent, name);
@@ -318,7 +318,10 @@ int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char*
   bool upper = false;
   if (delta_) {
     Visible v;
-    if (int err = Resolve(path, &v, parent, name)) return err;
+    if (int err = Resolve(path, &v, parent, name)) {
+      if (missing != nullptr && err == ENOENT) *missing = Missing::kAbsent;
+      return err;
+    }
     fd = std::move(v.fd);
     st = v.st;
     upper = v.upper;
@@ -326,7 +329,10 @@ int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char*
     auto pfd = table_->PathFd(parent);
     if (!pfd.ok()) return pfd.error().ToErrno();
     fd.Reset(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) return errno;
+    if (!fd) {
+      if (missing != nullptr && errno == ENOENT) *missing = Missing::kAbsent;
+      return errno;
+    }
     if (::fstat(fd.get(), &st) != 0) return errno;
   }
   Verdict v = Decide(p, path, S_ISDIR(st.st_mode));
@@ -338,6 +344,7 @@ int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char*
   }
   if (v.level == Level::kNone) {
     // Hidden = absent: same errno as a name that does not exist.
+    if (missing != nullptr) *missing = Missing::kHidden;
     return audit ? Deny(req, path, "lookup", v, ENOENT) : ENOENT;
   }
   auto node = table_->AddLookup(parent, name, std::move(fd), st, upper);
@@ -384,6 +391,7 @@ int PermFs::RegisterNew(const Policy& p, Inode* parent, const char* name, int io
     if (::fstat(fd.get(), &st) != 0) return errno;
   }
   std::string path = table_->ChildPath(parent, name);
+  ForgetAbsent(path, /*beneath=*/false);
   auto node = table_->AddLookup(parent, name, std::move(fd), st, upper);
   if (!node.ok()) return node.error().ToErrno();
   // A new object is `write` (its name was decided so); a new name of an existing file is as
@@ -433,10 +441,29 @@ void PermFs::Init(fuse_conn_info* conn) {
 }
 
 void PermFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  // Read before deciding: an InvalidatePath that starts meanwhile bumps it before it collects the
+  // absent names to drop, so a name recorded too late for it is never cached (below).
+  const uint64_t generation = generation_.load();
   std::shared_lock lock(policy_mu_);
   auto dlock = DeltaShared();
   fuse_entry_param e;
-  int err = DoLookup(req, *policy_, table_->FromNodeId(parent), name, &e, /*audit=*/true);
+  Missing missing = Missing::kNo;
+  Inode* dir = table_->FromNodeId(parent);
+  int err = DoLookup(req, *policy_, dir, name, &e, /*audit=*/true, &missing);
+  if (err == ENOENT && missing != Missing::kNo && options_.negative_timeout_s > 0) {
+    // The kernel may remember the answer (a negative dentry: node id 0 with a timeout). A hidden
+    // name is cached like an absent one, so that the two cost the same (SECURITY-NOTES I2); its
+    // record lets SetPolicy drop it, so an upgrade shows it at once.
+    std::string path = table_->ChildPath(dir, name);
+    if (!path.empty() &&
+        NoteAbsent(parent, path, missing == Missing::kHidden) &&
+        generation_.load() == generation) {
+      std::memset(&e, 0, sizeof(e));
+      e.entry_timeout = options_.negative_timeout_s;
+      fuse_reply_entry(req, &e);
+      return;
+    }
+  }
   if (err != 0) {
     fuse_reply_err(req, err);
   } else {
@@ -444,6 +471,65 @@ void PermFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     if (!S_ISDIR(e.attr.st_mode)) bare_used_.fetch_add(1, std::memory_order_relaxed);
     fuse_reply_entry(req, &e);
   }
+}
+
+bool PermFs::NoteAbsent(fuse_ino_t parent, const std::string& path, bool hidden) {
+  std::lock_guard lock(absent_mu_);
+  if (absent_.size() >= kMaxAbsent) return false;
+  absent_.emplace(path, parent, hidden);
+  return true;
+}
+
+void PermFs::InvalidateAbsent(fuse_session* se,
+                              const std::vector<std::tuple<std::string, fuse_ino_t, bool>>& names) {
+  for (const auto& [path, dir, hidden] : names) {
+    const std::string name = BaseName(path);
+    fuse_lowlevel_notify_inval_entry(se, dir, name.c_str(), name.size());
+  }
+}
+
+void PermFs::NoteRemoved(const std::string& path, bool is_dir) {
+  if (!path.empty() && is_dir) ForgetAbsent(path, /*beneath=*/true);
+}
+
+void PermFs::MovedAbsent(const std::string& old_path, const std::string& new_path,
+                         bool exchange) {
+  std::lock_guard lock(absent_mu_);
+  if (absent_.empty()) return;
+  // The records strictly beneath `from` (the name itself is a positive dentry: it was renamed).
+  auto take = [this](const std::string& from) {
+    std::vector<std::tuple<std::string, fuse_ino_t, bool>> out;
+    const std::string lo = from + "/";
+    const std::string hi = from + "0";  // '0' follows '/'
+    auto first = absent_.lower_bound({lo, 0, false});
+    auto last = absent_.lower_bound({hi, 0, false});
+    out.assign(first, last);
+    absent_.erase(first, last);
+    return out;
+  };
+  auto moved = take(old_path);
+  // A replaced target took its entries with it; an exchanged one moves to the old name.
+  auto back = take(new_path);
+  auto put = [this](const std::vector<std::tuple<std::string, fuse_ino_t, bool>>& recs,
+                    const std::string& from, const std::string& to) {
+    for (const auto& [path, dir, hidden] : recs) {
+      absent_.emplace(to + path.substr(from.size()), dir, hidden);
+    }
+  };
+  put(moved, old_path, new_path);
+  if (exchange) put(back, new_path, old_path);
+}
+
+void PermFs::ForgetAbsent(const std::string& path, bool beneath) {
+  std::lock_guard lock(absent_mu_);
+  if (absent_.empty()) return;
+  auto it = absent_.lower_bound({path, 0, false});
+  while (it != absent_.end() && std::get<0>(*it) == path) it = absent_.erase(it);
+  if (!beneath) return;
+  // Paths beneath `path` sort between "path/" and "path0" ('0' follows '/').
+  const std::string lo = path == "/" ? "/" : path + "/";
+  const std::string hi = path == "/" ? "0" : path + "0";
+  absent_.erase(absent_.lower_bound({lo, 0, false}), absent_.lower_bound({hi, 0, false}));
 }
 
 void PermFs::Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -574,6 +660,21 @@ void PermFs::SetPolicy(Policy policy) {
   std::shared_lock session_lock(session_mu_);
   fuse_session* se = session_;
   if (se == nullptr) return;
+  // Names the kernel holds as absent because the old policy hid them (Lookup recorded them
+  // before replying, under policy_mu_): any of them may be visible now. Absent ones stay absent.
+  std::vector<std::tuple<std::string, fuse_ino_t, bool>> hidden;
+  {
+    std::lock_guard absent_lock(absent_mu_);
+    for (auto it = absent_.begin(); it != absent_.end();) {
+      if (!std::get<2>(*it)) {
+        ++it;
+        continue;
+      }
+      hidden.push_back(*it);
+      it = absent_.erase(it);
+    }
+  }
+  InvalidateAbsent(se, hidden);
   // Every directory: its listing, size and link count may change. Every other inode whose level
   // changed: its dentries (visibility), attributes and cached pages, mapped ones included (the
   // kernel unmaps them: the next access faults into a READ, which is judged anew). An inode is
@@ -639,6 +740,27 @@ Status PermFs::InvalidatePath(std::string_view workspace_path) {
   fuse_session* se = session_;
   if (se == nullptr) return OkStatus();
   const std::string parent = ParentPath(target);  // a string: ParentPath returns one
+  // Names cached as absent at, beneath or above the target (a name created at /a/b/c makes an
+  // absent /a or /a/b wrong too). Taken after the generation moved (Lookup).
+  std::vector<std::tuple<std::string, fuse_ino_t, bool>> absent;
+  {
+    std::lock_guard lock(absent_mu_);
+    for (auto it = absent_.begin(); it != absent_.end();) {
+      const std::string& a = std::get<0>(*it);
+      const bool hit = target == "/" || a == target ||
+                       (a.size() > target.size() && a.compare(0, target.size(), target) == 0 &&
+                        a[target.size()] == '/') ||
+                       (target.size() > a.size() && target.compare(0, a.size(), a) == 0 &&
+                        target[a.size()] == '/');
+      if (!hit) {
+        ++it;
+        continue;
+      }
+      absent.push_back(*it);
+      it = absent_.erase(it);
+    }
+  }
+  InvalidateAbsent(se, absent);
   std::vector<KnownName> known = table_->Snapshot();
   auto is_beneath = [&](const KnownName& k) {
     return target == "/" || k.path == target ||

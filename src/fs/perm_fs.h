@@ -19,9 +19,11 @@
 #include <memory>
 #include <optional>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -53,6 +55,10 @@ struct FsOptions {
   // explicit invalidation (SetPolicy, InvalidatePath), never from short timeouts.
   double entry_timeout_s = 86400;
   double attr_timeout_s = 86400;
+  // Names found absent are cached by the kernel this long (negative dentries; 0 = never): every
+  // change the kernel does not make itself is announced (InvalidatePath), as for the two above.
+  // Hidden (`none`) names are cached alike (same cost as absent ones); SetPolicy drops them.
+  double negative_timeout_s = 86400;
   size_t fd_cache_capacity = 4096;  // O_PATH fds kept open (process limit here: 20,000)
   // false: answer every xattr request with ENOSYS once, so the kernel stops asking (faster `ls -l`,
   // no user.* xattrs). true: user.* xattrs work; other namespaces read as absent.
@@ -225,8 +231,9 @@ class PermFs {
   int CopyUpPath(const std::string& path, int lower_fd, const struct stat& st, bool empty);
   // Copy-up of a whole merged directory tree; every source object beneath gets a deletion record.
   int CopyUpTree(const std::string& path);
-  // The upper directory to create `name` in, after checking the merged name is free.
-  int PrepareCreate(const std::string& path, UniqueFd* dir_fd);
+  // The upper directory to create `name` (at `path`) in, in `parent`, after checking the merged
+  // name is free.
+  int PrepareCreate(const std::string& path, UniqueFd* dir_fd, Inode* parent, const char* name);
   int DeltaLoadDir(const policy::Policy& p, const std::string& dir_path, DirListing* d);
   void DeltaUnlink(fuse_req_t req, const policy::Policy& p, Inode* dir, const char* name,
                    bool is_rmdir, const Retry& retry);
@@ -340,8 +347,30 @@ class PermFs {
   int PrepareChange(Inode* n, const fuse_file_info* fi,
                     std::shared_lock<std::shared_mutex>* dlock);
   // Looks up `name` in `parent` on the host and, if visible, fills `e` (one kernel reference).
+  // Why a lookup answered ENOENT: the name is not there, or the policy hides it (`none`).
+  enum class Missing { kNo, kAbsent, kHidden };
   int DoLookup(fuse_req_t req, const policy::Policy& p, Inode* parent, const char* name,
-               fuse_entry_param* e, bool audit);
+               fuse_entry_param* e, bool audit, Missing* missing = nullptr);
+  // Negative dentries (docs/FILESYSTEM.md, "Negative entries"): the names the kernel may hold as
+  // absent with a long timeout are remembered so that InvalidatePath (and, for hidden ones,
+  // SetPolicy) can drop them. NoteAbsent records `path` in directory `parent` (false: the set is
+  // full, do not let the kernel cache it).
+  bool NoteAbsent(fuse_ino_t parent, const std::string& path, bool hidden);
+  // A name created through the mount is no longer absent (the kernel replaced its dentry); a
+  // removed directory takes the absent names beneath it along (`beneath`).
+  void ForgetAbsent(const std::string& path, bool beneath);
+  // After a successful unlink or rmdir of `path`: nothing is recorded (the kernel expires an
+  // unlinked name's dentry itself, fuse_entry_unlinked), but a removed directory's dentries went
+  // with it, so the absent names recorded beneath it are dropped.
+  void NoteRemoved(const std::string& path, bool is_dir);
+  // After a rename through the mount: the kernel moved the dentries beneath the old name, the
+  // absent ones included, so their records follow (InvalidatePath matches by path).
+  void MovedAbsent(const std::string& old_path, const std::string& new_path, bool exchange);
+  // Drops those names from the kernel's cache (a negative dentry goes, a positive one created
+  // meanwhile too: it is simply looked up again). With session_mu_ held, from a non-request thread.
+  static void InvalidateAbsent(
+      fuse_session* se, const std::vector<std::tuple<std::string, fuse_ino_t, bool>>& names);
+
   void FillEntry(const policy::Policy& p, Inode* node, const std::string& path,
                  const struct stat& st, bool upper, policy::Level level,
                  fuse_entry_param* e) const;
@@ -446,6 +475,14 @@ class PermFs {
   // tree, built on first need. Leaf locks of their own.
   std::unique_ptr<LinkIndex> source_links_;
   std::unique_ptr<LinkIndex> upper_links_;
+
+  // Absent names the kernel may cache, as (workspace path, parent node id, hidden by the policy)
+  // (NoteAbsent). Leaf lock.
+  // At most kMaxAbsent (past it, a lookup answered ENOENT is not cached); pruned by the creations,
+  // rmdirs and InvalidatePath calls that follow.
+  static constexpr size_t kMaxAbsent = 16384;
+  std::mutex absent_mu_;
+  std::set<std::tuple<std::string, fuse_ino_t, bool>> absent_;
 
   // Listings being read, by directory node id (PermFs::Readdir). Bounded: a reader that stops
   // before the end (`ls | head`) leaves its listing behind until it is evicted.

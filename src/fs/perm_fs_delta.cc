@@ -123,13 +123,25 @@ int PermFs::MergedEmpty(const std::string& dir_path) const {
   return 0;
 }
 
-int PermFs::PrepareCreate(const std::string& path, UniqueFd* dir_fd) {
+int PermFs::PrepareCreate(const std::string& path, UniqueFd* dir_fd, Inode* parent,
+                          const char* name) {
   if (!delta_) return 0;
   if (path.empty()) return ENOENT;
   Visible v;
-  int r = Resolve(path, &v);
+  int r = Resolve(path, &v, parent, name);
   if (r == 0) return EEXIST;
   if (r != ENOENT) return r;
+  if (table_->IsUpper(parent)) {
+    // The parent's own descriptor is its upper directory (as Resolve relies on): no walk from
+    // the upper root, which costs one openat per component of the path.
+    auto pfd = table_->PathFd(parent);
+    if (!pfd.ok()) return pfd.error().ToErrno();
+    UniqueFd dup(::fcntl((*pfd)->get(), F_DUPFD_CLOEXEC, 3));
+    if (!dup) return errno;
+    if (int e = delta_->ChargeInodes(1)) return e;
+    *dir_fd = std::move(dup);
+    return 0;
+  }
   auto dir = delta_->EnsureUpperDir(ParentPath(path), table_->root_fd());
   if (!dir.ok()) return dir.error().ToErrno();
   if (int e = delta_->ChargeInodes(1)) return e;
@@ -318,7 +330,7 @@ void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char
   std::string path = table_->ChildPath(dir, name);
   if (path.empty()) return (void)fuse_reply_err(req, ENOENT);
   Visible v;
-  if (int err = Resolve(path, &v)) return (void)fuse_reply_err(req, err);
+  if (int err = Resolve(path, &v, dir, name)) return (void)fuse_reply_err(req, err);
   const bool is_dir = S_ISDIR(v.st.st_mode);
   Verdict verdict = Decide(p, path, is_dir);
   if (int err = Check(req, path, op, verdict, Level::kWrite, &retry)) return ReplyErr(req, err);
@@ -327,13 +339,22 @@ void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char
   if (is_dir) {
     if (int err = MergedEmpty(path)) return (void)fuse_reply_err(req, err);
   }
-  const bool has_lower = LowerVisible(path) && [&] {
-    auto l = OpenBeneath(table_->root_fd(), path, O_PATH | O_NOFOLLOW);
-    return l.ok();
-  }();
+  // A source object shown by Resolve is the lower one; an upper one may hide one.
+  const bool has_lower =
+      !v.upper ||
+      (LowerVisible(path) && OpenBeneath(table_->root_fd(), path, O_PATH | O_NOFOLLOW).ok());
   if (v.upper) {
-    auto up = delta_->OpenUpper(ParentPath(path), O_PATH | O_DIRECTORY);
-    if (!up.ok()) return (void)fuse_reply_err(req, up.error().ToErrno());
+    // An upper parent's own descriptor is its upper directory; else walk to it.
+    std::shared_ptr<UniqueFd> up;
+    if (table_->IsUpper(dir)) {
+      auto pfd = table_->PathFd(dir);
+      if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
+      up = std::move(*pfd);
+    } else {
+      auto walked = delta_->OpenUpper(ParentPath(path), O_PATH | O_DIRECTORY);
+      if (!walked.ok()) return (void)fuse_reply_err(req, walked.error().ToErrno());
+      up = std::make_shared<UniqueFd>(std::move(*walked));
+    }
     if (::unlinkat(up->get(), name, is_dir ? AT_REMOVEDIR : 0) != 0) {
       return (void)fuse_reply_err(req, errno);
     }
@@ -347,6 +368,7 @@ void PermFs::DeltaUnlink(fuse_req_t req, const Policy& p, Inode* dir, const char
     if (auto s = delta_->MarkDeleted(path); !s.ok()) return (void)fuse_reply_err(req, s.error().ToErrno());
   }
   table_->NameRemoved(v.st.st_dev, v.st.st_ino, dir, name);
+  NoteRemoved(path, is_dir);
   fuse_reply_err(req, 0);
 }
 
@@ -458,6 +480,7 @@ void PermFs::DeltaRename(fuse_req_t req, const Policy& p, Inode* odir, const cha
     if (upper_target) table_->NameRemoved(nst.st_dev, nst.st_ino, ndir, newname);
     table_->Moved(ust.st_dev, ust.st_ino, odir, name, ndir, newname);
   }
+  MovedAbsent(old_path, new_path, exchange);
   fuse_reply_err(req, 0);
 }
 

@@ -253,7 +253,7 @@ void PermFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   }
   auto dlock = DeltaShared();
   UniqueFd dfd;
-  if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
+  if (int err = PrepareCreate(path, &dfd, dir, name)) return (void)fuse_reply_err(req, err);
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   const int at = delta_ ? dfd.get() : (*pfd)->get();
@@ -290,7 +290,7 @@ void PermFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   }
   auto dlock = DeltaShared();
   UniqueFd dfd;
-  if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
+  if (int err = PrepareCreate(path, &dfd, dir, name)) return (void)fuse_reply_err(req, err);
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   const int at = delta_ ? dfd.get() : (*pfd)->get();
@@ -321,7 +321,7 @@ void PermFs::Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, cons
   }
   auto dlock = DeltaShared();
   UniqueFd dfd;
-  if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
+  if (int err = PrepareCreate(path, &dfd, dir, name)) return (void)fuse_reply_err(req, err);
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   const int at = delta_ ? dfd.get() : (*pfd)->get();
@@ -369,6 +369,7 @@ void PermFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool is
     source_links_->Unlinked(st.st_dev, st.st_ino, st.st_nlink - 1, path);
   }
   table_->NameRemoved(st.st_dev, st.st_ino, dir, name);
+  NoteRemoved(path, S_ISDIR(st.st_mode));
   fuse_reply_err(req, 0);
 }
 
@@ -461,6 +462,7 @@ void PermFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
     if (replaced) table_->NameRemoved(nst.st_dev, nst.st_ino, ndir, newname);
     table_->Moved(ost.st_dev, ost.st_ino, odir, name, ndir, newname);
   }
+  MovedAbsent(old_path, new_path, exchange);
   fuse_reply_err(req, 0);
 }
 

@@ -110,7 +110,7 @@ void PermFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
   }
   auto dlock = DeltaShared();
   UniqueFd dfd;
-  if (int err = PrepareCreate(path, &dfd)) return (void)fuse_reply_err(req, err);
+  if (int err = PrepareCreate(path, &dfd, dir, name)) return (void)fuse_reply_err(req, err);
   auto pfd = table_->PathFd(dir);
   if (!pfd.ok()) return (void)fuse_reply_err(req, pfd.error().ToErrno());
   const int at = delta_ ? dfd.get() : (*pfd)->get();

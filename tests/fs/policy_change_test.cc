@@ -46,7 +46,7 @@ TEST(PolicyChange, DowngradeWhileCachedIsSeenByTheNextSyscall) {
   // read-only now: writes refused at once.
   EXPECT_EQ(Err(::open(m->mnt("dir/public.txt").c_str(), O_WRONLY)), EACCES);
   EXPECT_EQ(Err(::unlink(m->mnt("dir/public.txt").c_str())), EACCES);
-  // And back up: visible again immediately (no negative caching of hidden names).
+  // And back up: visible again immediately (SetPolicy drops the hidden name cached as absent).
   m->fs().SetPolicy(PresetPolicy("read-only"));
   EXPECT_EQ(ReadFile(m->mnt("dir/secret.txt")).value_or(""), kCanary);
 }

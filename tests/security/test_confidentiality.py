@@ -266,3 +266,32 @@ def test_oracle_detects_a_leak(world):
             raise AssertionError("a readable canary went unnoticed")
     finally:
         world.destroy(sid)
+
+
+def test_names_cached_as_absent_follow_the_policy(world):
+    """Negative dentries (docs/FILESYSTEM.md "Negative entries"): the kernel caches a probed hidden
+    name as absent, exactly like an absent one. Probing it first must neither keep it absent after
+    an upgrade nor make it appear before, nor let a create slip past the rule."""
+    sid = world.new_sandbox()
+    try:
+        probe = ("for i in 1 2 3; do stat -c %s .env .env.nothere secrets/key.pem 2>&1; done; "
+                 "touch output/.env.local 2>&1; ls -a output; ls -a | grep -c '^.env$'")
+        r = world.exec(probe, sandbox_id=sid)
+        assert r.stdout.count("No such file or directory") == 9, r
+        assert "Permission denied" in r.stdout and ".env.local" not in r.stdout.split("denied")[1]
+        rules = list(agent_safe_rules()) + [
+            P.PermissionRule(pattern="/.env", permission=P.PERMISSION_VIEW, priority=200)]
+        world.sb.UpdatePermissions(sandbox_pb2.UpdatePermissionsRequest(
+            sandbox_id=sid, permissions=rules), timeout=60)
+        # Visible at once, though the kernel held it as absent (its size only: `view`).
+        r = world.exec("stat -c %s .env; ls -a | grep -c '^.env$'; cat .env; echo rc=$?",
+                       sandbox_id=sid)
+        lines = r.stdout.split("\n")
+        assert lines[0].isdigit() and lines[1] == "1" and "rc=1" in r.stdout, r
+        world.sb.UpdatePermissions(sandbox_pb2.UpdatePermissionsRequest(
+            sandbox_id=sid, permissions=agent_safe_rules()), timeout=60)
+        r = world.exec(probe, sandbox_id=sid)
+        assert r.stdout.count("No such file or directory") == 9, r
+        assert r.stdout.rstrip().endswith("0"), r
+    finally:
+        world.destroy(sid)
