@@ -50,9 +50,13 @@ class Side:
             self.env = dict(os.environ)
 
     def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
-        ids = {"user": self.uid, "group": self.gid, "extra_groups": []} if self.user else {}
+        # Both sides change identity in the child, root to root included: with user/group set,
+        # subprocess forks this (large) Python process instead of vfork-ing it, a millisecond or
+        # more per command, which on 5-15 ms rows was the whole rootless "gap" when only one
+        # side paid it (docs/PERFORMANCE.md, "Rootless next to rootful").
         return subprocess.run(argv, env=self.env, check=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, **ids, **kw)
+                              stderr=subprocess.PIPE, user=self.uid, group=self.gid,
+                              extra_groups=[], **kw)
 
     def timed(self, argv: list[str]) -> float:
         t0 = time.perf_counter()
