@@ -22,6 +22,9 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 
+// How often the broker looks whether an interrupted caller is being killed (Held::interrupted).
+constexpr int64_t kDyingCheckNs = 100'000'000;
+
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
@@ -193,16 +196,45 @@ void AskBroker::Interrupted(fuse_req_t req) {
     if (id == by_req_.end()) return;  // answered meanwhile: its reply is on its way
     auto it = pending_.find(id->second);
     if (it == pending_.end()) return;
-    // A signal the caller will survive (SIGCHLD, a handled SIGINT...) leaves the request held:
-    // answering EINTR would make an SA_RESTART caller ask again under a new id. Only a caller
-    // that is being killed is let go.
-    if (!Dying(it->second.request.pid)) return;
+    // A signal the caller will survive (SIGCHLD, a handled SIGINT, SIGSTOP...) leaves the
+    // request held: answering EINTR would make an SA_RESTART caller ask again under a new id.
+    // Only a caller that is being killed is let go, now or, as no second interrupt comes, when
+    // the broker's thread sees it dying later.
+    if (!Dying(it->second.request.pid)) {
+      it->second.interrupted = true;
+      cv_.notify_all();
+      return;
+    }
     h = std::move(it->second);
     pending_.erase(it);
     by_req_.erase(id);
   }
   Emit(h, AskState::kCancelled, {policy::Level::kNone, "interrupted", ""});
   fuse_reply_err(req, EINTR);
+}
+
+void AskBroker::ReleaseDying() {
+  std::vector<std::pair<std::string, pid_t>> watched;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, h] : pending_) {
+      if (h.interrupted) watched.emplace_back(id, h.request.pid);
+    }
+  }
+  for (const auto& [id, pid] : watched) {
+    if (!Dying(pid)) continue;  // reads /proc: never under mu_
+    Held h;
+    {
+      std::lock_guard lock(mu_);
+      auto it = pending_.find(id);
+      if (it == pending_.end()) continue;  // answered meanwhile
+      h = std::move(it->second);
+      pending_.erase(it);
+      by_req_.erase(h.req);
+    }
+    Emit(h, AskState::kCancelled, {policy::Level::kNone, "interrupted", ""});
+    fuse_reply_err(h.req, EINTR);
+  }
 }
 
 void AskBroker::Stop() {
@@ -236,6 +268,7 @@ policy::Level AskBroker::GrantFor(fuse_req_t req, const std::string& path) const
 
 void AskBroker::Loop() {
   std::unique_lock lock(mu_);
+  int64_t last_dying_check = 0;
   while (true) {
     if (!tasks_.empty()) {
       Task t = std::move(tasks_.front());
@@ -255,9 +288,10 @@ void AskBroker::Loop() {
       continue;
     }
     if (stopping_) return;
-    // Timeouts: the earliest deadline first.
+    // Timeouts: the earliest deadline first; interrupted callers every kDyingCheckNs.
     const int64_t now = NowNs();
     int64_t next = INT64_MAX;
+    bool watching = false;
     std::vector<Held> expired;
     for (auto it = pending_.begin(); it != pending_.end();) {
       if (it->second.request.deadline_ns <= now) {
@@ -266,6 +300,7 @@ void AskBroker::Loop() {
         it = pending_.erase(it);
       } else {
         next = std::min(next, it->second.request.deadline_ns);
+        watching = watching || it->second.interrupted;
         ++it;
       }
     }
@@ -278,6 +313,14 @@ void AskBroker::Loop() {
       lock.lock();
       continue;
     }
+    if (watching && now >= last_dying_check + kDyingCheckNs) {
+      lock.unlock();
+      ReleaseDying();
+      lock.lock();
+      last_dying_check = now;
+      continue;  // what changed meanwhile is looked at again, under mu_
+    }
+    if (watching) next = std::min(next, last_dying_check + kDyingCheckNs);
     if (next == INT64_MAX) {
       cv_.wait(lock);
     } else {

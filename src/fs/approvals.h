@@ -70,6 +70,9 @@ class AskBroker {
     fuse_req_t req = nullptr;
     Resume resume;
     std::vector<std::pair<std::string, policy::Level>> grants;  // earlier grants of this request
+    // The kernel sent FUSE_INTERRUPT for a signal the caller survives. It sends one only: a
+    // later SIGKILL brings none, so the broker's thread re-checks such a caller (kDyingCheckNs).
+    bool interrupted = false;
   };
   struct Task {
     fuse_req_t req = nullptr;
@@ -80,6 +83,9 @@ class AskBroker {
   static void OnInterrupt(fuse_req_t req, void* broker);
   void Interrupted(fuse_req_t req);
   void Loop();
+  // Lets go (EINTR) every held request whose interrupted caller is being killed now; called by
+  // Loop() without mu_.
+  void ReleaseDying();
   void Emit(const Held& h, AskState state, const AskAnswer& a) const;
 
   const AskSink sink_;

@@ -224,6 +224,43 @@ TEST_F(AskTest, ACallerKilledWhileWaitingIsLetGo) {
   EXPECT_EQ(events_->Count(AskState::kCancelled), 1u);
 }
 
+// The kernel sends FUSE_INTERRUPT once, at the first signal: a caller that survives that
+// signal (handled, or SIGSTOP) stays held under the same id, and when it is killed afterwards,
+// with no second interrupt, it is still let go within the broker's check, not at the timeout.
+TEST_F(AskTest, ACallerSignalledThenKilledWhileWaitingIsLetGo) {
+  Mount({"**/*=read", "/secret=ask@10"});
+  WriteFile(m_->src("secret"), "s\n");
+  for (int first : {SIGUSR1, SIGSTOP}) {
+    SCOPED_TRACE(strsignal(first));
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      struct sigaction sa {};
+      sa.sa_handler = [](int) {};
+      sa.sa_flags = SA_RESTART;
+      ::sigaction(SIGUSR1, &sa, nullptr);
+      int fd = ::open(m_->mnt("secret").c_str(), O_RDONLY);
+      ::_exit(fd >= 0 ? 0 : 1);
+    }
+    auto held = WaitPending(1);
+    ASSERT_EQ(held.size(), 1u);
+    const size_t cancelled = events_->Count(AskState::kCancelled);
+    ASSERT_EQ(::kill(child, first), 0);
+    std::this_thread::sleep_for(milliseconds(400));
+    auto still = m_->fs().PendingAsks();
+    ASSERT_EQ(still.size(), 1u) << "a caller that survives its signal stays held";
+    EXPECT_EQ(still[0].id, held[0].id) << "and is not asked again";
+    ASSERT_EQ(::kill(child, SIGKILL), 0);
+    int status = 0;
+    auto start = steady_clock::now();
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(3)) << "kept until the timeout";
+    EXPECT_TRUE(WIFSIGNALED(status));
+    EXPECT_TRUE(m_->fs().PendingAsks().empty());
+    EXPECT_EQ(events_->Count(AskState::kCancelled), cancelled + 1);
+  }
+}
+
 TEST_F(AskTest, StoppingTheMountReleasesEveryWaiterWithEacces) {
   Mount({"**/*=read", "/asked/**=ask@10"});
   ::mkdir(m_->src("asked").c_str(), 0755);
