@@ -1,7 +1,9 @@
 // `npm pack` output installs and imports in a clean folder, offline (from the tarball and the npm
-// cache that `npm ci` filled), and its type declarations type-check a consumer.
+// cache that our `npm ci` filled, even on a fresh machine), and its type declarations type-check a
+// consumer.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
@@ -23,13 +25,35 @@ test("npm pack installs and imports in a clean folder", (t) => {
 
   const app = join(out, "app");
   execFileSync("mkdir", ["-p", app]);
-  // A TypeScript consumer has @types/node; pinning the version this package was built with keeps
-  // the whole install inside the npm cache (protobufjs, under @grpc/grpc-js, wants some version).
-  const typesNode = JSON.parse(readFileSync(join(PKG, "node_modules", "@types", "node", "package.json"), "utf8")).version;
+  // A TypeScript consumer has @types/node. `npm ci` from a lockfile fetches every package by its
+  // integrity from the npm cache that our own `npm ci` filled, so the install stays offline even on
+  // a fresh machine (resolving a version range would need registry metadata npm ci never caches).
+  // The lockfile: the tarball, then the runtime closure of ours (every entry not marked dev, which
+  // includes the @types/node that protobufjs, under @grpc/grpc-js, depends on).
+  const ours = JSON.parse(readFileSync(join(PKG, "package-lock.json"), "utf8"));
+  const manifest = JSON.parse(readFileSync(join(PKG, "package.json"), "utf8"));
+  const typesNode = ours.packages["node_modules/@types/node"].version;
+  const spec = `file:../${tgz}`;
+  const packages = {
+    "": { name: "app", dependencies: { "@agentfense/sdk": spec }, devDependencies: { "@types/node": typesNode } },
+    "node_modules/@agentfense/sdk": {
+      version: manifest.version,
+      resolved: spec,
+      integrity: "sha512-" + createHash("sha512").update(readFileSync(join(out, tgz))).digest("base64"),
+      license: manifest.license,
+      dependencies: manifest.dependencies,
+      engines: manifest.engines,
+    },
+  };
+  for (const [path, entry] of Object.entries(ours.packages)) {
+    if (path !== "" && !entry.dev) packages[path] = entry;
+  }
   writeFileSync(join(app, "package.json"), JSON.stringify({
-    name: "app", private: true, type: "module", devDependencies: { "@types/node": typesNode },
+    name: "app", private: true, type: "module",
+    dependencies: { "@agentfense/sdk": spec }, devDependencies: { "@types/node": typesNode },
   }));
-  execFileSync("npm", ["install", "--offline", "--ignore-scripts", "--no-audit", "--no-fund", join(out, tgz)], {
+  writeFileSync(join(app, "package-lock.json"), JSON.stringify({ name: "app", lockfileVersion: 3, requires: true, packages }));
+  execFileSync("npm", ["ci", "--offline", "--ignore-scripts", "--no-audit", "--no-fund"], {
     cwd: app,
     stdio: "pipe",
   });
