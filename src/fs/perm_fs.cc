@@ -322,6 +322,7 @@ int PermFs::DoLookup(fuse_req_t req, const Policy& p, Inode* parent, const char*
       if (missing != nullptr && err == ENOENT) *missing = Missing::kAbsent;
       return err;
     }
+    if (v.upper && S_ISDIR(v.st.st_mode)) AdoptUpperTwin(path, parent, name, v);
     fd = std::move(v.fd);
     st = v.st;
     upper = v.upper;

@@ -229,6 +229,10 @@ class PermFs {
   int CopyUpInode(Inode* n, bool empty);
   // Copy-up of the lower object at `path` (fd/st), switching a known inode to the copy.
   int CopyUpPath(const std::string& path, int lower_fd, const struct stat& st, bool empty);
+  // A lookup found `v`, the upper twin of a directory (created when a child was made in it):
+  // the inode known by the source directory at `path` moves to the twin, keeping its node id and
+  // st_ino, as a copy-up does. No-op when the twin is known already or the source has no inode.
+  void AdoptUpperTwin(const std::string& path, Inode* parent, const char* name, const Visible& v);
   // Copy-up of a whole merged directory tree; every source object beneath gets a deletion record.
   int CopyUpTree(const std::string& path);
   // The upper directory to create `name` (at `path`) in, in `parent`, after checking the merged

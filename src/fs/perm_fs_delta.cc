@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <set>
+#include <unordered_map>
 
 #include "base/log.h"
 #include "base/path.h"
@@ -106,6 +107,32 @@ int PermFs::Resolve(const std::string& path, Visible* v, Inode* parent, const ch
   v->fd = std::move(*low);
   v->upper = false;
   return 0;
+}
+
+void PermFs::AdoptUpperTwin(const std::string& path, Inode* parent, const char* name,
+                            const Visible& v) {
+  if (Inode* known = table_->Find(v.st.st_dev, v.st.st_ino); known != nullptr) {
+    table_->Forget(known, 1);
+    return;
+  }
+  if (!LowerVisible(path)) return;
+  UniqueFd low;
+  if (parent != nullptr && name != nullptr && !table_->IsUpper(parent)) {
+    auto pfd = table_->PathFd(parent);
+    if (!pfd.ok()) return;
+    low.Reset(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  } else if (auto l = OpenBeneath(table_->root_fd(), path, O_PATH | O_NOFOLLOW); l.ok()) {
+    low = std::move(*l);
+  }
+  struct stat lst;
+  if (!low || ::fstat(low.get(), &lst) != 0 || !S_ISDIR(lst.st_mode)) return;
+  Inode* n = table_->Find(lst.st_dev, lst.st_ino);
+  if (n == nullptr) return;
+  if (!table_->IsUpper(n) && n->is_dir()) {
+    UniqueFd dup(::fcntl(v.fd.get(), F_DUPFD_CLOEXEC, 3));
+    if (dup) table_->SwitchBacking(n, std::move(dup), v.st, true);
+  }
+  table_->Forget(n, 1);
 }
 
 int PermFs::MergedEmpty(const std::string& dir_path) const {
@@ -303,20 +330,43 @@ int PermFs::DeltaLoadDir(const Policy& p, const std::string& dir_path, DirListin
   const std::string prefix = dir_path == "/" ? "/" : dir_path + "/";
   d->entries.push_back({".", 1, DT_DIR});
   d->entries.push_back({"..", 1, DT_DIR});
+  // A copy-up keeps the inode number the agent saw (FillEntry: node->ino): listings show that
+  // one too, so that d_ino and st_ino agree (ls -i, find, fts compare them). A copied-up file's
+  // inode is known by its upper object; a directory that only gained an upper twin (a child was
+  // created in it) by its source object, so those take the number the source listing gives.
+  auto known_ino = [&](dev_t dev, ino_t ino, bool want_upper, ino_t* shown) {
+    Inode* node = table_->Find(dev, ino);
+    if (node == nullptr) return;
+
+    if (table_->IsUpper(node) == want_upper) *shown = node->ino;
+    table_->Forget(node, 1);
+  };
+  std::unordered_map<std::string, size_t> merged_dirs;  // upper directories, by name: entry index
   auto add = [&](const Name& n, bool upper) {
     if (!seen.insert(n.name).second) return;
     if (Decide(p, prefix + n.name, n.type == DT_DIR).level == Level::kNone) return;
     d->entries.push_back({n.name, n.ino, n.type, upper});
+    if (upper && n.type == DT_DIR) merged_dirs.emplace(n.name, d->entries.size() - 1);
   };
   if (auto up = delta_->OpenUpper(dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW); up.ok()) {
-    for (auto& n : ListNames(std::move(*up))) add(n, true);
+    struct stat ust;
+    const bool have_dev = ::fstat(up->get(), &ust) == 0;
+    for (auto& n : ListNames(std::move(*up))) {
+      if (have_dev) known_ino(ust.st_dev, n.ino, /*want_upper=*/true, &n.ino);
+      add(n, true);
+    }
   }
   if (LowerVisible(dir_path)) {
     if (auto low = OpenBeneath(table_->root_fd(), dir_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
         low.ok()) {
+      struct stat lst;
+      const bool have_dev = ::fstat(low->get(), &lst) == 0;
       const bool any_deleted = delta_->HasDeletions();
       for (auto& n : ListNames(std::move(*low))) {
         if (any_deleted && delta_->IsDeleted(prefix + n.name)) continue;
+        if (auto it = merged_dirs.find(n.name); it != merged_dirs.end() && have_dev) {
+          known_ino(lst.st_dev, n.ino, /*want_upper=*/false, &d->entries[it->second].ino);
+        }
         add(n, false);
       }
     }

@@ -468,6 +468,47 @@ TEST_F(DeltaTest, SurvivesARemount) {
   EXPECT_TRUE(stdfs::is_directory(src + "/d"));
 }
 
+// A copy-up keeps the inode number the agent already saw, in stat and in listings alike: a
+// listing's d_ino that differs from stat's st_ino confuses `ls -i`, `find -inum`, fts.
+TEST_F(DeltaTest, ACopiedUpObjectListsTheInodeNumberItStats) {
+  std::string src = dir_ / "src", delta = dir_ / "delta";
+  ::mkdir(src.c_str(), 0755);
+  ::mkdir((src + "/d").c_str(), 0755);
+  ::mkdir((src + "/d/sub").c_str(), 0755);
+  WriteFile(src + "/d/f", "f");
+  auto m = DeltaMount(src, delta);
+  ASSERT_NE(m, nullptr);
+  struct stat f0, sub0;
+  ASSERT_EQ(::stat(m->mnt("d/f").c_str(), &f0), 0);
+  ASSERT_EQ(::stat(m->mnt("d/sub").c_str(), &sub0), 0);
+  WriteFile(m->mnt("d/f"), "changed");            // the file is copied up
+  WriteFile(m->mnt("d/sub/new"), "n");            // the directory gets its upper copy
+  WriteFile(m->mnt("d/other"), "o");              // d changed: its next listing is fresh
+  auto listed = [&](const char* name) -> ino_t {
+    DIR* dp = ::opendir(m->mnt("d").c_str());
+    ino_t ino = 0;
+    while (dirent* de = dp ? ::readdir(dp) : nullptr) {
+      if (std::string(de->d_name) == name) ino = de->d_ino;
+    }
+    if (dp) ::closedir(dp);
+    return ino;
+  };
+  struct stat f1, sub1;
+  ASSERT_EQ(::stat(m->mnt("d/f").c_str(), &f1), 0);
+  ASSERT_EQ(::stat(m->mnt("d/sub").c_str(), &sub1), 0);
+  EXPECT_EQ(f1.st_ino, f0.st_ino);
+  EXPECT_EQ(sub1.st_ino, sub0.st_ino);
+  EXPECT_EQ(listed("f"), f1.st_ino);
+  EXPECT_EQ(listed("sub"), sub1.st_ino);
+  // The listing's lookups found the same inodes: nothing changed identity under the agent.
+  struct stat f2, sub2;
+  ASSERT_EQ(::stat(m->mnt("d/f").c_str(), &f2), 0);
+  ASSERT_EQ(::stat(m->mnt("d/sub").c_str(), &sub2), 0);
+  EXPECT_EQ(f2.st_ino, f0.st_ino);
+  EXPECT_EQ(sub2.st_ino, sub0.st_ino);
+  EXPECT_EQ(ReadFile(m->mnt("d/sub/new")), "n");
+}
+
 // RENAME_EXCHANGE of directories holding source content (and of a directory with a file): each
 // name shows exactly the other object's tree, nothing of its own source tree leaks through, a
 // remount keeps it, and the commit leaves the source equal to the native result.
