@@ -137,6 +137,8 @@ TEST(AskAgent, HeldFileOperationsStallNothingAreBoundedAndDieWithTheConnection) 
   a.Read(1, "held/0");
   auto held = WaitPending(*m, 1);
   ASSERT_EQ(held.size(), 1u);
+  // A person deciding sees what waits: the file operation, not the agent's command line.
+  EXPECT_EQ(held[0].command, "file tool: read held/0");
   proto::Exec e;
   e.shell_command = "echo alive";
   auto t0 = steady_clock::now();

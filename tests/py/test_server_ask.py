@@ -326,6 +326,7 @@ def test_a_file_tool_held_at_ask_blocks_nothing_else(server):
         held = pool.submit(mcp_call, server, e.id, "read_file", {"path": "secret"})
         [a] = e.pending()
         assert a.path == "/secret" and a.access == S.APPROVAL_ACCESS_READ
+        assert a.command == "file tool: read secret", a.command  # not the agent's command line
         t0 = time.time()
         assert e.run("echo alive", timeout=10).stdout == "alive\n"
         assert mcp_text(mcp_call(server, e.id, "read_file", {"path": "README"}, timeout=10)) == "readme\n"

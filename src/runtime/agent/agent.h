@@ -31,6 +31,11 @@ struct AgentOptions {
   std::string workspace = "/workspace";
   std::string home = "/tmp";
   std::string user = "sandbox";
+  // The process's argument area (argv[0] to the end of the last argument). A file worker writes
+  // the operation it runs there, so that /proc/PID/cmdline, which an `ask` approval shows as the
+  // command, names that operation instead of the agent's own command line. Null: left alone.
+  char* title_area = nullptr;
+  size_t title_size = 0;
 };
 
 struct Conn {

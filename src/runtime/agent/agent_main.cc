@@ -9,6 +9,11 @@
 
 int main(int argc, char** argv) {
   agentfense::runtime::agent::AgentOptions options;
+  if (argc > 0) {  // the arguments lie back to back from argv[0]
+    options.title_area = argv[0];
+    options.title_size = static_cast<size_t>(argv[argc - 1] + std::strlen(argv[argc - 1]) + 1 -
+                                             argv[0]);
+  }
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {

@@ -321,7 +321,20 @@ class FileOps {
 
 // A file worker's life: read one FileOp frame, carry it out, write its answer, until the agent
 // closes the socket (or kills it).
-[[noreturn]] void FileWorkerMain(int sock, const std::string& workspace) {
+// What a worker shows as its command line while it runs `op` ("file tool: read src/a.c"), cut to
+// the argument area and NUL-padded (its last byte stays NUL, so the kernel reads no further).
+void ShowOperation(const AgentOptions& o, const proto::FileOp& op) {
+  if (o.title_area == nullptr || o.title_size < 2) return;
+  static constexpr const char* kNames[] = {"?", "stat", "read", "write", "list", "edit"};
+  const uint8_t k = static_cast<uint8_t>(op.op);
+  std::string text = std::string("file tool: ") + kNames[k <= proto::kMaxFileOpKind ? k : 0] +
+                     " " + (op.path.empty() ? "." : op.path);
+  const size_t n = std::min(text.size(), o.title_size - 1);
+  std::memcpy(o.title_area, text.data(), n);
+  std::memset(o.title_area + n, 0, o.title_size - n);
+}
+
+[[noreturn]] void FileWorkerMain(int sock, const AgentOptions& options) {
   proto::FrameReader reader;
   char buf[65536];
   for (;;) {
@@ -336,8 +349,9 @@ class FileOps {
     }
     const proto::Frame& f = **next;
     auto op = proto::DecodeFileOp(f.payload);
+    if (op.ok()) ShowOperation(options, *op);
     Result<proto::FileResult> result =
-        op.ok() ? FileOps(workspace).Run(*op) : Result<proto::FileResult>(op.error());
+        op.ok() ? FileOps(options.workspace).Run(*op) : Result<proto::FileResult>(op.error());
     Result<std::string> frame = result.ok() ? proto::Encode(f.request_id, *result)
                                             : ErrorFrame(f.request_id, result.error());
     if (!frame.ok()) frame = ErrorFrame(f.request_id, frame.error());
@@ -396,7 +410,7 @@ Result<FileWorker*> Agent::IdleFileWorker() {
     if (fd > 3) ::syscall(SYS_close_range, 3, fd - 1, 0);
     ::syscall(SYS_close_range, fd + 1, ~0U, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // the agent gone (tests run it as a plain process)
-    FileWorkerMain(fd, options_.workspace);
+    FileWorkerMain(fd, options_);
   }
   ::fcntl(ours.get(), F_SETFL, ::fcntl(ours.get(), F_GETFL) | O_NONBLOCK);
   FileWorker& w = file_workers_[pid];
