@@ -337,7 +337,6 @@ int PermFs::DeltaLoadDir(const Policy& p, const std::string& dir_path, DirListin
   auto known_ino = [&](dev_t dev, ino_t ino, bool want_upper, ino_t* shown) {
     Inode* node = table_->Find(dev, ino);
     if (node == nullptr) return;
-
     if (table_->IsUpper(node) == want_upper) *shown = node->ino;
     table_->Forget(node, 1);
   };

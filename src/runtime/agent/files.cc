@@ -319,8 +319,6 @@ class FileOps {
   const std::string& workspace_;
 };
 
-// A file worker's life: read one FileOp frame, carry it out, write its answer, until the agent
-// closes the socket (or kills it).
 // What a worker shows as its command line while it runs `op` ("file tool: read src/a.c"), cut to
 // the argument area and NUL-padded (its last byte stays NUL, so the kernel reads no further).
 void ShowOperation(const AgentOptions& o, const proto::FileOp& op) {
@@ -334,6 +332,8 @@ void ShowOperation(const AgentOptions& o, const proto::FileOp& op) {
   std::memset(o.title_area + n, 0, o.title_size - n);
 }
 
+// A file worker's life: read one FileOp frame, carry it out, write its answer, until the agent
+// closes the socket (or kills it).
 [[noreturn]] void FileWorkerMain(int sock, const AgentOptions& options) {
   proto::FrameReader reader;
   char buf[65536];
