@@ -108,6 +108,11 @@ TEST(Path, SplitJoinParent) {
   EXPECT_EQ(JoinRelativePath("a/b", "c"), "a/b/c");
   EXPECT_EQ(SplitRelativePath("a/b/c"), (std::pair<std::string, std::string>{"a/b", "c"}));
   EXPECT_EQ(SplitRelativePath("c"), (std::pair<std::string, std::string>{"", "c"}));
+  EXPECT_TRUE(PathIsWithin("/a/b", "/a"));
+  EXPECT_TRUE(PathIsWithin("/a", "/a"));
+  EXPECT_TRUE(PathIsWithin("/a", "/"));
+  EXPECT_FALSE(PathIsWithin("/ab", "/a"));
+  EXPECT_FALSE(PathIsWithin("/a", "/a/b"));
 }
 
 TEST(Mountinfo, UnescapesOnlyWellFormedOctal) {

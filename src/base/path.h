@@ -41,6 +41,10 @@ std::string JoinWorkspacePath(std::string_view dir, std::string_view name);
 // Parent of a normalized workspace path ("/a/b" → "/a", "/a" → "/", "/" → "/").
 std::string ParentPath(std::string_view path);
 
+// `path` is `root` or beneath it, both absolute and normalized ("/" holds everything):
+// ("/a/b", "/a") and ("/a", "/a") → true, ("/ab", "/a") → false.
+bool PathIsWithin(std::string_view path, std::string_view root);
+
 // Last component of a normalized workspace path ("/a/b" → "b", "/" → "").
 std::string BaseName(std::string_view path);
 

@@ -62,18 +62,13 @@ Result<std::string> ExistingDir(const std::string& path, const std::string& what
   return std::string(resolved);
 }
 
-bool IsWithin(const std::string& path, const std::string& root) {
-  return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
-                          (root == "/" || path[root.size()] == '/'));
-}
-
 // --keep-delta DIR: created when missing; an existing one must be empty (a delta is never merged
 // into another), and it must not lie inside the source (the sandbox would see its own delta).
 Result<std::string> PrepareKeepDelta(const std::string& path, const std::string& source) {
   // Checked before mkdir too, so that refused input creates nothing inside the source.
   std::error_code wc;
   std::string planned = stdfs::weakly_canonical(path, wc).string();
-  if (!wc && IsWithin(planned, source))
+  if (!wc && PathIsWithin(planned, source))
     return Invalid("--keep-delta " + path + " is inside " + source);
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error(ErrorCode::kInvalidArgument, "--keep-delta " + path + ": " + std::strerror(errno),
@@ -82,7 +77,7 @@ Result<std::string> PrepareKeepDelta(const std::string& path, const std::string&
   AF_ASSIGN_OR_RETURN(std::string dir, ExistingDir(path, "--keep-delta directory"));
   std::error_code ec;
   if (!stdfs::is_empty(dir, ec) || ec) return Invalid("--keep-delta " + path + " is not empty");
-  if (IsWithin(dir, source)) return Invalid("--keep-delta " + path + " is inside " + source);
+  if (PathIsWithin(dir, source)) return Invalid("--keep-delta " + path + " is inside " + source);
   return dir;
 }
 

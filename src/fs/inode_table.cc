@@ -472,6 +472,13 @@ Inode* InodeTable::Find(dev_t dev, ino_t ino) {
   return it->second;
 }
 
+std::optional<InodeTable::KnownInode> InodeTable::Known(dev_t dev, ino_t ino) const {
+  std::lock_guard lock(mu_);
+  auto it = by_key_.find({dev, ino});
+  if (it == by_key_.end()) return std::nullopt;
+  return KnownInode{it->second->ino, it->second->upper};  // upper: mu_ suffices to read it
+}
+
 std::vector<Inode*> InodeTable::PinUpperInodes() {
   std::lock_guard lock(mu_);
   std::vector<Inode*> out;

@@ -21,6 +21,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -160,6 +161,13 @@ class InodeTable {
   // The inode currently known for host object (dev, ino), with one extra reference the caller
   // drops with Forget(inode, 1); nullptr when unknown.
   Inode* Find(dev_t dev, ino_t ino);
+  // What the table knows of host object (dev, ino) without taking a reference: the st_ino its
+  // inode shows and whether it is backed by the upper tree; nullopt when unknown.
+  struct KnownInode {
+    ino_t ino;
+    bool upper;
+  };
+  std::optional<KnownInode> Known(dev_t dev, ino_t ino) const;
   // Every inode backed by the upper tree, each with one extra reference (drop with Forget).
   std::vector<Inode*> PinUpperInodes();
   // Every inode but the root, each with one extra reference (drop with Forget).

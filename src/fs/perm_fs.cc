@@ -481,12 +481,19 @@ bool PermFs::NoteAbsent(fuse_ino_t parent, const std::string& path, bool hidden)
   return true;
 }
 
-void PermFs::InvalidateAbsent(fuse_session* se,
-                              const std::vector<std::tuple<std::string, fuse_ino_t, bool>>& names) {
+void PermFs::InvalidateAbsent(fuse_session* se, const std::vector<AbsentName>& names) {
   for (const auto& [path, dir, hidden] : names) {
     const std::string name = BaseName(path);
     fuse_lowlevel_notify_inval_entry(se, dir, name.c_str(), name.size());
   }
+}
+
+std::pair<std::set<PermFs::AbsentName>::iterator, std::set<PermFs::AbsentName>::iterator>
+PermFs::AbsentBeneath(const std::string& path) {
+  // Paths beneath `path` sort between "path/" and "path0" ('0' follows '/').
+  const std::string lo = path == "/" ? "/" : path + "/";
+  const std::string hi = path == "/" ? "0" : path + "0";
+  return {absent_.lower_bound({lo, 0, false}), absent_.lower_bound({hi, 0, false})};
 }
 
 void PermFs::NoteRemoved(const std::string& path, bool is_dir) {
@@ -499,20 +506,16 @@ void PermFs::MovedAbsent(const std::string& old_path, const std::string& new_pat
   if (absent_.empty()) return;
   // The records strictly beneath `from` (the name itself is a positive dentry: it was renamed).
   auto take = [this](const std::string& from) {
-    std::vector<std::tuple<std::string, fuse_ino_t, bool>> out;
-    const std::string lo = from + "/";
-    const std::string hi = from + "0";  // '0' follows '/'
-    auto first = absent_.lower_bound({lo, 0, false});
-    auto last = absent_.lower_bound({hi, 0, false});
-    out.assign(first, last);
+    auto [first, last] = AbsentBeneath(from);
+    std::vector<AbsentName> out(first, last);
     absent_.erase(first, last);
     return out;
   };
   auto moved = take(old_path);
   // A replaced target took its entries with it; an exchanged one moves to the old name.
   auto back = take(new_path);
-  auto put = [this](const std::vector<std::tuple<std::string, fuse_ino_t, bool>>& recs,
-                    const std::string& from, const std::string& to) {
+  auto put = [this](const std::vector<AbsentName>& recs, const std::string& from,
+                    const std::string& to) {
     for (const auto& [path, dir, hidden] : recs) {
       absent_.emplace(to + path.substr(from.size()), dir, hidden);
     }
@@ -527,10 +530,8 @@ void PermFs::ForgetAbsent(const std::string& path, bool beneath) {
   auto it = absent_.lower_bound({path, 0, false});
   while (it != absent_.end() && std::get<0>(*it) == path) it = absent_.erase(it);
   if (!beneath) return;
-  // Paths beneath `path` sort between "path/" and "path0" ('0' follows '/').
-  const std::string lo = path == "/" ? "/" : path + "/";
-  const std::string hi = path == "/" ? "0" : path + "0";
-  absent_.erase(absent_.lower_bound({lo, 0, false}), absent_.lower_bound({hi, 0, false}));
+  auto [first, last] = AbsentBeneath(path);
+  absent_.erase(first, last);
 }
 
 void PermFs::Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -663,7 +664,7 @@ void PermFs::SetPolicy(Policy policy) {
   if (se == nullptr) return;
   // Names the kernel holds as absent because the old policy hid them (Lookup recorded them
   // before replying, under policy_mu_): any of them may be visible now. Absent ones stay absent.
-  std::vector<std::tuple<std::string, fuse_ino_t, bool>> hidden;
+  std::vector<AbsentName> hidden;
   {
     std::lock_guard absent_lock(absent_mu_);
     for (auto it = absent_.begin(); it != absent_.end();) {
@@ -743,17 +744,12 @@ Status PermFs::InvalidatePath(std::string_view workspace_path) {
   const std::string parent = ParentPath(target);  // a string: ParentPath returns one
   // Names cached as absent at, beneath or above the target (a name created at /a/b/c makes an
   // absent /a or /a/b wrong too). Taken after the generation moved (Lookup).
-  std::vector<std::tuple<std::string, fuse_ino_t, bool>> absent;
+  std::vector<AbsentName> absent;
   {
     std::lock_guard lock(absent_mu_);
     for (auto it = absent_.begin(); it != absent_.end();) {
       const std::string& a = std::get<0>(*it);
-      const bool hit = target == "/" || a == target ||
-                       (a.size() > target.size() && a.compare(0, target.size(), target) == 0 &&
-                        a[target.size()] == '/') ||
-                       (target.size() > a.size() && target.compare(0, a.size(), a) == 0 &&
-                        target[a.size()] == '/');
-      if (!hit) {
+      if (!PathIsWithin(a, target) && !PathIsWithin(target, a)) {
         ++it;
         continue;
       }
@@ -763,11 +759,7 @@ Status PermFs::InvalidatePath(std::string_view workspace_path) {
   }
   InvalidateAbsent(se, absent);
   std::vector<KnownName> known = table_->Snapshot();
-  auto is_beneath = [&](const KnownName& k) {
-    return target == "/" || k.path == target ||
-           (k.path.size() > target.size() && k.path.compare(0, target.size(), target) == 0 &&
-            k.path[target.size()] == '/');
-  };
+  auto is_beneath = [&](const KnownName& k) { return PathIsWithin(k.path, target); };
   if (kernel_checks_) {
     std::vector<uint64_t> ids;
     for (const KnownName& k : known) {

@@ -222,6 +222,10 @@ class PermFs {
   // longer than PATH_MAX, so a deep working directory works as natively).
   int Resolve(const std::string& path, Visible* v, Inode* parent = nullptr,
               const char* name = nullptr) const;
+  // Resolve's source side: one component relative to `source_parent` (a source directory) when
+  // given, else `path` beneath the tree's root.
+  int ResolveLower(const std::string& path, Visible* v, Inode* source_parent,
+                   const char* name) const;
   bool LowerVisible(const std::string& path) const;
   // 0 when the merged directory has no entry at all (hidden ones count), else ENOTEMPTY/errno.
   int MergedEmpty(const std::string& dir_path) const;
@@ -372,8 +376,12 @@ class PermFs {
   void MovedAbsent(const std::string& old_path, const std::string& new_path, bool exchange);
   // Drops those names from the kernel's cache (a negative dentry goes, a positive one created
   // meanwhile too: it is simply looked up again). With session_mu_ held, from a non-request thread.
-  static void InvalidateAbsent(
-      fuse_session* se, const std::vector<std::tuple<std::string, fuse_ino_t, bool>>& names);
+  // (workspace path, parent node id, hidden by the policy)
+  using AbsentName = std::tuple<std::string, fuse_ino_t, bool>;
+  static void InvalidateAbsent(fuse_session* se, const std::vector<AbsentName>& names);
+  // The records strictly beneath `path` (absent_mu_ held): they sort from "path/" to "path0".
+  std::pair<std::set<AbsentName>::iterator, std::set<AbsentName>::iterator> AbsentBeneath(
+      const std::string& path);
 
   void FillEntry(const policy::Policy& p, Inode* node, const std::string& path,
                  const struct stat& st, bool upper, policy::Level level,
@@ -480,13 +488,12 @@ class PermFs {
   std::unique_ptr<LinkIndex> source_links_;
   std::unique_ptr<LinkIndex> upper_links_;
 
-  // Absent names the kernel may cache, as (workspace path, parent node id, hidden by the policy)
-  // (NoteAbsent). Leaf lock.
+  // Absent names the kernel may cache (NoteAbsent). Leaf lock.
   // At most kMaxAbsent (past it, a lookup answered ENOENT is not cached); pruned by the creations,
   // rmdirs and InvalidatePath calls that follow.
   static constexpr size_t kMaxAbsent = 16384;
   std::mutex absent_mu_;
-  std::set<std::tuple<std::string, fuse_ino_t, bool>> absent_;
+  std::set<AbsentName> absent_;
 
   // Listings being read, by directory node id (PermFs::Readdir). Bounded: a reader that stops
   // before the end (`ls | head`) leaves its listing behind until it is evicted.

@@ -87,9 +87,14 @@ int PermFs::Resolve(const std::string& path, Visible* v, Inode* parent, const ch
     }
     if (up.error().code() != ErrorCode::kNotFound) return up.error().ToErrno();
   }
+  return ResolveLower(path, v, parent_upper ? nullptr : parent, name);
+}
+
+int PermFs::ResolveLower(const std::string& path, Visible* v, Inode* source_parent,
+                         const char* name) const {
   if (!LowerVisible(path)) return ENOENT;
-  if (parent != nullptr && !parent_upper) {
-    auto pfd = table_->PathFd(parent);
+  if (source_parent != nullptr) {
+    auto pfd = table_->PathFd(source_parent);
     if (!pfd.ok()) return pfd.error().ToErrno();
     UniqueFd fd(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return errno;
@@ -111,22 +116,14 @@ int PermFs::Resolve(const std::string& path, Visible* v, Inode* parent, const ch
 
 void PermFs::AdoptUpperTwin(const std::string& path, Inode* parent, const char* name,
                             const Visible& v) {
-  if (Inode* known = table_->Find(v.st.st_dev, v.st.st_ino); known != nullptr) {
-    table_->Forget(known, 1);
+  if (table_->Known(v.st.st_dev, v.st.st_ino).has_value()) return;
+  Visible low;
+  const bool source_parent = parent != nullptr && !table_->IsUpper(parent);
+  if (ResolveLower(path, &low, source_parent ? parent : nullptr, name) != 0 ||
+      !S_ISDIR(low.st.st_mode)) {
     return;
   }
-  if (!LowerVisible(path)) return;
-  UniqueFd low;
-  if (parent != nullptr && name != nullptr && !table_->IsUpper(parent)) {
-    auto pfd = table_->PathFd(parent);
-    if (!pfd.ok()) return;
-    low.Reset(::openat((*pfd)->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  } else if (auto l = OpenBeneath(table_->root_fd(), path, O_PATH | O_NOFOLLOW); l.ok()) {
-    low = std::move(*l);
-  }
-  struct stat lst;
-  if (!low || ::fstat(low.get(), &lst) != 0 || !S_ISDIR(lst.st_mode)) return;
-  Inode* n = table_->Find(lst.st_dev, lst.st_ino);
+  Inode* n = table_->Find(low.st.st_dev, low.st.st_ino);
   if (n == nullptr) return;
   if (!table_->IsUpper(n) && n->is_dir()) {
     UniqueFd dup(::fcntl(v.fd.get(), F_DUPFD_CLOEXEC, 3));
@@ -335,10 +332,7 @@ int PermFs::DeltaLoadDir(const Policy& p, const std::string& dir_path, DirListin
   // inode is known by its upper object; a directory that only gained an upper twin (a child was
   // created in it) by its source object, so those take the number the source listing gives.
   auto known_ino = [&](dev_t dev, ino_t ino, bool want_upper, ino_t* shown) {
-    Inode* node = table_->Find(dev, ino);
-    if (node == nullptr) return;
-    if (table_->IsUpper(node) == want_upper) *shown = node->ino;
-    table_->Forget(node, 1);
+    if (auto k = table_->Known(dev, ino); k.has_value() && k->upper == want_upper) *shown = k->ino;
   };
   std::unordered_map<std::string, size_t> merged_dirs;  // upper directories, by name: entry index
   auto add = [&](const Name& n, bool upper) {
