@@ -342,6 +342,10 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       p->Add(mount);
       mount->add_flag("-d,--background", m->background, "Serve from a detached process");
       mount->add_option("--threads", m->threads, "FUSE worker threads (default 1)")->type_name("N");
+      mount
+          ->add_option("--busy-poll", m->busy_poll_us,
+                       "Keep reading requests this long after one before sleeping (default 25)")
+          ->type_name("US");
       mount->add_flag("--allow-other", m->allow_other,
                       "Serve every local user (the host's permission bits apply to them)");
       mount

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "base/unique_fd.h"
 #include "cli/exit_codes.h"
 #include "fs/mount.h"
@@ -46,6 +48,11 @@ struct Validated {
 Result<Validated> Validate(const MountOptions& o) {
   if (o.threads < 1 || o.threads > 64) {
     return Error(ErrorCode::kInvalidArgument, "--threads must be between 1 and 64");
+  }
+  if (o.busy_poll_us && (*o.busy_poll_us < 0 || *o.busy_poll_us > fs::kMaxBusyPollUs)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("--busy-poll must be between 0 and {} microseconds",
+                             fs::kMaxBusyPollUs));
   }
   Validated v;
   AF_ASSIGN_OR_RETURN(v.source, ExistingDir(o.source, "SOURCE"));
@@ -87,7 +94,7 @@ Result<Validated> Validate(const MountOptions& o) {
 
 // Serves until SIGINT/SIGTERM/SIGHUP or an external umount. The signals are blocked before the
 // mount starts so that the FUSE threads inherit the mask and only this thread takes them.
-int Serve(Validated v, int threads, bool allow_other, int ready_fd, std::ostream& err) {
+int Serve(Validated v, const MountOptions& o, int ready_fd, std::ostream& err) {
   // Validate() always sets it; checked here because the type cannot say so.
   if (!v.policy) return Fail(Error(ErrorCode::kInternal, "mount: no policy"), err);
   sigset_t set;
@@ -95,10 +102,11 @@ int Serve(Validated v, int threads, bool allow_other, int ready_fd, std::ostream
   for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
   fs::FsOptions options;
-  options.threads = threads;
+  options.threads = o.threads;
+  if (o.busy_poll_us) options.busy_poll_us = *o.busy_poll_us;
   options.delta_dir = v.delta_dir;
   fs::MountAccess access = fs::MountAccess::Self();
-  access.everyone = allow_other;
+  access.everyone = o.allow_other;
   auto mount = fs::Mount::Start(v.source, v.mountpoint, std::move(*v.policy), options, access);
   if (!mount.ok()) {
     std::string line = "error: " + mount.error().ToString() + "\n";
@@ -133,7 +141,7 @@ int RunMount(const MountOptions& options, std::ostream& out, std::ostream& err) 
   auto v = Validate(options);
   if (!v.ok()) return Fail(v.error(), err);
   if (!options.background) {
-    return Serve(std::move(*v), options.threads, options.allow_other, -1, err);
+    return Serve(std::move(*v), options, -1, err);
   }
 
   // -d: a detached child serves; we return once it reports the mount up (or its error).
@@ -154,7 +162,7 @@ int RunMount(const MountOptions& options, std::ostream& out, std::ostream& err) 
       ::dup2(devnull, 2);
     }
     std::ostringstream ignored;
-    ::_exit(Serve(std::move(*v), options.threads, options.allow_other, w.Release(), ignored));
+    ::_exit(Serve(std::move(*v), options, w.Release(), ignored));
   }
   w.Reset();
   std::string line;

@@ -3,6 +3,7 @@
 // (-d); `umount` detaches it, which ends the serving process.
 #pragma once
 
+#include <optional>
 #include <ostream>
 #include <string>
 
@@ -16,6 +17,7 @@ struct MountOptions {
   std::string mountpoint;
   bool background = false;
   int threads = 1;
+  std::optional<int> busy_poll_us;  // unset: fs::FsOptions::busy_poll_us's default
   // Serve every local user, the host's permission bits enforced for them (default: the invoking
   // user alone; fs::MountAccess).
   bool allow_other = false;

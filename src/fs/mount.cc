@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -302,23 +303,33 @@ void Mount::Work() {
   // buffer", which has no enumerator.
   fuse_buf buf{};  // NOLINT(bugprone-invalid-enum-default-initialization)
   pollfd fds[2] = {{dev_fd_, POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-  // poll, then read: two syscalls per request, the same whether the caller is serial (the usual
-  // case: every request finds the queue empty) or not.
+  // Idle: poll, then read (two syscalls per request). Busy, i.e. within busy_poll_us of the last
+  // request: reads that find nothing return at once (O_NONBLOCK), and the worker keeps trying
+  // instead of sleeping. A sleeping worker costs each request two wake-ups (ours, then the
+  // caller's, whose CPU went idle meanwhile), which on a VM cost more than the rest of the round
+  // trip (docs/PERFORMANCE.md, "What one request costs").
+  using Clock = std::chrono::steady_clock;
+  const auto busy_poll = std::chrono::microseconds(fs_->options().busy_poll_us);
+  Clock::time_point busy_until{};
   while (!stop_.load(std::memory_order_acquire)) {
-    fds[0].revents = fds[1].revents = 0;
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      AF_LOG_ERROR("FUSE loop for {}: poll: {}", mountpoint_, std::strerror(errno));
-      break;
+    if (busy_poll.count() == 0 || Clock::now() >= busy_until) {
+      fds[0].revents = fds[1].revents = 0;
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        AF_LOG_ERROR("FUSE loop for {}: poll: {}", mountpoint_, std::strerror(errno));
+        break;
+      }
+      if (fds[1].revents != 0 || (fds[0].revents & POLLNVAL) != 0) break;
     }
-    if (fds[1].revents != 0 || (fds[0].revents & POLLNVAL) != 0) break;
-    // Readable, or POLLERR (connection gone): the read returns the request, or ENODEV.
+    // Readable, or POLLERR (connection gone), or busy: the read returns the request, ENODEV, or
+    // EAGAIN.
     int r = fuse_session_receive_buf(session_, &buf);
     if (r > 0) {
       fuse_session_process_buf(session_, &buf);
+      if (busy_poll.count() != 0) busy_until = Clock::now() + busy_poll;
       continue;
     }
-    if (r == -EAGAIN || r == -EINTR) continue;  // another worker took the request
+    if (r == -EAGAIN || r == -EINTR) continue;  // nothing yet, or another worker took it
     // 0: ENODEV, the connection is gone (unmounted from outside). Else a fatal error.
     if (r < 0) {
       AF_LOG_ERROR("FUSE loop for {}: reading /dev/fuse: {}", mountpoint_, std::strerror(-r));

@@ -73,7 +73,8 @@ int Usage(const char* msg) {
   (void)std::fprintf(
       stderr,
       "usage: agentfense-mount [--preset NAME] [--rule PATTERN=LEVEL[@PRIORITY]]...\n"
-      "         [--threads N] [--fd-cache N] [--no-xattr] [--audit] [--background]\n"
+      "         [--threads N] [--busy-poll US] [--fd-cache N] [--no-xattr] [--audit]\n"
+      "         [--background]\n"
       "         [--serve UID:GID] [--daemon-open]\n"
       "         [--log-level LEVEL]\n"
       "         [--delta DIR [--delta-quota-bytes N] [--delta-quota-inodes N]]\n"
@@ -205,6 +206,13 @@ int main(int argc, char** argv) {
       uint64_t n = 0;
       if (!v || !ParseNumber(v, 1, 64, &n)) return Usage("--threads needs a number from 1 to 64");
       a.options.threads = static_cast<int>(n);
+    } else if (s == "--busy-poll") {
+      const char* v = next();
+      uint64_t n = 0;
+      if (!v || !ParseNumber(v, 0, fs::kMaxBusyPollUs, &n)) {
+        return Usage("--busy-poll needs a number of microseconds from 0 to 10000");
+      }
+      a.options.busy_poll_us = static_cast<int>(n);
     } else if (s == "--fd-cache") {
       const char* v = next();
       uint64_t n = 0;

@@ -38,6 +38,9 @@
 
 namespace agentfense::fs {
 
+// The largest FsOptions::busy_poll_us the command lines accept (10 ms of spinning per burst).
+inline constexpr int kMaxBusyPollUs = 10000;
+
 // One denied operation, for the audit log (SPEC §3.7).
 struct AuditEvent {
   std::string path;        // workspace path the decision was about
@@ -67,6 +70,11 @@ struct FsOptions {
   // docs/FILESYSTEM.md); 1 stays the default because it measured faster on 2 vCPUs (warm find and
   // ls -lR: thread hand-offs cost more than they overlap for a serial caller).
   int threads = 1;
+  // After answering a request, a worker keeps reading /dev/fuse for this long (µs) before it
+  // sleeps in poll(), so that a caller issuing requests back to back (cp -r, tar x, rm -rf) does
+  // not pay two wake-ups per request: 0 = always sleep. Costs up to this much CPU time after the
+  // last request of a burst, none while the mount is idle (docs/PERFORMANCE.md).
+  int busy_poll_us = 25;  // at most kMaxBusyPollUs
   AuditSink audit;
   // The only caller served (SPEC §5, host side): a request from any other uid is refused with
   // EACCES and audited (op "caller"). uid 0 is served too: the kernel sends page writeback as

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -239,6 +241,44 @@ TEST(Teardown, FileHeldOpenDoesNotDelayUnmount) {
     EXPECT_EQ(ThreadCount(), threads_before);
     struct stat st;
     EXPECT_NE(::stat(m->src("dir/after").c_str(), &st), 0) << "served after Unmount()";
+  }
+}
+
+double ProcessCpuMs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+// FsOptions::busy_poll_us: after a burst of requests a worker keeps reading for that long, then
+// sleeps. An idle mount must cost no CPU: a worker that never stopped spinning would burn the
+// whole idle window below. Both settings serve requests alike, and Unmount() reaches a spinning
+// worker as it reaches a sleeping one.
+TEST(BusyPoll, WorkersSleepOnceRequestsStop) {
+  AF_REQUIRE_FUSE();
+  for (int busy_poll_us : {0, 25, kMaxBusyPollUs}) {
+    SCOPED_TRACE(busy_poll_us);
+    FsOptions opts;
+    opts.busy_poll_us = busy_poll_us;
+    opts.threads = busy_poll_us == 25 ? 2 : 1;
+    auto m = MountedFs::Start(PresetPolicy("full-access"), opts);
+    ASSERT_NE(m, nullptr);
+    WriteFile(m->src("f"), "data");
+    // Each getxattr of a non-user name is a request the kernel never caches.
+    for (int i = 0; i < 500; ++i) {
+      char v[8];
+      ASSERT_LT(::getxattr(m->mnt("f").c_str(), "security.af_test", v, sizeof(v)), 0);
+    }
+    EXPECT_EQ(ReadFile(m->mnt("f")), "data");
+    const double before = ProcessCpuMs();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const double idle_cpu = ProcessCpuMs() - before;
+    // At most the spin window (10 ms) plus noise; a worker that kept spinning: ~500 ms.
+    EXPECT_LT(idle_cpu, 100.0) << "CPU used while the mount was idle";
+    ASSERT_EQ(::getxattr(m->mnt("f").c_str(), "security.af_test", nullptr, 0), -1);
+    auto t0 = Clock::now();
+    m->mount().Unmount();
+    EXPECT_LT(Clock::now() - t0, std::chrono::seconds(3));
   }
 }
 
