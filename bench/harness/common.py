@@ -111,8 +111,11 @@ def machine() -> dict:
     if Path("/etc/os-release").exists():
         m = re.search(r'PRETTY_NAME="([^"]+)"', Path("/etc/os-release").read_text())
         os_name = m.group(1) if m else "?"
+    machine_id = Path("/etc/machine-id")
     return {
         "os": os_name,
+        # With the kernel, what tells two runs' machines apart (report.group_times).
+        "machine_id": machine_id.read_text().strip() if machine_id.exists() else "",
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "cpu": cpu,

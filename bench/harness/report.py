@@ -40,11 +40,36 @@ def machine_block(m: dict, quick: bool, when: str) -> str:
             f"load average {m.get('load_average', 0):.1f} at the start.\n")
 
 
-def group_times(results: dict, when: str) -> str:
-    """Groups rerun later than the machine line's run (`--groups`), so no table hides its age."""
-    later = [f"{g} at `{r['when']}` (commit {r.get('commit')}, load {r.get('load_average') or 0:.1f})"
-             for g, r in results.items() if isinstance(r, dict) and r.get("when") not in (None, when)]
-    return f"\nRerun since, on the same machine: {', '.join(later)}.\n" if later else ""
+def same_machine(stamp: dict | None, m: dict) -> bool:
+    """Whether a group's run (its "machine" stamp) ran where the machine line's run did. Results
+    from before runs were stamped count as the machine line's; a machine line without an id
+    (older) is told apart by its kernel alone."""
+    if not stamp:
+        return True
+    if stamp.get("kernel") != m.get("kernel"):
+        return False
+    return not m.get("machine_id") or stamp.get("id") == m.get("machine_id")
+
+
+def group_times(results: dict, when: str, m: dict) -> str:
+    """Groups rerun later than the machine line's run (`--groups`), so no table hides its age,
+    and those that ran on another machine say so, with its kernel."""
+    same, other = [], []
+    for g, r in results.items():
+        if not isinstance(r, dict) or r.get("when") in (None, when):
+            continue
+        text = f"{g} at `{r['when']}` (commit {r.get('commit')}, load {r.get('load_average') or 0:.1f})"
+        if same_machine(r.get("machine"), m):
+            same.append(text)
+        else:
+            other.append(f"{text[:-1]}, kernel {r['machine'].get('kernel')})")
+    out = ""
+    if same:
+        out += f"\nRerun since, on the same machine: {', '.join(same)}.\n"
+    if other:
+        out += (f"\nRerun since on another machine of the same kind (compare these groups' "
+                f"ratios with each other, not with the other groups'): {', '.join(other)}.\n")
+    return out
 
 
 def policy_block(r: dict) -> str:
@@ -535,7 +560,7 @@ def plots(results: dict) -> list[str]:
 
 
 def update_doc(results: dict, machine: dict, quick: bool, when: str) -> list[str]:
-    blocks = {"machine": machine_block(machine, quick, when) + group_times(results, when),
+    blocks = {"machine": machine_block(machine, quick, when) + group_times(results, when, machine),
               "goals": goals_block(results)}
     render = {"policy": policy_block, "fs": fs_block, "delta": delta_block, "start": start_block,
               "net": net_block,
