@@ -344,7 +344,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       mount->add_option("--threads", m->threads, "FUSE worker threads (default 1)")->type_name("N");
       mount
           ->add_option("--busy-poll", m->busy_poll_us,
-                       "Keep reading requests this long after one before sleeping (default 25)")
+                       "Keep reading requests this long after one before sleeping (default 0)")
           ->type_name("US");
       mount->add_flag("--allow-other", m->allow_other,
                       "Serve every local user (the host's permission bits apply to them)");

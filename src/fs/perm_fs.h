@@ -30,6 +30,7 @@
 
 #include "base/result.h"
 #include "fs/approvals.h"
+#include "fs/busy_poll.h"
 #include "fs/changes.h"
 #include "fs/delta.h"
 #include "fs/inode_table.h"
@@ -37,9 +38,6 @@
 #include "policy/policy.h"
 
 namespace agentfense::fs {
-
-// The largest FsOptions::busy_poll_us the command lines accept (10 ms of spinning per burst).
-inline constexpr int kMaxBusyPollUs = 10000;
 
 // One denied operation, for the audit log (SPEC §3.7).
 struct AuditEvent {
@@ -72,9 +70,10 @@ struct FsOptions {
   int threads = 1;
   // After answering a request, a worker keeps reading /dev/fuse for this long (µs) before it
   // sleeps in poll(), so that a caller issuing requests back to back (cp -r, tar x, rm -rf) does
-  // not pay two wake-ups per request: 0 = always sleep. Costs up to this much CPU time after the
-  // last request of a burst, none while the mount is idle (docs/PERFORMANCE.md).
-  int busy_poll_us = 25;  // at most kMaxBusyPollUs
+  // not pay two wake-ups per request: 0 = always sleep (the default). Costs up to this much CPU
+  // time after the last request of a burst, none while the mount is idle; on a loaded host that
+  // CPU is taken from everything else (docs/PERFORMANCE.md, "What one request costs").
+  int busy_poll_us = kDefaultBusyPollUs;  // 0 to kMaxBusyPollUs (fs/busy_poll.h)
   AuditSink audit;
   // The only caller served (SPEC §5, host side): a request from any other uid is refused with
   // EACCES and audited (op "caller"). uid 0 is served too: the kernel sends page writeback as

@@ -33,7 +33,7 @@ const std::set<std::string>& KnownKeys() {
       "runtime.docker.enable_networking",
       "network", "network.dns_servers", "network.public_cidrs",
       "sandbox", "sandbox.default_expiration", "sandbox.max_per_user", "sandbox.cleanup_interval",
-      "sandbox.uid_range", "sandbox.max_checkpoints", "logging", "logging.level", "logging.format"};
+      "sandbox.uid_range", "sandbox.max_checkpoints", "sandbox.fuse_busy_poll_us", "logging", "logging.level", "logging.format"};
   return keys;
 }
 
@@ -210,6 +210,7 @@ Result<Config> ParseConfig(const std::string& yaml_text, std::string source) {
   AF_RETURN_IF_ERROR(ReadDuration(root, "sandbox.cleanup_interval", c.sandbox.cleanup_interval));
   AF_RETURN_IF_ERROR(Read(root, "sandbox.uid_range", c.sandbox.uid_range));
   AF_RETURN_IF_ERROR(Read(root, "sandbox.max_checkpoints", c.sandbox.max_checkpoints));
+  AF_RETURN_IF_ERROR(Read(root, "sandbox.fuse_busy_poll_us", c.sandbox.fuse_busy_poll_us));
   AF_RETURN_IF_ERROR(Read(root, "logging.level", c.logging.level));
   std::string format;
   AF_RETURN_IF_ERROR(Read(root, "logging.format", format));
@@ -245,6 +246,10 @@ Status ValidateConfig(const Config& c) {
   if (c.sandbox.max_per_user <= 0) return KeyError("sandbox.max_per_user", "must be positive");
   if (c.sandbox.max_checkpoints < 0 || c.sandbox.max_checkpoints > 10000) {
     return KeyError("sandbox.max_checkpoints", "must be between 0 and 10000");
+  }
+  if (c.sandbox.fuse_busy_poll_us < 0 || c.sandbox.fuse_busy_poll_us > fs::kMaxBusyPollUs) {
+    return KeyError("sandbox.fuse_busy_poll_us",
+                    fmt::format("must be between 0 and {} (microseconds)", fs::kMaxBusyPollUs));
   }
   if (c.sandbox.cleanup_interval < std::chrono::seconds(1)) {
     return KeyError("sandbox.cleanup_interval", "must be at least 1s");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "fs/busy_poll.h"
 
 namespace agentfense::server {
 
@@ -60,6 +61,8 @@ struct Config {
     // Host uids/gids of sandboxes, one each (runtime/identity.h, docs/OPERATIONS.md).
     std::string uid_range = "524288-589823";
     int max_checkpoints = 100;  // checkpoints of its delta each sandbox may keep (CHECKPOINTS.md)
+    // How long a sandbox's FUSE worker keeps reading requests after one (fs::FsOptions).
+    int fuse_busy_poll_us = fs::kDefaultBusyPollUs;
   } sandbox;
   struct Logging {
     std::string level = "info";

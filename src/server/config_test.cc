@@ -97,6 +97,7 @@ TEST(Config, BadValuesNameTheKey) {
       {"sandbox:\n  max_per_user: many\n", "sandbox.max_per_user"},
       {"logging:\n  format: xml\n", "logging.format"},
       {"server:\n  grpc_addr: [1, 2]\n", "server.grpc_addr"},
+      {"sandbox:\n  fuse_busy_poll_us: soon\n", "sandbox.fuse_busy_poll_us"},
   };
   for (const auto& tc : cases) {
     auto c = ParseConfig(tc.yaml, "t");
@@ -136,6 +137,23 @@ TEST(Config, RemoteBindNeedsTokenOrOptIn) {
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().message().find("beyond loopback"), std::string::npos);
   EXPECT_TRUE(LoadConfig(o, "secret-token").ok());
+}
+
+TEST(Config, FuseBusyPollDefaultsAndZero) {
+  auto d = ParseConfig("", "t");
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  EXPECT_EQ(d->sandbox.fuse_busy_poll_us, fs::kDefaultBusyPollUs);
+  auto z = ParseConfig("sandbox:\n  fuse_busy_poll_us: 25\n", "t");
+  ASSERT_TRUE(z.ok()) << z.error().ToString();
+  EXPECT_EQ(z->sandbox.fuse_busy_poll_us, 25);
+  EXPECT_TRUE(ValidateConfig(*z).ok());
+  for (int bad : {-1, fs::kMaxBusyPollUs + 1}) {
+    Config c;
+    c.sandbox.fuse_busy_poll_us = bad;
+    Status st = ValidateConfig(c);
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.error().message().find("sandbox.fuse_busy_poll_us"), std::string::npos);
+  }
 }
 
 TEST(Config, ValidationOfLimits) {

@@ -60,6 +60,7 @@ service::SandboxApiOptions SandboxOptionsFrom(const Config& c) {
   o.cleanup_interval = c.sandbox.cleanup_interval;
   o.identity_range = c.sandbox.uid_range;
   o.max_checkpoints = c.sandbox.max_checkpoints;
+  o.fuse_busy_poll_us = c.sandbox.fuse_busy_poll_us;
   return o;
 }
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "fs/busy_poll.h"
 #include "mcp/workspace.h"
 #include "sandbox/v1/sandbox.pb.h"
 
@@ -239,6 +240,7 @@ struct SandboxApiOptions {
   std::chrono::nanoseconds cleanup_interval{std::chrono::minutes(1)};
   std::string identity_range = "524288-589823";  // sandbox.uid_range
   int max_checkpoints = 100;                      // sandbox.max_checkpoints (per sandbox)
+  int fuse_busy_poll_us = fs::kDefaultBusyPollUs;  // sandbox.fuse_busy_poll_us
 };
 
 // What the sandbox manager borrows from the server. Both outlive the SandboxApi.

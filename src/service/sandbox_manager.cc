@@ -294,6 +294,7 @@ Status SandboxManager::StartLocked(SandboxRecord& rec) {
   spec.delta_quota_inodes = static_cast<uint64_t>(rec.delta_quota_inodes);
   spec.max_checkpoints = static_cast<uint64_t>(std::max(options_.max_checkpoints, 1));
   spec.ask_timeout_ms = static_cast<uint64_t>(rec.ask_timeout_ms);
+  spec.fuse_busy_poll_us = options_.fuse_busy_poll_us;
   std::error_code ec;
   stdfs::remove(spec.run_dir + "/" + kSessionsFile, ec);  // sessions die with a stopped sandbox
 

@@ -179,6 +179,7 @@ std::string SpecToJson(const SupervisorSpec& s) {
             {"delta_quota_inodes", s.delta_quota_inodes},
             {"max_checkpoints", s.max_checkpoints},
             {"ask_timeout_ms", s.ask_timeout_ms},
+            {"fuse_busy_poll_us", s.fuse_busy_poll_us},
             {"limits",
              {{"memory_bytes", s.limits.memory_bytes},
               {"cpu_quota_us", s.limits.cpu_quota_us},
@@ -242,6 +243,8 @@ Result<SupervisorSpec> SpecFromJson(const std::string& text) {
     s.max_checkpoints = j.value("max_checkpoints", uint64_t{0});
     field = "ask_timeout_ms";
     s.ask_timeout_ms = j.value("ask_timeout_ms", uint64_t{0});
+    field = "fuse_busy_poll_us";
+    s.fuse_busy_poll_us = j.value("fuse_busy_poll_us", int64_t{-1});
     field = "limits";
     if (j.contains("limits")) {
       const auto& l = j.at("limits");

@@ -44,6 +44,8 @@ struct SupervisorSpec {
   // How long an access to an `ask` path waits for a decision before it is denied (EACCES);
   // 0 = the default (60 s). docs/PERMISSIONS.md, "ask".
   uint64_t ask_timeout_ms = 0;
+  // fs::FsOptions::busy_poll_us for the sandbox's mount; -1 = its default.
+  int64_t fuse_busy_poll_us = -1;
   std::vector<policy::Rule> rules;
   RuntimeKind runtime = RuntimeKind::kBwrap;
   std::string image;  // docker only; empty = configured default

@@ -23,6 +23,7 @@ TEST(SupervisorSpec, RoundTrips) {
   s.delta_dir = "/var/lib/x/delta";
   s.delta_quota_bytes = 1 << 20;
   s.delta_quota_inodes = 7;
+  s.fuse_busy_poll_us = 25;
   s.limits = {512u << 20, 50000, 512, 64};
   auto back = SpecFromJson(SpecToJson(s));
   ASSERT_TRUE(back.ok()) << back.error().ToString();
@@ -41,6 +42,8 @@ TEST(SupervisorSpec, RoundTrips) {
   EXPECT_EQ(back->delta_dir, "/var/lib/x/delta");
   EXPECT_EQ(back->delta_quota_bytes, 1u << 20);
   EXPECT_EQ(back->delta_quota_inodes, 7u);
+  EXPECT_EQ(back->fuse_busy_poll_us, 25);
+  EXPECT_EQ(SupervisorSpec{}.fuse_busy_poll_us, -1);  // not set: the mount's default
   EXPECT_EQ(back->limits.memory_bytes, 512u << 20);
   EXPECT_EQ(back->limits.cpu_quota_us, 50000);
   EXPECT_EQ(back->limits.pids_limit, 64u);

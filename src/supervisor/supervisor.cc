@@ -111,6 +111,9 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(SupervisorSpec spec) {
   fs::FsOptions options;
   Supervisor* self = s.get();
   options.ask_timeout = std::chrono::milliseconds(sp.ask_timeout_ms);
+  if (sp.fuse_busy_poll_us >= 0 && sp.fuse_busy_poll_us <= fs::kMaxBusyPollUs) {
+    options.busy_poll_us = static_cast<int>(sp.fuse_busy_poll_us);
+  }
   options.ask_events = [self](const fs::AskEvent& e) { self->OnAskEvent(e); };
   options.audit = [self](const fs::AuditEvent& e) {
     self->WriteAudit({{"time", static_cast<int64_t>(::time(nullptr))},
