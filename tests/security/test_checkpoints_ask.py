@@ -169,14 +169,27 @@ def test_one_approval_lets_exactly_one_access_through(world):
 def test_a_flood_of_asks_is_bounded_and_the_server_stays_up(world):
     fut = exec_later(world, "cd asked; for i in $(seq 0 299); do (cat $i >/dev/null 2>&1; "
                             "echo $? > /tmp/rc.$i) & done; wait; cat /tmp/rc.* | sort | uniq -c")
-    held = pending(world, 256)
+    pending(world, 256)
     time.sleep(0.5)
-    assert len(pending(world)) == 256  # the rest was denied at once
+    assert len(pending(world)) == 256  # the bound: what comes meanwhile is denied at once
+    # Deny what is held until every cat has ended. On a loaded machine some of the 300 cats start
+    # only after the first answers and are held in the slots those answers free: nobody else
+    # would answer them (they would wait for the ask timeout, as long as the exec's).
+    answered = set()
+    deny = lambda a: world.sb.AnswerApproval(S.AnswerApprovalRequest(  # noqa: E731
+        sandbox_id=world.sandbox_id, approval_id=a.id, decision=S.APPROVAL_DECISION_DENY))
+    deadline = time.time() + 60
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda a: world.sb.AnswerApproval(S.AnswerApprovalRequest(
-            sandbox_id=world.sandbox_id, approval_id=a.id, decision=S.APPROVAL_DECISION_DENY)), held))
+        while not fut.done() and time.time() < deadline:
+            held = pending(world, 0)
+            assert len(held) <= 256
+            fresh = [a for a in held if a.id not in answered]
+            answered.update(a.id for a in fresh)
+            list(pool.map(deny, fresh))
+            time.sleep(0.05)
     counts = fut.result(60).stdout.split()
-    assert counts == ["300", "1"]  # every cat failed: 44 at once, 256 by the answers
+    assert counts == ["300", "1"]  # every cat failed: denied at once, or by an answer
+    assert 256 <= len(answered) <= 300
     world.healthy()
 
 
