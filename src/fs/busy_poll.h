@@ -1,7 +1,8 @@
 // How long a FUSE worker keeps reading requests after answering one (FsOptions::busy_poll_us,
 // docs/FILESYSTEM.md): the default and the bound every configuration is checked against, in a
 // header of their own so that configuration code needs no FUSE header. Off by default: it makes
-// bursts of requests cheaper but costs CPU on a loaded host (docs/PERFORMANCE.md).
+// bursts of requests cheaper, and what its spinning costs a loaded host is not measured yet
+// (docs/PERFORMANCE.md, "What one request costs").
 #pragma once
 
 namespace agentfense::fs {
