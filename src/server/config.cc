@@ -33,7 +33,8 @@ const std::set<std::string>& KnownKeys() {
       "runtime.docker.enable_networking",
       "network", "network.dns_servers", "network.public_cidrs",
       "sandbox", "sandbox.default_expiration", "sandbox.max_per_user", "sandbox.cleanup_interval",
-      "sandbox.uid_range", "sandbox.max_checkpoints", "sandbox.fuse_busy_poll_us", "logging", "logging.level", "logging.format"};
+      "sandbox.uid_range", "sandbox.max_checkpoints", "sandbox.fuse_busy_poll_us", "logging",
+      "logging.level", "logging.format"};
   return keys;
 }
 

@@ -139,7 +139,7 @@ TEST(Config, RemoteBindNeedsTokenOrOptIn) {
   EXPECT_TRUE(LoadConfig(o, "secret-token").ok());
 }
 
-TEST(Config, FuseBusyPollDefaultsAndZero) {
+TEST(Config, FuseBusyPollDefaultAndBounds) {
   auto d = ParseConfig("", "t");
   ASSERT_TRUE(d.ok()) << d.error().ToString();
   EXPECT_EQ(d->sandbox.fuse_busy_poll_us, fs::kDefaultBusyPollUs);
